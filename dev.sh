@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One entry point that sets everything up on a fresh machine, then runs the main job or the tests.
+#   ./dev.sh drill   the drills in suites/ against the configured target, reports in reports/<run-id>/
+#   ./dev.sh test    lint, type check and the harness's own tests (tests/)
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY=${PYTHON:-python3}
+VENV=.venv
+
+need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  # Debian packages the tests and the sandbox run for real (never the system service itself).
+  local missing=()
+  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+  command -v mariadb-install-db >/dev/null 2>&1 || [ -x /usr/bin/mariadb-install-db ] || missing+=(mariadb-server)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "dev.sh: installing ${missing[*]} with apt-get" >&2
+    need_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive need_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+venv() {
+  "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || { echo "dev.sh: python >= 3.11 needed ($PY is $("$PY" --version))" >&2; exit 2; }
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  local stamp="$VENV/.drdrill-installed" want
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    "$VENV/bin/python" -c 'import drdrill.plugin' || { echo "dev.sh: install failed" >&2; exit 1; }
+    echo "$want" > "$stamp"
+  fi
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  drill)
+    venv
+    exec "$VENV/bin/pytest" suites "$@"
+    ;;
+  test)
+    apt_install
+    venv
+    "$VENV/bin/ruff" check src tests benchmarks suites fixtures
+    "$VENV/bin/mypy"
+    exec "$VENV/bin/pytest" tests "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh drill|test [pytest args]" >&2
+    exit 2
+    ;;
+esac

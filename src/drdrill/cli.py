@@ -1,0 +1,49 @@
+"""The ``drdrill`` command: one sub-command a module under ``drdrill.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from drdrill import __version__
+from drdrill.errors import DrillError, InputError
+
+#: sub-command name -> module in ``drdrill.commands``; each module has ``add_parser`` and ``run``.
+COMMANDS: tuple[str, ...] = ("objectives", "watch", "recover")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="drdrill", description="Disaster-recovery drills measured against the runbook."
+    )
+    parser.add_argument("--version", action="version", version=f"drdrill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"drdrill.commands.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; bad input gives one line on stderr and exit status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except InputError as exc:
+        print(f"drdrill: error: {exc}", file=sys.stderr)
+        return 2
+    except DrillError as exc:
+        print(f"drdrill: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("drdrill: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The stack config (``drdrill.yaml``): validated at the edge, typed inside.
+
+Every error names the file, the line and the key, in one line: ``drdrill.yaml:12: probes.interval:
+...``. Durations may be written as numbers of seconds or as text ("2 minutes", "90s").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from drdrill.errors import ConfigError, DurationError
+
+DEFAULT_CONFIG = "drdrill.yaml"
+
+
+def _to_seconds(value: object) -> object:
+    """Durations in the config: a number of seconds, or text the runbook parser understands."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, got a boolean")
+    if isinstance(value, str):
+        from drdrill.durations import parse_duration
+
+        try:
+            seconds = parse_duration(value, "config")
+        except DurationError as exc:
+            raise ValueError(exc.message) from exc
+        if seconds is None:
+            raise ValueError(f"'{value}' is not a duration")
+        return seconds
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_to_seconds), Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class EndpointConfig(_Model):
+    """One endpoint the probes sample, with what makes a sample good."""
+
+    url: str
+    name: str | None = None
+    expect_status: int | list[int] = 200
+    body_contains: str | None = None
+    body_matches: str | None = None
+    json_field: str | None = None
+    json_equals: Any = None
+    timeout: Seconds | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"'{value}' is not an http:// or https:// url")
+        return value
+
+
+class ProbesConfig(_Model):
+    """Continuous probes: how often, how patient, what counts as recovered."""
+
+    interval: Seconds = 0.1
+    timeout: Seconds = 1.0
+    recovery_samples: int = Field(default=3, ge=1)
+    endpoints: list[EndpointConfig] = Field(default_factory=list)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_floor(cls, value: float) -> float:
+        if value < 0.01:
+            raise ValueError(f"interval {value:g} s is below the 0.01 s floor")
+        return value
+
+
+class MySqlConfig(_Model):
+    """A direct database connection for the RPO writer or the verifier."""
+
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "app"
+    password: str = ""
+    database: str = "app"
+
+
+class WriterConfig(_Model):
+    """The RPO marker writer."""
+
+    sink: Literal["http", "mysql"] = "http"
+    url: str | None = None
+    rate_hz: float = Field(default=20.0, gt=0, le=1000)
+    timeout: Seconds = 1.0
+    mysql: MySqlConfig | None = None
+
+
+class ObjectivesConfig(_Model):
+    """Overrides of single objectives, and a scale factor for fast sandbox runs."""
+
+    scale: float = Field(default=1.0, gt=0)
+    rto: dict[str, Seconds | None] = Field(default_factory=dict)
+    rpo: dict[str, Seconds | None] = Field(default_factory=dict)
+
+
+class SafetyConfig(_Model):
+    """Guards before anything destructive runs against a real account."""
+
+    allowed_accounts: list[str] = Field(default_factory=list)
+    allowed_regions: list[str] = Field(default_factory=list)
+
+
+class DrillConfig(_Model):
+    """A whole stack description."""
+
+    path: Path = Field(default=Path(DEFAULT_CONFIG), exclude=True)
+    runbook: Path | None = None
+    target: str = "local"
+    objectives: ObjectivesConfig = Field(default_factory=ObjectivesConfig)
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
+    writer: WriterConfig = Field(default_factory=WriterConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    journal: Path = Path(".drdrill/journal.jsonl")
+    report_dir: Path = Path("reports")
+    targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in the config are relative to the config file."""
+        return self.path.parent
+
+    def resolve(self, path: Path) -> Path:
+        """A config path made absolute against the config file's folder."""
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    def target_settings(self, name: str) -> Mapping[str, Any]:
+        """The section ``targets.<name>`` (empty when absent)."""
+        return self.targets.get(name, {})
+
+
+def load_config(path: Path | str) -> DrillConfig:
+    """Read and validate a stack config; ConfigError names the file, line and key on bad input."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot read config file: {exc}") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> DrillConfig:
+    """Validate config text that came from ``path``."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid yaml"
+        raise ConfigError(f"{path}{line}", str(problem)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1", "the config must be a mapping of keys to values")
+    if "path" in data:
+        raise ConfigError(f"{path}{_line(node, ('path',))}", "path: unknown key")
+    try:
+        return DrillConfig.model_validate({**data, "path": path})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        key = ".".join(str(p) for p in loc) or "(top)"
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif first["type"].endswith("_type") or first["type"].endswith("_parsing"):
+            message = f"{message} (got {first['input']!r})"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        raise ConfigError(f"{path}{_line(node, loc)}", f"{key}: {message}") from None
+
+
+def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> str:
+    """``:LINE`` of the deepest node the location reaches in the YAML tree, or ''."""
+    best: yaml.Node | None = node
+    current = node
+    for part in loc:
+        if isinstance(current, yaml.MappingNode):
+            nxt = next(
+                (v for k, v in current.value if isinstance(k, yaml.ScalarNode) and k.value == part),
+                None,
+            )
+            key_node = next(
+                (k for k, _ in current.value if isinstance(k, yaml.ScalarNode) and k.value == part),
+                None,
+            )
+            if nxt is None:
+                break
+            best = key_node if not isinstance(nxt, yaml.ScalarNode) else nxt
+            current = nxt
+        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(current.value):
+                break
+            current = current.value[part]
+            best = current
+        else:
+            break
+    if best is None:
+        return ""
+    return f":{best.start_mark.line + 1}"

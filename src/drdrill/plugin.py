@@ -1,0 +1,236 @@
+"""The pytest11 entry point: options, the ``drill`` marker, fixtures and the run's reports.
+
+Kept thin: it wires pytest to :mod:`drdrill.session`, which it imports only once a run has drills,
+so that installing drdrill costs other pytest runs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from drdrill.config import DrillConfig
+    from drdrill.drill_fixtures import Injector, ProbeSession, WriterSession
+    from drdrill.measure import Measurements
+    from drdrill.objectives import Objectives
+    from drdrill.session import DrillSession
+    from drdrill.targets.base import Target
+    from drdrill.timeline import Timeline
+
+HELP_CONFIG = "stack config (drdrill.yaml): runbook, target, probes, writer, objectives overrides"
+HELP_TARGET = "target to drill, overriding the config's 'target' (e.g. local, sandbox, aws)"
+HELP_REPORT_DIR = "folder for reports/<run-id>/ (default: the config's report_dir)"
+HELP_DRY_RUN = "print every fault a drill would inject and skip it; change nothing"
+HELP_ALLOW_DESTRUCTIVE = "allow destructive faults on targets that require explicit consent"
+HELP_MARKER = (
+    "drill(name=None, destructive=True, targets=None): a disaster-recovery drill; "
+    "targets restricts the target kinds it runs on"
+)
+
+#: fixtures whose use makes a test a drill (and so loads the config before anything runs)
+DRILL_FIXTURES = frozenset(
+    {"drill_config", "objectives", "target", "timeline", "probes", "writer", "inject", "measure"}
+)
+
+SESSION_KEY = pytest.StashKey["DrillSession | None"]()
+OPTIONS_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the ``--dr-*`` options and their ini equivalents."""
+    group = parser.getgroup("drdrill", "disaster-recovery drills")
+    group.addoption("--dr-config", dest="dr_config", default=None, help=HELP_CONFIG)
+    group.addoption("--dr-target", dest="dr_target", default=None, help=HELP_TARGET)
+    group.addoption("--dr-report-dir", dest="dr_report_dir", default=None, help=HELP_REPORT_DIR)
+    group.addoption(
+        "--dr-dry-run", dest="dr_dry_run", action="store_true", default=None, help=HELP_DRY_RUN
+    )
+    group.addoption(
+        "--dr-allow-destructive",
+        dest="dr_allow_destructive",
+        action="store_true",
+        default=None,
+        help=HELP_ALLOW_DESTRUCTIVE,
+    )
+    parser.addini("dr_config", HELP_CONFIG, default=None)
+    parser.addini("dr_target", HELP_TARGET, default=None)
+    parser.addini("dr_report_dir", HELP_REPORT_DIR, default=None)
+    parser.addini("dr_dry_run", HELP_DRY_RUN, type="bool", default=False)
+    parser.addini("dr_allow_destructive", HELP_ALLOW_DESTRUCTIVE, type="bool", default=False)
+
+
+def _option(config: pytest.Config, name: str) -> Any:
+    value = config.getoption(name)
+    return config.getini(name) if value is None else value
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker; remember the options; the session starts only if there are drills."""
+    config.addinivalue_line("markers", HELP_MARKER)
+    config_path = _option(config, "dr_config") or "drdrill.yaml"
+    path = Path(config_path)
+    if not path.is_absolute():
+        # the ini's value is relative to the ini file, a command-line value to the cwd
+        base = (
+            Path(config.inipath).parent
+            if config.getoption("dr_config") is None and config.inipath
+            else Path.cwd()
+        )
+        path = base / path
+    report_dir = _option(config, "dr_report_dir")
+    config.stash[OPTIONS_KEY] = {
+        "config_path": path,
+        "target": _option(config, "dr_target") or None,
+        "report_dir": Path(report_dir) if report_dir else None,
+        "dry_run": bool(_option(config, "dr_dry_run")),
+        "allow_destructive": bool(_option(config, "dr_allow_destructive")),
+        "worker": os.environ.get("PYTEST_XDIST_WORKER"),
+    }
+    config.stash[SESSION_KEY] = None
+
+
+def _is_drill(item: pytest.Item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    return item.get_closest_marker("drill") is not None or bool(names & DRILL_FIXTURES)
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Load config, objectives and target before any drill runs; bad input stops here."""
+    if not any(_is_drill(item) for item in items):
+        return
+    from drdrill.errors import InputError
+    from drdrill.session import DrillSession
+
+    try:
+        drill = DrillSession.open(**config.stash[OPTIONS_KEY])
+    except InputError as exc:
+        pytest.exit(f"drdrill: error: {exc}", returncode=2)
+    config.stash[SESSION_KEY] = drill
+    for item in items:
+        marker = item.get_closest_marker("drill")
+        kinds = marker.kwargs.get("targets") if marker else None
+        if kinds and drill.target_kind not in kinds:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"drill runs on {', '.join(kinds)}, not {drill.target_kind}"
+                )
+            )
+
+
+def _drill(request: pytest.FixtureRequest) -> DrillSession:
+    drill = request.config.stash.get(SESSION_KEY, None)
+    if drill is None:  # pragma: no cover - collection always opens it for drill fixtures
+        raise pytest.UsageError("drdrill: drill fixtures used outside a drill session")
+    return drill
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    """Turn SIGTERM into an interrupt while drills run, so every revert in ``finally`` runs."""
+    drill = session.config.stash.get(SESSION_KEY, None)
+    if drill is None:
+        return (yield)
+    with drill.signals():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Fail a drill whose recorded figures missed an objective it never asserted."""
+    result = yield
+    drill = item.config.stash.get(SESSION_KEY, None)
+    if drill is not None:
+        drill.verify_test(item.nodeid)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each drill's outcome (setup, call and teardown) for the report."""
+    report = yield
+    drill = item.config.stash.get(SESSION_KEY, None)
+    if drill is not None:
+        drill.record_outcome(report)
+    return report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Sweep any fault still open, stop the target, write the reports."""
+    drill = session.config.stash.get(SESSION_KEY, None)
+    if drill is not None:
+        drill.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The summary table, each figure beside its objective, and where the reports are."""
+    drill = config.stash.get(SESSION_KEY, None)
+    if drill is None:
+        return
+    for line in drill.summary_lines(width=terminalreporter._tw.fullwidth):
+        terminalreporter.write_line(line)
+
+
+# --- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def drill_config(request: pytest.FixtureRequest) -> DrillConfig:
+    """The validated stack config (``drdrill.yaml``)."""
+    return _drill(request).config
+
+
+@pytest.fixture(scope="session")
+def objectives(request: pytest.FixtureRequest) -> Objectives | None:
+    """The runbook's objectives, with the config's overrides and scale applied."""
+    return _drill(request).objectives
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest) -> Target:
+    """The target under drill, started on first use and stopped at the end of the session."""
+    return _drill(request).started_target()
+
+
+@pytest.fixture
+def timeline(request: pytest.FixtureRequest) -> Iterator[Timeline]:
+    """This drill's timeline; its events go into the report."""
+    drill = _drill(request)
+    line = drill.timeline_for(request.node.nodeid)
+    yield line
+
+
+@pytest.fixture
+def measure(request: pytest.FixtureRequest, timeline: Timeline) -> Measurements:
+    """Phases and figures of this drill, compared with the objectives."""
+    return _drill(request).measurements_for(request.node.nodeid, timeline)
+
+
+@pytest.fixture
+def probes(request: pytest.FixtureRequest, timeline: Timeline) -> Iterator[ProbeSession]:
+    """Continuous HTTP probes: ``probes.start()`` samples the target's endpoints until teardown."""
+    with _drill(request).probes_for(request.node.nodeid, timeline) as session:
+        yield session
+
+
+@pytest.fixture
+def writer(request: pytest.FixtureRequest, timeline: Timeline) -> Iterator[WriterSession]:
+    """RPO write markers: ``writer.start()``, ``writer.stop()``, ``writer.verify(...)``."""
+    with _drill(request).writer_for(request.node.nodeid, timeline) as session:
+        yield session
+
+
+@pytest.fixture
+def inject(request: pytest.FixtureRequest, timeline: Timeline) -> Iterator[Injector]:
+    """``inject(fault)``: journal the undo, inject, revert at teardown whatever happens."""
+    with _drill(request).injector_for(request.node.nodeid, timeline) as injector:
+        yield injector

@@ -1,0 +1,1 @@
+"""drdrill.probes."""

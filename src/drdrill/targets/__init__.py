@@ -1,0 +1,32 @@
+"""Targets by name: each kind lives in its own module and is imported only when chosen."""
+
+from __future__ import annotations
+
+import importlib
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from drdrill.errors import UnknownTargetError
+
+if TYPE_CHECKING:
+    from drdrill.config import DrillConfig
+    from drdrill.targets.base import Target
+
+#: target name -> "module:factory"; read-only so that nothing registers behind our back.
+TARGETS = MappingProxyType(
+    {
+        "local": "drdrill.targets.local:LocalTarget",
+    }
+)
+
+
+def make_target(name: str, config: DrillConfig, where: str) -> Target:
+    """The target called ``name``; UnknownTargetError (naming ``where``) for an unknown name."""
+    spec = TARGETS.get(name)
+    if spec is None:
+        known = ", ".join(sorted(TARGETS))
+        raise UnknownTargetError(where, f"unknown target '{name}' (known: {known})")
+    module_name, _, attr = spec.partition(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    target: Target = factory(config)
+    return target

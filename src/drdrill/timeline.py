@@ -1,0 +1,146 @@
+"""The drill timeline: events with wall and monotonic times, and the phases between them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from drdrill.errors import DrillError
+
+#: The runbook's RTO components, in the order a failover goes through them.
+PHASES: tuple[str, ...] = (
+    "Detection",
+    "Decision",
+    "RDS Promotion",
+    "ECS Scale-up",
+    "Health Verification",
+    "DNS Update",
+    "Total RTO",
+)
+
+
+class Source(StrEnum):
+    """Who vouches for an event's time."""
+
+    ACTION = "action"  # we did it: the time is exact
+    OBSERVED = "observed"  # seen by polling: known to within the polling gap
+    REPORTED = "reported"  # the platform says so (e.g. an alarm's history timestamp)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened during a drill, with when and how sure we are of it.
+
+    ``mono`` is ``time.monotonic()`` of the drill process; ``utc`` the matching wall time.
+    For an observed event ``uncertainty_s`` is the gap between the last sample that did not see
+    it and the first that did: the true time lies in ``[mono - uncertainty_s, mono]``.
+    """
+
+    name: str
+    utc: datetime
+    mono: float
+    source: Source = Source.ACTION
+    uncertainty_s: float = 0.0
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event at the JSON edge."""
+        return {
+            "name": self.name,
+            "utc": self.utc.isoformat(),
+            "mono": self.mono,
+            "source": str(self.source),
+            "uncertainty_s": self.uncertainty_s,
+            "attrs": dict(self.attrs),
+        }
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Where time comes from; injected so that tests never sleep."""
+
+    mono: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+
+    def utc_at(self, mono: float) -> datetime:
+        """The UTC wall time that corresponds to a monotonic reading of this clock."""
+        offset = self.wall() - self.mono()
+        return datetime.fromtimestamp(mono + offset, tz=UTC)
+
+
+class Timeline:
+    """An ordered, thread-safe record of a drill's events.
+
+    Probes and observers add events from their own threads; ``mark`` is for our own actions.
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or Clock()
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+
+    @property
+    def clock(self) -> Clock:
+        """The clock events are stamped with."""
+        return self._clock
+
+    def now(self) -> float:
+        """The current monotonic time of this timeline's clock."""
+        return self._clock.mono()
+
+    def add(self, event: Event) -> Event:
+        """Record an event made elsewhere."""
+        with self._lock:
+            self._events.append(event)
+        return event
+
+    def mark(self, name: str, **attrs: Any) -> Event:
+        """Record an action we take now (exact time)."""
+        mono = self._clock.mono()
+        return self.add(Event(name, self._clock.utc_at(mono), mono, Source.ACTION, 0.0, attrs))
+
+    def observe(
+        self,
+        name: str,
+        mono: float,
+        uncertainty_s: float,
+        source: Source = Source.OBSERVED,
+        **attrs: Any,
+    ) -> Event:
+        """Record an event seen at ``mono`` whose true time lies up to ``uncertainty_s`` before."""
+        return self.add(Event(name, self._clock.utc_at(mono), mono, source, uncertainty_s, attrs))
+
+    def report(self, name: str, utc: datetime, uncertainty_s: float = 0.0, **attrs: Any) -> Event:
+        """Record an event whose time the platform reported as a wall time."""
+        mono = utc.timestamp() - (self._clock.wall() - self._clock.mono())
+        return self.add(Event(name, utc, mono, Source.REPORTED, uncertainty_s, attrs))
+
+    @property
+    def events(self) -> list[Event]:
+        """Every event so far, in time order."""
+        with self._lock:
+            return sorted(self._events, key=lambda e: e.mono)
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def find(self, name: str) -> Event | None:
+        """The first event of that name, or None."""
+        return next((e for e in self.events if e.name == name), None)
+
+    def get(self, name: str) -> Event:
+        """The first event of that name; a DrillError naming it when there is none."""
+        event = self.find(name)
+        if event is None:
+            seen = ", ".join(sorted({e.name for e in self.events})) or "none"
+            raise DrillError(f"no event '{name}' on the timeline (events: {seen})")
+        return event
+
+    def elapsed(self, since: Event) -> timedelta:
+        """Time since an event."""
+        return timedelta(seconds=self._clock.mono() - since.mono)
