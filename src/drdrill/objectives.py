@@ -1,0 +1,412 @@
+"""A runbook's RTO/RPO tables -> :class:`Objectives`, the targets a drill is measured against.
+
+The RTO table is the first markdown table in the section of a heading that reads "Recovery Time
+Objective(s)" or "RTO" once emoji (real or mis-encoded), numbering and punctuation are dropped;
+the RPO table likewise for "Recovery Point Objective(s)" / "RPO". Tables elsewhere (an
+escalation matrix with a "Response Time" column, say) are never read. Decisions:
+
+- A runbook without an RTO table is an error; without an RPO table it has no RPO objectives
+  (``rpo`` is empty): a team may measure recovery time before it can measure data loss.
+- A table is a GitHub-flavoured one: a header row, then an alignment row (``|---|:--:|``).
+  Outer pipes are optional, ``\\|`` is a literal pipe, ``**bold**`` is dropped from cells.
+- Every row must have as many cells as the header (markdown renderers pad silently; a short row
+  in an objectives table is almost always a slip worth pointing at).
+- Component names are kept as written ("Total RTO"); lookups ignore case and spacing.
+- Headings and tables inside fenced code blocks are not markdown structure and are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+from drdrill.durations import duration_seconds, parse_duration
+from drdrill.errors import ConfigError, RunbookError
+
+Kind = Literal["rto", "rpo"]
+
+KINDS: Final[tuple[Kind, ...]] = ("rto", "rpo")
+
+#: what each kind is called in headings and messages.
+_LONG_NAMES: Final[dict[Kind, tuple[str, ...]]] = {
+    "rto": ("recovery", "time"),
+    "rpo": ("recovery", "point"),
+}
+_TITLES: Final[dict[Kind, str]] = {
+    "rto": "recovery time objectives",
+    "rpo": "recovery point objectives",
+}
+# Words a heading may add after the name without changing what the section is ("RTO Targets").
+_HEADING_FILLER: Final = frozenset({"target", "targets", "table", "summary"})
+# Header names that mark the component column when it is not the first one.
+_COMPONENT_HEADERS: Final = (
+    "component",
+    "data type",
+    "phase",
+    "service",
+    "system",
+    "step",
+    "stage",
+    "data",
+)
+
+_ATX_HEADING: Final = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_FENCE: Final = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_ALIGNMENT_CELL: Final = re.compile(r"^:?-+:?$")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One row of an objectives table: a component's target, and what the runbook says it did."""
+
+    kind: Kind
+    component: str
+    target_s: float | None
+    target_text: str
+    actual: str | None
+    notes: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """The RTO and RPO objectives of one runbook, each ordered as in its table.
+
+    ``scale`` is the product of every :meth:`scaled` factor applied, 1.0 for the runbook as is.
+    """
+
+    rto: Mapping[str, Objective]
+    rpo: Mapping[str, Objective]
+    source: str
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        # Read-only copies, so a frozen Objectives cannot change under a caller holding it.
+        object.__setattr__(self, "rto", MappingProxyType(dict(self.rto)))
+        object.__setattr__(self, "rpo", MappingProxyType(dict(self.rpo)))
+
+    def _table(self, kind: Kind) -> Mapping[str, Objective]:
+        if kind == "rto":
+            return self.rto
+        if kind == "rpo":
+            return self.rpo
+        raise ValueError(f"unknown objective kind {kind!r} (expected 'rto' or 'rpo')")
+
+    def get(self, kind: Kind, component: str) -> Objective | None:
+        """The objective for ``component`` (case and spacing ignored), or None if there is none."""
+        wanted = _fold(component)
+        # A linear scan: tables have a handful of rows, and names are kept as written.
+        return next((obj for name, obj in self._table(kind).items() if _fold(name) == wanted), None)
+
+    def scaled(self, factor: float) -> Objectives:
+        """Every target multiplied by ``factor`` (> 0), e.g. 0.1 for a fast sandbox run."""
+        if not math.isfinite(factor) or factor <= 0:
+            raise ValueError(f"scale factor must be a finite number > 0, got {factor!r}")
+
+        def scale(table: Mapping[str, Objective]) -> dict[str, Objective]:
+            return {
+                name: replace(obj, target_s=None if obj.target_s is None else obj.target_s * factor)
+                for name, obj in table.items()
+            }
+
+        return Objectives(
+            rto=scale(self.rto), rpo=scale(self.rpo), source=self.source, scale=self.scale * factor
+        )
+
+    def with_overrides(
+        self,
+        rto: Mapping[str, str | float | int | None],
+        rpo: Mapping[str, str | float | int | None],
+        where: str,
+    ) -> Objectives:
+        """Targets replaced from a config file (``where`` names it); unknown components are added.
+
+        A number is seconds, a string is a duration ("2 minutes"), None or "N/A" means no target.
+        Overrides are taken as written, not multiplied by an earlier :meth:`scaled` factor; call
+        ``scaled`` after ``with_overrides`` to scale them too.
+        """
+        return Objectives(
+            rto=self._override("rto", rto, where),
+            rpo=self._override("rpo", rpo, where),
+            source=self.source,
+            scale=self.scale,
+        )
+
+    def _override(
+        self, kind: Kind, overrides: Mapping[str, str | float | int | None], where: str
+    ) -> dict[str, Objective]:
+        table = dict(self._table(kind))
+        seen: dict[str, str] = {}
+        for raw_key, value in overrides.items():
+            key = " ".join(str(raw_key).replace("**", "").split())
+            key_where = f"{where}: objectives.{kind}.{key}"
+            if not key:
+                raise ConfigError(f"{where}: objectives.{kind}", "empty component name")
+            if _fold(key) in seen:
+                raise ConfigError(
+                    key_where, f"component given twice (also as '{seen[_fold(key)]}')"
+                )
+            seen[_fold(key)] = key
+            target_s = duration_seconds(value, key_where)
+            target_text = "N/A" if value is None else str(value)
+            existing = self.get(kind, key)
+            if existing is None:
+                table[key] = Objective(kind, key, target_s, target_text, None, "", key_where)
+            else:
+                table[existing.component] = replace(
+                    existing, target_s=target_s, target_text=target_text, source=key_where
+                )
+        return table
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data: ``{"rto": {component: {target_s, actual, notes}}, "rpo": {...}}``."""
+        return {
+            kind: {
+                name: {"target_s": obj.target_s, "actual": obj.actual, "notes": obj.notes}
+                for name, obj in self._table(kind).items()
+            }
+            for kind in KINDS
+        }
+
+
+def parse_runbook(path: Path) -> Objectives:
+    """The objectives in the runbook at ``path``; errors name ``path`` as given, with a line."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunbookError(source, f"runbook is not utf-8 text (byte {exc.start})") from exc
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise RunbookError(source, f"cannot read runbook: {reason}") from exc
+    return parse_runbook_text(text, source)
+
+
+def parse_runbook_text(text: str, source: str) -> Objectives:
+    """The objectives in runbook ``text``; ``source`` names it in errors ("runbook.md:187")."""
+    blocks = list(_scan(text.removeprefix("\ufeff").splitlines()))
+    rto = _objectives_table(blocks, "rto", source)
+    if rto is None:
+        raise RunbookError(source, "no recovery time objectives table found")
+    rpo = _objectives_table(blocks, "rpo", source)
+    return Objectives(
+        rto=_read_table(rto, "rto", source),
+        rpo={} if rpo is None else _read_table(rpo, "rpo", source),
+        source=source,
+    )
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    cells: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Table:
+    header: _Row
+    alignment: _Row
+    rows: tuple[_Row, ...]
+
+
+@dataclass(frozen=True)
+class _Heading:
+    line: int
+    level: int
+    text: str
+
+
+def _fold(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def _clean_cell(cell: str) -> str:
+    text = cell.replace("**", "")
+    # __bold__ only when it wraps the cell: a double underscore inside a name may be literal.
+    if len(text) > 4 and text.startswith("__") and text.endswith("__"):
+        text = text[2:-2]
+    return " ".join(text.split())
+
+
+def _split_row(line: str) -> tuple[str, ...]:
+    body = line.strip()
+    if body.startswith("|"):
+        body = body[1:]
+    if body.endswith("|") and not body.endswith("\\|"):
+        body = body[:-1]
+    cells: list[str] = []
+    current: list[str] = []
+    chars = iter(range(len(body)))
+    for i in chars:
+        char = body[i]
+        if char == "\\" and body[i + 1 : i + 2] == "|":
+            current.append("|")
+            next(chars, None)
+        elif char == "|":
+            cells.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    cells.append("".join(current).strip())
+    return tuple(cells)
+
+
+def _is_alignment_row(line: str) -> bool:
+    if "|" not in line:
+        return False
+    cells = _split_row(line)
+    return all(_ALIGNMENT_CELL.match(cell.replace(" ", "")) for cell in cells)
+
+
+def _scan(lines: list[str]) -> Iterator[_Heading | _Table]:
+    """Headings and tables in document order, skipping fenced code blocks."""
+    fence: str | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        fence_match = _FENCE.match(line)
+        if fence is not None:
+            # A fence closes on a line of the same character, at least as long, and nothing else.
+            closing = line.strip()
+            if fence_match and set(closing) == {fence[0]} and len(closing) >= len(fence):
+                fence = None
+            i += 1
+            continue
+        if fence_match:
+            fence = fence_match.group(1)
+            i += 1
+            continue
+        heading = _ATX_HEADING.match(line)
+        if heading:
+            yield _Heading(i + 1, len(heading.group(1)), heading.group(2) or "")
+            i += 1
+            continue
+        if "|" in line and i + 1 < len(lines) and _is_alignment_row(lines[i + 1]):
+            header = _Row(i + 1, _split_row(line))
+            alignment = _Row(i + 2, _split_row(lines[i + 1]))
+            rows: list[_Row] = []
+            i += 2
+            # A table runs to the first blank line, or line without a pipe, or other block.
+            while (
+                i < len(lines)
+                and "|" in lines[i]
+                and not _FENCE.match(lines[i])
+                and not _ATX_HEADING.match(lines[i])
+            ):
+                rows.append(_Row(i + 1, _split_row(lines[i])))
+                i += 1
+            yield _Table(header, alignment, tuple(rows))
+            continue
+        i += 1
+
+
+def _heading_kind(text: str) -> Kind | None:
+    """Which objectives a heading announces, if any: emoji, numbering and punctuation ignored."""
+    # Emoji, and emoji mis-decoded as cp1252 (mojibake), are all non-ASCII: every byte of a
+    # multi-byte UTF-8 sequence is >= 0x80, so no mis-decoding yields ASCII. Drop them all.
+    ascii_text = text.encode("ascii", "ignore").decode("ascii").lower()
+    words = re.sub(r"[^a-z0-9]+", " ", ascii_text).split()
+    while words and words[0].isdigit():  # section numbering: "5.", "5.1"
+        words.pop(0)
+    for kind in KINDS:
+        rest = [word for word in words if word not in (kind, kind + "s")]
+        named_short = len(rest) < len(words)
+        while rest and rest[-1] in _HEADING_FILLER:
+            rest.pop()
+        long = list(_LONG_NAMES[kind])
+        if (not rest and named_short) or rest in (
+            [*long, "objective"],
+            [*long, "objectives"],
+        ):
+            return kind
+    return None
+
+
+def _objectives_table(blocks: list[_Heading | _Table], kind: Kind, source: str) -> _Table | None:
+    """The first table in the section of the first heading of ``kind`` that has one."""
+    first_heading: _Heading | None = None
+    for start, block in enumerate(blocks):
+        if not isinstance(block, _Heading) or _heading_kind(block.text) != kind:
+            continue
+        first_heading = first_heading or block
+        for inner in blocks[start + 1 :]:
+            if isinstance(inner, _Heading) and inner.level <= block.level:
+                break
+            if isinstance(inner, _Table):
+                return inner
+    if first_heading is not None:
+        raise RunbookError(
+            f"{source}:{first_heading.line}",
+            f"no table under heading '{_clean_cell(first_heading.text)}'",
+        )
+    return None
+
+
+def _column(headers: list[str], *needles: str) -> int | None:
+    for needle in needles:
+        for index, header in enumerate(headers):
+            if needle in header:
+                return index
+    return None
+
+
+def _read_table(table: _Table, kind: Kind, source: str) -> dict[str, Objective]:
+    title = _TITLES[kind]
+    header_where = f"{source}:{table.header.line}"
+    width = len(table.header.cells)
+    if len(table.alignment.cells) != width:
+        raise RunbookError(
+            f"{source}:{table.alignment.line}",
+            f"alignment row has {len(table.alignment.cells)} cells, header has {width}",
+        )
+    names = [_clean_cell(cell) for cell in table.header.cells]
+    if width < 2:
+        raise RunbookError(header_where, f"{title} table needs a component and a target column")
+    headers = [name.lower() for name in names]
+    target = _column(headers, "target")
+    if target is None:
+        raise RunbookError(
+            header_where, f"{title} table has no target column (columns: {', '.join(names)})"
+        )
+    component = next(
+        (
+            index
+            for index, header in enumerate(headers)
+            if index != target and header in _COMPONENT_HEADERS
+        ),
+        0 if target != 0 else 1,
+    )
+    actual = _column(headers, "actual")
+    notes = _column(headers, "notes", "note")
+    if not table.rows:
+        raise RunbookError(header_where, f"{title} table has no rows")
+    objectives: dict[str, Objective] = {}
+    first_line: dict[str, int] = {}
+    for row in table.rows:
+        where = f"{source}:{row.line}"
+        if len(row.cells) != width:
+            raise RunbookError(where, f"row has {len(row.cells)} cells, header has {width}")
+        cells = [_clean_cell(cell) for cell in row.cells]
+        name = cells[component]
+        if not name:
+            raise RunbookError(where, f"row has no {names[component].lower() or 'component'}")
+        if _fold(name) in first_line:
+            raise RunbookError(
+                where, f"component '{name}' given twice (first at line {first_line[_fold(name)]})"
+            )
+        first_line[_fold(name)] = row.line
+        objectives[name] = Objective(
+            kind=kind,
+            component=name,
+            target_s=parse_duration(cells[target], where),
+            target_text=cells[target],
+            actual=(cells[actual] or None) if actual is not None else None,
+            notes=cells[notes] if notes is not None else "",
+            source=where,
+        )
+    return objectives

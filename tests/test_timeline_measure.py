@@ -1,0 +1,130 @@
+"""Timeline events and measurements against objectives, on a fake clock (nothing sleeps)."""
+
+from __future__ import annotations
+
+import pytest
+
+from drdrill.errors import DrillError, ObjectiveMissed
+from drdrill.measure import Measurement, Measurements, Status
+from drdrill.objectives import parse_runbook_text
+from drdrill.timeline import Clock, Source, Timeline
+
+RUNBOOK = """
+## Recovery Time Objectives
+
+| Component | Target RTO | Actual RTO | Notes |
+|---|---|---|---|
+| **ECS Scale-up** | 2 minutes | 1-3 minutes | tasks |
+| **Total RTO** | 15 minutes | | |
+
+## Recovery Point Objectives
+
+| Data Type | Target RPO | Actual RPO | Notes |
+|---|---|---|---|
+| Database | 1 minute | | |
+| Configuration | N/A | | |
+"""
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def mono(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return 1_800_000_000.0 + self.t
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def line(clock: FakeClock) -> Timeline:
+    return Timeline(Clock(mono=clock.mono, wall=clock.wall))
+
+
+def test_events_keep_wall_and_monotonic_times_in_order(line: Timeline, clock: FakeClock) -> None:
+    first = line.mark("fault_injected", fault="stop 1 task")
+    clock.t += 2.5
+    line.observe("alarm", mono=clock.t - 0.5, uncertainty_s=0.2)
+    clock.t += 1
+    second = line.mark("scale_asked")
+    assert [e.name for e in line.events] == ["fault_injected", "alarm", "scale_asked"]
+    assert first.source is Source.ACTION and first.uncertainty_s == 0.0
+    assert first.attrs["fault"] == "stop 1 task"
+    assert (second.utc - first.utc).total_seconds() == pytest.approx(3.5)
+    assert first.utc.timestamp() == pytest.approx(1_800_001_000.0)
+    assert line.get("alarm").source is Source.OBSERVED
+
+
+def test_reported_event_maps_wall_time_onto_the_monotonic_axis(
+    line: Timeline, clock: FakeClock
+) -> None:
+    start = line.mark("fault_injected")
+    reported = line.report("alarm_history", start.utc.replace(microsecond=500_000))
+    assert reported.mono == pytest.approx(start.mono + 0.5)
+    assert reported.source is Source.REPORTED
+
+
+def test_missing_event_names_what_the_timeline_has(line: Timeline) -> None:
+    line.mark("fault_injected")
+    with pytest.raises(DrillError, match=r"no event 'alarm'.*fault_injected"):
+        line.get("alarm")
+
+
+def test_span_between_observed_events_uses_interval_midpoints(line: Timeline) -> None:
+    start = line.observe("a", mono=10.0, uncertainty_s=0.2)  # true time in [9.8, 10.0]
+    end = line.observe("b", mono=15.0, uncertainty_s=0.4)  # true time in [14.6, 15.0]
+    span = Measurement.between(start, end)
+    assert span.value == pytest.approx(14.8 - 9.9)
+    assert span.uncertainty == pytest.approx(0.3)
+    # every true span is within value ± uncertainty
+    for s, e in ((9.8, 15.0), (10.0, 14.6), (9.8, 14.6), (10.0, 15.0)):
+        assert abs((e - s) - span.value) <= span.uncertainty + 1e-9
+
+
+def test_phase_over_target_misses_and_fails_as_an_assertion(
+    line: Timeline, clock: FakeClock
+) -> None:
+    objectives = parse_runbook_text(RUNBOOK, "runbook.md")
+    measure = Measurements(line, objectives, "suites/test_x.py::test_y")
+    line.mark("scale_asked")
+    clock.t += 130.0
+    line.observe("tasks_healthy", mono=clock.t, uncertainty_s=1.0)
+    result = measure.phase("ECS Scale-up", "scale_asked", "tasks_healthy")
+    assert result.target_s == 120.0
+    assert result.status is Status.MISSED
+    with pytest.raises(ObjectiveMissed) as caught:
+        measure.verify()
+    assert isinstance(caught.value, AssertionError)
+    message = str(caught.value)
+    assert "ECS Scale-up" in message and "129.500 ± 0.500 s" in message and "120 s" in message
+
+
+def test_only_the_value_counts_not_the_uncertainty(line: Timeline, clock: FakeClock) -> None:
+    objectives = parse_runbook_text(RUNBOOK, "runbook.md")
+    measure = Measurements(line, objectives)
+    result = measure.record("Total RTO", Measurement(899.0, 5.0))
+    assert result.status is Status.MET  # 899 + 5 > 900, but the value itself is within
+    measure.verify()
+    over = measure.record("Total RTO", Measurement(900.5, 0.0))
+    assert over.status is Status.MISSED
+    assert measure.unverified_misses() == [over]
+
+
+def test_rpo_and_figures_without_objective(line: Timeline) -> None:
+    objectives = parse_runbook_text(RUNBOOK, "runbook.md")
+    measure = Measurements(line, objectives)
+    loss = measure.record("Database", Measurement(0.4), kind="rpo")
+    assert loss.target_s == 60.0 and loss.status is Status.MET
+    config = measure.record("Configuration", Measurement(5.0), kind="rpo")
+    assert config.status is Status.NO_OBJECTIVE
+    free = measure.record("client downtime", Measurement(3.0), objective=None)
+    assert free.status is Status.NO_OBJECTIVE and free.target_s is None
+    measure.verify()
