@@ -190,6 +190,7 @@ class DrillSession:
     def close(self) -> None:
         """Stop the target and write the reports."""
         try:
+            self._sweep_faults()
             if self._target_started:
                 self.target.stop()
         finally:
@@ -198,6 +199,15 @@ class DrillSession:
             self.run.finished_utc = datetime.now(UTC)
             if self.run.drills:
                 self.write_reports()
+
+    def _sweep_faults(self) -> None:
+        """Revert any fault of this run still open in the journal (a fixture that could not)."""
+        from drdrill.faults.base import recover
+        from drdrill.faults.journal import Journal
+
+        journal = Journal(self.journal_path)
+        if journal.exists():
+            recover(journal, run_id=self.run.run_id)
 
     def write_reports(self) -> list[Path]:
         """``report.json`` and ``report.md`` in ``<report_dir>/<run-id>/``."""

@@ -1,0 +1,339 @@
+"""What the ``probes``, ``writer`` and ``inject`` fixtures hand to a drill.
+
+Each is a context manager opened by :class:`drdrill.session.DrillSession` for one test: whatever
+the test does, leaving it stops the probes and the writer, reverts the faults, and files what
+was measured into the run record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+
+from drdrill.errors import ConfigError, DrillError, SafetyError
+from drdrill.faults.base import Fault, FaultInjector, is_destructive
+from drdrill.faults.journal import Journal
+from drdrill.probes.http import Check, Endpoint, ProbeRunner
+from drdrill.probes.stats import OutageEvent
+from drdrill.probes.writes import (
+    HttpSink,
+    MarkerWriter,
+    MySqlSink,
+    RpoResult,
+    WriteLog,
+    WriteSink,
+    verify_markers,
+)
+from drdrill.report.record import OutageRecord, ProbeStatsRecord, RpoRecord
+from drdrill.timeline import Event, Source, Timeline
+
+if TYPE_CHECKING:
+    from drdrill.config import EndpointConfig
+    from drdrill.session import DrillSession
+
+F = TypeVar("F", bound=Fault)
+
+
+def to_endpoint(config: EndpointConfig, default_timeout_s: float) -> Endpoint:
+    """A probe endpoint from its config entry."""
+    statuses = (
+        config.expect_status if isinstance(config.expect_status, list) else [config.expect_status]
+    )
+    json_field = None if config.json_field is None else (config.json_field, config.json_equals)
+    check = Check(
+        status=frozenset(statuses),
+        contains=config.body_contains,
+        regex=config.body_matches,
+        json_field=json_field,
+    )
+    return Endpoint(
+        url=config.url,
+        name=config.name or "",
+        check=check,
+        timeout_s=config.timeout if config.timeout is not None else default_timeout_s,
+    )
+
+
+class ProbeSession:
+    """The ``probes`` fixture: continuous probes whose outages land on the drill's timeline."""
+
+    def __init__(self, drill: DrillSession, nodeid: str, timeline: Timeline) -> None:
+        self._drill = drill
+        self._nodeid = nodeid
+        self._timeline = timeline
+        self.runners: list[ProbeRunner] = []
+
+    def start(
+        self,
+        endpoints: Sequence[EndpointConfig] | None = None,
+        interval_s: float | None = None,
+    ) -> ProbeRunner:
+        """Start sampling ``endpoints`` (default: the config's, else the target's)."""
+        cfg = self._drill.config.probes
+        chosen = list(endpoints or cfg.endpoints or self._drill.started_target().endpoints())
+        if not chosen:
+            raise ConfigError(
+                f"{self._drill.config.path}: probes.endpoints", "no endpoint to probe"
+            )
+        runner = ProbeRunner(
+            [to_endpoint(e, cfg.timeout) for e in chosen],
+            interval_s=interval_s or cfg.interval,
+            recovery_samples=cfg.recovery_samples,
+            on_event=self._on_event,
+        )
+        runner.start()
+        self.runners.append(runner)
+        return runner
+
+    def _on_event(self, event: OutageEvent) -> None:
+        outage = event.outage
+        if event.kind == "started":
+            self._timeline.observe(
+                "outage_started",
+                outage.start_mono,
+                outage.start_uncertainty_s or 0.0,
+                endpoint=outage.endpoint,
+                error=outage.first_error,
+            )
+        elif outage.end_mono is not None:
+            self._timeline.observe(
+                "outage_ended",
+                outage.end_mono,
+                outage.end_uncertainty_s or 0.0,
+                endpoint=outage.endpoint,
+                duration_s=outage.duration_s,
+            )
+
+    def wait_restored(
+        self,
+        after: str | Event = "fault_injected",
+        timeout_s: float = 60.0,
+        name: str = "service_restored",
+    ) -> Event:
+        """Block until every endpoint has passed its recovery run of samples since ``after``.
+
+        Records (and returns) the observed event ``name`` at the first sample of that run, with
+        the gap back to the last failing sample as its uncertainty.
+        """
+        if not self.runners:
+            raise DrillError("probes.wait_restored() before probes.start()")
+        since = self._timeline.get(after) if isinstance(after, str) else after
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = [r.all_good_since(since.mono, r.recovery_samples) for r in self.runners]
+            if all(f is not None for f in found):
+                last = max((f for f in found if f is not None), key=lambda f: f.send_mono)
+                return self._timeline.observe(name, last.send_mono, last.uncertainty_s)
+            if time.monotonic() > deadline:
+                raise DrillError(f"endpoints not restored {timeout_s:g} s after '{since.name}'")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        """Stop every runner and file outages and statistics in the run record."""
+        record = self._drill.run.test(self._nodeid)
+        for runner in self.runners:
+            runner.stop()
+            for stats in runner.stats():
+                record.probes.append(
+                    ProbeStatsRecord(
+                        endpoint=stats.url,
+                        samples=stats.samples,
+                        availability=stats.availability or 0.0,
+                        p50_ms=stats.latency_p50_ms,
+                        p95_ms=stats.latency_p95_ms,
+                        p99_ms=stats.latency_p99_ms,
+                    )
+                )
+                record.outages.extend(
+                    OutageRecord(
+                        endpoint=o.endpoint,
+                        start_utc=o.start_utc,
+                        end_utc=o.end_utc,
+                        duration_s=o.duration_s,
+                        start_uncertainty_s=o.start_uncertainty_s or 0.0,
+                        end_uncertainty_s=o.end_uncertainty_s or 0.0,
+                    )
+                    for o in stats.outages
+                )
+
+
+class WriterSession:
+    """The ``writer`` fixture: numbered RPO markers through the app or the database."""
+
+    def __init__(self, drill: DrillSession, nodeid: str, timeline: Timeline) -> None:
+        self._drill = drill
+        self._nodeid = nodeid
+        self._timeline = timeline
+        # one marker run a drill: the run id plus a stable digest of the test's node id
+        self.run_id = f"{drill.run.run_id}-{hashlib.sha1(nodeid.encode()).hexdigest()[:8]}"
+        self._writer: MarkerWriter | None = None
+        self._log: WriteLog | None = None
+
+    def _default_sink(self) -> WriteSink:
+        cfg = self._drill.config.writer
+        if cfg.sink == "mysql":
+            if cfg.mysql is None:
+                raise ConfigError(
+                    f"{self._drill.config.path}: writer.mysql", "required for sink mysql"
+                )
+            db = cfg.mysql
+            import pymysql
+
+            def connect() -> Any:
+                return pymysql.connect(
+                    host=db.host,
+                    port=db.port,
+                    user=db.user,
+                    password=db.password,
+                    database=db.database,
+                    connect_timeout=max(1, int(cfg.timeout)),
+                    read_timeout=cfg.timeout,
+                    write_timeout=cfg.timeout,
+                )
+
+            return MySqlSink(connect)
+        url = cfg.url or _capability(self._drill, "write_url")()
+        return HttpSink(str(url), timeout_s=cfg.timeout)
+
+    def start(self, sink: WriteSink | None = None, rate_hz: float | None = None) -> MarkerWriter:
+        """Start writing markers at ``rate_hz`` (default: the config's) through ``sink``."""
+        if self._writer is not None:
+            raise DrillError("writer.start() called twice in one drill")
+        self._writer = MarkerWriter(
+            sink or self._default_sink(),
+            rate_hz or self._drill.config.writer.rate_hz,
+            self.run_id,
+        )
+        self._writer.start()
+        self._timeline.mark("writes_started", run=self.run_id)
+        return self._writer
+
+    def stop(self) -> WriteLog:
+        """Stop writing; the log of every marker sent and whether it was acknowledged."""
+        if self._log is None:
+            if self._writer is None:
+                raise DrillError("writer.stop() before writer.start()")
+            self._log = self._writer.stop()
+            self._timeline.mark("writes_stopped", sent=self._log.sent)
+        return self._log
+
+    def verify(self, present_ids: Iterable[int] | None = None) -> RpoResult:
+        """Lost acknowledged writes, given the marker ids in the database that survived.
+
+        Without ``present_ids`` the target is asked (its ``present_markers(run_id)``).
+        """
+        log = self.stop()
+        if present_ids is None:
+            present_ids = _capability(self._drill, "present_markers")(self.run_id)
+        result = verify_markers(log, present_ids)
+        self._drill.run.test(self._nodeid).rpo.append(
+            RpoRecord(
+                sent=result.sent,
+                acknowledged=result.acknowledged,
+                lost_acknowledged=result.lost_acknowledged,
+                lost_ids=tuple(result.lost_ids),
+                unacknowledged_landed=result.unacknowledged_landed,
+                data_loss_window_s=result.data_loss_window_s,
+            )
+        )
+        return result
+
+    def close(self) -> None:
+        """Stop the writer if the drill did not."""
+        if self._writer is not None and self._log is None:
+            self.stop()
+
+
+def _capability(drill: DrillSession, name: str) -> Any:
+    target = drill.started_target()
+    method = getattr(target, name, None)
+    if method is None:
+        raise DrillError(f"target '{target.name}' has no '{name}'; pass it to the writer")
+    return method
+
+
+class Injector:
+    """The ``inject`` fixture: ``inject(fault)`` journals the undo, injects, reverts at teardown."""
+
+    def __init__(self, drill: DrillSession, nodeid: str, timeline: Timeline) -> None:
+        self._drill = drill
+        self._timeline = timeline
+        self._faults = FaultInjector(Journal(drill.journal_path), run_id=drill.run.run_id)
+
+    def __call__(self, fault: F) -> F:
+        """Inject ``fault`` now (after journaling its undo); returns it for a later revert."""
+        description = fault.describe()
+        if self._drill.dry_run:
+            self._timeline.mark("fault_planned", fault=description, kind=fault.kind)
+            pytest.skip(f"dry run: would inject: {description}")
+        target = self._drill.target
+        if (
+            is_destructive(fault)
+            and target.needs_destructive_flag
+            and not self._drill.allow_destructive
+        ):
+            raise SafetyError(
+                f"refused: '{description}' is destructive on target '{target.name}'; "
+                "pass --dr-allow-destructive"
+            )
+        self._timeline.mark("fault_injected", fault=description, kind=fault.kind)
+        self._faults.inject(fault)
+        return fault
+
+    def revert(self, fault: Fault) -> Event:
+        """Revert one fault now; the ``fault_reverted`` event."""
+        outcome = self._faults.revert(fault)
+        return self._timeline.mark("fault_reverted", fault=outcome.description, note=outcome.note)
+
+    @property
+    def active(self) -> tuple[Fault, ...]:
+        """Faults injected and not reverted yet."""
+        return self._faults.active
+
+    def close(self) -> None:
+        """Revert everything still active, newest first; raise if any revert failed."""
+        outcomes = self._faults.revert_all()
+        for outcome in outcomes:
+            self._timeline.mark("fault_reverted", fault=outcome.description, note=outcome.note)
+        failed = [o for o in outcomes if not o.ok]
+        if failed:
+            raise DrillError(
+                "revert failed: "
+                + "; ".join(o.line() for o in failed)
+                + f" (run 'drdrill recover --journal {self._drill.journal_path}')"
+            )
+
+
+@contextlib.contextmanager
+def probe_session(drill: DrillSession, nodeid: str, timeline: Timeline) -> Iterator[ProbeSession]:
+    """The probes of one drill, stopped and recorded on the way out."""
+    session = ProbeSession(drill, nodeid, timeline)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@contextlib.contextmanager
+def writer_session(drill: DrillSession, nodeid: str, timeline: Timeline) -> Iterator[WriterSession]:
+    """The marker writer of one drill, stopped on the way out."""
+    session = WriterSession(drill, nodeid, timeline)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@contextlib.contextmanager
+def injector_session(drill: DrillSession, nodeid: str, timeline: Timeline) -> Iterator[Injector]:
+    """Fault injection for one drill; every fault reverted on the way out, whatever happened."""
+    injector = Injector(drill, nodeid, timeline)
+    try:
+        yield injector
+    finally:
+        injector.close()
