@@ -7,6 +7,7 @@ so that installing drdrill costs other pytest runs nothing.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,9 @@ DRILL_FIXTURES = frozenset(
 
 SESSION_KEY = pytest.StashKey["DrillSession | None"]()
 OPTIONS_KEY = pytest.StashKey[dict[str, Any]]()
+INPUT_ERROR_KEY = pytest.StashKey[bool]()
+#: exit status of a run stopped by bad input (as the ``drdrill`` command's)
+EXIT_BAD_INPUT = 2
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -111,7 +115,11 @@ def pytest_collection_modifyitems(
     try:
         drill = DrillSession.open(**config.stash[OPTIONS_KEY])
     except InputError as exc:
-        pytest.exit(f"drdrill: error: {exc}", returncode=2)
+        # one line on stderr, nothing runs, exit status 2 (set in pytest_sessionfinish)
+        sys.stderr.write(f"drdrill: error: {exc}\n")
+        config.stash[INPUT_ERROR_KEY] = True
+        items.clear()
+        return
     config.stash[SESSION_KEY] = drill
     for item in items:
         marker = item.get_closest_marker("drill")
@@ -166,6 +174,8 @@ def pytest_runtest_makereport(
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Sweep any fault still open, stop the target, write the reports."""
+    if session.config.stash.get(INPUT_ERROR_KEY, False):
+        session.exitstatus = EXIT_BAD_INPUT
     drill = session.config.stash.get(SESSION_KEY, None)
     if drill is not None:
         drill.close()

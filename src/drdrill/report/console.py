@@ -16,8 +16,11 @@ _STYLE = {Status.MET: "green", Status.MISSED: "bold red", Status.NO_OBJECTIVE: "
 def render_summary(run: RunRecord, width: int = 100, color: bool = False) -> str:
     """Each measured figure beside its objective, one row a figure."""
     table = Table(title=f"drdrill run {run.run_id}", title_justify="left", expand=False)
-    for header in ("Test", "Figure", "Measured", "Objective", "Status"):
-        table.add_column(header)
+    table.add_column("Test", overflow="fold")
+    table.add_column("Figure", overflow="fold")
+    table.add_column("Measured", no_wrap=True)
+    table.add_column("Objective")
+    table.add_column("Status", no_wrap=True)
     for result in run.results:
         test = (result.test or "").rsplit("::", 1)[-1]
         objective = "—" if result.target_s is None else f"{result.objective}: {result.target_s:g} s"
