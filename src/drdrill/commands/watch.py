@@ -1,0 +1,285 @@
+"""``drdrill watch``: probe URLs on a fixed grid, print outages as they happen, then a summary.
+
+Live lines (one an outage start, one an outage end, UTC times) go to stdout, or to stderr with
+``--json`` so that stdout holds only the final JSON object. The run ends after ``--duration``
+seconds, or on Ctrl-C or SIGTERM, and prints its summary either way (exit status 0: stopping
+a watch is the normal way to end it). In the summary an outage still open at the end has
+``end_utc``, ``duration_s`` and ``end_uncertainty_s`` null: its end is not known, and a
+duration up to "now" would read as a measured value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import TextIO
+
+from drdrill.errors import InputError
+from drdrill.probes.http import (
+    DEFAULT_TIMEOUT_S,
+    MIN_INTERVAL_S,
+    Check,
+    Endpoint,
+    EndpointStats,
+    Outage,
+    OutageEvent,
+    ProbeRunner,
+)
+from drdrill.probes.stats import DEFAULT_RECOVERY_SAMPLES
+
+HELP_INTERVAL = f"seconds between samples of each URL (default 0.1, at least {MIN_INTERVAL_S})"
+HELP_DURATION = "seconds to watch (default: until Ctrl-C)"
+HELP_TIMEOUT = f"seconds before a request counts as failed (default {DEFAULT_TIMEOUT_S:g})"
+HELP_RECOVERY = f"consecutive good samples that end an outage (default {DEFAULT_RECOVERY_SAMPLES})"
+HELP_STATUS = "accepted status code; repeat or comma-separate for several (default 200)"
+HELP_JSON = "print one JSON summary object on stdout; live outage lines go to stderr"
+EPILOG = (
+    "An outage runs from the first failed sample to the first of N consecutive good ones; "
+    "times are send times. Availability is the percentage of good samples; latency "
+    "percentiles are over good samples only. In --json, an outage still open at the end has "
+    "end_utc, duration_s and end_uncertainty_s null."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchOptions:
+    """The validated command line of ``drdrill watch``."""
+
+    endpoints: tuple[Endpoint, ...]
+    interval_s: float
+    duration_s: float | None
+    recovery_samples: int
+    as_json: bool
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``drdrill watch``."""
+    parser = sub.add_parser(
+        "watch",
+        help="probe URLs continuously and report outages",
+        description="Probe URLs on a fixed time grid and report outages, availability, latency.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("urls", nargs="+", metavar="URL", help="http:// or https:// URL to probe")
+    # numbers are read as text so that a bad one gives our one-line InputError, not argparse's
+    parser.add_argument("--interval", default="0.1", metavar="S", help=HELP_INTERVAL)
+    parser.add_argument("--duration", default=None, metavar="S", help=HELP_DURATION)
+    parser.add_argument("--timeout", default=str(DEFAULT_TIMEOUT_S), metavar="S", help=HELP_TIMEOUT)
+    parser.add_argument(
+        "--recovery-samples", default=str(DEFAULT_RECOVERY_SAMPLES), metavar="N", help=HELP_RECOVERY
+    )
+    parser.add_argument(
+        "--expect-status", action="append", default=None, metavar="CODE", help=HELP_STATUS
+    )
+    parser.add_argument("--json", action="store_true", dest="as_json", help=HELP_JSON)
+    parser.set_defaults(run=run)
+
+
+def _seconds(text: str, where: str, minimum: float = 0.0) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(where, f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(where, f"{text} s is not a positive number of seconds")
+    if value < minimum:
+        raise InputError(where, f"{text} s is under the {minimum:g} s minimum")
+    return value
+
+
+def _statuses(values: list[str] | None) -> frozenset[int]:
+    if not values:
+        return frozenset({200})
+    codes: set[int] = set()
+    for value in values:
+        for part in value.split(","):
+            try:
+                code = int(part)
+            except ValueError:
+                raise InputError("--expect-status", f"{part!r} is not a status code") from None
+            if not 100 <= code <= 599:
+                raise InputError("--expect-status", f"{code} is not an HTTP status code")
+            codes.add(code)
+    return frozenset(codes)
+
+
+def parse_options(args: argparse.Namespace) -> WatchOptions:
+    """Validate the command line; bad values raise :class:`InputError` naming the option."""
+    interval = _seconds(args.interval, "--interval", MIN_INTERVAL_S)
+    duration = None if args.duration is None else _seconds(args.duration, "--duration")
+    timeout = _seconds(args.timeout, "--timeout")
+    try:
+        recovery = int(args.recovery_samples)
+    except ValueError:
+        raise InputError(
+            "--recovery-samples", f"{args.recovery_samples!r} is not a count"
+        ) from None
+    if recovery < 1:
+        raise InputError("--recovery-samples", f"{recovery} is not at least 1")
+    check = Check(status=_statuses(args.expect_status))
+    endpoints = tuple(Endpoint(url, check=check, timeout_s=timeout) for url in args.urls)
+    if len({e.url for e in endpoints}) != len(endpoints):
+        raise InputError("URL", "a URL is given twice")
+    return WatchOptions(endpoints, interval, duration, recovery, args.as_json)
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO-8601 in UTC with microseconds and a ``Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def format_event(event: OutageEvent) -> str:
+    """One live line for an outage start or end."""
+    outage = event.outage
+    if event.kind == "started":
+        since = (
+            "down since probing began"
+            if outage.start_uncertainty_s is None
+            else f"last good sample {outage.start_uncertainty_s:.3f} s before"
+        )
+        return (
+            f"{iso_utc(outage.start_utc)} outage started {outage.endpoint}: "
+            f"{outage.first_error} ({since})"
+        )
+    assert outage.end_utc is not None and outage.duration_s is not None
+    return (
+        f"{iso_utc(outage.end_utc)} outage ended   {outage.endpoint}: "
+        f"{outage.duration_s:.3f} s, {outage.failed_samples} failed samples "
+        f"(last failed sample {outage.end_uncertainty_s:.3f} s before)"
+    )
+
+
+def _outage_json(outage: Outage) -> dict[str, object]:
+    return {
+        "start_utc": iso_utc(outage.start_utc),
+        "end_utc": None if outage.end_utc is None else iso_utc(outage.end_utc),
+        "duration_s": outage.duration_s,
+        "start_uncertainty_s": outage.start_uncertainty_s,
+        "end_uncertainty_s": outage.end_uncertainty_s,
+    }
+
+
+def summary_json(stats: list[EndpointStats]) -> dict[str, object]:
+    """The ``--json`` summary: one entry an endpoint, in the order given."""
+    return {
+        "endpoints": [
+            {
+                "url": s.url,
+                "samples": s.samples,
+                "availability": s.availability,
+                "outages": [_outage_json(o) for o in s.outages],
+                "latency_ms": {
+                    "p50": s.latency_p50_ms,
+                    "p95": s.latency_p95_ms,
+                    "p99": s.latency_p99_ms,
+                },
+            }
+            for s in stats
+        ]
+    }
+
+
+def summary_text(stats: list[EndpointStats]) -> str:
+    """The human summary: per endpoint its figures, then one line an outage."""
+    lines: list[str] = []
+    for s in stats:
+        availability = "-" if s.availability is None else f"{s.availability:.3f}%"
+        lines.append(s.url)
+        lines.append(
+            f"  samples {s.samples}  availability {availability}  outages {len(s.outages)}  "
+            f"latency p50 {_ms(s.latency_p50_ms)}  p95 {_ms(s.latency_p95_ms)}  "
+            f"p99 {_ms(s.latency_p99_ms)}"
+        )
+        for o in s.outages:
+            start = (
+                "start unknown"
+                if o.start_uncertainty_s is None
+                else f"start uncertainty {o.start_uncertainty_s:.3f} s"
+            )
+            if o.end_utc is None:
+                lines.append(f"  outage {iso_utc(o.start_utc)} -> still open ({start})")
+            else:
+                lines.append(
+                    f"  outage {iso_utc(o.start_utc)} -> {iso_utc(o.end_utc)}  "
+                    f"{o.duration_s:.3f} s ({start}, end uncertainty {o.end_uncertainty_s:.3f} s)"
+                )
+    return "\n".join(lines)
+
+
+class _Terminated(Exception):
+    """SIGTERM, turned into an exception so the summary still prints."""
+
+
+@contextmanager
+def _sigterm_ends_the_wait() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals only reach the main thread; nothing to install
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _wait(duration_s: float | None) -> None:
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    while True:
+        remaining = 3600.0 if deadline is None else deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(remaining, 3600.0))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Watch until the duration ends or Ctrl-C, then print the summary; exit status 0."""
+    options = parse_options(args)
+    live: TextIO = sys.stderr if options.as_json else sys.stdout
+
+    def print_event(event: OutageEvent) -> None:
+        print(format_event(event), file=live, flush=True)
+
+    runner = ProbeRunner(
+        options.endpoints,
+        interval_s=options.interval_s,
+        recovery_samples=options.recovery_samples,
+        on_event=print_event,
+    )
+    until = "Ctrl-C" if options.duration_s is None else f"{options.duration_s:g} s or Ctrl-C"
+    print(
+        f"watching {len(options.endpoints)} URL(s) every {options.interval_s:g} s until {until}",
+        file=sys.stderr,
+        flush=True,
+    )
+    runner.start()
+    try:
+        with _sigterm_ends_the_wait():
+            _wait(options.duration_s)
+    except (KeyboardInterrupt, _Terminated):
+        print("stopping: waiting for requests in flight", file=sys.stderr, flush=True)
+    finally:
+        runner.stop()
+    stats = runner.stats()
+    if options.as_json:
+        print(json.dumps(summary_json(stats)), flush=True)
+    else:
+        print(summary_text(stats), flush=True)
+    return 0
