@@ -39,7 +39,7 @@ class Store:
     def ping(self) -> bool:
         """Whether the database answers."""
         with self._lock:
-            return self._db.execute("SELECT 1").fetchone() == (1,)
+            return bool(self._db.execute("SELECT 1").fetchone() == (1,))
 
     def stats(self) -> dict[str, int]:
         """Visit and marker counts."""

@@ -30,7 +30,7 @@ from drdrill.probes.writes import (
     verify_markers,
 )
 from drdrill.report.record import OutageRecord, ProbeStatsRecord, RpoRecord
-from drdrill.timeline import Event, Source, Timeline
+from drdrill.timeline import Event, Timeline
 
 if TYPE_CHECKING:
     from drdrill.config import EndpointConfig

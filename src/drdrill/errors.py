@@ -10,8 +10,8 @@ class DrillError(Exception):
 class InputError(DrillError):
     """Bad input from a user: a runbook, a config file, a command-line value.
 
-    ``where`` names the file and line (``runbook.md:42``) or the key (``drdrill.yaml: probes.interval``)
-    so that the one-line message points at what to fix.
+    ``where`` names the file and line (``runbook.md:42``) or the key
+    (``drdrill.yaml: probes.interval``) so that the one-line message points at what to fix.
     """
 
     def __init__(self, where: str, message: str) -> None:
@@ -44,5 +44,5 @@ class SafetyError(DrillError):
     """A destructive action refused by a safety guard."""
 
 
-class ObjectiveMissed(DrillError, AssertionError):  # noqa: N818 - reads as what happened
+class ObjectiveMissed(DrillError, AssertionError):
     """A measured value over its runbook objective; fails the test rather than erroring it."""

@@ -31,11 +31,11 @@ def render_summary(run: RunRecord, width: int = 100, color: bool = False) -> str
             objective,
             f"[{_STYLE[result.status]}]{result.status}[/]",
         )
-    for test in run.tests:
-        for outage in test.outages:
+    for record in run.tests:
+        for outage in record.outages:
             duration = "open" if outage.duration_s is None else f"{outage.duration_s:.3f} s"
             table.add_row(
-                test.nodeid.rsplit("::", 1)[-1], f"outage {outage.endpoint}", duration, "—", ""
+                record.nodeid.rsplit("::", 1)[-1], f"outage {outage.endpoint}", duration, "—", ""
             )
     buffer = io.StringIO()
     console = Console(
