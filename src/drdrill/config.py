@@ -120,6 +120,13 @@ class SafetyConfig(_Model):
     allowed_regions: list[str] = Field(default_factory=list)
 
 
+class DrillsConfig(_Model):
+    """What the suites expect beyond the runbook's objectives."""
+
+    min_availability: float = Field(default=80.0, ge=0, le=100)
+    restore_timeout: Seconds = 60.0
+
+
 class DrillConfig(_Model):
     """A whole stack description."""
 
@@ -133,6 +140,8 @@ class DrillConfig(_Model):
     journal: Path = Path(".drdrill/journal.jsonl")
     report_dir: Path = Path("reports")
     targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: parameters of the suites themselves (e.g. the availability a drill must keep)
+    drills: DrillsConfig = Field(default_factory=lambda: DrillsConfig())
 
     @property
     def base_dir(self) -> Path:

@@ -80,11 +80,14 @@ class ProbeSession:
             raise ConfigError(
                 f"{self._drill.config.path}: probes.endpoints", "no endpoint to probe"
             )
+        # a target may resolve names its own way (the sandbox: through its DNS server)
+        factory = getattr(self._drill.target, "http_client_factory", None)
         runner = ProbeRunner(
             [to_endpoint(e, cfg.timeout) for e in chosen],
             interval_s=interval_s or cfg.interval,
             recovery_samples=cfg.recovery_samples,
             on_event=self._on_event,
+            **({"client_factory": factory} if factory is not None else {}),
         )
         runner.start()
         self.runners.append(runner)
@@ -114,18 +117,21 @@ class ProbeSession:
         after: str | Event = "fault_injected",
         timeout_s: float = 60.0,
         name: str = "service_restored",
+        runner: ProbeRunner | None = None,
     ) -> Event:
         """Block until every endpoint has passed its recovery run of samples since ``after``.
 
         Records (and returns) the observed event ``name`` at the first sample of that run, with
-        the gap back to the last failing sample as its uncertainty.
+        the gap back to the last failing sample as its uncertainty. ``runner`` limits the wait to
+        the endpoints of one ``start()``; by default all of them count.
         """
         if not self.runners:
             raise DrillError("probes.wait_restored() before probes.start()")
         since = self._timeline.get(after) if isinstance(after, str) else after
+        runners = [runner] if runner is not None else self.runners
         deadline = time.monotonic() + timeout_s
         while True:
-            found = [r.all_good_since(since.mono, r.recovery_samples) for r in self.runners]
+            found = [r.all_good_since(since.mono, r.recovery_samples) for r in runners]
             if all(f is not None for f in found):
                 last = max((f for f in found if f is not None), key=lambda f: f.send_mono)
                 return self._timeline.observe(name, last.send_mono, last.uncertainty_s)
@@ -197,6 +203,10 @@ class WriterSession:
                 )
 
             return MySqlSink(connect)
+        make_sink = getattr(self._drill.target, "write_sink", None)
+        if cfg.url is None and make_sink is not None:
+            sink: WriteSink = make_sink(cfg.timeout)
+            return sink
         url = cfg.url or _capability(self._drill, "write_url")()
         return HttpSink(str(url), timeout_s=cfg.timeout)
 
@@ -221,6 +231,34 @@ class WriterSession:
             self._log = self._writer.stop()
             self._timeline.mark("writes_stopped", sent=self._log.sent)
         return self._log
+
+    def first_ack_after(
+        self, after: Event, timeout_s: float = 60.0, name: str = "write_acknowledged"
+    ) -> Event:
+        """The first write acknowledged after the writes failed following ``after``.
+
+        Observed at that marker's send time, uncertain by the gap back to the marker before it.
+        If no write failed after ``after``, the first acknowledged one after it counts.
+        """
+        if self._writer is None:
+            raise DrillError("writer.first_ack_after() before writer.start()")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            records = [r for r in self._writer.log().records if r.sent_mono >= after.mono]
+            failed = [i for i, r in enumerate(records) if not r.acknowledged]
+            start = failed[0] if failed else 0
+            for i in range(start, len(records)):
+                if records[i].acknowledged:
+                    previous = records[i - 1].sent_mono if i > 0 else after.mono
+                    return self._timeline.observe(
+                        name,
+                        records[i].sent_mono,
+                        records[i].sent_mono - previous,
+                        marker=records[i].marker_id,
+                    )
+            if time.monotonic() > deadline:
+                raise DrillError(f"no write acknowledged {timeout_s:g} s after '{after.name}'")
+            time.sleep(0.02)
 
     def verify(self, present_ids: Iterable[int] | None = None) -> RpoResult:
         """Lost acknowledged writes, given the marker ids in the database that survived.

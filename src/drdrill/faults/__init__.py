@@ -25,6 +25,10 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "process.freeze": "drdrill.faults.process:FreezeProcess",
         "process.stop": "drdrill.faults.process:StopProcess",
         "process.kill": "drdrill.faults.process:KillProcess",
+        "sandbox.stop_tasks": "drdrill.faults.sandbox:StopTasks",
+        "sandbox.reboot_db": "drdrill.faults.sandbox:RebootDb",
+        "sandbox.region_down": "drdrill.faults.sandbox:RegionDown",
+        "sandbox.pause_replication": "drdrill.faults.sandbox:PauseReplication",
     }
 )
 

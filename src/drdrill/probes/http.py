@@ -32,6 +32,7 @@ from typing import Protocol, TypeAlias
 from urllib.parse import urlsplit
 
 import aiohttp
+import aiohttp.abc
 
 from drdrill.errors import DrillError, InputError
 from drdrill.probes.stats import (
@@ -218,12 +219,18 @@ def _os_error_class(exc: OSError) -> str:
 class AiohttpClient:
     """:class:`HttpClient` on an aiohttp session with a keep-alive pool, no proxies from env."""
 
-    def __init__(self, max_connections: int) -> None:
-        """Pool up to ``max_connections`` connections in all (idle ones are kept alive)."""
+    def __init__(
+        self, max_connections: int, resolver: aiohttp.abc.AbstractResolver | None = None
+    ) -> None:
+        """Pool up to ``max_connections`` connections in all (idle ones are kept alive).
+
+        ``resolver`` replaces the system resolver (e.g. a TTL-honouring one that asks the
+        sandbox's DNS server).
+        """
         # no DNS cache of aiohttp's own (10 s by default): a new connection resolves the name
-        # afresh, so a DNS failover shows as soon as the system resolver gives the new answer
+        # afresh, so a DNS failover shows as soon as the resolver gives the new answer
         connector = aiohttp.TCPConnector(
-            limit=max_connections, limit_per_host=0, use_dns_cache=False
+            limit=max_connections, limit_per_host=0, use_dns_cache=False, resolver=resolver
         )
         self._session = aiohttp.ClientSession(
             connector=connector,

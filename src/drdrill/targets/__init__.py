@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 TARGETS = MappingProxyType(
     {
         "local": "drdrill.targets.local:LocalTarget",
+        "sandbox": "drdrill.targets.sandbox:SandboxTarget",
     }
 )
 

@@ -1,0 +1,136 @@
+"""``drdrill sandbox up|down|status|logs``: the embedded two-region stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from drdrill.config import DEFAULT_CONFIG, load_config
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``drdrill sandbox``."""
+    parser = sub.add_parser(
+        "sandbox",
+        help="start, stop or inspect the embedded two-region sandbox",
+        description="The embedded two-region sandbox on loopback (settings: targets.sandbox).",
+    )
+    parser.add_argument(
+        "action",
+        choices=["up", "down", "status", "logs", "failover", "invoke", "failback", "check"],
+        help="failover: the whole DR automation, or one --step; invoke: the DR Lambda",
+    )
+    parser.add_argument(
+        "--step",
+        choices=["promote", "scale", "wait_healthy", "switch_dns"],
+        help="failover: run one step only (the manual script)",
+    )
+    parser.add_argument(
+        "--payload",
+        default='{"trigger":"manual","reason":"disaster_recovery"}',
+        help="invoke: the Lambda's JSON payload",
+    )
+    parser.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help="stack config")
+    parser.add_argument("--json", action="store_true", help="status as JSON")
+    parser.add_argument("--lines", type=int, default=40, help="logs: lines of each log")
+    parser.set_defaults(run=run)
+
+
+def _summary(status: dict[str, Any]) -> list[str]:
+    lines = [f"sandbox: supervisor pid {status['pid']}, control {status['control']}"]
+    for key, region in status["regions"].items():
+        rds, alb, ecs = region["rds"], region["alb"], region["ecs"]
+        lines.append(
+            f"  {key} ({region['name']}): {region['state']}; rds {rds['address']} "
+            f"{'running' if rds['running'] else 'down'}{' read-only' if rds['read_only'] else ''}; "
+            f"alb {alb['address']} {alb['healthy']} healthy; "
+            f"ecs {ecs['running']}/{ecs['desired']} tasks"
+        )
+    dns = status["dns"]
+    lines.append(f"  dns {dns['address']}: {dns['name']} -> {dns['active']} (ttl {dns['ttl']} s)")
+    lines.append(f"  alarm {status['alarm']['name']}: {status['alarm']['state']}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out the action."""
+    from drdrill.sandbox import control
+
+    config = load_config(args.config)
+    settings, run_dir = control.load_settings(config)
+    if args.action == "up":
+        status = control.up(settings, run_dir)
+        print(json.dumps(status, indent=2) if args.json else "\n".join(_summary(status)))
+        return 0
+    if args.action == "down":
+        for line in control.down(settings, run_dir):
+            print(f"sandbox: {line}")
+        return 0
+    if args.action == "status":
+        client = control.client_for(settings)
+        if not client.alive():
+            print(json.dumps({"running": False}) if args.json else "sandbox: not running")
+            return 3
+        status = client.status()
+        print(json.dumps(status, indent=2) if args.json else "\n".join(_summary(status)))
+        return 0
+    if args.action == "check":
+        return _check(settings)
+    if args.action in ("failover", "invoke", "failback"):
+        return _act(control.client_for(settings), args)
+    for log in [*sorted(run_dir.rglob("*.log")), run_dir / "truth.jsonl"]:
+        if log.exists():
+            print(f"==> {log.relative_to(run_dir)} <==")
+            print("\n".join(log.read_text(errors="replace").splitlines()[-args.lines :]))
+    return 0
+
+
+def _act(client: Any, args: argparse.Namespace) -> int:
+    """Failover, Lambda invocation or failback; prints the result as JSON."""
+    from drdrill.errors import InputError
+
+    if args.action == "failover" and args.step:
+        result = client.call("failover_step", step=args.step)
+    elif args.action == "failover":
+        payload = {"trigger": "automated-script", "reason": "disaster_recovery"}
+        result = client.call("invoke_dr", payload=payload, wait=True)
+    elif args.action == "invoke":
+        try:
+            payload = json.loads(args.payload)
+        except ValueError as exc:
+            raise InputError("--payload", f"not JSON: {exc}") from None
+        result = client.call("invoke_dr", payload=payload, wait=True)
+    else:
+        result = client.call("failback")
+    print(json.dumps(result, indent=2, default=str))
+    failed = isinstance(result, dict) and result.get("status") == "failed"
+    return 1 if failed else 0
+
+
+def _check(settings: Any) -> int:
+    """The runbook's post-failover checks through the public name; exit 1 if any fails."""
+    import http.client
+
+    from drdrill.probes.resolve import TtlCache
+
+    cache = TtlCache(settings.dns_ip, settings.port("dns"))
+    base = f"http://{settings.app_name}:{settings.port('lb')}"
+    failed = 0
+    for path in ("/health-simple.php", "/", "/api.php?action=stats"):
+        where = cache.resolve_url(base + path)
+        conn = http.client.HTTPConnection(where.ip, where.port, timeout=5)
+        try:
+            conn.request("GET", where.target, headers={"Host": where.host_header})
+            status = conn.getresponse().status
+        except OSError as exc:
+            status, failed = 0, failed + 1
+            print(f"FAIL {path} via {where.ip}: {exc}")
+            continue
+        finally:
+            conn.close()
+        ok = status == 200
+        failed += 0 if ok else 1
+        print(f"{'ok  ' if ok else 'FAIL'} {path} via {where.ip}: {status}")
+    return 1 if failed else 0

@@ -1,0 +1,181 @@
+"""Faults of the embedded sandbox, injected and reverted through its control API.
+
+Each record holds the control port, so ``drdrill recover`` can revert a fault of a killed run
+as long as the sandbox supervisor runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Self
+
+from drdrill.errors import FaultError
+from drdrill.faults.base import RevertResult
+from drdrill.sandbox.control import SandboxClient, SandboxError
+
+Region = Literal["primary", "dr"]
+
+
+def _region(record: Mapping[str, Any]) -> Region:
+    region = record.get("region")
+    if region not in ("primary", "dr"):
+        raise FaultError(f"sandbox fault record: bad region {region!r}")
+    return "primary" if region == "primary" else "dr"
+
+
+def _call(port: int, op: str, **kwargs: Any) -> Any:
+    try:
+        return SandboxClient(port).call(op, **kwargs)
+    except SandboxError as exc:
+        raise FaultError(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class StopTasks:
+    """Stop n (or a percentage) of a service's tasks; ECS replaces them, the revert waits for it."""
+
+    kind: ClassVar[str] = "sandbox.stop_tasks"
+    control_port: int
+    region: Region = "primary"
+    count: int | None = 1
+    percent: float | None = None
+    mode: Literal["graceful", "kill"] = "kill"
+
+    def describe(self) -> str:
+        """One line naming the fault."""
+        what = f"{self.percent:g}% of" if self.percent is not None else f"{self.count}"
+        return f"stop {what} ecs tasks in {self.region} ({self.mode})"
+
+    def inject(self) -> None:
+        """Stop the tasks now."""
+        _call(
+            self.control_port,
+            "stop_tasks",
+            region=self.region,
+            count=None if self.percent is not None else self.count,
+            percent=self.percent,
+            mode=self.mode,
+        )
+
+    def revert(self) -> RevertResult:
+        """Nothing to undo: the scheduler replaces stopped tasks (this is what drills measure)."""
+        return RevertResult("left to the scheduler")
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {
+            "control_port": self.control_port,
+            "region": self.region,
+            "count": self.count,
+            "percent": self.percent,
+            "mode": self.mode,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        return cls(
+            control_port=int(record["control_port"]),
+            region=_region(record),
+            count=record.get("count"),
+            percent=record.get("percent"),
+            mode=record.get("mode", "kill"),
+        )
+
+
+@dataclass(frozen=True)
+class RebootDb:
+    """Reboot a region's database (clean or crash); the revert makes sure it runs again."""
+
+    kind: ClassVar[str] = "sandbox.reboot_db"
+    control_port: int
+    region: Region = "primary"
+    mode: Literal["clean", "crash"] = "clean"
+
+    def describe(self) -> str:
+        """One line naming the fault."""
+        return f"reboot rds in {self.region} ({self.mode})"
+
+    def inject(self) -> None:
+        """Reboot now (returns once the database is back up)."""
+        _call(self.control_port, "reboot_db", region=self.region, mode=self.mode)
+
+    def revert(self) -> RevertResult:
+        """Start the database if a reboot left it down."""
+        status = _call(self.control_port, "status")
+        if status["regions"][self.region]["rds"]["running"]:
+            return RevertResult("database running")
+        _call(self.control_port, "reboot_db", region=self.region, mode="clean")
+        return RevertResult("database started")
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {"control_port": self.control_port, "region": self.region, "mode": self.mode}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        return cls(int(record["control_port"]), _region(record), record.get("mode", "clean"))
+
+
+@dataclass(frozen=True)
+class RegionDown:
+    """Take a whole region down (kill, or freeze: a black hole); the revert brings it back."""
+
+    kind: ClassVar[str] = "sandbox.region_down"
+    control_port: int
+    region: Region = "primary"
+    mode: Literal["kill", "freeze"] = "kill"
+
+    def describe(self) -> str:
+        """One line naming the fault."""
+        return f"take region {self.region} down ({self.mode})"
+
+    def inject(self) -> None:
+        """Down now."""
+        _call(self.control_port, "region_down", region=self.region, mode=self.mode)
+
+    def revert(self) -> RevertResult:
+        """Bring the region's processes back (idempotent)."""
+        result = _call(self.control_port, "region_up", region=self.region)
+        return RevertResult(f"region {self.region} {result['state']}")
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {"control_port": self.control_port, "region": self.region, "mode": self.mode}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        return cls(int(record["control_port"]), _region(record), record.get("mode", "kill"))
+
+
+@dataclass(frozen=True)
+class PauseReplication:
+    """Stop applying on the DR replica so that its lag builds up; the revert resumes it."""
+
+    kind: ClassVar[str] = "sandbox.pause_replication"
+    control_port: int
+
+    def describe(self) -> str:
+        """One line naming the fault."""
+        return "pause replication to the dr replica"
+
+    def inject(self) -> None:
+        """Pause now."""
+        _call(self.control_port, "pause_replication")
+
+    def revert(self) -> RevertResult:
+        """Resume applying (idempotent: START SLAVE on a running thread is a no-op)."""
+        _call(self.control_port, "resume_replication")
+        return RevertResult("replication resumed")
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {"control_port": self.control_port}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        return cls(int(record["control_port"]))

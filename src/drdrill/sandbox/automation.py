@@ -1,0 +1,142 @@
+"""The DR automation (the runbook's Lambda) and failback, run inside the supervisor.
+
+A failover has four steps, each logged to the ground truth when asked and when done: promote
+the DR replica, scale the DR service up, wait for healthy targets behind the DR load balancer,
+switch the failover DNS record. The automated script and the Lambda run them all; the manual
+script runs them one at a time through :meth:`DrAutomation.step`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from drdrill.errors import DrillError
+from drdrill.sandbox.mariadb import promote_replica
+
+if TYPE_CHECKING:
+    from drdrill.sandbox.supervisor import Sandbox
+
+STEPS = ("promote", "scale", "wait_healthy", "switch_dns")
+
+
+class DrAutomation:
+    """Failover and failback of a :class:`Sandbox`; one at a time."""
+
+    def __init__(self, sandbox: Sandbox, healthy_timeout_s: float = 60.0) -> None:
+        self.sandbox = sandbox
+        self.healthy_timeout_s = healthy_timeout_s
+        self.state = "primary"
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._done: set[str] = set()
+
+    def _truth(self, event: str, **attrs: Any) -> None:
+        self.sandbox.truth.append(event, "dr-automation", **attrs)
+
+    def invoke(self, payload: dict[str, Any], wait: bool = True) -> dict[str, Any]:
+        """Run the whole failover (the Lambda); with ``wait`` False, in the background."""
+        trigger = str(payload.get("trigger", "manual"))
+        with self._lock:
+            if self.state in ("failing_over", "dr"):
+                return {"status": "already", "state": self.state}
+            self.state = "failing_over"
+            self._done.clear()
+        self._truth("failover_triggered", trigger=trigger, reason=payload.get("reason"))
+        if wait:
+            return self._run_all()
+        self._thread = threading.Thread(target=self._run_all, name="dr-automation", daemon=True)
+        self._thread.start()
+        return {"status": "started"}
+
+    def _run_all(self) -> dict[str, Any]:
+        try:
+            for name in STEPS:
+                self._step(name)
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._truth("failover_failed", error=self.last_error)
+            with self._lock:
+                self.state = "failed"
+            return {"status": "failed", "FunctionError": "Unhandled", "error": self.last_error}
+        return {"status": "completed", "state": self.state}
+
+    def step(self, name: str) -> dict[str, Any]:
+        """One step of the manual failover."""
+        if name not in STEPS:
+            raise DrillError(f"unknown failover step '{name}' (steps: {', '.join(STEPS)})")
+        with self._lock:
+            if self.state == "primary":
+                self.state = "failing_over"
+                self._done.clear()
+                first = True
+            else:
+                first = False
+        if first:
+            self._truth("failover_triggered", trigger="manual-script", reason="step by step")
+        return self._step(name)
+
+    def _step(self, name: str) -> dict[str, Any]:
+        if name in self._done:
+            return {"step": name, "status": "already done"}
+        result = getattr(self, f"_do_{name}")()
+        self._done.add(name)
+        if self._done >= set(STEPS):
+            with self._lock:
+                self.state = "dr"
+            self._truth("failover_completed")
+        return {"step": name, **result}
+
+    def promote(self) -> dict[str, Any]:
+        """Promote the DR replica on its own (also a fault: a split brain if misused)."""
+        return self._do_promote()
+
+    def _do_promote(self) -> dict[str, Any]:
+        sandbox = self.sandbox
+        self._truth("rds_promotion_requested")
+        result = promote_replica(sandbox.db["dr"], timeout=30)
+        self._truth(
+            "replica_writable",
+            caught_up=result.caught_up,
+            applied=result.applied_gtid,
+            total_s=result.total_s,
+        )
+        sandbox.writer_region = "dr"
+        return {"promotion": result.to_json()}
+
+    def _do_scale(self) -> dict[str, Any]:
+        sandbox = self.sandbox
+        target = sandbox.settings.dr.scale_to
+        self._truth("ecs_scale_requested", region="dr", desired=target)
+        sandbox.ecs["dr"].set_desired(target)
+        return {"desired": target}
+
+    def _do_wait_healthy(self) -> dict[str, Any]:
+        sandbox = self.sandbox
+        target = sandbox.settings.dr.scale_to
+        deadline = time.monotonic() + self.healthy_timeout_s
+        while sandbox.lb["dr"].healthy_count() < target:
+            if time.monotonic() > deadline:
+                raise DrillError(
+                    f"dr load balancer has {sandbox.lb['dr'].healthy_count()} healthy targets "
+                    f"of {target} after {self.healthy_timeout_s:g} s"
+                )
+            time.sleep(0.05)
+        self._truth("dr_targets_healthy", healthy=target)
+        return {"healthy": target}
+
+    def _do_switch_dns(self) -> dict[str, Any]:
+        self._truth("dns_switch_requested", to="dr")
+        self.sandbox.dns.switch("dr")
+        return {"active": self.sandbox.dns.active}
+
+    def failback(self) -> dict[str, Any]:
+        """Return to the primary region (not implemented in the sandbox yet)."""
+        raise DrillError("failback is not implemented in the sandbox yet")
+
+    def stop(self) -> None:
+        """Wait briefly for a background failover to finish."""
+        if self._thread is not None:
+            self._thread.join(timeout=5)

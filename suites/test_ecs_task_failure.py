@@ -1,0 +1,52 @@
+"""ECS task failure: tasks stop, the load balancer routes around them, the service recovers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from drdrill.observe import poll_until
+
+
+@pytest.mark.drill(targets=["sandbox"])
+@pytest.mark.parametrize(
+    "stop", [{"count": 1}, {"percent": 50.0}], ids=["one-task", "half-the-tasks"]
+)
+def test_service_returns_to_desired_count(
+    stack: Any, stop: dict[str, Any], probes, inject, timeline, measure, drill_config
+) -> None:
+    """Stop tasks in the primary region: ECS Scale-up timed, availability kept through the LB."""
+    desired = stack.desired("primary")
+    runner = probes.start(stack.endpoints("primary"))
+    time.sleep(1.0)
+
+    inject(stack.stop_tasks("primary", mode="kill", **stop))
+    poll_until(
+        timeline,
+        "task_stopped_seen",
+        lambda: (
+            stack.running_tasks("primary") < desired or stack.healthy_targets("primary") < desired
+        ),
+        timeout_s=10,
+    )
+    steady = poll_until(
+        timeline,
+        "service_steady",
+        lambda: (
+            stack.running_tasks("primary") == desired
+            and stack.healthy_targets("primary") == desired
+        ),
+        timeout_s=drill_config.drills.restore_timeout,
+    )
+    time.sleep(0.5)
+    measure.phase("ECS Scale-up", "fault_injected", steady)
+    measure.verify()
+
+    for stats in runner.stats():
+        assert stats.availability is not None
+        assert stats.availability >= drill_config.drills.min_availability, (
+            f"{stats.url}: availability {stats.availability:.1f}% through the load balancer, "
+            f"under {drill_config.drills.min_availability:g}%"
+        )
