@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point that sets everything up on a fresh machine, then runs the main job or the tests.
-#   ./dev.sh drill   the drills in suites/ against the configured target, reports in reports/<run-id>/
+#   ./dev.sh drill   the drills in suites/ against the configured target (the embedded sandbox:
+#                    brought up, drilled, taken down), reports in reports/<run-id>/
 #   ./dev.sh test    lint, type check and the harness's own tests (tests/)
 # Extra arguments go to pytest.
 set -euo pipefail
@@ -12,14 +13,24 @@ VENV=.venv
 need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_install() {
-  # Debian packages the tests and the sandbox run for real (never the system service itself).
+  # Debian packages the tests and the sandbox run for real (never the system services: the
+  # sandbox starts its own mariadbd and haproxy processes on loopback).
   local missing=()
   command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
   command -v mariadb-install-db >/dev/null 2>&1 || [ -x /usr/bin/mariadb-install-db ] || missing+=(mariadb-server)
+  command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "dev.sh: installing ${missing[*]} with apt-get" >&2
     need_root apt-get update -qq
+    # keep the packages' own services from starting: we only want the binaries
+    local policy=/usr/sbin/policy-rc.d added=0
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' | need_root tee "$policy" >/dev/null
+      need_root chmod +x "$policy"
+      added=1
+    fi
     DEBIAN_FRONTEND=noninteractive need_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ "$added" -eq 1 ]; then need_root rm -f "$policy"; fi
   fi
 }
 
@@ -40,6 +51,7 @@ cmd=${1:-}
 shift || true
 case "$cmd" in
   drill)
+    apt_install
     venv
     exec "$VENV/bin/pytest" suites "$@"
     ;;

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from drdrill.measure import Measurement
-from drdrill.probes.lag import HeartbeatLagSampler
+from drdrill.probes.lag import HeartbeatLagSampler, ensure_heartbeat_table
 
 
 @pytest.fixture
@@ -29,6 +29,8 @@ def test_replication_runs_with_lag_within_rpo(ready_stack: Any, measure, timelin
     """The DR replica applies the primary's writes, its lag (heartbeat row) within the RPO."""
     status = ready_stack.status()["regions"]["dr"]["rds"]["replication"]
     assert status and status.get("io") and status.get("sql"), f"replication not running: {status}"
+    with ready_stack.db_connection("primary") as conn:
+        ensure_heartbeat_table(conn)
     sampler = HeartbeatLagSampler(
         lambda: ready_stack.db_connection("primary"),
         lambda: ready_stack.db_connection("dr"),

@@ -61,7 +61,9 @@ def test_region_failover(
     # Detection: the alarm goes to ALARM. We see it by polling (observed); the alarm's own
     # history says when it changed (reported, like CloudWatch's), and that is what we time.
     poll_until(timeline, "alarm_seen", lambda: stack.alarm_state() == "ALARM", timeout_s=timeout)
-    (changed,) = [h for h in stack.alarm_history() if h["state"] == "ALARM"][:1]
+    (changed,) = [
+        h for h in stack.alarm_history() if h["state"] == "ALARM" and h["mono"] >= start.mono
+    ][:1]
     alarm = timeline.report("alarm_raised", datetime.fromisoformat(changed["utc"]))
     measure.phase("Detection", start, alarm)
 

@@ -271,6 +271,7 @@ class WriterSession:
         result = verify_markers(log, present_ids)
         self._drill.run.test(self._nodeid).rpo.append(
             RpoRecord(
+                run=self.run_id,
                 sent=result.sent,
                 acknowledged=result.acknowledged,
                 lost_acknowledged=result.lost_acknowledged,

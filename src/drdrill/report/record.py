@@ -64,6 +64,7 @@ class ProbeStatsRecord:
 class RpoRecord:
     """Data loss measured by the write markers of one drill."""
 
+    run: str
     sent: int
     acknowledged: int
     lost_acknowledged: int
@@ -74,6 +75,7 @@ class RpoRecord:
     def to_json(self) -> dict[str, Any]:
         """The RPO figures at the JSON edge."""
         return {
+            "run": self.run,
             "sent": self.sent,
             "acknowledged": self.acknowledged,
             "lost_acknowledged": self.lost_acknowledged,

@@ -44,6 +44,8 @@ class SandboxTarget:
         self._started_here = False
         #: resolvers handed to probes: their histories say when clients saw the DNS switch
         self.resolvers: list[TtlResolver] = []
+        #: name caches handed to writers (likewise)
+        self.caches: list[TtlCache] = []
 
     @property
     def control_port(self) -> int:
@@ -125,7 +127,9 @@ class SandboxTarget:
 
     def write_sink(self, timeout_s: float) -> WriteSink:
         """RPO markers through the public name (resolved with its TTL, like a client)."""
-        return DnsHttpSink(self.write_url(), TtlCache(*self.dns_server), timeout_s)
+        cache = TtlCache(*self.dns_server)
+        self.caches.append(cache)
+        return DnsHttpSink(self.write_url(), cache, timeout_s)
 
     def write_url(self) -> str:
         """The app's write endpoint through the public name."""
@@ -284,11 +288,17 @@ class SandboxTarget:
     def put_client_dns_switches(self, timeline: Timeline) -> list[Event]:
         """Put on the timeline when the probes' resolvers first got each new address (exact)."""
         events = []
-        for resolver in self.resolvers:
-            for switch in resolver.switches():
+        clients = [("probes", r) for r in self.resolvers] + [("writer", c) for c in self.caches]
+        for client, resolver in clients:
+            for switch in resolver.switches()[1:]:  # the first answer is no switch
                 events.append(
                     timeline.observe(
-                        "client_dns_switched", switch.mono, 0.0, Source.REPORTED, ip=switch.ip
+                        "client_dns_switched",
+                        switch.mono,
+                        0.0,
+                        Source.REPORTED,
+                        ip=switch.ip,
+                        client=client,
                     )
                 )
         return events
