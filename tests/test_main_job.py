@@ -1,4 +1,4 @@
-"""The main job (the drills in suites/) against the local demo, checked against what we did.
+"""The local demo drill (suites/, ``--dr-target local``), checked against what we did.
 
 The fault's own events are the ground truth here: the app is frozen between the
 ``fault_injected`` and ``fault_reverted`` actions, whose times are exact.
@@ -24,6 +24,8 @@ def test_demo_drill_measures_the_freeze_it_caused(tmp_path: Path) -> None:
             "suites/test_local_demo.py",
             "-p",
             "no:cacheprovider",
+            "--dr-target",
+            "local",
             "--dr-report-dir",
             str(tmp_path),
         ],
@@ -33,6 +35,7 @@ def test_demo_drill_measures_the_freeze_it_caused(tmp_path: Path) -> None:
         timeout=180,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout, result.stdout[-2000:]
     (report_path,) = tmp_path.glob("*/report.json")
     report = json.loads(report_path.read_text())
     events = {e["name"]: e for e in report["events"]}
