@@ -220,17 +220,26 @@ class AiohttpClient:
     """:class:`HttpClient` on an aiohttp session with a keep-alive pool, no proxies from env."""
 
     def __init__(
-        self, max_connections: int, resolver: aiohttp.abc.AbstractResolver | None = None
+        self,
+        max_connections: int,
+        resolver: aiohttp.abc.AbstractResolver | None = None,
+        fresh_connections: bool = False,
     ) -> None:
         """Pool up to ``max_connections`` connections in all (idle ones are kept alive).
 
         ``resolver`` replaces the system resolver (e.g. a TTL-honouring one that asks the
-        sandbox's DNS server).
+        sandbox's DNS server). ``fresh_connections`` makes every sample a new client on a new
+        connection: a kept-alive connection would stay on the old address after a DNS
+        failover for as long as that server answers (even with 503s).
         """
         # no DNS cache of aiohttp's own (10 s by default): a new connection resolves the name
         # afresh, so a DNS failover shows as soon as the resolver gives the new answer
         connector = aiohttp.TCPConnector(
-            limit=max_connections, limit_per_host=0, use_dns_cache=False, resolver=resolver
+            limit=max_connections,
+            limit_per_host=0,
+            use_dns_cache=False,
+            resolver=resolver,
+            force_close=fresh_connections,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,

@@ -13,7 +13,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from drdrill.errors import DrillError
-from drdrill.sandbox.mariadb import promote_replica
+from drdrill.sandbox.mariadb import promote_replica, wait_for_replica
+from drdrill.sandbox.reseed import freeze_writes, reseed_replica
 
 if TYPE_CHECKING:
     from drdrill.sandbox.supervisor import Sandbox
@@ -133,8 +134,67 @@ class DrAutomation:
         return {"active": self.sandbox.dns.active}
 
     def failback(self) -> dict[str, Any]:
-        """Return to the primary region (not implemented in the sandbox yet)."""
-        raise DrillError("failback is not implemented in the sandbox yet")
+        """Return service to the primary region and DR to pilot light.
+
+        1. the primary region's processes back; its service at 0 (its tasks held the old data);
+        2. the old primary rebuilt as a replica of the DR database (writes made during DR come
+           back with it), then its service scaled up again, healthy on the replica;
+        3. switchover: DR read-only, the primary caught up, promoted, the DNS record switched;
+        4. after one TTL (clients have moved), DR to pilot light: service at 0, its database
+           rebuilt as a replica of the primary.
+        """
+        with self._lock:
+            if self.state != "dr":
+                raise DrillError(f"failback needs a completed failover (state: {self.state})")
+            self.state = "failing_back"
+        try:
+            return self._failback()
+        except Exception:
+            with self._lock:
+                self.state = "dr"
+            raise
+
+    def _failback(self) -> dict[str, Any]:
+        sandbox = self.sandbox
+        primary, dr = sandbox.db["primary"], sandbox.db["dr"]
+        timings = sandbox.settings.timings
+        started = time.monotonic()
+        self._truth("failback_started")
+        if sandbox.region_state["primary"] != "up":
+            sandbox.region_up("primary")
+        sandbox.ecs["primary"].set_desired(0)
+        seconds = reseed_replica(primary, dr)
+        self._truth("primary_reseeded", seconds=round(seconds, 3))
+        want = sandbox.settings.primary.desired
+        sandbox.ecs["primary"].set_desired(want)
+        self._wait_healthy("primary", want)
+        self._truth("writes_frozen", region="dr")
+        freeze_writes(dr)
+        wait_for_replica(dr, primary, timeout=30)
+        promote_replica(primary, timeout=30)
+        sandbox.writer_region = "primary"
+        self._truth("primary_writable")
+        sandbox.dns.switch("primary")
+        time.sleep(timings.dns_ttl + 0.5)  # clients holding the DR answer move on
+        sandbox.ecs["dr"].set_desired(sandbox.settings.dr.desired)
+        seconds = reseed_replica(dr, primary)
+        self._truth("dr_reseeded", seconds=round(seconds, 3))
+        with self._lock:
+            self.state = "primary"
+            self._done.clear()
+        self._truth("failback_completed", total_s=round(time.monotonic() - started, 3))
+        return {"status": "completed", "seconds": round(time.monotonic() - started, 3)}
+
+    def _wait_healthy(self, region: str, want: int) -> None:
+        lb = self.sandbox.lb["primary" if region == "primary" else "dr"]
+        deadline = time.monotonic() + self.healthy_timeout_s
+        while lb.healthy_count() < want:
+            if time.monotonic() > deadline:
+                raise DrillError(
+                    f"{region} load balancer has {lb.healthy_count()} healthy targets of {want} "
+                    f"after {self.healthy_timeout_s:g} s"
+                )
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Wait briefly for a background failover to finish."""

@@ -120,10 +120,14 @@ class SandboxTarget:
         ]
 
     def http_client_factory(self, max_connections: int) -> HttpClient:
-        """Probe clients that resolve the public name through the sandbox DNS, honouring its TTL."""
+        """Probe clients that resolve the public name through the sandbox DNS, honouring its TTL.
+
+        Each sample is a new client on a new connection, so that the probes follow the DNS
+        record as new clients do (a kept-alive connection would stay on the old region).
+        """
         resolver = TtlResolver(*self.dns_server)
         self.resolvers.append(resolver)
-        return AiohttpClient(max_connections, resolver=resolver)
+        return AiohttpClient(max_connections, resolver=resolver, fresh_connections=True)
 
     def write_sink(self, timeout_s: float) -> WriteSink:
         """RPO markers through the public name (resolved with its TTL, like a client)."""
