@@ -41,7 +41,16 @@ def test_service_returns_to_desired_count(
         timeout_s=drill_config.drills.restore_timeout,
     )
     time.sleep(0.5)
-    measure.phase("ECS Scale-up", "fault_injected", steady)
+    fault = timeline.get("fault_injected")
+    # ground truth: the load balancer's watcher saw the replacement task healthy (it polls the
+    # same state as the drill, so its event may come a poll after the drill's)
+    healthy = [
+        e.mono
+        for e in stack.truth_since(fault.mono, "lb_target_healthy")
+        if e.attrs.get("lb") == "alb-primary"
+    ]
+    truth = healthy[-1] - fault.mono if healthy else None
+    measure.phase("ECS Scale-up", fault, steady, truth_s=truth)
     measure.verify()
 
     for stats in runner.stats():

@@ -42,6 +42,41 @@ def _trigger(stack: Any, trigger: str, outcome: dict[str, Any]) -> None:
         outcome["error"] = f"{type(exc).__name__}: {exc}"
 
 
+def _truth_spans(stack: Any, since: float, dr_ip: str, moved: list[Any]) -> dict[str, float]:
+    """Each phase as the sandbox's ground truth has it (truth.jsonl, and the clients' resolvers).
+
+    DNS Update's truth is 0: the sandbox's server answers the new record from the moment it
+    switches, so all of the measured span is the polling's delay.
+    """
+    events = stack.truth_since(since)
+
+    def at(name: str, **attrs: Any) -> float:
+        for e in events:
+            if e.event == name and all(e.attrs.get(k) == v for k, v in attrs.items()):
+                return float(e.mono)
+        raise AssertionError(f"no '{name}' {attrs} in the ground truth")
+
+    down = at("region_down")
+    alarm = at("alarm_state_changed", new="ALARM")
+    scale = at("ecs_scale_requested")
+    want = stack.scale_to("dr")
+    healthy = [
+        e.mono
+        for e in events
+        if e.event == "lb_target_healthy" and e.mono >= scale and e.attrs.get("lb") == "alb-dr"
+    ]
+    clients = {e.attrs["client"]: e.mono for e in reversed(moved) if e.attrs["ip"] == dr_ip}
+    return {
+        "Detection": alarm - down,
+        "Decision": at("failover_triggered") - alarm,
+        "RDS Promotion": at("replica_writable") - at("rds_promotion_requested"),
+        "ECS Scale-up": healthy[want - 1] - scale,
+        "DNS Update": 0.0,
+        "Total RTO": max(clients.values()) - down,
+        "downtime": clients["probes"] - down,
+    }
+
+
 @pytest.mark.drill(targets=["sandbox"])
 @pytest.mark.parametrize("trigger", ["automated", "script", "lambda"])
 def test_region_failover(
@@ -65,7 +100,6 @@ def test_region_failover(
         h for h in stack.alarm_history() if h["state"] == "ALARM" and h["mono"] >= start.mono
     ][:1]
     alarm = timeline.report("alarm_raised", datetime.fromisoformat(changed["utc"]))
-    measure.phase("Detection", start, alarm)
 
     # Decision: from the alarm to the failover being triggered. The on-call's trigger runs in
     # the background so that the drill watches each step as it happens.
@@ -76,7 +110,6 @@ def test_region_failover(
         trigger_thread = threading.Thread(target=_trigger, args=(stack, trigger, outcome))
         trigger_thread.start()
     triggered = _reported(stack, timeline, "failover_triggered", "failover_started", start.mono)
-    measure.phase("Decision", alarm, triggered)
 
     # RDS Promotion: promotion asked -> the replica takes writes
     asked = _reported(stack, timeline, "rds_promotion_requested", "promotion_asked", start.mono)
@@ -87,7 +120,6 @@ def test_region_failover(
         timeout_s=timeout,
         since=asked,
     )
-    measure.phase("RDS Promotion", asked, writable)
 
     # ECS Scale-up: scale asked -> the desired tasks healthy behind the DR load balancer
     scale = _reported(stack, timeline, "ecs_scale_requested", "scale_asked", start.mono)
@@ -99,11 +131,9 @@ def test_region_failover(
         timeout_s=timeout,
         since=scale,
     )
-    measure.phase("ECS Scale-up", scale, healthy)
 
     # Health Verification: healthy targets -> every check passes against the DR load balancer
     checks = probes.wait_restored(scale, timeout_s=timeout, name="dr_checks_pass", runner=dr_direct)
-    measure.phase("Health Verification", healthy, checks)
 
     # DNS Update: record changed -> the resolver answers DR
     switched = _reported(stack, timeline, "dns_record_switched", "dns_record_changed", start.mono)
@@ -115,13 +145,22 @@ def test_region_failover(
         timeout_s=timeout,
         since=switched,
     )
-    measure.phase("DNS Update", switched, answered)
 
     # Total RTO: fault -> every endpoint passes through the public name and a write succeeds
     restored = probes.wait_restored(start, timeout_s=timeout, runner=public)
     first_write = writer.first_ack_after(restored)
-    measure.phase("Total RTO", start, max(restored, first_write, key=lambda e: e.mono))
-    stack.put_client_dns_switches(timeline)  # ground truth of when the probes moved to DR
+    # when the clients really moved to DR (their resolvers log it)
+    moved = stack.put_client_dns_switches(timeline, since=start.mono)
+    truth = _truth_spans(stack, start.mono, dr_ip, moved)
+    measure.phase("Detection", start, alarm, truth_s=truth["Detection"])
+    measure.phase("Decision", alarm, triggered, truth_s=truth["Decision"])
+    measure.phase("RDS Promotion", asked, writable, truth_s=truth["RDS Promotion"])
+    measure.phase("ECS Scale-up", scale, healthy, truth_s=truth["ECS Scale-up"])
+    measure.phase("Health Verification", healthy, checks)
+    measure.phase("DNS Update", switched, answered, truth_s=truth["DNS Update"])
+    end = max(restored, first_write, key=lambda e: e.mono)
+    measure.phase("Total RTO", start, end, truth_s=truth["Total RTO"])
+    measure.phase("client downtime", start, restored, objective=None, truth_s=truth["downtime"])
     time.sleep(1.0)
     if trigger_thread is not None:
         trigger_thread.join(timeout)

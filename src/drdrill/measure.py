@@ -62,6 +62,15 @@ class Result:
     start: str | None = None
     end: str | None = None
     test: str | None = None
+    #: what really happened, where the stack logs it (the sandbox's truth.jsonl), in seconds
+    truth_s: float | None = None
+
+    @property
+    def error_ms(self) -> float | None:
+        """Measured minus ground truth, in milliseconds (None without a ground truth)."""
+        if self.truth_s is None:
+            return None
+        return (self.measured.value - self.truth_s) * 1000.0
 
     @property
     def status(self) -> Status:
@@ -92,6 +101,8 @@ class Result:
             "start": self.start,
             "end": self.end,
             "test": self.test,
+            "truth_s": self.truth_s,
+            "error_ms": self.error_ms,
         }
 
 
@@ -123,6 +134,7 @@ class Measurements:
         start: str | Event,
         end: str | Event,
         objective: str | None = "",
+        truth_s: float | None = None,
     ) -> Result:
         """Measure the span between two timeline events against the RTO row ``objective``.
 
@@ -137,6 +149,7 @@ class Measurements:
             kind="rto",
             start=start_event.name,
             end=end_event.name,
+            truth_s=truth_s,
         )
 
     def record(
@@ -147,6 +160,7 @@ class Measurements:
         kind: Kind = "rto",
         start: str | None = None,
         end: str | None = None,
+        truth_s: float | None = None,
     ) -> Result:
         """Record any figure (a downtime, a data-loss window) against an objective row."""
         objective = name if objective == "" else objective
@@ -159,6 +173,7 @@ class Measurements:
             start=start,
             end=end,
             test=self.test,
+            truth_s=truth_s,
         )
         self.results.append(result)
         return result

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pymysql
+from pydantic import ValidationError
 
 from drdrill.config import DrillConfig, EndpointConfig
+from drdrill.errors import ConfigError
 from drdrill.faults.sandbox import PauseReplication, RebootDb, RegionDown, StopTasks
 from drdrill.probes.http import AiohttpClient, HttpClient
 from drdrill.probes.resolve import TtlCache, TtlResolver, resolve_a
@@ -38,7 +40,14 @@ class SandboxTarget:
 
     def __init__(self, config: DrillConfig) -> None:
         self.config = config
-        self.settings, self.run_dir = control.load_settings(config)
+        settings, run_dir = control.load_settings(config)
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker:
+            # each pytest-xdist worker drills its own sandbox: block, ports, addresses, folder
+            settings = _worker_settings(settings, worker, config)
+            run_dir = config.resolve(settings.run_dir)
+        self.settings: SandboxSettings = settings
+        self.run_dir: Path = run_dir
         self.client = control.client_for(self.settings)
         self.truth = TruthLog(self.run_dir / "truth.jsonl")
         self._started_here = False
@@ -289,12 +298,18 @@ class SandboxTarget:
         """A region's load balancer address (what DNS answers when it is active)."""
         return self.settings.region(region).ip(2)
 
-    def put_client_dns_switches(self, timeline: Timeline) -> list[Event]:
-        """Put on the timeline when the probes' resolvers first got each new address (exact)."""
+    def put_client_dns_switches(self, timeline: Timeline, since: float) -> list[Event]:
+        """Put on the timeline when the clients' resolvers got each new address since ``since``.
+
+        The times are exact (the resolvers log every answer): ground truth of the DNS failover
+        as clients saw it.
+        """
         events = []
         clients = [("probes", r) for r in self.resolvers] + [("writer", c) for c in self.caches]
         for client, resolver in clients:
             for switch in resolver.switches()[1:]:  # the first answer is no switch
+                if switch.mono < since:
+                    continue
                 events.append(
                     timeline.observe(
                         "client_dns_switched",
@@ -323,6 +338,20 @@ class SandboxTarget:
             "control": f"127.0.0.1:{self.control_port}",
             "timings": json.loads(s.timings.model_dump_json()),
         }
+
+
+def _worker_settings(
+    settings: SandboxSettings, worker: str, config: DrillConfig
+) -> SandboxSettings:
+    """The worker's own sandbox; ConfigError when the configured block leaves it no room."""
+    try:
+        return settings.for_worker(worker)
+    except ValueError as exc:
+        first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        raise ConfigError(
+            f"{config.path}: targets.sandbox.block",
+            f"no sandbox block for pytest-xdist worker '{worker}': {first}",
+        ) from None
 
 
 class DnsHttpSink:
