@@ -29,6 +29,9 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "sandbox.reboot_db": "drdrill.faults.sandbox:RebootDb",
         "sandbox.region_down": "drdrill.faults.sandbox:RegionDown",
         "sandbox.pause_replication": "drdrill.faults.sandbox:PauseReplication",
+        "aws.ecs.stop_tasks": "drdrill.faults.aws:StopEcsTasks",
+        "aws.ecs.scale_to_zero": "drdrill.faults.aws:ScaleServiceToZero",
+        "aws.rds.reboot": "drdrill.faults.aws:RebootDbInstance",
     }
 )
 

@@ -1,0 +1,271 @@
+"""RDS: an instance's state, reboots (with failover only where it is safe), promotion, lag.
+
+Every function takes the region the instance lives in: a cross-region read replica is
+described, promoted and measured in its own (the DR) region.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from drdrill.errors import DrillError, FaultError, SafetyError
+from drdrill.observe import NotObserved
+from drdrill.targets.aws.session import AwsClients
+from drdrill.timeline import Timeline
+
+
+@dataclass(frozen=True)
+class DbInstance:
+    """What a drill needs to know of an RDS instance."""
+
+    id: str
+    status: str
+    multi_az: bool
+    #: the source's identifier (an arn for a cross-region replica); None when not a replica
+    replica_source: str | None
+    #: the DNS name clients connect to; None while the instance is being created
+    endpoint: str | None
+    engine: str
+    #: the instance's read replicas (arns for those in other regions)
+    read_replicas: tuple[str, ...] = ()
+    port: int | None = None
+    arn: str | None = None
+
+    @property
+    def writable(self) -> bool:
+        """Available and not replicating from anything."""
+        return self.status == "available" and self.replica_source is None
+
+
+@contextmanager
+def _errors(what: str) -> Iterator[None]:
+    """An AWS error as a DrillError naming the resource (the API's own words after it)."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "error")
+        if code in ("DBInstanceNotFound", "DBInstanceNotFoundFault"):
+            raise DrillError(f"{what} not found") from exc
+        raise DrillError(f"{what}: {code}: {error.get('Message', str(exc))}") from exc
+
+
+def _instance(db_id: str, region: str) -> str:
+    return f"rds instance '{db_id}' ({region})"
+
+
+def _from_api(item: dict[str, Any]) -> DbInstance:
+    endpoint = item.get("Endpoint") or {}
+    port = endpoint.get("Port")
+    return DbInstance(
+        id=str(item["DBInstanceIdentifier"]),
+        status=str(item.get("DBInstanceStatus", "unknown")),
+        multi_az=bool(item.get("MultiAZ", False)),
+        replica_source=item.get("ReadReplicaSourceDBInstanceIdentifier") or None,
+        endpoint=endpoint.get("Address"),
+        engine=str(item.get("Engine", "")),
+        read_replicas=tuple(item.get("ReadReplicaDBInstanceIdentifiers", [])),
+        port=int(port) if port is not None else None,
+        arn=item.get("DBInstanceArn"),
+    )
+
+
+def describe_instance(aws: AwsClients, region: str, db_id: str) -> DbInstance:
+    """The instance now; a DrillError naming it when it does not exist."""
+    with _errors(_instance(db_id, region)):
+        answer = aws.client("rds", region).describe_db_instances(DBInstanceIdentifier=db_id)
+    found = answer.get("DBInstances", [])
+    if not found:
+        raise DrillError(f"{_instance(db_id, region)} not found")
+    return _from_api(found[0])
+
+
+def reboot_instance(
+    aws: AwsClients, region: str, db_id: str, *, force_failover: bool = False
+) -> None:
+    """Reboot the instance; with ``force_failover``, fail over to its standby.
+
+    A forced failover is refused with a SafetyError, before anything is sent, when the
+    instance is not Multi-AZ: there is no standby, and RDS would answer with an error anyway.
+    """
+    if force_failover and not describe_instance(aws, region, db_id).multi_az:
+        raise SafetyError(f"rds instance '{db_id}' is not multi-az: ForceFailover refused")
+    with _errors(_instance(db_id, region)):
+        aws.client("rds", region).reboot_db_instance(
+            DBInstanceIdentifier=db_id, ForceFailover=force_failover
+        )
+
+
+def promote_read_replica(aws: AwsClients, region: str, db_id: str) -> None:
+    """Promote a read replica to a standalone, writable instance (it stops replicating).
+
+    A FaultError, with nothing sent, when the instance is not a replica.
+    """
+    if describe_instance(aws, region, db_id).replica_source is None:
+        raise FaultError(f"rds instance '{db_id}' is not a read replica: nothing to promote")
+    with _errors(_instance(db_id, region)):
+        aws.client("rds", region).promote_read_replica(DBInstanceIdentifier=db_id)
+
+
+def failover_cluster(
+    aws: AwsClients, region: str, cluster_id: str, target: str | None = None
+) -> None:
+    """Fail an Aurora/Multi-AZ cluster over to ``target`` (or a reader RDS picks)."""
+    params: dict[str, str] = {"DBClusterIdentifier": cluster_id}
+    if target is not None:
+        params["TargetDBInstanceIdentifier"] = target
+    with _errors(f"rds cluster '{cluster_id}' ({region})"):
+        aws.client("rds", region).failover_db_cluster(**params)
+
+
+def cluster_writer(aws: AwsClients, region: str, cluster_id: str) -> str | None:
+    """The identifier of the cluster's writer instance (None while it has none)."""
+    what = f"rds cluster '{cluster_id}' ({region})"
+    with _errors(what):
+        answer = aws.client("rds", region).describe_db_clusters(DBClusterIdentifier=cluster_id)
+    clusters = answer.get("DBClusters", [])
+    if not clusters:
+        raise DrillError(f"{what} not found")
+    for member in clusters[0].get("DBClusterMembers", []):
+        if member.get("IsClusterWriter"):
+            return str(member["DBInstanceIdentifier"])
+    return None
+
+
+def is_writable(aws: AwsClients, region: str, db_id: str) -> bool:
+    """Whether the instance takes writes: available and not a read replica."""
+    return describe_instance(aws, region, db_id).writable
+
+
+def _wait(
+    aws: AwsClients,
+    region: str,
+    db_id: str,
+    *,
+    event: str,
+    condition: Callable[[DbInstance], bool],
+    what: str,
+    expect_change: bool,
+    timeline: Timeline | None,
+    timeout_s: float,
+    interval_s: float,
+    sleep: Callable[[float], None],
+) -> DbInstance:
+    """Poll until ``condition`` holds (after first not holding, with ``expect_change``)."""
+    clock = timeline.clock.mono if timeline is not None else time.monotonic
+    started = clock()
+    last = started
+    armed = not expect_change
+    while True:
+        at = clock()
+        instance = describe_instance(aws, region, db_id)
+        held = condition(instance)
+        if held and armed:
+            if timeline is not None:
+                timeline.observe(
+                    event, at, at - last, db_id=db_id, region=region, status=instance.status
+                )
+            return instance
+        armed = armed or not held
+        last = at
+        if at - started >= timeout_s:
+            raise NotObserved(
+                f"{_instance(db_id, region)} not {what} after {timeout_s:g} s "
+                f"(status {instance.status})"
+            )
+        sleep(max(0.0, interval_s - (clock() - at)))
+
+
+def wait_available(
+    aws: AwsClients,
+    region: str,
+    db_id: str,
+    *,
+    timeline: Timeline | None = None,
+    timeout_s: float = 900.0,
+    interval_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+    expect_change: bool = False,
+) -> DbInstance:
+    """Poll until the instance's status is ``available``; an observed ``rds_available`` event.
+
+    Right after a reboot or a promotion RDS still says ``available`` for a few seconds: with
+    ``expect_change`` the wait first sees some other status, then ``available``. The event is
+    stamped at the start of the poll that saw it, with the gap back to the previous poll as its
+    uncertainty (back to the start of the wait for the first poll); time comes from the
+    timeline's clock, else ``time.monotonic``. :class:`~drdrill.observe.NotObserved` after
+    ``timeout_s``.
+    """
+    return _wait(
+        aws,
+        region,
+        db_id,
+        event="rds_available",
+        condition=lambda i: i.status == "available",
+        what="available",
+        expect_change=expect_change,
+        timeline=timeline,
+        timeout_s=timeout_s,
+        interval_s=interval_s,
+        sleep=sleep,
+    )
+
+
+def wait_writable(
+    aws: AwsClients,
+    region: str,
+    db_id: str,
+    *,
+    timeline: Timeline | None = None,
+    timeout_s: float = 900.0,
+    interval_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DbInstance:
+    """Poll until the instance is writable (a promoted replica done); ``rds_writable`` event.
+
+    The end of the runbook's RDS Promotion phase. Timing as in :func:`wait_available`.
+    """
+    return _wait(
+        aws,
+        region,
+        db_id,
+        event="rds_writable",
+        condition=lambda i: i.writable,
+        what="writable",
+        expect_change=False,
+        timeline=timeline,
+        timeout_s=timeout_s,
+        interval_s=interval_s,
+        sleep=sleep,
+    )
+
+
+def replica_lag_s(aws: AwsClients, region: str, db_id: str, minutes: int = 5) -> float | None:
+    """The replica's latest CloudWatch ``ReplicaLag`` (the minute's maximum), in seconds.
+
+    None when CloudWatch has no datapoint in the last ``minutes`` (not a replica, or metrics
+    not yet published). ``region`` is the replica's.
+    """
+    end = datetime.now(UTC)
+    with _errors(_instance(db_id, region)):
+        answer = aws.client("cloudwatch", region).get_metric_statistics(
+            Namespace="AWS/RDS",
+            MetricName="ReplicaLag",
+            Dimensions=[{"Name": "DBInstanceIdentifier", "Value": db_id}],
+            StartTime=end - timedelta(minutes=minutes),
+            EndTime=end,
+            Period=60,
+            Statistics=["Maximum"],
+        )
+    points = answer.get("Datapoints", [])
+    if not points:
+        return None
+    latest = max(points, key=lambda p: p["Timestamp"])
+    return float(latest["Maximum"])
