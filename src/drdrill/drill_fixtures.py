@@ -307,11 +307,18 @@ class Injector:
     def __call__(self, fault: F) -> F:
         """Inject ``fault`` now (after journaling its undo); returns it for a later revert."""
         description = fault.describe()
+        target = self._drill.target
         if self._drill.dry_run:
             self._timeline.mark("fault_planned", fault=description, kind=fault.kind)
+            if getattr(target, "set_dry_run", None) is not None:
+                # the target intercepts every changing call in a dry run: running the fault
+                # sends nothing and lists, with their parameters, the calls it would make
+                fault.inject()
             pytest.skip(f"dry run: would inject: {description}")
-        target = self._drill.target
-        if (
+        guard = getattr(target, "guard", None)
+        if guard is not None:
+            guard(fault, self._drill.allow_destructive)  # the target's own checks (accounts...)
+        elif (
             is_destructive(fault)
             and target.needs_destructive_flag
             and not self._drill.allow_destructive

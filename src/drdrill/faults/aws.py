@@ -7,7 +7,7 @@ same account (or the same emulator) again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from drdrill.faults.base import RevertResult
@@ -58,6 +58,11 @@ class StopEcsTasks:
     desired_before: int
     count: int | None = 1
     percent: float | None = None
+    #: the target's clients (shared call log, dry run); never journaled
+    clients: AwsClients | None = field(default=None, compare=False, repr=False)
+
+    def _aws(self) -> AwsClients:
+        return self.clients or self.access.clients()
 
     def describe(self) -> str:
         """One line naming the fault."""
@@ -69,7 +74,7 @@ class StopEcsTasks:
         from drdrill.targets.aws import ecs
 
         ecs.stop_tasks(
-            self.access.clients(),
+            self._aws(),
             self.region,
             self.cluster,
             self.service,
@@ -81,7 +86,7 @@ class StopEcsTasks:
         """Desired count as before (idempotent)."""
         from drdrill.targets.aws import ecs
 
-        aws = self.access.clients()
+        aws = self._aws()
         if ecs.desired_count(aws, self.region, self.cluster, self.service) != self.desired_before:
             ecs.update_desired_count(
                 aws, self.region, self.cluster, self.service, self.desired_before
@@ -128,6 +133,11 @@ class ScaleServiceToZero:
     cluster: str
     service: str
     desired_before: int
+    #: the target's clients (shared call log, dry run); never journaled
+    clients: AwsClients | None = field(default=None, compare=False, repr=False)
+
+    def _aws(self) -> AwsClients:
+        return self.clients or self.access.clients()
 
     def describe(self) -> str:
         """One line naming the fault."""
@@ -139,7 +149,7 @@ class ScaleServiceToZero:
         """Desired 0, and stop what runs."""
         from drdrill.targets.aws import ecs
 
-        aws = self.access.clients()
+        aws = self._aws()
         ecs.update_desired_count(aws, self.region, self.cluster, self.service, 0)
         ecs.stop_tasks(aws, self.region, self.cluster, self.service, percent=100.0)
 
@@ -148,7 +158,7 @@ class ScaleServiceToZero:
         from drdrill.targets.aws import ecs
 
         ecs.update_desired_count(
-            self.access.clients(), self.region, self.cluster, self.service, self.desired_before
+            self._aws(), self.region, self.cluster, self.service, self.desired_before
         )
         return RevertResult(f"desired count back to {self.desired_before}")
 
@@ -183,6 +193,11 @@ class RebootDbInstance:
     region: str
     instance_id: str
     force_failover: bool = False
+    #: the target's clients (shared call log, dry run); never journaled
+    clients: AwsClients | None = field(default=None, compare=False, repr=False)
+
+    def _aws(self) -> AwsClients:
+        return self.clients or self.access.clients()
 
     def describe(self) -> str:
         """One line naming the fault."""
@@ -194,14 +209,14 @@ class RebootDbInstance:
         from drdrill.targets.aws import rds
 
         rds.reboot_instance(
-            self.access.clients(), self.region, self.instance_id, force_failover=self.force_failover
+            self._aws(), self.region, self.instance_id, force_failover=self.force_failover
         )
 
     def revert(self) -> RevertResult:
         """A reboot ends by itself; say what state the instance is in."""
         from drdrill.targets.aws import rds
 
-        state = rds.describe_instance(self.access.clients(), self.region, self.instance_id)
+        state = rds.describe_instance(self._aws(), self.region, self.instance_id)
         return RevertResult(f"instance {state.status}")
 
     def to_record(self) -> dict[str, Any]:

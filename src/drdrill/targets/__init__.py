@@ -17,6 +17,7 @@ TARGETS = MappingProxyType(
     {
         "local": "drdrill.targets.local:LocalTarget",
         "sandbox": "drdrill.targets.sandbox:SandboxTarget",
+        "aws": "drdrill.targets.aws.target:AwsTarget",
     }
 )
 

@@ -109,9 +109,7 @@ class AwsClients:
                 endpoint_url=self.endpoint_url,
                 config=Config(retries={"max_attempts": 3, "mode": "standard"}),
             )
-            client.meta.events.register(
-                "before-parameter-build", self._record(service, region)
-            )
+            client.meta.events.register("before-parameter-build", self._record(service, region))
             client.meta.events.register("before-call", self._short_circuit)
             self._clients[key] = client
         return self._clients[key]

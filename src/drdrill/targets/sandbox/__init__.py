@@ -281,6 +281,37 @@ class SandboxTarget:
         """How many tasks the DR automation scales a region's service to."""
         return self.settings.region(region).scale_to
 
+    def replication_running(self) -> bool:
+        """The DR replica's IO and SQL threads both run."""
+        replication = self.status()["regions"]["dr"]["rds"]["replication"]
+        return bool(replication and replication.get("io") and replication.get("sql"))
+
+    def replica_lag(self, timeline: Timeline, seconds: float = 2.0) -> tuple[float, float] | None:
+        """The worst heartbeat lag over ``seconds`` (value, uncertainty), sampled every 0.1 s."""
+        import time
+
+        from drdrill.probes.lag import HeartbeatLagSampler, ensure_heartbeat_table
+
+        with self.db_connection("primary") as conn:
+            ensure_heartbeat_table(conn)
+        sampler = HeartbeatLagSampler(
+            lambda: self.db_connection("primary"), lambda: self.db_connection("dr"), 0.1
+        )
+        sampler.start()
+        timeline.mark("lag_sampling_started")
+        time.sleep(seconds)
+        sampler.stop()
+        stats = sampler.stats()
+        if stats.max_s is None:
+            return None
+        return stats.max_s, stats.max_uncertainty_s or 0.0
+
+    def primary_record_healthy(self) -> bool:
+        """DNS answers the primary's load balancer, which has healthy targets."""
+        return (
+            self.dns_answer() == self.region_ip("primary") and self.healthy_targets("primary") > 0
+        )
+
     def alarm_notifies(self) -> bool:
         """Whether the alarm has a notification target (the SNS log it appends to)."""
         return bool(self.status()["alarm"].get("notifies"))
