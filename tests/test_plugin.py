@@ -124,7 +124,7 @@ def test_missed_objective_fails_the_test_naming_phase_value_and_target(
     reports = list((project.path / "out").glob("*/report.json"))
     assert len(reports) == 1
     report = json.loads(reports[0].read_text())
-    assert report["schema_version"] == "1.0"
+    assert report["schema_version"] == "1.1"
     phases = {(p["test"].rsplit("::", 1)[-1], p["status"]) for p in report["phases"]}
     assert phases == {("test_slow_detection", "missed"), ("test_fast_detection", "met")}
     assert report["objectives"]["rto"]["Total RTO"]["target_s"] == 900.0

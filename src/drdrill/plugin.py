@@ -2,11 +2,14 @@
 
 Kept thin: it wires pytest to :mod:`drdrill.session`, which it imports only once a run has drills,
 so that installing drdrill costs other pytest runs nothing.
+
+Under pytest-xdist (``pytest -n N``) every worker drills its own target (the sandbox gives each
+worker its own block); the controller gives all of them one run id, collects each worker's part
+of the report when the worker goes down, and writes the run's one report and summary.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -19,7 +22,8 @@ if TYPE_CHECKING:
     from drdrill.drill_fixtures import Injector, ProbeSession, WriterSession
     from drdrill.measure import Measurements
     from drdrill.objectives import Objectives
-    from drdrill.session import DrillSession
+    from drdrill.report.record import RunRecord
+    from drdrill.session import DrillSession, WorkerPart
     from drdrill.targets.base import Target
     from drdrill.timeline import Timeline
 
@@ -41,6 +45,15 @@ DRILL_FIXTURES = frozenset(
 SESSION_KEY = pytest.StashKey["DrillSession | None"]()
 OPTIONS_KEY = pytest.StashKey[dict[str, Any]]()
 INPUT_ERROR_KEY = pytest.StashKey[bool]()
+#: the bad input that stopped a worker, handed to the controller instead of printed
+INPUT_ERROR_TEXT_KEY = pytest.StashKey[str]()
+#: at the xdist controller: each worker's part of the report, by worker id
+PARTS_KEY = pytest.StashKey[dict[str, "WorkerPart"]]()
+#: at the xdist controller: the merged run and the reports written
+MERGED_KEY = pytest.StashKey[tuple["RunRecord", list[Path]]]()
+#: the key of the run id in xdist's ``workerinput`` and of the report part in ``workeroutput``
+RUN_ID_INPUT = "drdrill_run_id"
+PART_OUTPUT = "drdrill_part"
 #: exit status of a run stopped by bad input (as the ``drdrill`` command's)
 EXIT_BAD_INPUT = 2
 
@@ -87,15 +100,55 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         path = base / path
     report_dir = _option(config, "dr_report_dir")
+    # a worker knows itself by xdist's workerinput: PYTEST_XDIST_WORKER is also inherited by any
+    # pytest that a worker's test starts, which is no worker
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     config.stash[OPTIONS_KEY] = {
         "config_path": path,
         "target": _option(config, "dr_target") or None,
         "report_dir": Path(report_dir) if report_dir else None,
         "dry_run": bool(_option(config, "dr_dry_run")),
         "allow_destructive": bool(_option(config, "dr_allow_destructive")),
-        "worker": os.environ.get("PYTEST_XDIST_WORKER"),
+        "worker": None if workerinput is None else workerinput.get("workerid"),
+        "run_id": None if workerinput is None else workerinput.get(RUN_ID_INPUT),
     }
     config.stash[SESSION_KEY] = None
+    if workerinput is None and config.pluginmanager.hasplugin("xdist"):
+        config.stash[PARTS_KEY] = {}
+        config.pluginmanager.register(XdistController(config), "drdrill-xdist-controller")
+
+
+def _hands_over(config: pytest.Config) -> bool:
+    """Whether this is an xdist worker whose controller merges the report (it writes none)."""
+    return hasattr(config, "workeroutput") and config.stash[OPTIONS_KEY].get("run_id") is not None
+
+
+class XdistController:
+    """pytest-xdist's controller side: one run id for every worker, their parts merged.
+
+    Registered only when xdist is loaded: its hooks exist only with xdist.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.run_id: str | None = None
+
+    def pytest_configure_node(self, node: Any) -> None:
+        """Give the worker about to start the run's id (picked once, for the first worker)."""
+        if self.run_id is None:
+            from drdrill.session import new_run_id
+
+            self.run_id = new_run_id()
+        node.workerinput[RUN_ID_INPUT] = self.run_id
+
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        """Keep the part of the report that the worker going down handed over."""
+        from drdrill.session import WorkerPart
+
+        # a worker that crashed has no workeroutput: its drills are missing from the report
+        data = getattr(node, "workeroutput", {}).get(PART_OUTPUT)
+        if data is not None:
+            self.config.stash[PARTS_KEY][str(node.gateway.id)] = WorkerPart.from_wire(data)
 
 
 def _is_drill(item: pytest.Item) -> bool:
@@ -115,9 +168,12 @@ def pytest_collection_modifyitems(
     try:
         drill = DrillSession.open(**config.stash[OPTIONS_KEY])
     except InputError as exc:
-        # one line on stderr, nothing runs, exit status 2 (set in pytest_sessionfinish)
-        sys.stderr.write(f"drdrill: error: {exc}\n")
+        # one line on stderr, nothing runs, exit status 2 (set in pytest_sessionfinish); a
+        # worker hands the line to the controller, which prints it once for all workers
+        if not _hands_over(config):
+            sys.stderr.write(f"drdrill: error: {exc}\n")
         config.stash[INPUT_ERROR_KEY] = True
+        config.stash[INPUT_ERROR_TEXT_KEY] = str(exc)
         items.clear()
         return
     config.stash[SESSION_KEY] = drill
@@ -173,20 +229,81 @@ def pytest_runtest_makereport(
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Sweep any fault still open, stop the target, write the reports."""
-    if session.config.stash.get(INPUT_ERROR_KEY, False):
+    """Sweep any fault still open, stop the target, write the reports.
+
+    An xdist worker hands its part to the controller instead of writing; the controller merges
+    the parts and writes the run's reports.
+    """
+    config = session.config
+    if config.stash.get(INPUT_ERROR_KEY, False):
         session.exitstatus = EXIT_BAD_INPUT
-    drill = session.config.stash.get(SESSION_KEY, None)
-    if drill is not None:
-        drill.close()
+    drill = config.stash.get(SESSION_KEY, None)
+    hands_over = _hands_over(config)
+    try:
+        if drill is not None:
+            drill.close(write=not hands_over)
+    finally:
+        # even when stopping the target failed: what the drills measured still goes out
+        if hands_over:
+            _hand_over(config, drill)
+    if not hands_over and PARTS_KEY in config.stash:
+        _merge_parts(session)
+
+
+def _hand_over(config: pytest.Config, drill: DrillSession | None) -> None:
+    """A worker's end: its part of the report (or its bad input) into xdist's workeroutput."""
+    from drdrill.session import WorkerPart
+
+    error = config.stash.get(INPUT_ERROR_TEXT_KEY, None)
+    if error is not None:
+        part: WorkerPart | None = WorkerPart(input_error=error)
+    else:
+        part = None if drill is None else drill.part()
+    if part is not None:
+        workeroutput: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]
+        workeroutput[PART_OUTPUT] = part.to_wire()
+
+
+def _merge_parts(session: pytest.Session) -> None:
+    """The controller's end: the workers' bad input once, their parts as one run's reports."""
+    parts = session.config.stash[PARTS_KEY]
+    errors = sorted({p.input_error for p in parts.values() if p.input_error})
+    for error in errors:
+        sys.stderr.write(f"drdrill: error: {error}\n")
+    if errors:
+        session.exitstatus = EXIT_BAD_INPUT
+    if not any(p.report is not None for p in parts.values()):
+        return
+    from drdrill.errors import DrillError
+    from drdrill.session import write_merged_reports, write_parts
+
+    try:
+        session.config.stash[MERGED_KEY] = write_merged_reports(parts)
+    except DrillError as exc:
+        # parts that do not make one run are a bug: keep each as it came, and say where
+        written = write_parts(parts)
+        sys.stderr.write(f"drdrill: error: cannot merge the workers' reports: {exc}\n")
+        for path in written:
+            sys.stderr.write(f"drdrill: report part: {path}\n")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """The summary table, each figure beside its objective, and where the reports are."""
-    drill = config.stash.get(SESSION_KEY, None)
-    if drill is None:
-        return
-    for line in drill.summary_lines(width=terminalreporter._tw.fullwidth):
+    """The summary table, each figure beside its objective, and where the reports are.
+
+    Printed once a run: by the xdist controller for the merged run, never by its workers.
+    """
+    width = terminalreporter._tw.fullwidth
+    merged = config.stash.get(MERGED_KEY, None)
+    if merged is not None:
+        from drdrill.session import run_summary_lines
+
+        lines = run_summary_lines(*merged, width=width)
+    else:
+        drill = config.stash.get(SESSION_KEY, None)
+        if drill is None or _hands_over(config):
+            return
+        lines = drill.summary_lines(width=width)
+    for line in lines:
         terminalreporter.write_line(line)
 
 

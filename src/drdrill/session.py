@@ -2,18 +2,20 @@
 
 The plugin hands everything here: loading config, objectives and target (bad input stops the run
 before anything is injected), per-test timelines and measurements, probes, writer, faults, and
-the reports at the end.
+the reports at the end. Under pytest-xdist each worker has its own session, drilling its own
+target under the run id the controller gave it; it hands its part of the report to the
+controller (:meth:`DrillSession.part`), which merges the parts (:func:`write_merged_reports`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -34,6 +36,89 @@ def new_run_id(now: datetime | None = None) -> str:
     """A run id that sorts by time: ``20261129T001200Z-3fa9c1``."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class WorkerPart:
+    """What a pytest-xdist worker hands the controller at its end (through ``workeroutput``).
+
+    Its report (``report.json`` of its own tests) and where the run's reports go, or the bad
+    input that stopped it before anything ran.
+    """
+
+    report: Mapping[str, Any] | None = None
+    report_dir: str | None = None
+    input_error: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain data, as execnet carries it between processes."""
+        return {
+            "report": None if self.report is None else dict(self.report),
+            "report_dir": self.report_dir,
+            "input_error": self.input_error,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> WorkerPart:
+        """Back from :meth:`to_wire`."""
+        return cls(data.get("report"), data.get("report_dir"), data.get("input_error"))
+
+
+def write_run_reports(run: RunRecord, report_dir: Path) -> list[Path]:
+    """``report.json`` and ``report.md`` of a run in ``<report_dir>/<run-id>/``."""
+    from drdrill.report.json_report import write_json
+    from drdrill.report.markdown import write_markdown
+
+    folder = report_dir / run.run_id
+    return [write_json(run, folder / "report.json"), write_markdown(run, folder / "report.md")]
+
+
+def run_summary_lines(run: RunRecord, written: list[Path], width: int) -> list[str]:
+    """The console summary of a run: a table of figures and the report paths."""
+    from drdrill.report.console import render_summary
+
+    if not run.drills:
+        return []
+    lines = ["", *render_summary(run, width=width).rstrip("\n").splitlines()]
+    return lines + [f"drdrill report: {p}" for p in written]
+
+
+def write_merged_reports(parts: Mapping[str, WorkerPart]) -> tuple[RunRecord, list[Path]]:
+    """The controller's end of a pytest-xdist run: the workers' parts as one run, written once.
+
+    ``parts`` are keyed by worker id; those without a report are left out. The run is written
+    (like a run without workers) when it has drills. MergeError for parts of different runs.
+    """
+    from drdrill.report.merge import merge_runs, part_from_json
+
+    reports = {w: p for w, p in parts.items() if p.report is not None and p.report_dir}
+    run = merge_runs({w: part_from_json(w, p.report or {}) for w, p in reports.items()})
+    report_dir = Path(next(p.report_dir for p in reports.values() if p.report_dir))
+    written = write_run_reports(run, report_dir) if run.drills else []
+    return run, written
+
+
+def write_parts(parts: Mapping[str, WorkerPart]) -> list[Path]:
+    """Each worker's part as it came, in ``<report_dir>/<run-id>/parts/<worker>.json``.
+
+    For parts that cannot be merged: nothing a worker measured is lost.
+    """
+    import json
+
+    from drdrill.report.merge import worker_order
+
+    written = []
+    for worker, part in sorted(parts.items(), key=lambda item: worker_order(item[0])):
+        if part.report is None or not part.report_dir:
+            continue
+        run = part.report.get("run")
+        run_id = run.get("id") if isinstance(run, Mapping) else None
+        folder = Path(part.report_dir) / str(run_id or "unknown-run") / "parts"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{worker}.json"
+        path.write_text(json.dumps(part.report, indent=2) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
 
 
 def load_objectives(config: DrillConfig) -> Objectives | None:
@@ -83,15 +168,22 @@ class DrillSession:
         dry_run: bool = False,
         allow_destructive: bool = False,
         worker: str | None = None,
+        run_id: str | None = None,
     ) -> DrillSession:
-        """Load and check everything a run needs; InputError on any bad input, before any fault."""
+        """Load and check everything a run needs; InputError on any bad input, before any fault.
+
+        ``run_id`` is the one the pytest-xdist controller gave every worker (else a new one).
+        """
         config = load_config(config_path)
         objectives = load_objectives(config)
         name = target or config.target
         where = "--dr-target" if target else f"{config.path}: target"
         the_target = make_target(name, config, where)
+        set_dry_run = getattr(the_target, "set_dry_run", None)
+        if dry_run and set_dry_run is not None:
+            set_dry_run(True)  # the target intercepts every changing call
         run = RunRecord(
-            run_id=new_run_id(),
+            run_id=run_id or new_run_id(),
             target=the_target.describe(),
             objectives=objectives.to_json() if objectives else {"rto": {}, "rpo": {}},
             objectives_source=objectives.source if objectives else None,
@@ -156,6 +248,7 @@ class DrillSession:
         if report.nodeid not in self._timelines:
             return  # not a drill: it never asked for a timeline
         record = self.run.test(report.nodeid)
+        record.worker = self.worker
         record.duration_s += report.duration
         if report.failed:
             record.outcome = "failed" if report.when == "call" else "error"
@@ -187,8 +280,8 @@ class DrillSession:
         with handle_signals():
             yield
 
-    def close(self) -> None:
-        """Stop the target and write the reports."""
+    def close(self, write: bool = True) -> None:
+        """Stop the target and write the reports (unless ``write`` is off: a worker's part)."""
         try:
             self._sweep_faults()
             if self._target_started:
@@ -197,8 +290,16 @@ class DrillSession:
             for nodeid in list(self._timelines):
                 self._collect(nodeid)
             self.run.finished_utc = datetime.now(UTC)
-            if self.run.drills:
+            if write and self.run.drills:
                 self.write_reports()
+
+    def part(self) -> WorkerPart | None:
+        """This worker's part of the run for the controller to merge; None if it ran no drill."""
+        from drdrill.report.json_report import run_to_json
+
+        if not self.run.tests:
+            return None
+        return WorkerPart(report=run_to_json(self.run), report_dir=str(self.report_dir))
 
     def _sweep_faults(self) -> None:
         """Revert any fault of this run still open in the journal (a fixture that could not)."""
@@ -211,24 +312,17 @@ class DrillSession:
 
     def write_reports(self) -> list[Path]:
         """``report.json`` and ``report.md`` in ``<report_dir>/<run-id>/``."""
-        from drdrill.report.json_report import write_json
-        from drdrill.report.markdown import write_markdown
-
-        folder = self.report_dir / self.run.run_id
-        self._written = [
-            write_json(self.run, folder / "report.json"),
-            write_markdown(self.run, folder / "report.md"),
-        ]
+        self._written = write_run_reports(self.run, self.report_dir)
         return self._written
 
     def summary_lines(self, width: int) -> list[str]:
-        """The console summary: a table of figures and the report paths."""
-        from drdrill.report.console import render_summary
-
-        if not self.run.drills:
-            return []
-        lines = ["", *render_summary(self.run, width=width).rstrip("\n").splitlines()]
-        lines += [f"drdrill report: {p}" for p in self._written]
+        """The console summary: a table of figures, the report paths, and a dry run's plan."""
+        lines = run_summary_lines(self.run, self._written, width)
+        plan = getattr(self.target, "plan", None)
+        if self.dry_run and plan is not None:
+            calls = plan()
+            lines += ["", f"drdrill dry run: {len(calls)} calls to the target's API"]
+            lines += [f"  {call}" for call in calls]
         return lines
 
     # --- filled in by drill_fixtures ------------------------------------------------------

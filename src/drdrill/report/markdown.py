@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from drdrill.measure import Result, Status
-from drdrill.report.record import RunRecord
+from drdrill.report.record import RunRecord, TestRecord
 
 _MARK = {Status.MET: "met", Status.MISSED: "**MISSED**", Status.NO_OBJECTIVE: "no objective"}
 
@@ -55,17 +55,36 @@ def _table(kind: str, title: str, first: str, run: RunRecord) -> list[str]:
     return [*lines, ""]
 
 
+def _worker_lines(target: Mapping[str, Any]) -> list[str]:
+    """A line a pytest-xdist worker: what its own target says that the others' do not."""
+    workers: Mapping[str, Mapping[str, Any]] = target.get("workers") or {}
+    lines = []
+    for worker, described in workers.items():
+        own = ", ".join(
+            f"{key} {value}"
+            for key, value in described.items()
+            if key not in target and not isinstance(value, Mapping | list)
+        )
+        lines.append(f"- Worker {worker}: {own or 'same target'}")
+    return lines
+
+
+def _drill_text(test: TestRecord) -> str:
+    return f"{test.outcome} {test.nodeid}" + (f" ({test.worker})" if test.worker else "")
+
+
 def render_markdown(run: RunRecord) -> str:
     """The markdown report of a run."""
     lines = [
         f"# DR drill report: run {run.run_id}",
         "",
         f"- Target: {run.target.get('name', '?')} ({run.target.get('kind', '?')})",
+        *_worker_lines(run.target),
         f"- Started: {run.started_utc.isoformat()}",
         f"- Finished: {run.finished_utc.isoformat() if run.finished_utc else 'unfinished'}",
         f"- Objectives: {run.objectives_source or 'none'} (scaled by {run.objectives_scale:g})",
         f"- Drills: {len(run.drills)}; "
-        + ", ".join(f"{t.outcome} {t.nodeid}" for t in run.tests if t.measured_anything),
+        + ", ".join(_drill_text(t) for t in run.tests if t.measured_anything),
         "",
     ]
     if run.dry_run:

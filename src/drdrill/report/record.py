@@ -89,10 +89,15 @@ class RpoRecord:
 class TestRecord:
     """One drill (one pytest test): its outcome and everything it measured."""
 
+    #: not a test class, whatever its name says (pytest would try to collect it where imported)
+    __test__ = False
+
     nodeid: str
     outcome: str = "unknown"
     duration_s: float = 0.0
     message: str | None = None
+    #: the pytest-xdist worker that ran it (``gw0``, ...); None in a run without workers
+    worker: str | None = None
     events: list[Event] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     outages: list[OutageRecord] = field(default_factory=list)

@@ -27,14 +27,25 @@ class SandboxError(DrillError):
     """The sandbox did not do what it was asked."""
 
 
+#: set by the sandbox target for the runbook's scripts it runs under a pytest-xdist worker, so
+#: that their ``drdrill sandbox`` calls reach that worker's sandbox (not PYTEST_XDIST_WORKER:
+#: every process a test starts inherits that one)
+WORKER_ENV = "DRDRILL_SANDBOX_WORKER"
+
+
 def load_settings(config: DrillConfig) -> tuple[SandboxSettings, Path]:
     """The sandbox settings of a stack config, and its run folder (absolute)."""
     try:
         settings = SandboxSettings.model_validate(config.target_settings("sandbox"))
+        worker = os.environ.get(WORKER_ENV)
+        if worker:
+            settings = settings.for_worker(worker)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(["targets", "sandbox", *(str(p) for p in first["loc"])])
         raise ConfigError(f"{config.path}: {key}", first["msg"]) from None
+    except ValueError as exc:
+        raise ConfigError(f"{config.path}: targets.sandbox.block", str(exc)) from None
     return settings, config.resolve(settings.run_dir)
 
 
@@ -163,10 +174,15 @@ def _stop_leftovers(run_dir: Path) -> list[int]:
     """Kill any process still running from this run folder (a killed supervisor's children)."""
     killed = []
     marker = str(run_dir)
+
+    def ours(arg: str) -> bool:
+        # the folder itself or a path inside it, not a sibling such as "<run_dir>-gw1"
+        at = arg.find(marker)
+        return at >= 0 and arg[at + len(marker) : at + len(marker) + 1] in ("", "/")
+
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            cmdline = " ".join(proc.info["cmdline"] or [])
-            if marker in cmdline and proc.pid != os.getpid():
+            if any(ours(a) for a in proc.info["cmdline"] or []) and proc.pid != os.getpid():
                 with contextlib.suppress(psutil.Error):
                     proc.resume()
                 proc.kill()

@@ -1,21 +1,49 @@
 """Settings of the embedded two-region sandbox (``targets.sandbox`` in drdrill.yaml).
 
 Every address is on loopback, one /24 a region (primary 127.0.1.x, DR 127.0.2.x); every port is
-configurable. ``block`` shifts all ports so that several sandboxes (one a pytest-xdist worker)
-run side by side.
+configurable. ``block`` shifts all ports so that several sandboxes run side by side; under
+pytest-xdist each worker drills its own (:meth:`SandboxSettings.for_worker`: its own block, run
+folder and address block).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drdrill.config import Seconds
 
 RegionKey = Literal["primary", "dr"]
+
+#: blocks are this many ports apart
+BLOCK_PORTS = 200
+#: the highest block; with the default ports its highest port is 28999 + 40 * 200 = 36999
+MAX_BLOCK = 40
+#: task ports run from ``task_base`` up to this many above it (primary 0-49, DR 50-99)
+TASK_PORT_SPAN = 100
+_HIGHEST_PORT = 65535
+_WORKER_ID = re.compile(r"gw(\d+)")
+
+
+def worker_index(worker: str) -> int:
+    """The index of a pytest-xdist worker id: ``gw3`` -> 3; ValueError for anything else."""
+    match = _WORKER_ID.fullmatch(worker)
+    if match is None:
+        raise ValueError(f"'{worker}' is not a pytest-xdist worker id (gw0, gw1, ...)")
+    return int(match.group(1))
+
+
+def _shift_second_octet(address: str, by: int) -> str:
+    """``127.0.1`` shifted by 3 -> ``127.3.1`` (a subnet or a full address)."""
+    parts = address.split(".")
+    octet = int(parts[1]) + by
+    if not 0 <= octet <= 255:
+        raise ValueError(f"'{address}' moved by {by} blocks: second octet {octet}, not 0-255")
+    return ".".join([parts[0], str(octet), *parts[2:]])
 
 
 class _Model(BaseModel):
@@ -47,12 +75,17 @@ class RegionSettings(_Model):
 class Ports(_Model):
     """Base ports; the block offset is added to each."""
 
-    db: int = 23306
-    lb: int = 28080
-    lb_stats: int = 28404
-    task_base: int = 28100
-    dns: int = 25353
-    control: int = 28999
+    db: int = Field(default=23306, ge=1, le=_HIGHEST_PORT)
+    lb: int = Field(default=28080, ge=1, le=_HIGHEST_PORT)
+    lb_stats: int = Field(default=28404, ge=1, le=_HIGHEST_PORT)
+    task_base: int = Field(default=28100, ge=1, le=_HIGHEST_PORT)
+    dns: int = Field(default=25353, ge=1, le=_HIGHEST_PORT)
+    control: int = Field(default=28999, ge=1, le=_HIGHEST_PORT)
+
+    def highest(self, name: str) -> int:
+        """The highest port a base gives within one block (tasks take a span above theirs)."""
+        base: int = getattr(self, name)
+        return base + (TASK_PORT_SPAN - 1 if name == "task_base" else 0)
 
 
 class Timings(_Model):
@@ -74,12 +107,47 @@ class SandboxSettings(_Model):
     run_dir: Path = Path(".drdrill/sandbox")
     app_name: str = "app.visitor-analytics.test"
     mode: Literal["automated", "manual"] = "manual"
-    block: int = Field(default=0, ge=0, le=40)
+    block: int = Field(default=0, ge=0, le=MAX_BLOCK)
     primary: RegionSettings = RegionSettings(name="eu-west-1", subnet="127.0.1", desired=2)
     dr: RegionSettings = RegionSettings(name="eu-central-1", subnet="127.0.2", desired=0)
     dns_ip: str = "127.0.3.1"
     ports: Ports = Field(default_factory=Ports)
     timings: Timings = Field(default_factory=Timings)
+
+    @model_validator(mode="after")
+    def _ports_fit(self) -> SandboxSettings:
+        for name in Ports.model_fields:
+            top = self.ports.highest(name) + self.block * BLOCK_PORTS
+            if top > _HIGHEST_PORT:
+                raise ValueError(
+                    f"ports.{name} reaches {top} in block {self.block}, over {_HIGHEST_PORT}"
+                )
+        return self
+
+    def with_block(self, block: int) -> SandboxSettings:
+        """The same sandbox moved to another block: its ports, and its loopback addresses.
+
+        Ports move by ``BLOCK_PORTS`` a block. Every address's second octet moves by as many
+        blocks as the sandbox moved, so block 0's ``127.0.1`` becomes ``127.3.1`` in block 3
+        (``127.B.y`` when the configured addresses are block 0's).
+        """
+        shift = block - self.block
+        data: dict[str, Any] = self.model_dump()
+        data["block"] = block
+        for key in ("primary", "dr"):
+            data[key]["subnet"] = _shift_second_octet(data[key]["subnet"], shift)
+        data["dns_ip"] = _shift_second_octet(data["dns_ip"], shift)
+        # validated again: the block's maximum and its ports' range are checked
+        return SandboxSettings.model_validate(data)
+
+    def for_worker(self, worker: str) -> SandboxSettings:
+        """The sandbox of a pytest-xdist worker (``gw0``, ``gw1``, ...), beside everyone else's.
+
+        Worker ``gwN`` takes block ``block + 1 + N`` (the configured block stays free for a
+        run without workers) and the run folder ``<run_dir>-gwN``.
+        """
+        moved = self.with_block(self.block + 1 + worker_index(worker))
+        return moved.model_copy(update={"run_dir": Path(f"{self.run_dir}-{worker}")})
 
     def region(self, key: RegionKey) -> RegionSettings:
         """The region by key."""
@@ -88,4 +156,4 @@ class SandboxSettings(_Model):
     def port(self, name: str, offset: int = 0) -> int:
         """A port with this sandbox's block offset applied (blocks are 200 ports apart)."""
         base: int = getattr(self.ports, name)
-        return base + self.block * 200 + offset
+        return base + self.block * BLOCK_PORTS + offset

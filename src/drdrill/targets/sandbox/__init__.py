@@ -42,6 +42,7 @@ class SandboxTarget:
         self.config = config
         settings, run_dir = control.load_settings(config)
         worker = os.environ.get("PYTEST_XDIST_WORKER")
+        self._worker = worker
         if worker:
             # each pytest-xdist worker drills its own sandbox: block, ports, addresses, folder
             settings = _worker_settings(settings, worker, config)
@@ -236,6 +237,7 @@ class SandboxTarget:
                 **os.environ,
                 "DRDRILL": str(Path(sys.executable).parent / "drdrill"),
                 "DRDRILL_CONFIG": str(self.config.path),
+                **({control.WORKER_ENV: self._worker} if self._worker else {}),
             },
         )
         if proc.returncode != 0:

@@ -1,0 +1,144 @@
+"""The suites through ``--dr-target aws`` against a stack provisioned in a moto server.
+
+The stack is described only in a YAML file (names of its own); nothing here is real AWS. What an
+emulator can show runs for real (faults inject and revert, readiness, dry-run plans, safety
+refusals); drills that need real recovery skip and say why.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drdrill.targets.aws import ecs
+from drdrill.targets.aws.session import AwsClients
+
+from .provision import (
+    ProvisionedStack,
+    keep_tasks_running,
+    provision_stack,
+    set_tasks_transition,
+    stack_settings,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+MOTO_ACCOUNT = "123456789012"
+
+
+@pytest.fixture
+def stack(moto_endpoint: str) -> Iterator[ProvisionedStack]:
+    """A fresh stack a test: moto never replaces the tasks a drill stops."""
+    before = keep_tasks_running(moto_endpoint)
+    aws = AwsClients(endpoint_url=moto_endpoint)
+    yield provision_stack(aws, stack_settings(endpoint_url=moto_endpoint))
+    set_tasks_transition(moto_endpoint, before)
+
+
+def _config(tmp: Path, stack: ProvisionedStack, accounts: list[str]) -> Path:
+    settings = stack.settings.model_dump(mode="json", exclude_none=True)
+    config = {
+        "runbook": str(ROOT / "docs" / "runbook.md"),
+        "target": "aws",
+        "journal": str(tmp / "journal.jsonl"),
+        "report_dir": str(tmp / "reports"),
+        "safety": {
+            "allowed_accounts": accounts,
+            "allowed_regions": [stack.settings.primary.region, stack.settings.dr.region],
+        },
+        "targets": {"aws": settings},
+    }
+    path = tmp / "drdrill.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _suites(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "suites",
+            "-p",
+            "no:cacheprovider",
+            "-rs",
+            "-v",
+            "--dr-config",
+            str(config),
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _state(endpoint: str, stack: ProvisionedStack) -> tuple[int, int]:
+    aws = AwsClients(endpoint_url=endpoint)
+    p = stack.settings.primary
+    return (
+        ecs.desired_count(aws, p.region, p.ecs.cluster, p.ecs.service),
+        len(ecs.running_tasks(aws, p.region, p.ecs.cluster, p.ecs.service)),
+    )
+
+
+def test_contract_suites_pass_and_recovery_drills_skip_with_the_reason(
+    stack: ProvisionedStack, moto_endpoint: str, tmp_path: Path
+) -> None:
+    result = _suites(_config(tmp_path, stack, [MOTO_ACCOUNT]), "--dr-allow-destructive")
+    out = result.stdout
+    assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
+    for name in (
+        "test_stop_tasks_injects_and_reverts",
+        "test_region_down_scales_to_zero_and_back",
+        "test_replication_is_running",
+        "test_dr_region_is_at_pilot_light",
+        "test_alarm_is_wired_to_notifications",
+        "test_failover_record_points_at_a_healthy_primary",
+        "test_static_assets_replicate",
+    ):
+        assert f"::{name} PASSED" in out, name
+    assert "an AWS API emulator does not recover anything" in out  # the recovery drills skip
+    assert "no replica lag" in out  # moto has no ReplicaLag datapoints
+    assert list((tmp_path / "reports").glob("*/report.json"))
+
+
+def test_dry_run_lists_every_call_and_changes_nothing(
+    stack: ProvisionedStack, moto_endpoint: str, tmp_path: Path
+) -> None:
+    before = _state(moto_endpoint, stack)
+    result = _suites(
+        _config(tmp_path, stack, [MOTO_ACCOUNT]),
+        "--dr-dry-run",
+        "--dr-allow-destructive",
+        "-k",
+        "fault_contract",
+    )
+    out = result.stdout
+    assert result.returncode == 0, out[-4000:]
+    assert "dry run: would inject: stop 1 tasks of ecs service" in out
+    assert "would call ecs.StopTask(" in out
+    assert "would call ecs.UpdateService(" in out
+    assert _state(moto_endpoint, stack) == before
+
+
+def test_guard_refuses_an_account_that_is_not_allowed(
+    stack: ProvisionedStack, moto_endpoint: str, tmp_path: Path
+) -> None:
+    before = _state(moto_endpoint, stack)
+    result = _suites(
+        _config(tmp_path, stack, ["999999999999"]), "-k", "injects_and_reverts or scales_to_zero"
+    )
+    out = result.stdout
+    assert result.returncode != 0
+    assert (
+        f"refused: account {MOTO_ACCOUNT} is not in safety.allowed_accounts" in out
+        and "--dr-allow-destructive not given" in out
+    ), out[-3000:]
+    assert _state(moto_endpoint, stack) == before
