@@ -18,6 +18,14 @@ import boto3
 import botocore.awsrequest
 from botocore.config import Config
 
+#: API operations whose IAM action has another name
+ACTION_ALIASES = {
+    "lambda:Invoke": "lambda:InvokeFunction",
+    "s3:GetBucketReplication": "s3:GetReplicationConfiguration",
+    "s3:HeadObject": "s3:GetObject",
+    "s3:HeadBucket": "s3:ListBucket",
+}
+
 #: operation name prefixes that only read
 READ_PREFIXES = ("Describe", "List", "Get", "Lookup", "Search", "Test")
 
@@ -40,10 +48,9 @@ class AwsCall:
     @property
     def action(self) -> str:
         """The IAM action: ``ecs:StopTask``."""
-        prefix = {"elbv2": "elasticloadbalancing", "lambda": "lambda"}.get(
-            self.service, self.service
-        )
-        return f"{prefix}:{self.operation}"
+        prefix = {"elbv2": "elasticloadbalancing"}.get(self.service, self.service)
+        action = f"{prefix}:{self.operation}"
+        return ACTION_ALIASES.get(action, action)
 
     def describe(self) -> str:
         """One line for the dry-run plan."""
