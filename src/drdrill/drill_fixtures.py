@@ -7,10 +7,9 @@ was measured into the run record.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
@@ -354,32 +353,3 @@ class Injector:
                 + f" (run 'drdrill recover --journal {self._drill.journal_path}')"
             )
 
-
-@contextlib.contextmanager
-def probe_session(drill: DrillSession, nodeid: str, timeline: Timeline) -> Iterator[ProbeSession]:
-    """The probes of one drill, stopped and recorded on the way out."""
-    session = ProbeSession(drill, nodeid, timeline)
-    try:
-        yield session
-    finally:
-        session.close()
-
-
-@contextlib.contextmanager
-def writer_session(drill: DrillSession, nodeid: str, timeline: Timeline) -> Iterator[WriterSession]:
-    """The marker writer of one drill, stopped on the way out."""
-    session = WriterSession(drill, nodeid, timeline)
-    try:
-        yield session
-    finally:
-        session.close()
-
-
-@contextlib.contextmanager
-def injector_session(drill: DrillSession, nodeid: str, timeline: Timeline) -> Iterator[Injector]:
-    """Fault injection for one drill; every fault reverted on the way out, whatever happened."""
-    injector = Injector(drill, nodeid, timeline)
-    try:
-        yield injector
-    finally:
-        injector.close()

@@ -331,25 +331,28 @@ class DrillSession:
         self, nodeid: str, timeline: Timeline
     ) -> contextlib.AbstractContextManager[ProbeSession]:
         """Continuous probes of this test, stopped and recorded at teardown."""
-        from drdrill.drill_fixtures import probe_session
+        from drdrill.drill_fixtures import ProbeSession
 
-        return probe_session(self, nodeid, timeline)
+        # closed on the way out whatever the drill did: stopped, recorded, reverted
+        return contextlib.closing(ProbeSession(self, nodeid, timeline))
 
     def writer_for(
         self, nodeid: str, timeline: Timeline
     ) -> contextlib.AbstractContextManager[WriterSession]:
         """RPO markers of this test, stopped and recorded at teardown."""
-        from drdrill.drill_fixtures import writer_session
+        from drdrill.drill_fixtures import WriterSession
 
-        return writer_session(self, nodeid, timeline)
+        # closed on the way out whatever the drill did: stopped, recorded, reverted
+        return contextlib.closing(WriterSession(self, nodeid, timeline))
 
     def injector_for(
         self, nodeid: str, timeline: Timeline
     ) -> contextlib.AbstractContextManager[Injector]:
         """Fault injection with journaled undo, reverted at teardown whatever happens."""
-        from drdrill.drill_fixtures import injector_session
+        from drdrill.drill_fixtures import Injector
 
-        return injector_session(self, nodeid, timeline)
+        # closed on the way out whatever the drill did: stopped, recorded, reverted
+        return contextlib.closing(Injector(self, nodeid, timeline))
 
 
 def _short(text: str, limit: int = 500) -> str:
