@@ -43,7 +43,53 @@ class AwsAccess:
 
 
 @dataclass(frozen=True)
-class StopEcsTasks:
+class _EcsServiceFault:
+    """What every fault on an ECS service records: where it is and its desired count before."""
+
+    access: AwsAccess
+    region: str
+    cluster: str
+    service: str
+    desired_before: int
+    #: the target's clients (shared call log, dry run); never journaled
+    clients: AwsClients | None = field(default=None, compare=False, repr=False)
+
+    def _aws(self) -> AwsClients:
+        return self.clients or self.access.clients()
+
+    def _restore_desired(self) -> bool:
+        """Desired count as before the fault; whether it had to change (idempotent)."""
+        from drdrill.targets.aws import ecs
+
+        aws = self._aws()
+        if ecs.desired_count(aws, self.region, self.cluster, self.service) == self.desired_before:
+            return False
+        ecs.update_desired_count(aws, self.region, self.cluster, self.service, self.desired_before)
+        return True
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {
+            "access": self.access.to_record(),
+            "region": self.region,
+            "cluster": self.cluster,
+            "service": self.service,
+            "desired_before": self.desired_before,
+        }
+
+    @staticmethod
+    def _common(record: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "access": AwsAccess.from_record(record["access"]),
+            "region": str(record["region"]),
+            "cluster": str(record["cluster"]),
+            "service": str(record["service"]),
+            "desired_before": int(record["desired_before"]),
+        }
+
+
+@dataclass(frozen=True)
+class StopEcsTasks(_EcsServiceFault):
     """Stop n (or a percentage) of a service's running tasks; ECS replaces them.
 
     The revert puts the service's desired count back to what it was before (in case anything
@@ -51,18 +97,8 @@ class StopEcsTasks:
     """
 
     kind: ClassVar[str] = "aws.ecs.stop_tasks"
-    access: AwsAccess
-    region: str
-    cluster: str
-    service: str
-    desired_before: int
     count: int | None = 1
     percent: float | None = None
-    #: the target's clients (shared call log, dry run); never journaled
-    clients: AwsClients | None = field(default=None, compare=False, repr=False)
-
-    def _aws(self) -> AwsClients:
-        return self.clients or self.access.clients()
 
     def describe(self) -> str:
         """One line naming the fault."""
@@ -83,61 +119,29 @@ class StopEcsTasks:
         )
 
     def revert(self) -> RevertResult:
-        """Desired count as before (idempotent)."""
-        from drdrill.targets.aws import ecs
-
-        aws = self._aws()
-        if ecs.desired_count(aws, self.region, self.cluster, self.service) != self.desired_before:
-            ecs.update_desired_count(
-                aws, self.region, self.cluster, self.service, self.desired_before
-            )
+        """Desired count as before; the replacement is left to ECS."""
+        if self._restore_desired():
             return RevertResult(f"desired count back to {self.desired_before}")
         return RevertResult("left to ecs: stopped tasks are replaced")
 
     def to_record(self) -> dict[str, Any]:
         """What recover needs."""
-        return {
-            "access": self.access.to_record(),
-            "region": self.region,
-            "cluster": self.cluster,
-            "service": self.service,
-            "desired_before": self.desired_before,
-            "count": self.count,
-            "percent": self.percent,
-        }
+        return {**super().to_record(), "count": self.count, "percent": self.percent}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Self:
         """Rebuild from the journal."""
-        return cls(
-            AwsAccess.from_record(record["access"]),
-            str(record["region"]),
-            str(record["cluster"]),
-            str(record["service"]),
-            int(record["desired_before"]),
-            record.get("count"),
-            record.get("percent"),
-        )
+        return cls(**cls._common(record), count=record.get("count"), percent=record.get("percent"))
 
 
 @dataclass(frozen=True)
-class ScaleServiceToZero:
+class ScaleServiceToZero(_EcsServiceFault):
     """A region's service loses every task (the closest safe stand-in for losing the region).
 
     The revert restores the desired count it had.
     """
 
     kind: ClassVar[str] = "aws.ecs.scale_to_zero"
-    access: AwsAccess
-    region: str
-    cluster: str
-    service: str
-    desired_before: int
-    #: the target's clients (shared call log, dry run); never journaled
-    clients: AwsClients | None = field(default=None, compare=False, repr=False)
-
-    def _aws(self) -> AwsClients:
-        return self.clients or self.access.clients()
 
     def describe(self) -> str:
         """One line naming the fault."""
@@ -155,33 +159,13 @@ class ScaleServiceToZero:
 
     def revert(self) -> RevertResult:
         """Desired count back."""
-        from drdrill.targets.aws import ecs
-
-        ecs.update_desired_count(
-            self._aws(), self.region, self.cluster, self.service, self.desired_before
-        )
+        self._restore_desired()
         return RevertResult(f"desired count back to {self.desired_before}")
-
-    def to_record(self) -> dict[str, Any]:
-        """What recover needs."""
-        return {
-            "access": self.access.to_record(),
-            "region": self.region,
-            "cluster": self.cluster,
-            "service": self.service,
-            "desired_before": self.desired_before,
-        }
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Self:
         """Rebuild from the journal."""
-        return cls(
-            AwsAccess.from_record(record["access"]),
-            str(record["region"]),
-            str(record["cluster"]),
-            str(record["service"]),
-            int(record["desired_before"]),
-        )
+        return cls(**cls._common(record))
 
 
 @dataclass(frozen=True)
