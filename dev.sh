@@ -19,6 +19,10 @@ apt_install() {
   command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
   command -v mariadb-install-db >/dev/null 2>&1 || [ -x /usr/bin/mariadb-install-db ] || missing+=(mariadb-server)
   command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  if [ "${1:-}" = test ]; then
+    # the HTML report is checked in a real headless browser
+    command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     echo "dev.sh: installing ${missing[*]} with apt-get" >&2
     need_root apt-get update -qq
@@ -56,7 +60,7 @@ case "$cmd" in
     exec "$VENV/bin/pytest" suites "$@"
     ;;
   test)
-    apt_install
+    apt_install test
     venv
     "$VENV/bin/ruff" check src tests benchmarks suites fixtures
     "$VENV/bin/mypy"

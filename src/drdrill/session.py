@@ -65,12 +65,17 @@ class WorkerPart:
 
 
 def write_run_reports(run: RunRecord, report_dir: Path) -> list[Path]:
-    """``report.json`` and ``report.md`` of a run in ``<report_dir>/<run-id>/``."""
+    """``report.json``, ``report.md`` and ``report.html`` of a run in ``<report_dir>/<run-id>/``."""
+    from drdrill.report.html import write_html
     from drdrill.report.json_report import write_json
     from drdrill.report.markdown import write_markdown
 
     folder = report_dir / run.run_id
-    return [write_json(run, folder / "report.json"), write_markdown(run, folder / "report.md")]
+    return [
+        write_json(run, folder / "report.json"),
+        write_markdown(run, folder / "report.md"),
+        write_html(run, folder / "report.html"),
+    ]
 
 
 def run_summary_lines(run: RunRecord, written: list[Path], width: int) -> list[str]:

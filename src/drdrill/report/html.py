@@ -1,0 +1,862 @@
+"""``report.html``: one self-contained page a person reads without the JSON.
+
+The page holds the run's header, the runbook's objectives beside the worst figure measured, and
+per drill a timeline (phases as bars beside their targets, events as ticks with their uncertainty,
+an outage strip per probed endpoint), the figures, the probes, the write markers and the event log.
+Everything is inline (CSS and SVG; no script, font or image is fetched), so the file can be mailed,
+archived with a compliance record or opened on a machine with no network.
+
+The layout is computed here as typed values; the Jinja2 template only draws them, with
+autoescape on, so nothing a target or an endpoint reports can inject markup.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+
+from drdrill import __version__
+from drdrill.measure import Measurement, Result, Status
+from drdrill.report.record import OutageRecord, RpoRecord, RunRecord, TestRecord
+from drdrill.timeline import Event
+
+#: The template, in the package's ``templates`` folder (shipped as package data).
+TEMPLATE = "report.html.j2"
+
+# --- timeline geometry, in SVG user units (the SVG scales to the page width) ----------------
+_WIDTH = 1200.0
+_GUTTER = 200.0  # phase and endpoint labels
+_RIGHT = 250.0  # figures beside each row
+_PLOT_LEFT = _GUTTER
+_PLOT_RIGHT = _WIDTH - _RIGHT
+_PLOT_WIDTH = _PLOT_RIGHT - _PLOT_LEFT
+_TOP = 34.0  # room for the axis labels
+_PHASE_ROW = 26.0
+_LABEL_ROW = 14.0
+_STRIP_ROW = 22.0
+_GROUP_ROW = 16.0
+_LABEL_LIMIT = 30  # characters of an endpoint label that fit the gutter
+#: estimated width of one character of the 11-unit event labels: DejaVu Sans measured up to 6.33
+#: in Chromium; a little more leaves room for wider system fonts
+LABEL_CHAR_WIDTH = 6.7
+#: a target outline may stretch the axis past the last event by this factor, no further: a
+#: 18 s objective would otherwise squeeze a 6 s drill into a third of the width
+_TARGET_ROOM = 1.3
+#: events drawn as endpoint strips rather than as labelled ticks
+_STRIP_EVENTS = frozenset({"outage_started", "outage_ended"})
+#: events that get a vertical guide line across the whole chart
+_GUIDES = {"fault_injected": "fault", "service_restored": "restored"}
+_NICE_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800)
+_MAX_LOST_IDS = 60
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def format_measurement(measured: Measurement) -> str:
+    """``2.547 ± 0.003 s``, as report.md writes it; a figure that is not finite says so."""
+    if not (math.isfinite(measured.value) and math.isfinite(measured.uncertainty)):
+        return "not finite"
+    return str(measured)
+
+
+def _seconds(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f} s"
+
+
+def _target_text(target_s: float | None) -> str:
+    return "N/A" if target_s is None else f"{target_s:g} s"
+
+
+def _utc_text(when: datetime | None) -> str:
+    if when is None:
+        return "unfinished"
+    return when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d} UTC"
+
+
+def _error_text(error_ms: float | None) -> str:
+    return "—" if error_ms is None or not math.isfinite(error_ms) else f"{error_ms:+.1f} ms"
+
+
+def _flat(value: Any) -> str:
+    """A nested JSON value on one line (a target's description, an event's attributes)."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_flat(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_flat(v) for v in value) + "]"
+    return "null" if value is None else str(value)
+
+
+def _split_endpoint(url: str) -> tuple[str, str]:
+    """``http://host:port/path?q`` as (``host:port``, ``/path?q``): strips are grouped by host."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return "", url
+    path = parts.path or "/"
+    return parts.netloc, path + (f"?{parts.query}" if parts.query else "")
+
+
+def _cut(text: str, limit: int) -> str:
+    """Text cut in the middle to fit a label column."""
+    if len(text) <= limit:
+        return text
+    keep = limit - 1
+    return text[: keep // 2] + "…" + text[-(keep - keep // 2) :]
+
+
+_STATUS_TEXT = {Status.MET: "✓ met", Status.MISSED: "✗ MISSED", Status.NO_OBJECTIVE: "no objective"}
+_STATUS_CLASS = {Status.MET: "met", Status.MISSED: "missed", Status.NO_OBJECTIVE: "none"}
+
+
+# --- the page's values -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A labelled value of the header."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ObjectiveRow:
+    """A row of an objectives table: a runbook row, or a figure no runbook row names."""
+
+    component: str
+    target: str
+    measured: str
+    status_text: str
+    status_class: str
+    error: str
+    runbook_actual: str
+    notes: str
+    in_runbook: bool
+
+
+@dataclass(frozen=True)
+class ObjectivesTable:
+    """The runbook's RTO or RPO table with this run's figures."""
+
+    title: str
+    first_column: str
+    rows: tuple[ObjectiveRow, ...]
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """A figure one drill measured."""
+
+    name: str
+    kind: str
+    span: str
+    measured: str
+    target: str
+    status_text: str
+    status_class: str
+    truth: str
+    error: str
+
+
+@dataclass(frozen=True)
+class AxisTick:
+    """A second mark of a timeline's axis, with its grid line."""
+
+    x: float
+    label: str
+
+
+@dataclass(frozen=True)
+class PhaseBar:
+    """A phase as a bar from its start event to its end event, its target as an outline."""
+
+    name: str
+    y: float
+    x: float
+    width: float
+    target_x: float | None
+    target_width: float | None
+    target_clipped: bool
+    target_label: str
+    status_text: str
+    status_class: str
+    value: str
+    title: str
+    #: the end event came first (a negative span, within the events' uncertainty or not)
+    reversed: bool
+
+
+@dataclass(frozen=True)
+class EventMark:
+    """An event as a tick, its uncertainty as a whisker to the left, its name as a label."""
+
+    name: str
+    source: str
+    x: float
+    whisker_x: float
+    label_x: float
+    label_y: float
+    anchor: str
+    title: str
+
+
+@dataclass(frozen=True)
+class OutageSpan:
+    """A client-observed outage of an endpoint, as a red span."""
+
+    x: float
+    width: float
+    open: bool
+    title: str
+
+
+@dataclass(frozen=True)
+class StripGroup:
+    """A host heading above the strips of its endpoints (drawn in the plot, where it fits)."""
+
+    label: str
+    y: float
+
+
+@dataclass(frozen=True)
+class EndpointStrip:
+    """The outages of one probed endpoint over the drill's time axis."""
+
+    label: str
+    url: str
+    y: float
+    spans: tuple[OutageSpan, ...]
+    summary: str
+
+
+@dataclass(frozen=True)
+class Guide:
+    """A vertical line across the chart at a landmark event (fault injected, restored)."""
+
+    x: float
+    label: str
+    css: str
+
+
+@dataclass(frozen=True)
+class TimelineView:
+    """Everything the SVG of one drill draws."""
+
+    width: float
+    height: float
+    plot_left: float
+    plot_right: float
+    ticks: tuple[AxisTick, ...]
+    bars: tuple[PhaseBar, ...]
+    events: tuple[EventMark, ...]
+    strips: tuple[EndpointStrip, ...]
+    groups: tuple[StripGroup, ...]
+    guides: tuple[Guide, ...]
+    phases_y: float
+    events_y: float
+    strips_y: float
+    axis_note: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    """The statistics of one probed endpoint."""
+
+    endpoint: str
+    samples: int
+    availability: str
+    p50: str
+    p95: str
+    p99: str
+    outages: str
+
+
+@dataclass(frozen=True)
+class RpoPanel:
+    """What one writer's markers say about data loss."""
+
+    run: str
+    sent: int
+    acknowledged: int
+    lost: int
+    lost_ids: str
+    unacknowledged_landed: int
+    window: str
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """A line of the event log."""
+
+    at: str
+    utc: str
+    name: str
+    source: str
+    uncertainty: str
+    attrs: str
+
+
+@dataclass(frozen=True)
+class DrillView:
+    """One drill's section of the page."""
+
+    anchor: str
+    nodeid: str
+    short_name: str
+    outcome: str
+    duration: str
+    worker: str | None
+    message: str | None
+    results: tuple[ResultRow, ...]
+    timeline: TimelineView | None
+    probes: tuple[ProbeRow, ...]
+    rpo: tuple[RpoPanel, ...]
+    events: tuple[EventRow, ...]
+
+
+@dataclass(frozen=True)
+class OverviewRow:
+    """A test of the run in the overview table."""
+
+    anchor: str | None
+    nodeid: str
+    outcome: str
+    worker: str
+    duration: str
+    total_rto: str
+    downtime: str
+    lost_writes: str
+    missed: int
+
+
+@dataclass(frozen=True)
+class PageView:
+    """The whole page."""
+
+    title: str
+    run_id: str
+    dry_run: bool
+    scale: str
+    facts: tuple[Fact, ...]
+    counts: tuple[Fact, ...]
+    target_details: tuple[Fact, ...]
+    objectives: tuple[ObjectivesTable, ...]
+    overview: tuple[OverviewRow, ...]
+    drills: tuple[DrillView, ...]
+    version: str
+
+
+# --- objectives ------------------------------------------------------------------------------
+
+
+def _worst(results: Sequence[Result]) -> Result | None:
+    finite = [r for r in results if math.isfinite(r.measured.value)]
+    if finite:
+        return max(finite, key=lambda r: r.measured.value)
+    return results[0] if results else None
+
+
+def _error_summary(worst: Result, mine: Sequence[Result]) -> str:
+    """The worst figure's error against ground truth; the largest one too when several had one."""
+    text = _error_text(worst.error_ms)
+    errors = [abs(r.error_ms) for r in mine if r.error_ms is not None and math.isfinite(r.error_ms)]
+    if len(errors) > 1:
+        text += f" (max |error| {max(errors):.1f} ms of {len(errors)})"
+    return text
+
+
+def _objectives_table(run: RunRecord, kind: str, title: str, first: str) -> ObjectivesTable:
+    runbook: Mapping[str, Mapping[str, Any]] = run.objectives.get(kind, {}) or {}
+    results = [r for r in run.results if r.kind == kind]
+    rows: list[ObjectiveRow] = []
+    named: set[str] = set()
+    for component, row in runbook.items():
+        named.add(component.lower())
+        mine = [r for r in results if (r.objective or "").lower() == component.lower()]
+        worst = _worst(mine)
+        target = row.get("target_s")
+        if worst is None:
+            measured, status_text, status_class, error = "not measured", "not measured", "", "—"
+        else:
+            measured = format_measurement(worst.measured)
+            if len(mine) > 1:
+                measured += f" (worst of {len(mine)})"
+            status_text = _STATUS_TEXT[worst.status]
+            status_class = _STATUS_CLASS[worst.status]
+            error = _error_summary(worst, mine)
+        rows.append(
+            ObjectiveRow(
+                component=component,
+                target=_target_text(target if isinstance(target, int | float) else None),
+                measured=measured,
+                status_text=status_text,
+                status_class=status_class,
+                error=error,
+                runbook_actual=str(row.get("actual") or ""),
+                notes=str(row.get("notes") or ""),
+                in_runbook=True,
+            )
+        )
+    # figures no runbook row names (client downtime, ...): grouped by name, worst shown
+    extra: dict[str, list[Result]] = {}
+    for r in results:
+        if (r.objective or "").lower() not in named:
+            extra.setdefault(r.name, []).append(r)
+    for name, mine in extra.items():
+        worst = _worst(mine)
+        assert worst is not None  # every group has a member
+        measured = format_measurement(worst.measured)
+        if len(mine) > 1:
+            measured += f" (worst of {len(mine)})"
+        rows.append(
+            ObjectiveRow(
+                component=name,
+                target=_target_text(worst.target_s),
+                measured=measured,
+                status_text=_STATUS_TEXT[worst.status],
+                status_class=_STATUS_CLASS[worst.status],
+                error=_error_summary(worst, mine),
+                runbook_actual="",
+                notes="not a row of the runbook",
+                in_runbook=False,
+            )
+        )
+    return ObjectivesTable(title, first, tuple(rows))
+
+
+# --- timeline --------------------------------------------------------------------------------
+
+
+def _nice_step(extent: float) -> float:
+    for step in _NICE_STEPS:
+        if extent / step <= 12:
+            return step
+    return _NICE_STEPS[-1]
+
+
+def _first(events: Iterable[Event], name: str | None) -> Event | None:
+    # the first event of that name, as Timeline.get picks it when measuring
+    return next((e for e in events if e.name == name), None) if name else None
+
+
+def _mid(event: Event) -> float:
+    # the middle of the interval the event's true time lies in, as Measurement.between uses
+    return event.mono - event.uncertainty_s / 2
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """Seconds since the drill's first event to SVG x."""
+
+    t0_mono: float
+    t0_utc: datetime
+    extent: float
+
+    def x(self, seconds: float) -> float:
+        clamped = min(max(seconds, 0.0), self.extent)
+        return _PLOT_LEFT + clamped / self.extent * _PLOT_WIDTH
+
+    def mono(self, mono: float) -> float:
+        return self.x(mono - self.t0_mono)
+
+    def utc(self, when: datetime) -> float:
+        return self.x(self.since(when))
+
+    def since(self, when: datetime) -> float:
+        return (when - self.t0_utc).total_seconds()
+
+
+#: a figure measured between two events of the drill, with those events
+_Phase = tuple[Result, Event, Event]
+
+
+def _phases(test: TestRecord, events: Sequence[Event]) -> list[_Phase]:
+    found = []
+    for result in test.results:
+        start, end = _first(events, result.start), _first(events, result.end)
+        if start is not None and end is not None:
+            found.append((result, start, end))
+    return found
+
+
+def _endpoints(test: TestRecord) -> list[str]:
+    seen: dict[str, None] = {}
+    for probe in test.probes:
+        seen.setdefault(probe.endpoint)
+    for outage in test.outages:
+        seen.setdefault(outage.endpoint)
+    return list(seen)
+
+
+def _place_labels(
+    marks: Sequence[tuple[Event, float, float]], top: float
+) -> tuple[list[EventMark], int]:
+    """Event labels in as few rows as let none overlap: each takes the first row with room."""
+    rows: list[list[tuple[float, float]]] = []
+    placed = []
+    for event, x, whisker_x in marks:
+        width = len(event.name) * LABEL_CHAR_WIDTH
+        # a label runs right of its tick, or left of it where the plot would cut it
+        left, anchor = (x + 3, "start") if x + 3 + width <= _WIDTH - 4 else (x - 3 - width, "end")
+        span = (left - 4, left + width + 4)
+        for index, taken in enumerate(rows):
+            if all(span[1] <= a or span[0] >= b for a, b in taken):
+                taken.append(span)
+                level = index
+                break
+        else:
+            rows.append([span])
+            level = len(rows) - 1
+        uncertainty = f" ± {event.uncertainty_s:.3f} s" if event.uncertainty_s else ""
+        placed.append(
+            EventMark(
+                name=event.name,
+                source=str(event.source),
+                x=x,
+                whisker_x=whisker_x,
+                label_x=x + 3 if anchor == "start" else x - 3,
+                label_y=top + 24 + level * _LABEL_ROW,
+                anchor=anchor,
+                title=f"{event.name} ({event.source}){uncertainty}",
+            )
+        )
+    return placed, len(rows)
+
+
+def _phase_bar(result: Result, start: Event, end: Event, y: float, axis: _Axis) -> PhaseBar:
+    a, b = axis.mono(_mid(start)), axis.mono(_mid(end))
+    target_x = target_width = None
+    clipped = False
+    target_label = ""
+    if result.target_s is not None and math.isfinite(result.target_s):
+        # the objective is drawn from where the phase starts: the bar fits in it when met
+        target_end_s = _mid(start) - axis.t0_mono + result.target_s
+        target_x = a
+        target_width = max(axis.x(target_end_s) - a, 1.0)
+        clipped = target_end_s > axis.extent
+        target_label = f"target {result.target_s:g} s" + (" ▸" if clipped else "")
+    value = format_measurement(result.measured)
+    return PhaseBar(
+        name=result.name,
+        y=y,
+        x=min(a, b),
+        width=max(abs(b - a), 2.0),  # a phase of 0.3 ms is still seen
+        target_x=target_x,
+        target_width=target_width,
+        target_clipped=clipped,
+        target_label=target_label,
+        status_text=_STATUS_TEXT[result.status]
+        + ("" if result.target_s is None else f" ({result.target_s:g} s)"),
+        status_class=_STATUS_CLASS[result.status],
+        value=value,
+        title=f"{result.name}: {start.name} → {end.name}, {value}; "
+        f"objective {_target_text(result.target_s)}"
+        + ("; the end event came before the start event" if b < a else ""),
+        reversed=b < a,
+    )
+
+
+def _outage_span(outage: OutageRecord, axis: _Axis) -> OutageSpan:
+    x = axis.utc(outage.start_utc)
+    if outage.end_utc is None:
+        return OutageSpan(
+            x, max(_PLOT_RIGHT - x, 2.0), True, "outage still open at the end of the drill"
+        )
+    title = (
+        f"outage {_seconds(outage.duration_s)} (start ± {outage.start_uncertainty_s:.3f} s, "
+        f"end ± {outage.end_uncertainty_s:.3f} s)"
+    )
+    return OutageSpan(x, max(axis.utc(outage.end_utc) - x, 2.0), False, title)
+
+
+def _strips(
+    test: TestRecord, axis: _Axis, top: float
+) -> tuple[list[EndpointStrip], list[StripGroup], float]:
+    """A strip a probed endpoint, under a heading a host; and the y below the last."""
+    strips: list[EndpointStrip] = []
+    groups: list[StripGroup] = []
+    stats = {p.endpoint: p for p in test.probes}
+    y = top
+    for endpoint in _endpoints(test):
+        host, path = _split_endpoint(endpoint)
+        if host and (not groups or groups[-1].label != host):
+            groups.append(StripGroup(_cut(host, 90), y))
+            y += _GROUP_ROW
+        outages = [o for o in test.outages if o.endpoint == endpoint]
+        spans = tuple(_outage_span(o, axis) for o in outages)
+        probe = stats.get(endpoint)
+        parts = [] if probe is None else [f"{probe.availability:.1f}% up"]
+        if any(s.open for s in spans):
+            parts.append("still out")
+        elif spans:
+            parts.append(f"out {sum(o.duration_s or 0.0 for o in outages):.2f} s")
+        else:
+            parts.append("no outage")
+        strips.append(
+            EndpointStrip(_cut(path, _LABEL_LIMIT), endpoint, y, spans, " · ".join(parts))
+        )
+        y += _STRIP_ROW
+    return strips, groups, y
+
+
+def _axis(test: TestRecord, events: Sequence[Event], phases: Sequence[_Phase]) -> _Axis:
+    """From the drill's first event to its last event or outage end, and room for targets."""
+    t0_mono = events[0].mono if events else 0.0
+    t0_utc = events[0].utc if events else min(o.start_utc for o in test.outages)
+    last = max((e.mono - t0_mono for e in events), default=0.0)
+    for outage in test.outages:
+        last_seen = outage.end_utc or outage.start_utc
+        last = max(last, (last_seen - t0_utc).total_seconds())
+    target_ends = [
+        _mid(start) - t0_mono + r.target_s
+        for r, start, _ in phases
+        if r.target_s is not None and math.isfinite(r.target_s)
+    ]
+    extent = max(last, min(max(target_ends, default=0.0), last * _TARGET_ROOM))
+    return _Axis(t0_mono, t0_utc, max(extent, 0.5))  # a drill of one instant gets an axis too
+
+
+def _ticks(axis: _Axis) -> tuple[AxisTick, ...]:
+    step = _nice_step(axis.extent)
+    digits = 0 if step >= 1 else 1 if step >= 0.1 else 2
+    return tuple(
+        AxisTick(axis.x(i * step), f"{i * step:.{digits}f} s")
+        for i in range(int(axis.extent / step + 1e-9) + 1)
+    )
+
+
+def _timeline(test: TestRecord) -> TimelineView | None:
+    """The SVG's layout: phase rows, then the event lane, then the endpoint strips."""
+    events = sorted(test.events, key=lambda e: e.mono)
+    if not events and not test.outages:
+        return None
+    phases = _phases(test, events)
+    axis = _axis(test, events, phases)
+    phases_y = _TOP
+    bars = [
+        _phase_bar(result, start, end, phases_y + index * _PHASE_ROW, axis)
+        for index, (result, start, end) in enumerate(phases)
+    ]
+    events_y = phases_y + len(phases) * _PHASE_ROW + 14
+    marks = [
+        (e, axis.mono(e.mono), axis.mono(e.mono - e.uncertainty_s))
+        for e in events
+        if e.name not in _STRIP_EVENTS
+    ]
+    event_marks, levels = _place_labels(marks, events_y)
+    strips_y = events_y + 24 + max(levels, 1) * _LABEL_ROW + 10
+    strips, groups, bottom = _strips(test, axis, strips_y)
+    guides = [
+        Guide(axis.mono(event.mono), label, name.replace("_", "-"))
+        for name, label in _GUIDES.items()
+        if (event := _first(events, name)) is not None
+    ]
+    return TimelineView(
+        width=_WIDTH,
+        height=max(bottom, strips_y + _STRIP_ROW) + 8,
+        plot_left=_PLOT_LEFT,
+        plot_right=_PLOT_RIGHT,
+        ticks=_ticks(axis),
+        bars=tuple(bars),
+        events=tuple(event_marks),
+        strips=tuple(strips),
+        groups=tuple(groups),
+        guides=tuple(guides),
+        phases_y=phases_y,
+        events_y=events_y,
+        strips_y=strips_y,
+        axis_note=f"seconds since the drill's first event ({_utc_text(axis.t0_utc)})",
+        summary=f"Timeline of {test.nodeid}: {len(phases)} phases, {len(marks)} events, "
+        f"{len(strips)} endpoints, {len(test.outages)} outages over {axis.extent:.2f} s",
+    )
+
+
+# --- a drill ---------------------------------------------------------------------------------
+
+
+def _anchor(index: int) -> str:
+    return f"drill-{index + 1}"
+
+
+def _result_row(result: Result) -> ResultRow:
+    span = f"{result.start} → {result.end}" if result.start and result.end else ""
+    return ResultRow(
+        name=result.name,
+        kind=result.kind.upper(),
+        span=span,
+        measured=format_measurement(result.measured),
+        target=_target_text(result.target_s),
+        status_text=_STATUS_TEXT[result.status],
+        status_class=_STATUS_CLASS[result.status],
+        truth=_seconds(result.truth_s),
+        error=_error_text(result.error_ms),
+    )
+
+
+def _rpo_panel(record: RpoRecord) -> RpoPanel:
+    ids = ", ".join(str(i) for i in record.lost_ids[:_MAX_LOST_IDS])
+    if len(record.lost_ids) > _MAX_LOST_IDS:
+        ids += f", … and {len(record.lost_ids) - _MAX_LOST_IDS} more (see report.json)"
+    return RpoPanel(
+        run=record.run,
+        sent=record.sent,
+        acknowledged=record.acknowledged,
+        lost=record.lost_acknowledged,
+        lost_ids=ids or "none",
+        unacknowledged_landed=record.unacknowledged_landed,
+        window=_seconds(record.data_loss_window_s),
+    )
+
+
+def _drill(index: int, test: TestRecord) -> DrillView:
+    events = sorted(test.events, key=lambda e: e.mono)
+    t0 = events[0].mono if events else 0.0
+    outages: Counter[str] = Counter(o.endpoint for o in test.outages)
+    return DrillView(
+        anchor=_anchor(index),
+        nodeid=test.nodeid,
+        short_name=test.nodeid.rsplit("::", 1)[-1],
+        outcome=test.outcome,
+        duration=_seconds(test.duration_s, 2),
+        worker=test.worker,
+        message=test.message,
+        results=tuple(_result_row(r) for r in test.results),
+        timeline=_timeline(test),
+        probes=tuple(
+            ProbeRow(
+                endpoint=p.endpoint,
+                samples=p.samples,
+                availability=f"{p.availability:.1f} %",
+                p50="—" if p.p50_ms is None else f"{p.p50_ms:.1f} ms",
+                p95="—" if p.p95_ms is None else f"{p.p95_ms:.1f} ms",
+                p99="—" if p.p99_ms is None else f"{p.p99_ms:.1f} ms",
+                outages=str(outages.get(p.endpoint, 0)),
+            )
+            for p in test.probes
+        ),
+        rpo=tuple(_rpo_panel(r) for r in test.rpo),
+        events=tuple(
+            EventRow(
+                at=f"{e.mono - t0:+.3f} s",
+                utc=_utc_text(e.utc),
+                name=e.name,
+                source=str(e.source),
+                uncertainty="" if not e.uncertainty_s else f"± {e.uncertainty_s:.3f} s",
+                attrs=_flat(dict(e.attrs)),
+            )
+            for e in events
+        ),
+    )
+
+
+def _overview(run: RunRecord, anchors: Mapping[str, str]) -> tuple[OverviewRow, ...]:
+    rows = []
+    for test in run.tests:
+        total = _worst([r for r in test.results if (r.objective or "") == "Total RTO"])
+        downtime = _worst([r for r in test.results if r.name == "client downtime"])
+        lost = sum(r.lost_acknowledged for r in test.rpo)
+        rows.append(
+            OverviewRow(
+                anchor=anchors.get(test.nodeid),
+                nodeid=test.nodeid,
+                outcome=test.outcome,
+                worker=test.worker or "",
+                duration=_seconds(test.duration_s, 2),
+                total_rto="—" if total is None else format_measurement(total.measured),
+                downtime="—" if downtime is None else format_measurement(downtime.measured),
+                lost_writes="—" if not test.rpo else str(lost),
+                missed=sum(1 for r in test.results if r.status is Status.MISSED),
+            )
+        )
+    return tuple(rows)
+
+
+# --- the page --------------------------------------------------------------------------------
+
+
+def _target_facts(target: Mapping[str, Any]) -> tuple[Fact, ...]:
+    return tuple(
+        Fact(str(key), _flat(value))
+        for key, value in target.items()
+        if key not in ("name", "kind", "workers")
+    )
+
+
+def page_view(run: RunRecord) -> PageView:
+    """The values the page shows, computed from the run (what the template draws)."""
+    drills = [t for t in run.tests if t.measured_anything]
+    anchors = {t.nodeid: _anchor(i) for i, t in enumerate(drills)}
+    counts = Counter(t.outcome for t in run.tests)
+    shown = ["passed", "failed", *sorted(k for k in counts if k not in ("passed", "failed"))]
+    target = run.target
+    workers: Mapping[str, Any] = target.get("workers") or {}
+    target_text = f"{target.get('name', '?')} ({target.get('kind', '?')})"
+    if workers:
+        target_text += f", {len(workers)} workers: " + ", ".join(workers)
+    duration = ""
+    if run.finished_utc is not None:
+        duration = f" ({(run.finished_utc - run.started_utc).total_seconds():.1f} s)"
+    facts = (
+        Fact("Run", run.run_id),
+        Fact("Target", target_text),
+        Fact("Started", _utc_text(run.started_utc)),
+        Fact("Finished", _utc_text(run.finished_utc) + duration),
+        Fact("Objectives", run.objectives_source or "none"),
+        Fact("Scale", f"runbook figures scaled by {run.objectives_scale:g}"),
+    )
+    return PageView(
+        title=f"DR drill report: run {run.run_id}",
+        run_id=run.run_id,
+        dry_run=run.dry_run,
+        scale=f"{run.objectives_scale:g}",
+        facts=facts,
+        counts=tuple(Fact(k, str(counts.get(k, 0))) for k in shown),
+        target_details=_target_facts(target),
+        objectives=(
+            _objectives_table(run, "rto", "Recovery Time Objectives (RTO)", "Component"),
+            _objectives_table(run, "rpo", "Recovery Point Objectives (RPO)", "Data type"),
+        ),
+        overview=_overview(run, anchors),
+        drills=tuple(_drill(i, t) for i, t in enumerate(drills)),
+        version=__version__,
+    )
+
+
+def _number(value: float) -> str:
+    # SVG coordinates: short, and never in exponent form
+    return f"{value:.1f}"
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("drdrill.report", "templates"),
+        autoescape=True,  # the template is .html.j2, which select_autoescape would not match
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["n"] = _number
+    return env
+
+
+def render_html(run: RunRecord) -> str:
+    """The HTML report of a run: one self-contained page."""
+    return _environment().get_template(TEMPLATE).render(page=page_view(run))
+
+
+def write_html(run: RunRecord, path: Path) -> Path:
+    """Write ``report.html``; returns its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(run), encoding="utf-8")
+    return path
