@@ -51,6 +51,18 @@ venv() {
   fi
 }
 
+allure3() {
+  # Allure 3 (npm, no Java) renders the allure results once in the tests, offline
+  local prefix=.drdrill/allure3
+  if command -v npm >/dev/null 2>&1; then
+    [ -x "$prefix/node_modules/.bin/allure" ] \
+      || npm install --silent --no-audit --no-fund --prefix "$prefix" allure@3.18.0 >/dev/null 2>&1 \
+      || echo "dev.sh: could not install allure@3 with npm; its render test will skip" >&2
+    [ -x "$prefix/node_modules/.bin/allure" ] && export DRDRILL_ALLURE_PREFIX="$PWD/$prefix"
+  fi
+  return 0
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -62,6 +74,7 @@ case "$cmd" in
   test)
     apt_install test
     venv
+    allure3
     "$VENV/bin/ruff" check src tests benchmarks suites fixtures
     "$VENV/bin/mypy"
     exec "$VENV/bin/pytest" tests "$@"

@@ -33,8 +33,8 @@ HELP_REPORT_DIR = "folder for reports/<run-id>/ (default: the config's report_di
 HELP_DRY_RUN = "print every fault a drill would inject and skip it; change nothing"
 HELP_ALLOW_DESTRUCTIVE = "allow destructive faults on targets that require explicit consent"
 HELP_MARKER = (
-    "drill(name=None, destructive=True, targets=None): a disaster-recovery drill; "
-    "targets restricts the target kinds it runs on"
+    "drill(name=None, destructive=True, targets=None, severity=None): a disaster-recovery "
+    "drill; targets restricts the target kinds it runs on; severity labels it in allure"
 )
 
 #: fixtures whose use makes a test a drill (and so loads the config before anything runs)
@@ -213,6 +213,23 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     if drill is not None:
         drill.verify_test(item.nodeid)
     return result
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    """After a drill's fixtures are torn down (faults reverted, probes stopped): its figures
+    into JUnit properties and allure. Reporting never breaks a run: its errors are warnings."""
+    try:
+        return (yield)
+    finally:
+        drill = item.config.stash.get(SESSION_KEY, None)
+        if drill is not None:
+            try:
+                drill.report_drill_end(item)
+            except Exception as exc:  # noqa: BLE001 - a report must not hide a teardown error
+                item.warn(pytest.PytestWarning(f"drdrill: reporting the drill failed: {exc}"))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -320,6 +320,26 @@ class DrillSession:
         self._written = write_run_reports(self.run, self.report_dir)
         return self._written
 
+    def report_drill_end(self, item: pytest.Item) -> None:
+        """The drill's figures into ``item.user_properties`` (JUnit) and allure-pytest."""
+        if item.nodeid not in self._timelines:
+            return
+        from drdrill.report.allure import allure_recording, record_drill
+        from drdrill.report.junit import phase_properties
+
+        self._collect(item.nodeid)
+        record = self.run.test(item.nodeid)
+        item.user_properties.extend(phase_properties(record.results))
+        if allure_recording(item.config):
+            marker = item.get_closest_marker("drill")
+            record_drill(
+                record,
+                None,
+                target_kind=self.target_kind,
+                severity=marker.kwargs.get("severity") if marker else None,
+                run=self.run,
+            )
+
     def summary_lines(self, width: int) -> list[str]:
         """The console summary: a table of figures, the report paths, and a dry run's plan."""
         lines = run_summary_lines(self.run, self._written, width)

@@ -1,0 +1,209 @@
+"""JUnit properties: each drill's figures as ``<property>`` elements that pytest writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from drdrill.measure import Measurement, Result
+from drdrill.report.json_report import run_from_json
+from drdrill.report.junit import phase_properties
+
+pytest_plugins = ["pytester"]
+
+#: a real sandbox run (three region failovers under pytest-xdist, run 20261129T011824Z-0f09e8)
+SAMPLE = Path(__file__).parent.parent / "data" / "reports" / "sample-failover.json"
+
+RUNBOOK = """# Runbook
+
+## Recovery Time Objectives
+
+| Component | Target RTO | Actual RTO | Notes |
+|---|---|---|---|
+| **Detection** | 2 minutes | 1-3 minutes | alarms |
+| **Total RTO** | **15 minutes** | 10-20 minutes | end to end |
+
+## Recovery Point Objectives
+
+| Data Type | Target RPO | Actual RPO | Notes |
+|---|---|---|---|
+| **Database** | 1 minute | < 30 seconds | lag |
+"""
+
+CONFIG = """runbook: runbook.md
+target: local
+journal: journal.jsonl
+report_dir: out
+"""
+
+
+def _result(
+    name: str,
+    value: float,
+    uncertainty: float,
+    target_s: float | None,
+    truth_s: float | None = None,
+    unit: str = "s",
+) -> Result:
+    return Result(
+        name=name,
+        kind="rto",
+        measured=Measurement(value, uncertainty, unit),
+        target_s=target_s,
+        objective=name if target_s is not None else None,
+        truth_s=truth_s,
+    )
+
+
+def _properties(xml: Path) -> dict[str, list[tuple[str, str]]]:
+    """Each test case's properties by test name, in document order."""
+    root = ET.parse(xml).getroot()
+    return {
+        case.attrib["name"]: [(p.attrib["name"], p.attrib["value"]) for p in case.iter("property")]
+        for case in root.iter("testcase")
+    }
+
+
+def test_each_figure_gives_measured_uncertainty_target_status_and_truth_error() -> None:
+    results = [
+        _result("Total RTO", 2.5981234, 0.0012, 18.0, truth_s=2.5903),
+        _result("Detection", 149.75, 0.25, 120.0),
+        _result("client downtime", 2.5, 0.025, None),
+    ]
+    assert phase_properties(results) == [
+        ("drdrill.Total RTO.measured", "2.598"),
+        ("drdrill.Total RTO.uncertainty", "0.001"),
+        ("drdrill.Total RTO.target", "18"),
+        ("drdrill.Total RTO.status", "met"),
+        ("drdrill.Total RTO.truth_error_ms", "7.823"),
+        ("drdrill.Detection.measured", "149.750"),
+        ("drdrill.Detection.uncertainty", "0.250"),
+        ("drdrill.Detection.target", "120"),
+        ("drdrill.Detection.status", "missed"),
+        ("drdrill.client downtime.measured", "2.500"),
+        ("drdrill.client downtime.uncertainty", "0.025"),
+        ("drdrill.client downtime.target", ""),
+        ("drdrill.client downtime.status", "no objective"),
+    ]
+
+
+def test_counts_and_unmeasurable_figures_stay_parseable() -> None:
+    props = dict(
+        phase_properties(
+            [
+                _result("lost writes", 3.0, 0.0, None, unit="writes"),
+                _result("DNS Update", math.nan, math.inf, 6.0),
+            ]
+        )
+    )
+    assert props["drdrill.lost writes.measured"] == "3"
+    assert props["drdrill.lost writes.uncertainty"] == "0"
+    assert props["drdrill.DNS Update.measured"] == "nan"
+    assert props["drdrill.DNS Update.uncertainty"] == "inf"
+    # nan is not over the target: a figure never measured does not read as missed here
+    assert props["drdrill.DNS Update.status"] == "met"
+    assert not phase_properties([])
+
+
+def test_a_real_runs_figures_match_its_report_json() -> None:
+    data = json.loads(SAMPLE.read_text())
+    run = run_from_json(data, where=str(SAMPLE))
+    first = run.tests[0]
+    props = dict(phase_properties(first.results))
+    phases = [p for p in data["phases"] if p["test"] == first.nodeid]
+    assert len(props) == sum(5 if p["truth_s"] is not None else 4 for p in phases)
+    for phase in phases:
+        base = f"drdrill.{phase['name']}"
+        assert float(props[f"{base}.measured"]) == pytest.approx(phase["measured"], abs=5e-4)
+        assert props[f"{base}.status"] == phase["status"]
+        target = phase["target_s"]
+        assert props[f"{base}.target"] == ("" if target is None else f"{target:g}")
+        if phase["error_ms"] is not None:
+            error = float(props[f"{base}.truth_error_ms"])
+            assert error == pytest.approx(phase["error_ms"], abs=5e-4)
+
+
+#: feeds the sample's figures to a plain test as the plugin feeds a drill's: into
+#: item.user_properties after the teardown of its fixtures, before pytest makes the teardown
+#: report (whose user_properties the JUnit writer reads)
+CONFTEST = """
+import json
+from pathlib import Path
+
+import pytest
+
+from drdrill.report.json_report import run_from_json
+from drdrill.report.junit import phase_properties
+
+RUN = run_from_json(json.loads(Path({sample!r}).read_text()))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    try:
+        return (yield)
+    finally:
+        item.user_properties.extend(phase_properties(RUN.tests[0].results))
+"""
+
+
+def test_pytest_writes_the_properties_into_junit_xml(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST.format(sample=str(SAMPLE)))
+    pytester.makepyfile(test_failover="def test_sample():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--junitxml=out.xml")
+    result.assert_outcomes(passed=1)
+    run = run_from_json(json.loads(SAMPLE.read_text()))
+    written = _properties(pytester.path / "out.xml")["test_sample"]
+    assert written == phase_properties(run.tests[0].results)
+    assert ("drdrill.Total RTO.measured", "2.547") in written
+    assert ("drdrill.Total RTO.target", "18") in written
+    assert ("drdrill.Total RTO.truth_error_ms", "3.127") in written
+    # pytest's default JUnit family (xunit2) keeps per-test properties: no warning about them
+    assert "incompatible with junit_family" not in result.stdout.str()
+
+
+DRILLS = """
+def test_region_failover_drill(timeline, measure):
+    start = timeline.mark("fault_injected")
+    timeline.observe("service_restored", start.mono + 2.5, 0.002)
+    measure.phase("Total RTO", "fault_injected", "service_restored", truth_s=2.49)
+
+
+def test_slow_detection(timeline, measure):
+    start = timeline.mark("fault_injected")
+    timeline.observe("alarm", start.mono + 150.0, 0.5)
+    measure.phase("Detection", "fault_injected", "alarm")
+
+
+def test_not_a_drill():
+    pass
+"""
+
+
+def test_a_drills_figures_reach_junit_xml_through_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".md", runbook=RUNBOOK)
+    pytester.makefile(".yaml", drdrill=CONFIG)
+    pytester.makeini("[pytest]\ndr_config = drdrill.yaml\n")
+    pytester.makepyfile(DRILLS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--junitxml=out.xml")
+    result.assert_outcomes(passed=2, failed=1)
+    props = _properties(pytester.path / "out.xml")
+    assert props["test_region_failover_drill"] == [
+        ("drdrill.Total RTO.measured", "2.499"),
+        ("drdrill.Total RTO.uncertainty", "0.001"),
+        ("drdrill.Total RTO.target", "900"),
+        ("drdrill.Total RTO.status", "met"),
+        ("drdrill.Total RTO.truth_error_ms", "9.000"),
+    ]
+    # a drill that failed on its missed objective still has its figures in the XML
+    assert props["test_slow_detection"] == [
+        ("drdrill.Detection.measured", "149.750"),
+        ("drdrill.Detection.uncertainty", "0.250"),
+        ("drdrill.Detection.target", "120"),
+        ("drdrill.Detection.status", "missed"),
+    ]
+    assert props["test_not_a_drill"] == []
