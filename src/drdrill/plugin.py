@@ -228,7 +228,7 @@ def pytest_runtest_teardown(
         if drill is not None:
             try:
                 drill.report_drill_end(item)
-            except Exception as exc:  # noqa: BLE001 - a report must not hide a teardown error
+            except Exception as exc:
                 item.warn(pytest.PytestWarning(f"drdrill: reporting the drill failed: {exc}"))
 
 
