@@ -81,9 +81,15 @@ def test_workers_drill_side_by_side_and_report_one_run(project: pytest.Pytester)
     run_id = report["run"]["id"]
     assert [p.name for p in (project.path / "out").iterdir()] == [run_id]
     assert sorted(p.name for p in (project.path / "out" / run_id).iterdir()) == [
+        "report.html",
         "report.json",
         "report.md",
     ]
+    # the controller, not each worker, appends the run to the history
+    from drdrill.report.history import HistoryStore
+
+    with HistoryStore(project.path / "reports" / "history.sqlite") as store:
+        assert store.run_ids() == [run_id]
     # every drill of both workers, each run under the controller's run id
     workers = {t["nodeid"].rsplit("::", 1)[1]: t["worker"] for t in report["tests"]}
     assert set(workers) == {f"test_detection[{d}]" for d in ("30.0", "60.0", "150.0", "20.0")}
@@ -109,6 +115,7 @@ def test_workers_drill_side_by_side_and_report_one_run(project: pytest.Pytester)
     assert [ln for ln in out if ln.startswith("drdrill report:")] == [
         f"drdrill report: {project.path / 'out' / run_id / 'report.json'}",
         f"drdrill report: {project.path / 'out' / run_id / 'report.md'}",
+        f"drdrill report: {project.path / 'out' / run_id / 'report.html'}",
     ]
     assert sum("Detection" in line and "missed" in line for line in out) == 1
 

@@ -11,7 +11,14 @@ from drdrill import __version__
 from drdrill.errors import DrillError, InputError
 
 #: sub-command name -> module in ``drdrill.commands``; each module has ``add_parser`` and ``run``.
-COMMANDS: tuple[str, ...] = ("objectives", "watch", "recover", "sandbox")
+COMMANDS: tuple[str, ...] = (
+    "objectives",
+    "watch",
+    "recover",
+    "sandbox",
+    "history",
+    "compliance",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -139,6 +139,8 @@ class DrillConfig(_Model):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     journal: Path = Path(".drdrill/journal.jsonl")
     report_dir: Path = Path("reports")
+    #: the run history (SQLite) each run is appended to, for ``drdrill history|compliance``
+    history: Path = Path("reports/history.sqlite")
     targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: parameters of the suites themselves (e.g. the availability a drill must keep)
     drills: DrillsConfig = Field(default_factory=lambda: DrillsConfig())

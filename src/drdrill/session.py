@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +50,8 @@ class WorkerPart:
     report: Mapping[str, Any] | None = None
     report_dir: str | None = None
     input_error: str | None = None
+    #: the history store the run is appended to (the controller appends, once)
+    history: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """Plain data, as execnet carries it between processes."""
@@ -56,26 +59,40 @@ class WorkerPart:
             "report": None if self.report is None else dict(self.report),
             "report_dir": self.report_dir,
             "input_error": self.input_error,
+            "history": self.history,
         }
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> WorkerPart:
         """Back from :meth:`to_wire`."""
-        return cls(data.get("report"), data.get("report_dir"), data.get("input_error"))
+        return cls(
+            data.get("report"), data.get("report_dir"), data.get("input_error"), data.get("history")
+        )
 
 
-def write_run_reports(run: RunRecord, report_dir: Path) -> list[Path]:
-    """``report.json``, ``report.md`` and ``report.html`` of a run in ``<report_dir>/<run-id>/``."""
+def write_run_reports(run: RunRecord, report_dir: Path, history: Path | None = None) -> list[Path]:
+    """``report.json``, ``report.md`` and ``report.html`` of a run in ``<report_dir>/<run-id>/``.
+
+    With ``history``, the run and the sha256 of each report are then appended to that store;
+    a history that cannot be written is said on stderr and never fails the run.
+    """
     from drdrill.report.html import write_html
-    from drdrill.report.json_report import write_json
+    from drdrill.report.json_report import run_to_json, write_json
     from drdrill.report.markdown import write_markdown
 
     folder = report_dir / run.run_id
-    return [
+    written = [
         write_json(run, folder / "report.json"),
         write_markdown(run, folder / "report.md"),
         write_html(run, folder / "report.html"),
     ]
+    if history is not None:
+        from drdrill.report.history import record_run
+
+        warning = record_run(history, run_to_json(run), written)
+        if warning:
+            print(f"drdrill: history: {warning}", file=sys.stderr)
+    return written
 
 
 def run_summary_lines(run: RunRecord, written: list[Path], width: int) -> list[str]:
@@ -99,7 +116,8 @@ def write_merged_reports(parts: Mapping[str, WorkerPart]) -> tuple[RunRecord, li
     reports = {w: p for w, p in parts.items() if p.report is not None and p.report_dir}
     run = merge_runs({w: part_from_json(w, p.report or {}) for w, p in reports.items()})
     report_dir = Path(next(p.report_dir for p in reports.values() if p.report_dir))
-    written = write_run_reports(run, report_dir) if run.drills else []
+    history = next((Path(p.history) for p in reports.values() if p.history), None)
+    written = write_run_reports(run, report_dir, history) if run.drills else []
     return run, written
 
 
@@ -304,7 +322,11 @@ class DrillSession:
 
         if not self.run.tests:
             return None
-        return WorkerPart(report=run_to_json(self.run), report_dir=str(self.report_dir))
+        return WorkerPart(
+            report=run_to_json(self.run),
+            report_dir=str(self.report_dir),
+            history=str(self.config.resolve(self.config.history)),
+        )
 
     def _sweep_faults(self) -> None:
         """Revert any fault of this run still open in the journal (a fixture that could not)."""
@@ -316,8 +338,10 @@ class DrillSession:
             recover(journal, run_id=self.run.run_id)
 
     def write_reports(self) -> list[Path]:
-        """``report.json`` and ``report.md`` in ``<report_dir>/<run-id>/``."""
-        self._written = write_run_reports(self.run, self.report_dir)
+        """The run's reports in ``<report_dir>/<run-id>/``, and the run in the history."""
+        self._written = write_run_reports(
+            self.run, self.report_dir, self.config.resolve(self.config.history)
+        )
         return self._written
 
     def report_drill_end(self, item: pytest.Item) -> None:

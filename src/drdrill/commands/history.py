@@ -1,0 +1,186 @@
+"""``drdrill history``: each objective over the last runs, as a table and an HTML chart."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from drdrill.errors import InputError
+
+if TYPE_CHECKING:
+    from drdrill.report.history import Trend
+
+DEFAULT_REPORT_DIR = Path("reports")
+DEFAULT_DB_NAME = "history.sqlite"
+
+HELP_DB = "the history database (default: the config's history path, else reports/history.sqlite)"
+HELP_CONFIG = "read the history path and report_dir from this drdrill.yaml"
+HELP_LAST = "how many of the latest runs to show (default 10; dry runs are left out)"
+HELP_HTML = "where to write the chart page (default: <report_dir>/history.html)"
+HELP_JSON = "print the trend as JSON: {store, runs, objectives: [...], html}"
+HELP_TARGET = "only runs against targets of this kind (sandbox, aws, local)"
+HELP_IMPORT = "first append the runs of these report.json files or report folders"
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """The options every history command shares: where the store and the reports are."""
+    parser.add_argument("--db", metavar="PATH", type=Path, default=None, help=HELP_DB)
+    parser.add_argument(
+        "--config", metavar="drdrill.yaml", type=Path, default=None, help=HELP_CONFIG
+    )
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``history`` sub-command."""
+    parser = sub.add_parser(
+        "history",
+        help="show each objective over the last runs, and write an HTML chart",
+        description="Pass rate, median and worst figure of each RTO/RPO objective over the last "
+        "runs recorded in the history, and a self-contained HTML page with a chart of each.",
+    )
+    add_store_options(parser)
+    # Kept as text and checked in run(): a bad value gives the usual one-line error.
+    parser.add_argument("--last", metavar="N", default="10", help=HELP_LAST)
+    parser.add_argument("--html", metavar="PATH", type=Path, default=None, help=HELP_HTML)
+    parser.add_argument("--json", action="store_true", help=HELP_JSON)
+    parser.add_argument("--target", metavar="KIND", default=None, help=HELP_TARGET)
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        metavar="PATH",
+        type=Path,
+        nargs="+",
+        default=[],
+        help=HELP_IMPORT,
+    )
+    parser.set_defaults(run=run)
+
+
+def locations(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The history database and the report folder the command reads and writes."""
+    report_dir, db = DEFAULT_REPORT_DIR, DEFAULT_REPORT_DIR / DEFAULT_DB_NAME
+    if args.config is not None:
+        from drdrill.config import load_config
+
+        config = load_config(args.config)
+        report_dir = config.resolve(config.report_dir)
+        # the ``history`` key is newer than some configs: fall back to the report folder
+        configured: Path | None = getattr(config, "history", None)
+        db = config.resolve(configured) if configured else report_dir / DEFAULT_DB_NAME
+    return report_dir, (args.db if args.db is not None else db)
+
+
+def existing(db: Path) -> Path:
+    """``db`` if there is a history there; InputError naming ``--db`` otherwise."""
+    if not db.is_file():
+        raise InputError(
+            "--db",
+            f"no history at {db}: every run of drills appends to it "
+            "(drdrill history --import reports/ adds runs already on disk)",
+        )
+    return db
+
+
+def last_runs(text: str) -> int:
+    """The ``--last`` value: a whole number of runs, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError("--last", f"'{text}' is not a number of runs (1 or more)")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the trend table (or JSON) and write the chart page."""
+    from drdrill.report.history import HistoryStore, import_reports
+
+    last_n = last_runs(args.last)
+    report_dir, db = locations(args)
+    if not args.imports:
+        existing(db)
+    html_path: Path = args.html if args.html is not None else report_dir / "history.html"
+    with HistoryStore(db) as store:
+        imported = import_reports(store, args.imports)
+        for path, why in imported.skipped:
+            print(f"drdrill history: skipped {path}: {why}", file=sys.stderr)
+        trend = store.trend_of(last_n, args.target)
+        store.write_trend_html(html_path, last_n, args.target)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "store": str(db),
+                    "imported": list(imported.appended),
+                    "runs": [r.run_id for r in trend.runs],
+                    "objectives": [t.to_json() for t in trend.objectives],
+                    "html": str(html_path),
+                },
+                indent=2,
+            )
+        )
+        return 0
+    for run_id in imported.appended:
+        print(f"drdrill history: appended {run_id}")
+    print(render_trend_table(trend, str(db)), end="")
+    print(f"drdrill history: chart {html_path}")
+    return 0
+
+
+def render_trend_table(trend: Trend, store: str, width: int | None = None) -> str:
+    """The trend as a terminal table (colour only on a terminal)."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    if not trend.runs:
+        return f"drdrill history: no runs in {store}\n"
+    first, last = trend.runs[0].started_utc, trend.runs[-1].started_utc
+    table = Table(
+        title=f"drdrill history: {len(trend.runs)} runs, {first:%Y-%m-%d %H:%M} to "
+        f"{last:%Y-%m-%d %H:%M} UTC",
+        title_justify="left",
+    )
+    columns: list[tuple[str, Literal["left", "right"]]] = [
+        ("Objective", "left"),
+        ("Target", "right"),
+        ("Runs", "right"),
+        ("Pass rate", "right"),
+        ("Median", "right"),
+        ("Worst", "right"),
+        ("Worst run", "left"),
+        ("Last", "left"),
+    ]
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=name != "Objective")
+    style = {"met": "green", "missed": "bold red"}
+    for t in trend.objectives:
+        rate = "n/a" if t.pass_rate is None else f"{t.pass_rate:.0%} ({t.met}/{t.met + t.missed})"
+        table.add_row(
+            t.label,
+            "n/a" if t.target_s is None else f"{t.target_s:g} s",
+            str(t.runs),
+            rate,
+            f"{t.median_s:.3f} s",
+            f"{t.worst_s:.3f} s",
+            t.worst_run,
+            f"[{style.get(t.last_status, 'dim')}]{t.last_status}[/]",
+        )
+    color = sys.stdout.isatty()
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        # a log or a pipe gets the whole table; a terminal gets its own width
+        width=width or (shutil.get_terminal_size().columns if color else 120),
+        force_terminal=color,
+        no_color=not color,
+        highlight=False,
+    )
+    console.print(table)
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
