@@ -18,6 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "sandbox",
     "history",
     "compliance",
+    "exercise",
 )
 
 

@@ -73,6 +73,35 @@ def _drill_text(test: TestRecord) -> str:
     return f"{test.outcome} {test.nodeid}" + (f" ({test.worker})" if test.worker else "")
 
 
+def _severity(run: RunRecord) -> list[str]:
+    """Each drill's customer impact classified with the runbook's escalation matrix."""
+    from pathlib import Path
+
+    from drdrill.errors import DrillError
+    from drdrill.report.severity import classify, default_matrix, load_escalation_matrix
+
+    if not run.drills:
+        return []
+    try:
+        source = run.objectives_source
+        matrix = load_escalation_matrix(Path(source)) if source else default_matrix()
+    except (DrillError, OSError):
+        matrix = default_matrix()  # a runbook without a matrix: drdrill's own
+    lines = [
+        "## Severity (escalation matrix)",
+        "",
+        "| Drill | Severity | Why | Response time | Action |",
+        "|---|---|---|---|---|",
+    ]
+    for record in run.drills:
+        severity = classify(record, matrix)
+        lines.append(
+            f"| {record.nodeid} | {severity.label} | {severity.reason} | "
+            f"{severity.response_time_text} | {severity.action} |"
+        )
+    return [*lines, ""]
+
+
 def render_markdown(run: RunRecord) -> str:
     """The markdown report of a run."""
     lines = [
@@ -91,6 +120,7 @@ def render_markdown(run: RunRecord) -> str:
         lines += ["**Dry run**: nothing was injected.", ""]
     lines += _table("rto", "Recovery Time Objectives", "Component", run)
     lines += _table("rpo", "Recovery Point Objectives", "Data Type", run)
+    lines += _severity(run)
     lines += ["## Outages (client-observed)", ""]
     outages = [(t.nodeid, o) for t in run.tests for o in t.outages]
     if not outages:

@@ -1,0 +1,159 @@
+"""``drdrill exercise``: the quarterly DR exercise, failover and failback, step by step."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from drdrill.config import DEFAULT_CONFIG
+
+DESCRIPTION = (
+    "The runbook's quarterly full DR exercise against the configured target: readiness check, "
+    "primary region down, failover, post-failover checks, primary restored, failback, checks. "
+    "Asks before each destructive step (--yes: never); a no, or no answer, stops the exercise and "
+    "reverts the fault. Writes <out>/exercise-<utc>.md and .json with each step's times, the "
+    "detection, response and resolution times beside the runbook's objectives, the severity, "
+    "and the runbook's internal communication message filled in. Exit status 0 when the "
+    "exercise completed, 1 when it stopped or failed, 2 on bad input."
+)
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``drdrill exercise`` and its options."""
+    from drdrill.exercise import TRIGGERS
+
+    parser = sub.add_parser(
+        "exercise",
+        help="the quarterly DR exercise: failover and failback, with checkpoints",
+        description=DESCRIPTION,
+    )
+    parser.add_argument(
+        "--config", type=Path, default=Path(DEFAULT_CONFIG), help="stack config (drdrill.yaml)"
+    )
+    parser.add_argument(
+        "--yes", action="store_true", help="unattended: do not ask before destructive steps"
+    )
+    parser.add_argument(
+        "--trigger",
+        choices=TRIGGERS,
+        default="script",
+        help="how the failover is triggered: scripts/failover.sh --yes (script, the default), "
+        "the DR automation like the runbook's Lambda (lambda), or the alarm (automated)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="where exercise-<utc>.md and .json go (default: the config's report_dir, reports/)",
+    )
+    parser.add_argument(
+        "--contact", help="the message's contact line (default: user@host running the exercise)"
+    )
+    parser.add_argument(
+        "--latency-threshold",
+        default="1s",
+        metavar="DURATION",
+        help="latency p99 over this is a performance issue (P3) when nothing failed (default 1s)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the exercise, write its report; ExerciseStopped (exit 1) when it did not complete."""
+    from drdrill.config import load_config
+    from drdrill.durations import parse_duration
+    from drdrill.errors import ConfigError, InputError
+    from drdrill.exercise import (
+        Exercise,
+        ExerciseOptions,
+        ExerciseStopped,
+        TerminalCheckpoint,
+        assume_yes,
+        load_template,
+        missing_capabilities,
+        write_exercise_report,
+    )
+    from drdrill.faults.journal import Journal
+    from drdrill.report.severity import default_matrix, find_matrix_table, parse_escalation_matrix
+    from drdrill.session import load_objectives
+    from drdrill.targets import make_target
+
+    threshold = parse_duration(args.latency_threshold, "--latency-threshold")
+    if threshold is None or threshold <= 0:
+        raise InputError("--latency-threshold", f"'{args.latency_threshold}' is not > 0")
+    # everything that can be wrong in the input is checked before the target is touched
+    config = load_config(args.config)
+    objectives = load_objectives(config)
+    matrix, template, template_source = default_matrix(), None, "drdrill default"
+    notes: list[str] = []
+    if config.runbook is not None:
+        runbook = config.resolve(config.runbook)
+        text = runbook.read_text(encoding="utf-8")  # load_objectives has read it already
+        if find_matrix_table(text) is not None:
+            matrix = parse_escalation_matrix(text, str(runbook))
+        else:
+            notes.append(f"{runbook} has no escalation matrix: drdrill's default used")
+        template, template_source = load_template(runbook)
+    target = make_target(config.target, config, f"{config.path}: target")
+    missing = missing_capabilities(target, args.trigger)
+    if missing:
+        raise ConfigError(
+            f"{config.path}: target",
+            f"target '{target.name}' cannot run the exercise with trigger '{args.trigger}' "
+            f"(it lacks {', '.join(missing)})",
+        )
+    out_dir = args.out if args.out is not None else config.resolve(config.report_dir)
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    exercise = Exercise(
+        target,
+        journal=Journal(config.resolve(config.journal)),
+        probes=config.probes,
+        confirm=assume_yes if args.yes else TerminalCheckpoint(sys.stdin, sys.stdout),
+        options=ExerciseOptions(
+            trigger=args.trigger,
+            timeout_s=max(60.0, config.drills.restore_timeout),
+            latency_threshold_s=threshold,
+            contact=args.contact,
+        ),
+        objectives=objectives,
+        matrix=matrix,
+        template=template,
+        template_source=template_source,
+        say=say,
+    )
+    exercise.notes.extend(notes)
+    say(
+        f"exercise {exercise.exercise_id}: target {target.name}, trigger {args.trigger}"
+        + (", unattended (--yes)" if args.yes else "")
+    )
+    report = exercise.run()
+    markdown, data = write_exercise_report(report, out_dir)
+    say(f"wrote {markdown}")
+    say(f"wrote {data}")
+    if report.outcome == "completed":
+        for metric in report.metrics:
+            value = "n/a" if metric.measured is None else f"{metric.measured.value:.2f} s"
+            target_text = "" if metric.target_s is None else f" (objective {metric.target_s:g} s)"
+            say(f"{metric.name}: {value}{target_text} {metric.status}")
+        say(f"severity: {report.severity.label} ({report.severity.reason})")
+        return 0
+    if report.outcome == "interrupted":
+        print(f"drdrill: exercise interrupted; report: {markdown}", file=sys.stderr)
+        return 130
+    reverted = (
+        "nothing was injected"
+        if not any(s.name == "region_down" and s.outcome == "ok" for s in report.steps)
+        else f"{len(report.reverts)} fault(s) reverted"
+        if report.reverts
+        else "the fault was already reverted"
+    )
+    why = (
+        f"stopped before '{report.stopped_at}' (not confirmed)"
+        if report.stopped_at
+        else f"failed: {report.error}"
+    )
+    raise ExerciseStopped(f"exercise {why}; {reverted}; report: {markdown}")

@@ -1,0 +1,1211 @@
+"""The quarterly DR exercise: a full failover and failback, step by step, timed and written up.
+
+The runbook's "Quarterly Full DR Exercise" (week 2: execute full failover during a maintenance
+window) against the configured target, through its capability methods only:
+
+1. readiness check (nothing changes but the sandbox brought to its baseline);
+2. take the primary region down (``region_down``, journaled so that ``drdrill recover`` undoes
+   it if this process is killed);
+3. wait for the alarm (Detection Time);
+4. trigger the failover: ``scripts/failover.sh --yes``, the DR automation invoked like the
+   runbook's Lambda, or the alarm's own automation (Response Time);
+5. wait for the service through the public name (Resolution Time), then the post-failover checks;
+6. restore the primary region (the fault reverted);
+7. fail back (``scripts/failback.sh``), then the checks again.
+
+Before each destructive step (2, 4, 7) a checkpoint asks "next: <step>. go on? [y/N]"; anything
+but yes (an empty answer, end of input) stops the exercise, and whatever fault is in place is
+reverted. A failover already done is not undone on a stop: service stays on the DR region, which
+is safe, and the report says how to fail back. Ctrl-C and SIGTERM revert likewise.
+
+Each step is recorded with its UTC start and end and its outcome; the runbook's "Metrics to
+Track" are measured beside its objectives, the severity of the outage is classified with its
+escalation matrix, and its internal communication message is filled with the real times, the
+DR region and the actions taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import math
+import re
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol, TextIO
+
+from drdrill.config import ProbesConfig
+from drdrill.drill_fixtures import to_endpoint
+from drdrill.errors import DrillError, InputError
+from drdrill.faults.base import Fault, FaultInjector, handle_signals
+from drdrill.faults.journal import Journal
+from drdrill.measure import Measurement
+from drdrill.objectives import Objectives
+from drdrill.observe import poll_until
+from drdrill.probes.http import (
+    AiohttpClient,
+    Endpoint,
+    HttpClient,
+    HttpClientFactory,
+    ProbeFailure,
+    ProbeRunner,
+)
+from drdrill.report.record import OutageRecord, ProbeStatsRecord, TestRecord
+from drdrill.report.severity import (
+    DEFAULT_LATENCY_THRESHOLD_S,
+    NO_SEVERITY,
+    EscalationMatrix,
+    Severity,
+    classify,
+    default_matrix,
+)
+from drdrill.timeline import Clock, Event, Timeline
+
+Trigger = Literal["script", "lambda", "automated"]
+#: the runbook's three failover options, as ``--trigger`` names them
+TRIGGERS: Final[tuple[Trigger, ...]] = ("script", "lambda", "automated")
+Outcome = Literal["completed", "stopped", "failed", "interrupted"]
+StepOutcome = Literal["ok", "failed", "declined"]
+
+SCHEMA: Final = "drdrill-exercise"
+SCHEMA_VERSION: Final = 1
+
+#: the runbook's Lambda payload
+LAMBDA_PAYLOAD: Final[Mapping[str, str]] = {"trigger": "manual", "reason": "disaster_recovery"}
+
+#: capabilities every exercise needs, and those of each trigger
+_NEEDED: Final = (
+    "region_down",
+    "alarm_state",
+    "dns_answer",
+    "region_ip",
+    "endpoints",
+    "run_script",
+)
+_NEEDED_BY_TRIGGER: Final[Mapping[Trigger, tuple[str, ...]]] = {
+    "script": ("run_script",),
+    "lambda": ("invoke_dr",),
+    "automated": ("set_mode",),
+}
+
+#: how each step reads in the message's "Actions Taken" (the others are not actions taken)
+_ACTIONS: Final[Mapping[str, str]] = {
+    "failover": "DR region activated",
+    "service_restored": "service restored",
+    "post_failover_checks": "post-failover checks passed",
+    "restore_primary": "primary region restored",
+    "failback": "failed back to the primary region",
+    "post_failback_checks": "post-failback checks passed",
+}
+
+#: the runbook's internal message, for runbooks without one (the seed runbook's own)
+DEFAULT_TEMPLATE: Final = """\
+Subject: [P1] DR Activation - Visitor Analytics
+
+Status: DR ACTIVATED
+Time: [TIMESTAMP]
+Affected Service: Visitor Analytics Application
+DR Region: [DR REGION]
+Estimated Resolution: [TIME]
+
+Actions Taken:
+- Primary region failure confirmed
+- DR region activated
+
+Next Steps:
+- Monitor DR region performance
+
+Contact: [ON-CALL ENGINEER]
+"""
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+
+class Checkpoint(Protocol):
+    """Asked before each destructive step; True to go on."""
+
+    def __call__(self, step: str) -> bool:
+        """Whether to go on with ``step``."""
+        ...
+
+
+def assume_yes(step: str) -> bool:
+    """The ``--yes`` checkpoint: always go on."""
+    return True
+
+
+class TerminalCheckpoint:
+    """Asks on the terminal: ``next: <step>. go on? [y/N]``; only y/yes goes on."""
+
+    def __init__(self, stdin: TextIO, stdout: TextIO) -> None:
+        self.stdin = stdin
+        self.stdout = stdout
+
+    def __call__(self, step: str) -> bool:
+        """Ask once; an empty answer or the end of input means no."""
+        self.stdout.write(f"next: {step}. go on? [y/N] ")
+        self.stdout.flush()
+        answer = self.stdin.readline()
+        if not answer:  # end of input: nobody there to say yes
+            self.stdout.write("\n")
+            self.stdout.flush()
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
+
+# --- records -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of the exercise as it went."""
+
+    name: str
+    title: str
+    destructive: bool
+    started_utc: datetime
+    ended_utc: datetime
+    outcome: StepOutcome
+    detail: str
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from start to end."""
+        return (self.ended_utc - self.started_utc).total_seconds()
+
+    def to_json(self) -> dict[str, Any]:
+        """The step at the JSON edge."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "destructive": self.destructive,
+            "started_utc": self.started_utc.isoformat(),
+            "ended_utc": self.ended_utc.isoformat(),
+            "duration_s": self.duration_s,
+            "outcome": self.outcome,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One of the runbook's "Metrics to Track", beside the RTO objective it answers to."""
+
+    name: str
+    question: str
+    start: str
+    end: str
+    measured: Measurement | None
+    objective: str | None
+    target_s: float | None
+
+    @property
+    def status(self) -> str:
+        """met, missed, not measured, or no objective."""
+        if self.measured is None:
+            return "not measured"
+        if self.target_s is None:
+            return "no objective"
+        return "missed" if self.measured.value > self.target_s else "met"
+
+    def to_json(self) -> dict[str, Any]:
+        """The metric at the JSON edge."""
+        return {
+            "name": self.name,
+            "question": self.question,
+            "start": self.start,
+            "end": self.end,
+            "measured_s": None if self.measured is None else self.measured.value,
+            "uncertainty_s": None if self.measured is None else self.measured.uncertainty,
+            "objective": self.objective,
+            "target_s": self.target_s,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class Communication:
+    """The runbook's internal communication message, filled in."""
+
+    subject: str
+    text: str
+    template_source: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The message at the JSON edge."""
+        return {"subject": self.subject, "text": self.text, "template": self.template_source}
+
+
+@dataclass(frozen=True)
+class ExerciseReport:
+    """Everything one exercise did and measured."""
+
+    exercise_id: str
+    started_utc: datetime
+    finished_utc: datetime
+    outcome: Outcome
+    trigger: Trigger
+    target: Mapping[str, Any]
+    steps: tuple[StepRecord, ...]
+    events: tuple[Event, ...]
+    metrics: tuple[Metric, ...]
+    severity: Severity
+    message: Communication
+    outages: tuple[OutageRecord, ...]
+    probes: tuple[ProbeStatsRecord, ...]
+    reverts: tuple[str, ...]
+    stopped_at: str | None = None
+    error: str | None = None
+    objectives_source: str | None = None
+    objectives_scale: float = 1.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def metric(self, name: str) -> Metric:
+        """The metric called ``name`` ("Detection Time")."""
+        return next(m for m in self.metrics if m.name == name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole report at the JSON edge."""
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "id": self.exercise_id,
+            "started_utc": self.started_utc.isoformat(),
+            "finished_utc": self.finished_utc.isoformat(),
+            "outcome": self.outcome,
+            "stopped_at": self.stopped_at,
+            "error": self.error,
+            "trigger": self.trigger,
+            "target": _jsonable(self.target),
+            "objectives": {"source": self.objectives_source, "scale": self.objectives_scale},
+            "steps": [s.to_json() for s in self.steps],
+            "metrics": [m.to_json() for m in self.metrics],
+            "severity": self.severity.to_json(),
+            "message": self.message.to_json(),
+            "events": [e.to_json() for e in self.events],
+            "outages": [o.to_json() for o in self.outages],
+            "probes": [p.to_json() for p in self.probes],
+            "reverts": list(self.reverts),
+            "notes": list(self.notes),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+# --- the runbook's message -----------------------------------------------------------------------
+
+_FENCE: Final = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_HEADING: Final = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
+
+
+def find_message_template(text: str) -> str | None:
+    """The first fenced block in the section of the runbook's "Internal Communication" heading."""
+    section_level: int | None = None
+    fence: str | None = None
+    block: list[str] = []
+    for line in text.splitlines():
+        fence_match = _FENCE.match(line)
+        if fence is not None:
+            closing = line.strip()
+            if fence_match and set(closing) == {fence[0]} and len(closing) >= len(fence):
+                if section_level is not None:
+                    return "\n".join(block) + "\n"
+                fence = None
+            elif section_level is not None:
+                block.append(line)
+            continue
+        if fence_match:
+            fence = fence_match.group(1)
+            continue
+        heading = _HEADING.match(line)
+        if heading is None:
+            continue
+        level = len(heading.group(1))
+        folded = heading.group(2).encode("ascii", "ignore").decode("ascii").lower()
+        if section_level is not None and level <= section_level:
+            section_level = None
+        if "internal communication" in folded:
+            section_level = level
+    return None
+
+
+@dataclass(frozen=True)
+class MessageFacts:
+    """What the message says, from the exercise."""
+
+    severity: str
+    exercise_id: str
+    status: str
+    time: str
+    dr_region: str
+    resolution: str
+    actions: tuple[str, ...]
+    next_steps: tuple[str, ...]
+    contact: str
+
+
+_KEY_LINE: Final = re.compile(r"^(\s*)([A-Za-z][A-Za-z ]*?):(\s*)(.*)$")
+
+
+def fill_message(template: str, facts: MessageFacts) -> str:
+    """The template with its fields, lists and placeholders replaced by the exercise's facts.
+
+    Known keys (Subject, Status, Time, DR Region, Estimated Resolution, Contact) get the facts;
+    the bullet lists under "Actions Taken:" and "Next Steps:" are replaced; other lines stay.
+    """
+    values = {
+        "status": facts.status,
+        "time": facts.time,
+        "dr region": facts.dr_region,
+        "estimated resolution": facts.resolution,
+        "contact": facts.contact,
+    }
+    lists = {"actions taken": facts.actions, "next steps": facts.next_steps}
+    out: list[str] = []
+    skipping = False
+    for line in template.splitlines():
+        if skipping:
+            if line.lstrip().startswith(("- ", "* ")):
+                continue
+            skipping = False
+        match = _KEY_LINE.match(line)
+        key = match.group(2).strip().lower() if match else None
+        if match is not None and key == "subject":
+            subject = re.sub(r"\[P\d\]", f"[{facts.severity}]", match.group(4).strip())
+            if not subject.startswith("["):
+                subject = f"[{facts.severity}] {subject}"
+            out.append(f"{match.group(1)}Subject: {subject} (DR exercise {facts.exercise_id})")
+        elif match is not None and key in values:
+            out.append(f"{match.group(1)}{match.group(2)}:{match.group(3) or ' '}{values[key]}")
+        elif match is not None and key in lists and not match.group(4).strip():
+            out.append(line)
+            out.extend(f"- {item}" for item in lists[key])
+            skipping = True
+        else:
+            out.append(line)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One endpoint checked once."""
+
+    name: str
+    url: str
+    ok: bool
+    detail: str
+
+
+def check_endpoints(endpoints: Sequence[Endpoint], factory: HttpClientFactory) -> list[CheckResult]:
+    """GET each endpoint once, concurrently, and apply its check."""
+
+    async def one(client: HttpClient, endpoint: Endpoint) -> CheckResult:
+        try:
+            status, body = await asyncio.wait_for(client.get(endpoint.url), endpoint.timeout_s)
+        except ProbeFailure as exc:
+            return CheckResult(endpoint.name, endpoint.url, False, str(exc))
+        except TimeoutError:
+            return CheckResult(
+                endpoint.name, endpoint.url, False, f"timeout after {endpoint.timeout_s:g} s"
+            )
+        ok = endpoint.check.passes(status, body)
+        return CheckResult(endpoint.name, endpoint.url, ok, f"{status}" + ("" if ok else " bad"))
+
+    async def main() -> list[CheckResult]:
+        client = factory(max(1, len(endpoints)))
+        try:
+            return list(await asyncio.gather(*(one(client, e) for e in endpoints)))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+# --- the exercise --------------------------------------------------------------------------------
+
+
+class ExerciseStopped(DrillError):
+    """The exercise stopped before its end: a checkpoint declined, a step failed."""
+
+
+class _Declined(Exception):
+    def __init__(self, title: str) -> None:
+        super().__init__(title)
+        self.title = title
+
+
+@dataclass(frozen=True)
+class ExerciseOptions:
+    """How the exercise runs."""
+
+    trigger: Trigger = "script"
+    #: how long each wait (alarm, restoration, failover) may take
+    timeout_s: float = 60.0
+    #: how long the checks may take to pass after a failover or failback
+    check_timeout_s: float = 15.0
+    #: how long scripts/failover.sh and failback.sh may run
+    script_timeout_s: float = 180.0
+    latency_threshold_s: float = DEFAULT_LATENCY_THRESHOLD_S
+    contact: str | None = None
+
+
+def missing_capabilities(target: object, trigger: Trigger) -> list[str]:
+    """The capability methods ``target`` lacks for an exercise with ``trigger``."""
+    needed = dict.fromkeys([*_NEEDED, *_NEEDED_BY_TRIGGER[trigger]])
+    return [name for name in needed if not callable(getattr(target, name, None))]
+
+
+def new_exercise_id(now: datetime) -> str:
+    """``20261129T011824Z``: the exercise's UTC start, as its files are named."""
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _hms(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%H:%M:%SZ")
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class Exercise:
+    """One quarterly exercise against a target; :meth:`run` carries it out and reports."""
+
+    def __init__(
+        self,
+        target: Any,
+        *,
+        journal: Journal,
+        probes: ProbesConfig,
+        confirm: Checkpoint,
+        options: ExerciseOptions | None = None,
+        objectives: Objectives | None = None,
+        matrix: EscalationMatrix | None = None,
+        template: str | None = None,
+        template_source: str = "drdrill default",
+        say: Callable[[str], None] = print,
+        clock: Clock | None = None,
+    ) -> None:
+        self.target = target
+        self.journal = journal
+        self.probes_config = probes
+        self.confirm = confirm
+        self.options = options or ExerciseOptions()
+        self.objectives = objectives
+        self.matrix = matrix or default_matrix()
+        self.template = template or DEFAULT_TEMPLATE
+        self.template_source = template_source if template else "drdrill default"
+        self.say = say
+        self.timeline = Timeline(clock)
+        self.started_utc = self.timeline.clock.utc_at(self.timeline.now())
+        self.exercise_id = new_exercise_id(self.started_utc)
+        self.injector = FaultInjector(journal, run_id=f"exercise-{self.exercise_id}")
+        self.steps: list[StepRecord] = []
+        self.notes: list[str] = []
+        self._runner: ProbeRunner | None = None
+        self._mode_before: str | None = None
+        self._failed_over = False
+        self._failed_back = False
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return self.timeline.clock.utc_at(self.timeline.now())
+
+    def _step(self, name: str, title: str, action: Callable[[], str], destructive: bool) -> str:
+        started = self._now()
+        self.say(f"[{_hms(started)}] {title} ...")
+        try:
+            detail = action()
+        except BaseException as exc:
+            text = str(exc) or type(exc).__name__
+            self.steps.append(
+                StepRecord(name, title, destructive, started, self._now(), "failed", text)
+            )
+            self.say(f"[{_hms(self._now())}] {title}: FAILED: {text}")
+            raise
+        ended = self._now()
+        self.steps.append(StepRecord(name, title, destructive, started, ended, "ok", detail))
+        self.say(
+            f"[{_hms(ended)}] {title}: ok ({(ended - started).total_seconds():.2f} s) {detail}"
+        )
+        return detail
+
+    def _checkpoint(self, name: str, title: str) -> None:
+        if self.confirm(title):
+            return
+        at = self._now()
+        self.steps.append(StepRecord(name, title, True, at, at, "declined", "not confirmed"))
+        raise _Declined(title)
+
+    def _client_factory(self) -> HttpClientFactory:
+        factory: HttpClientFactory | None = getattr(self.target, "http_client_factory", None)
+        return factory if factory is not None else AiohttpClient
+
+    def _endpoints(self) -> list[Endpoint]:
+        configs = list(self.probes_config.endpoints or self.target.endpoints())
+        return [to_endpoint(e, self.probes_config.timeout) for e in configs]
+
+    def _checks_pass(self, what: str, extra: Callable[[], str | None]) -> str:
+        """Checks through the public name until they all pass (``check_timeout_s`` at most)."""
+        deadline = time.monotonic() + self.options.check_timeout_s
+        attempts = 0
+        while True:
+            attempts += 1
+            results = check_endpoints(self._endpoints(), self._client_factory())
+            problem = extra()
+            bad = [r for r in results if not r.ok]
+            if not bad and problem is None:
+                names = ", ".join(f"{r.name} {r.detail}" for r in results)
+                tries = f" after {attempts} tries" if attempts > 1 else ""
+                return f"{len(results)} checks pass ({names}){tries}"
+            if time.monotonic() > deadline:
+                issues = [f"{r.name}: {r.detail}" for r in bad] + ([problem] if problem else [])
+                raise ExerciseStopped(f"{what} checks failing: {'; '.join(issues)}")
+            time.sleep(0.2)
+
+    def _dns_on(self, region: str) -> Callable[[], str | None]:
+        def check() -> str | None:
+            want = self.target.region_ip(region)
+            got = self.target.dns_answer()
+            return None if got == want else f"dns answers {got}, not the {region} region {want}"
+
+        return check
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def _readiness(self) -> str:
+        target = self.target
+        target.start()
+        baseline = getattr(target, "ensure_baseline", None)
+        if callable(baseline):
+            baseline()
+        problems: list[str] = []
+        alarm = target.alarm_state()
+        if alarm != "OK":
+            problems.append(f"alarm is {alarm}, not OK")
+        dns = self._dns_on("primary")()
+        if dns is not None:
+            problems.append(dns)
+        replication = getattr(target, "replication_running", None)
+        if callable(replication) and not replication():
+            problems.append("the DR database does not replicate")
+        desired = getattr(target, "desired", None)
+        if callable(desired) and desired("dr") != 0:
+            problems.append(f"DR not at pilot light ({desired('dr')} tasks desired)")
+        results = check_endpoints(self._endpoints(), self._client_factory())
+        problems += [f"{r.name}: {r.detail}" for r in results if not r.ok]
+        if problems:
+            raise ExerciseStopped(f"stack not ready: {'; '.join(problems)}")
+        return (
+            f"alarm OK, DNS on the primary region, replication running, DR at pilot light, "
+            f"{len(results)} checks pass"
+        )
+
+    def _start_probes(self) -> None:
+        cfg = self.probes_config
+        self._runner = ProbeRunner(
+            self._endpoints(),
+            interval_s=cfg.interval,
+            recovery_samples=cfg.recovery_samples,
+            client_factory=self._client_factory(),
+        )
+        self._runner.start()
+        set_mode = getattr(self.target, "set_mode", None)
+        if callable(set_mode):
+            status = getattr(self.target, "status", None)
+            if callable(status):
+                self._mode_before = status().get("mode")
+            set_mode("automated" if self.options.trigger == "automated" else "manual")
+
+    def _inject(self) -> tuple[Fault, Event]:
+        fault: Fault = self.target.region_down("primary", mode="kill")
+        guard = getattr(self.target, "guard", None)
+        if callable(guard):
+            guard(fault, True)  # consent was given at the checkpoint; the target's own checks
+        event = self.timeline.mark("fault_injected", fault=fault.describe(), kind=fault.kind)
+        self.injector.inject(fault)
+        return fault, event
+
+    def _wait_alarm(self, fault: Event) -> Event:
+        timeout = self.options.timeout_s
+        seen = poll_until(
+            self.timeline,
+            "alarm_seen",
+            lambda: self.target.alarm_state() == "ALARM",
+            timeout_s=timeout,
+            since=fault,
+        )
+        history = getattr(self.target, "alarm_history", None)
+        if callable(history):
+            changes = [
+                h
+                for h in history()
+                if h.get("state") == "ALARM" and datetime.fromisoformat(h["utc"]) >= fault.utc
+            ]
+            if changes:
+                # the alarm's own record of its change (like CloudWatch's history): exact
+                return self.timeline.report(
+                    "alarm_raised", datetime.fromisoformat(changes[0]["utc"])
+                )
+        return self.timeline.observe("alarm_raised", seen.mono, seen.uncertainty_s)
+
+    def _trigger(self, fault: Event, alarm: Event) -> str:
+        trigger = self.options.trigger
+        target = self.target
+        if trigger == "script":
+            self.timeline.mark("failover_triggered", trigger=trigger)
+            target.run_script("failover.sh", "--yes", timeout_s=self.options.script_timeout_s)
+            done = "scripts/failover.sh --yes (promote, scale up, wait healthy, switch DNS)"
+        elif trigger == "lambda":
+            self.timeline.mark("failover_triggered", trigger=trigger)
+            result = target.invoke_dr(dict(LAMBDA_PAYLOAD))
+            if result.get("status") != "completed":
+                raise ExerciseStopped(f"dr automation did not complete: {result}")
+            done = f"DR automation invoked with {json.dumps(dict(LAMBDA_PAYLOAD))}: completed"
+        else:
+            self._automated_trigger(fault, alarm)
+            poll_until(
+                self.timeline,
+                "failover_done",
+                lambda: self._dns_on("dr")() is None,
+                timeout_s=self.options.timeout_s,
+            )
+            done = "the alarm ran the DR automation"
+        self._failed_over = True
+        return done
+
+    def _automated_trigger(self, fault: Event, alarm: Event) -> None:
+        """When the alarm's automation started, from the target's own log if it keeps one."""
+        truth = getattr(self.target, "truth_since", None)
+        if callable(truth):
+            deadline = time.monotonic() + self.options.timeout_s
+            while not (found := truth(fault.mono, "failover_triggered")):
+                if time.monotonic() > deadline:
+                    raise ExerciseStopped("the alarm never triggered the DR automation")
+                time.sleep(0.05)
+            self.timeline.report("failover_triggered", found[0].utc, trigger="automated")
+            return
+        self.notes.append(
+            "automated trigger: the target keeps no log of when its automation started; "
+            "Response Time is taken as 0 (the alarm triggers the failover)"
+        )
+        self.timeline.add(Event("failover_triggered", alarm.utc, alarm.mono, alarm.source, 0.0, {}))
+
+    def _wait_restored(self, fault: Event) -> str:
+        runner = self._runner
+        if runner is None:  # pragma: no cover - started before any fault
+            raise DrillError("probes not started")
+        deadline = time.monotonic() + self.options.timeout_s
+        while (good := runner.all_good_since(fault.mono, runner.recovery_samples)) is None:
+            if time.monotonic() > deadline:
+                raise ExerciseStopped(
+                    f"service not restored through the public name "
+                    f"{self.options.timeout_s:g} s after the fault"
+                )
+            time.sleep(0.02)
+        restored = self.timeline.observe("service_restored", good.send_mono, good.uncertainty_s)
+        took = Measurement.between(fault, restored).value
+        count = len(runner.endpoints)
+        return (
+            f"all {count} checks pass through the public name from {_hms(restored.utc)}, "
+            f"{took:.2f} s after the failure"
+        )
+
+    def _post_failover_checks(self) -> str:
+        def extra() -> str | None:
+            problem = self._dns_on("dr")()
+            writable = getattr(self.target, "db_writable", None)
+            if problem is None and callable(writable) and not writable("dr"):
+                problem = "the promoted DR database does not take writes"
+            return problem
+
+        return self._checks_pass("post-failover", extra) + "; DNS answers the DR region"
+
+    def _restore(self, fault: Fault) -> str:
+        outcome = self.injector.revert(fault)
+        self.timeline.mark("primary_restored", note=outcome.note)
+        return outcome.note
+
+    def _failback(self) -> str:
+        self.timeline.mark("failback_started")
+        self.target.run_script("failback.sh", timeout_s=self.options.script_timeout_s)
+        self.timeline.mark("failback_done")
+        self._failed_back = True
+        return "scripts/failback.sh completed"
+
+    def _post_failback_checks(self) -> str:
+        return self._checks_pass("post-failback", self._dns_on("primary")) + (
+            "; DNS answers the primary region"
+        )
+
+    # --- the whole exercise ----------------------------------------------------------------
+
+    def run(self) -> ExerciseReport:
+        """Carry out the exercise; always returns its report (a stop or failure included).
+
+        Faults are reverted before it returns, whatever happened; the target is released.
+        """
+        outcome: Outcome = "completed"
+        stopped_at: str | None = None
+        error: str | None = None
+        reverts: list[str] = []
+        trigger = self.options.trigger
+        how = {
+            "script": "run scripts/failover.sh --yes",
+            "lambda": "invoke the DR automation (the runbook's Lambda)",
+            "automated": "",
+        }[trigger]
+        try:
+            with handle_signals():
+                try:
+                    self._step("readiness", "readiness check", self._readiness, False)
+                    self._start_probes()
+                    down = "take the primary region down"
+                    self._checkpoint("region_down", down)
+                    holder: dict[str, Any] = {}
+
+                    def inject() -> str:
+                        holder["fault"], holder["event"] = self._inject()
+                        return str(holder["fault"].describe())
+
+                    self._step("region_down", down, inject, True)
+                    fault_event: Event = holder["event"]
+
+                    def detect() -> str:
+                        holder["alarm"] = self._wait_alarm(fault_event)
+                        delay = holder["alarm"].mono - fault_event.mono
+                        return f"alarm in ALARM {delay:.2f} s after the fault"
+
+                    self._step("detection", "wait for the alarm", detect, False)
+                    title = f"trigger the failover: {how}" if how else "failover by the alarm"
+                    if how:
+                        self._checkpoint("failover", title)
+                    self._step(
+                        "failover",
+                        title,
+                        lambda: self._trigger(fault_event, holder["alarm"]),
+                        True,
+                    )
+                    self._step(
+                        "service_restored",
+                        "wait for the service through the public name",
+                        lambda: self._wait_restored(fault_event),
+                        False,
+                    )
+                    self._step(
+                        "post_failover_checks",
+                        "post-failover checks",
+                        self._post_failover_checks,
+                        False,
+                    )
+                    self._step(
+                        "restore_primary",
+                        "restore the primary region",
+                        lambda: self._restore(holder["fault"]),
+                        False,
+                    )
+                    back = "fail back to the primary region: run scripts/failback.sh"
+                    self._checkpoint("failback", back)
+                    self._step("failback", back, self._failback, True)
+                    self._step(
+                        "post_failback_checks",
+                        "post-failback checks",
+                        self._post_failback_checks,
+                        False,
+                    )
+                except _Declined as declined:
+                    outcome, stopped_at = "stopped", declined.title
+                except KeyboardInterrupt as exc:
+                    outcome, error = "interrupted", str(exc) or "interrupted"
+                except Exception as exc:
+                    outcome, error = "failed", str(exc) or type(exc).__name__
+                finally:
+                    reverts = self._finish()
+        finally:
+            self.target.stop()
+        return self._report(outcome, stopped_at, error, reverts)
+
+    def _finish(self) -> list[str]:
+        """Stop the probes, revert what is still in place, put the alarm's mode back."""
+        if self._runner is not None:
+            self._runner.stop()
+        lines = []
+        for result in self.injector.revert_all():
+            lines.append(result.line())
+            self.timeline.mark("fault_reverted", fault=result.description, note=result.note)
+            self.say(f"[{_hms(self._now())}] {result.line()}")
+        set_mode = getattr(self.target, "set_mode", None)
+        if callable(set_mode) and self._mode_before in ("automated", "manual"):
+            try:
+                set_mode(self._mode_before)
+            except DrillError as exc:  # the stack may be down after a failure: say so, go on
+                self.notes.append(f"alarm mode not restored to {self._mode_before}: {exc}")
+        return lines
+
+    # --- the report ------------------------------------------------------------------------
+
+    def _metric(self, name: str, question: str, start: str, end: str, objective: str) -> Metric:
+        first, last = self.timeline.find(start), self.timeline.find(end)
+        measured = None if first is None or last is None else Measurement.between(first, last)
+        found = self.objectives.get("rto", objective) if self.objectives is not None else None
+        return Metric(
+            name,
+            question,
+            start,
+            end,
+            measured,
+            objective if found is not None else None,
+            found.target_s if found is not None else None,
+        )
+
+    def _drill_record(self) -> TestRecord:
+        record = TestRecord(f"exercise {self.exercise_id}")
+        if self._runner is None:
+            return record
+        for stats in self._runner.stats():
+            record.probes.append(
+                ProbeStatsRecord(
+                    endpoint=stats.url,
+                    samples=stats.samples,
+                    availability=stats.availability or 0.0,
+                    p50_ms=stats.latency_p50_ms,
+                    p95_ms=stats.latency_p95_ms,
+                    p99_ms=stats.latency_p99_ms,
+                )
+            )
+            record.outages.extend(
+                OutageRecord(
+                    endpoint=o.endpoint,
+                    start_utc=o.start_utc,
+                    end_utc=o.end_utc,
+                    duration_s=o.duration_s,
+                    start_uncertainty_s=o.start_uncertainty_s or 0.0,
+                    end_uncertainty_s=o.end_uncertainty_s or 0.0,
+                )
+                for o in stats.outages
+            )
+        return record
+
+    def _report(
+        self, outcome: Outcome, stopped_at: str | None, error: str | None, reverts: list[str]
+    ) -> ExerciseReport:
+        metrics = (
+            self._metric(
+                "Detection Time",
+                "How quickly was the incident detected?",
+                "fault_injected",
+                "alarm_raised",
+                "Detection",
+            ),
+            self._metric(
+                "Response Time",
+                "How quickly did the team respond?",
+                "alarm_raised",
+                "failover_triggered",
+                "Decision",
+            ),
+            self._metric(
+                "Resolution Time",
+                "How long did it take to restore service?",
+                "fault_injected",
+                "service_restored",
+                "Total RTO",
+            ),
+        )
+        drill = self._drill_record()
+        if outcome in ("failed", "interrupted"):
+            # a step that failed is an issue of its own; a checkpoint declined is a choice
+            drill.outcome = "failed"
+            drill.message = error
+        severity = classify(
+            drill, self.matrix, latency_threshold_s=self.options.latency_threshold_s
+        )
+        message = self._message(severity, outcome, stopped_at, error)
+        try:
+            described = dict(self.target.describe())
+        except Exception as exc:  # a failed stack must not cost us the report
+            described = {"name": getattr(self.target, "name", "?"), "describe_error": str(exc)}
+        return ExerciseReport(
+            exercise_id=self.exercise_id,
+            started_utc=self.started_utc,
+            finished_utc=self._now(),
+            outcome=outcome,
+            trigger=self.options.trigger,
+            target=described,
+            steps=tuple(self.steps),
+            events=tuple(self.timeline.events),
+            metrics=metrics,
+            severity=severity,
+            message=message,
+            outages=tuple(drill.outages),
+            probes=tuple(drill.probes),
+            reverts=tuple(reverts),
+            stopped_at=stopped_at,
+            error=error,
+            objectives_source=None if self.objectives is None else self.objectives.source,
+            objectives_scale=1.0 if self.objectives is None else self.objectives.scale,
+            notes=tuple(self.notes),
+        )
+
+    def _dr_region(self) -> str:
+        try:
+            regions = self.target.describe().get("regions", {})
+        except Exception:
+            regions = {}
+        return str(regions.get("dr") or "the DR region")
+
+    def _message(
+        self, severity: Severity, outcome: Outcome, stopped_at: str | None, error: str | None
+    ) -> Communication:
+        events = {e.name: e for e in reversed(self.timeline.events)}
+        fault, alarm = events.get("fault_injected"), events.get("alarm_raised")
+        triggered, restored = events.get("failover_triggered"), events.get("service_restored")
+        actions: list[str] = []
+        if fault is not None and alarm is not None:
+            actions.append(
+                f"{_hms(alarm.utc)} primary region failure confirmed: alarm in ALARM "
+                f"{alarm.mono - fault.mono:.2f} s after the region went down ({_hms(fault.utc)})"
+            )
+        elif fault is not None:
+            actions.append(f"{_hms(fault.utc)} primary region taken down (exercise)")
+        for step in self.steps:
+            if step.outcome == "declined":
+                actions.append(
+                    f"{_hms(step.ended_utc)} stopped before: {step.title} (not confirmed)"
+                )
+            elif step.outcome != "ok":
+                actions.append(f"{_hms(step.ended_utc)} {step.title}: {step.outcome}")
+            elif step.name in _ACTIONS:
+                actions.append(f"{_hms(step.ended_utc)} {_ACTIONS[step.name]}: {step.detail}")
+
+        objective = self.objectives.get("rto", "Total RTO") if self.objectives else None
+        if restored is not None and fault is not None:
+            took = Measurement.between(fault, restored).value
+            resolution = (
+                f"service restored {_utc_text(restored.utc)} ({took:.2f} s after the failure"
+            )
+            if objective is not None and objective.target_s is not None:
+                resolution += f"; Total RTO objective {objective.target_s:g} s"
+            resolution += ")"
+        elif objective is not None and objective.target_s is not None and fault is not None:
+            resolution = f"not restored; Total RTO objective {objective.target_s:g} s"
+        else:
+            resolution = "not restored" if fault is not None else "no outage (nothing injected)"
+
+        next_steps: tuple[str, ...]
+        if outcome == "completed":
+            status = "DR ACTIVATED (exercise); failed back to the primary region"
+            next_steps = (
+                "Monitor the primary region for 24 hours",
+                "Week 3: analyze these results against the runbook objectives, update procedures",
+                "Week 4: train the team on any procedure changes",
+            )
+        elif self._failed_over and not self._failed_back:
+            status = "DR ACTIVATED (exercise); service stays on the DR region"
+            next_steps = (
+                "Monitor DR region performance",
+                "Plan failback when primary is restored: scripts/failback.sh",
+            )
+        else:
+            where = f"before: {stopped_at}" if stopped_at else f"({outcome}: {error})"
+            status = f"DR EXERCISE {outcome.upper()} {where}"
+            next_steps = (
+                "Check the stack: drdrill sandbox status, scripts/test-dr.sh",
+                "Review why the exercise did not complete; reschedule it",
+            )
+        activated = triggered or fault
+        facts = MessageFacts(
+            severity=severity.level if severity.level != NO_SEVERITY else "no impact",
+            exercise_id=self.exercise_id,
+            status=status,
+            time=_utc_text(activated.utc if activated is not None else self.started_utc),
+            dr_region=self._dr_region(),
+            resolution=resolution,
+            actions=tuple(actions) or ("none: nothing was changed",),
+            next_steps=next_steps,
+            contact=self.options.contact or _default_contact(),
+        )
+        text = fill_message(self.template, facts)
+        subject = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in text.splitlines()
+                if line.startswith("Subject:")
+            ),
+            "",
+        )
+        return Communication(subject, text, self.template_source)
+
+
+def _default_contact() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "on-call"
+    return f"{user}@{socket.gethostname()}"
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def _seconds(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.3f} s"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: ExerciseReport) -> str:
+    """The exercise as a page a person reads: steps, metrics, severity, the message."""
+    target = report.target
+    regions = target.get("regions") or {}
+    lines = [
+        f"# DR exercise {report.exercise_id}",
+        "",
+        f"- **Outcome**: {report.outcome}"
+        + (f" (stopped before: {report.stopped_at})" if report.stopped_at else "")
+        + (f" ({report.error})" if report.error else ""),
+        f"- **Target**: {target.get('name', '?')} "
+        f"(primary {regions.get('primary', '?')}, DR {regions.get('dr', '?')})",
+        f"- **Trigger**: {report.trigger}",
+        f"- **Started**: {_utc_text(report.started_utc)}; **finished**: "
+        f"{_utc_text(report.finished_utc)}",
+        f"- **Severity**: {report.severity.label}: {report.severity.criteria} "
+        f"(response time {report.severity.response_time_text}; action: "
+        f"{report.severity.action}). Why: {report.severity.reason}",
+    ]
+    if report.objectives_source:
+        lines.append(
+            f"- **Objectives**: {report.objectives_source}"
+            + (f", scaled by {report.objectives_scale:g}" if report.objectives_scale != 1 else "")
+        )
+    lines += [
+        "",
+        "## Steps",
+        "",
+        "| # | Step | Start (UTC) | End (UTC) | Duration | Outcome | Detail |",
+        "|---|------|-------------|-----------|----------|---------|--------|",
+    ]
+    for number, step in enumerate(report.steps, 1):
+        mark = " (destructive)" if step.destructive else ""
+        lines.append(
+            f"| {number} | {_cell(step.title)}{mark} | {step.started_utc.isoformat()} | "
+            f"{step.ended_utc.isoformat()} | {step.duration_s:.2f} s | {step.outcome} | "
+            f"{_cell(step.detail)} |"
+        )
+    lines += [
+        "",
+        "## Metrics to track",
+        "",
+        "| Metric | Question | From -> to | Measured | Objective | Target | Status |",
+        "|--------|----------|------------|----------|-----------|--------|--------|",
+    ]
+    for metric in report.metrics:
+        measured = (
+            "n/a"
+            if metric.measured is None
+            else f"{metric.measured.value:.3f} ± {metric.measured.uncertainty:.3f} s"
+        )
+        lines.append(
+            f"| {metric.name} | {metric.question} | {metric.start} -> {metric.end} | "
+            f"{measured} | {metric.objective or '-'} | {_seconds(metric.target_s)} | "
+            f"{metric.status} |"
+        )
+    done = sum(1 for s in report.steps if s.outcome == "ok")
+    answered = sum(1 for s in report.steps if s.destructive and s.outcome != "declined")
+    lines += [
+        "| Communication Effectiveness | Were stakeholders properly informed? | | "
+        "message drafted below with the real times | | | to review |",
+        f"| Process Adherence | Were procedures followed correctly? | | "
+        f"{done} of {len(report.steps)} steps ok, in the runbook's order; "
+        f"{answered} destructive steps confirmed | | | to review |",
+        "",
+        "## Client-observed outages",
+        "",
+    ]
+    if report.outages:
+        lines += [
+            "| Endpoint | Start (UTC) | End (UTC) | Duration |",
+            "|----------|-------------|-----------|----------|",
+        ]
+        for outage in report.outages:
+            end = "open" if outage.end_utc is None else outage.end_utc.isoformat()
+            lines.append(
+                f"| {_cell(outage.endpoint)} | {outage.start_utc.isoformat()} | {end} | "
+                f"{_seconds(outage.duration_s)} |"
+            )
+    else:
+        lines.append("None recorded.")
+    if report.probes:
+        lines += [
+            "",
+            "| Endpoint | Samples | Availability | p50 | p99 |",
+            "|----------|---------|--------------|-----|-----|",
+        ]
+        for probe in report.probes:
+            p50 = "n/a" if probe.p50_ms is None else f"{probe.p50_ms:.1f} ms"
+            p99 = "n/a" if probe.p99_ms is None else f"{probe.p99_ms:.1f} ms"
+            lines.append(
+                f"| {_cell(probe.endpoint)} | {probe.samples} | {probe.availability:.1f}% | "
+                f"{p50} | {p99} |"
+            )
+    lines += [
+        "",
+        "## Internal communication",
+        "",
+        f"From the runbook's template ({report.message.template_source}):",
+        "",
+        "```",
+        report.message.text.rstrip("\n"),
+        "```",
+        "",
+        "## Faults reverted",
+        "",
+    ]
+    lines += [f"- {line}" for line in report.reverts] or ["None left to revert."]
+    if report.notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_exercise_report(report: ExerciseReport, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``exercise-<utc>.md`` and ``.json`` into ``out_dir``; their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"exercise-{report.exercise_id}"
+    number = 1
+    while (out_dir / f"{stem}.md").exists() or (out_dir / f"{stem}.json").exists():
+        number += 1  # two exercises in one second: keep both
+        stem = f"exercise-{report.exercise_id}-{number}"
+    markdown = out_dir / f"{stem}.md"
+    data = out_dir / f"{stem}.json"
+    markdown.write_text(render_markdown(report), encoding="utf-8")
+    data.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    return markdown, data
+
+
+def load_template(runbook: Path | None) -> tuple[str | None, str]:
+    """The internal message template of ``runbook`` and where it came from."""
+    if runbook is None:
+        return None, "drdrill default"
+    try:
+        text = runbook.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(runbook), f"cannot read runbook: {exc}") from exc
+    template = find_message_template(text)
+    if template is None:
+        return None, f"drdrill default ({runbook} has no Internal Communication template)"
+    return template, str(runbook)
