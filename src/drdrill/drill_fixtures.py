@@ -8,8 +8,9 @@ was measured into the run record.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
@@ -137,6 +138,16 @@ class ProbeSession:
             if time.monotonic() > deadline:
                 raise DrillError(f"endpoints not restored {timeout_s:g} s after '{since.name}'")
             time.sleep(0.02)
+
+    def worst_availability(self) -> float | None:
+        """The lowest availability (%) of any endpoint so far; None before any sample."""
+        values = [
+            stats.availability
+            for runner in self.runners
+            for stats in runner.stats()
+            if stats.availability is not None
+        ]
+        return min(values) if values else None
 
     def close(self) -> None:
         """Stop every runner and file outages and statistics in the run record."""
@@ -300,8 +311,26 @@ class Injector:
 
     def __init__(self, drill: DrillSession, nodeid: str, timeline: Timeline) -> None:
         self._drill = drill
+        self._nodeid = nodeid
         self._timeline = timeline
         self._faults = FaultInjector(Journal(drill.journal_path), run_id=drill.run.run_id)
+        self._watchdog: StopWatchdog | None = None
+
+    def _watch(self) -> None:
+        """Poll the target's stop conditions once a fault is in (targets that have them)."""
+        make = getattr(self._drill.target, "stop_conditions", None)
+        if self._watchdog is not None or make is None:
+            return
+        conditions = make(lambda: self._drill.availability_of(self._nodeid))
+        interval = float(getattr(self._drill.target, "stop_condition_interval_s", 1.0))
+        self._watchdog = StopWatchdog(conditions, interval, self._abort)
+        self._watchdog.start()
+
+    def _abort(self, exc: Exception) -> None:
+        """A stop condition fired: revert every fault now, from the watchdog's thread."""
+        self._timeline.mark("stop_condition_triggered", reasons=str(exc))
+        for outcome in self._faults.revert_all():
+            self._timeline.mark("fault_reverted", fault=outcome.description, note=outcome.note)
 
     def __call__(self, fault: F) -> F:
         """Inject ``fault`` now (after journaling its undo); returns it for a later revert."""
@@ -326,8 +355,11 @@ class Injector:
                 f"refused: '{description}' is destructive on target '{target.name}'; "
                 "pass --dr-allow-destructive"
             )
+        if self._watchdog is not None and self._watchdog.triggered is not None:
+            raise self._watchdog.triggered  # the drill was aborted: inject nothing more
         self._timeline.mark("fault_injected", fault=description, kind=fault.kind)
         self._faults.inject(fault)
+        self._watch()
         return fault
 
     def revert(self, fault: Fault) -> Event:
@@ -341,7 +373,9 @@ class Injector:
         return self._faults.active
 
     def close(self) -> None:
-        """Revert everything still active, newest first; raise if any revert failed."""
+        """Revert everything still active, newest first; raise if any revert failed, or the
+        stop condition that aborted the drill."""
+        triggered = self._watchdog.stop() if self._watchdog is not None else None
         outcomes = self._faults.revert_all()
         for outcome in outcomes:
             self._timeline.mark("fault_reverted", fault=outcome.description, note=outcome.note)
@@ -352,4 +386,39 @@ class Injector:
                 + "; ".join(o.line() for o in failed)
                 + f" (run 'drdrill recover --journal {self._drill.journal_path}')"
             )
+        if triggered is not None:
+            raise triggered
 
+
+class StopWatchdog(threading.Thread):
+    """Polls stop conditions (guard alarms, an availability budget) while faults are in.
+
+    When one fires it calls ``on_trigger`` (which reverts every fault) once and stops; the
+    drill then fails with that reason.
+    """
+
+    def __init__(
+        self, conditions: Any, interval_s: float, on_trigger: Callable[[Exception], None]
+    ) -> None:
+        super().__init__(name="drdrill-stop-conditions", daemon=True)
+        self.conditions = conditions
+        self.interval_s = interval_s
+        self.on_trigger = on_trigger
+        self.triggered: Exception | None = None
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Check every interval until stopped or triggered."""
+        while not self._stop_event.wait(self.interval_s):
+            try:
+                self.conditions.check()
+            except DrillError as exc:
+                self.triggered = exc
+                self.on_trigger(exc)
+                return
+
+    def stop(self) -> Exception | None:
+        """Stop polling; what triggered, if anything did."""
+        self._stop_event.set()
+        self.join(timeout=self.interval_s + 5)
+        return self.triggered

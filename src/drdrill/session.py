@@ -180,6 +180,7 @@ class DrillSession:
     _target_started: bool = False
     _timelines: dict[str, Timeline] = field(default_factory=dict)
     _measurements: dict[str, Measurements] = field(default_factory=dict)
+    _probes: dict[str, ProbeSession] = field(default_factory=dict)
     _written: list[Path] = field(default_factory=list)
 
     @classmethod
@@ -382,8 +383,15 @@ class DrillSession:
         """Continuous probes of this test, stopped and recorded at teardown."""
         from drdrill.drill_fixtures import ProbeSession
 
+        session = ProbeSession(self, nodeid, timeline)
+        self._probes[nodeid] = session  # the stop conditions' availability budget reads it
         # closed on the way out whatever the drill did: stopped, recorded, reverted
-        return contextlib.closing(ProbeSession(self, nodeid, timeline))
+        return contextlib.closing(session)
+
+    def availability_of(self, nodeid: str) -> float | None:
+        """The worst availability (%) the drill's probes have seen so far, None before any."""
+        session = self._probes.get(nodeid)
+        return None if session is None else session.worst_availability()
 
     def writer_for(
         self, nodeid: str, timeline: Timeline

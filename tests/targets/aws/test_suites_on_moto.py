@@ -142,3 +142,54 @@ def test_guard_refuses_an_account_that_is_not_allowed(
         and "--dr-allow-destructive not given" in out
     ), out[-3000:]
     assert _state(moto_endpoint, stack) == before
+
+
+def test_a_guard_alarm_aborts_the_drill_and_reverts_its_fault(
+    stack: ProvisionedStack, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """Stop conditions are polled while a fault is in: a guard alarm in ALARM reverts it."""
+    p = stack.settings.primary
+    guard = p.alarms.guards[0]
+    drill = tmp_path / "test_guarded.py"
+    drill.write_text(
+        f"""
+import time
+from drdrill.targets.aws import ecs
+
+def test_guarded(target, inject):
+    inject(target.region_down("primary"))
+    assert ecs.desired_count(target.aws, *{(p.region, p.ecs.cluster, p.ecs.service)!r}) == 0
+    target.aws.client("cloudwatch", {p.region!r}).set_alarm_state(
+        AlarmName={guard!r}, StateValue="ALARM", StateReason="5xx storm"
+    )
+    deadline = time.monotonic() + 20
+    while ecs.desired_count(target.aws, *{(p.region, p.ecs.cluster, p.ecs.service)!r}) == 0:
+        assert time.monotonic() < deadline, "the fault was not reverted by the stop condition"
+        time.sleep(0.2)
+"""
+    )
+    before = _state(moto_endpoint, stack)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(drill),
+            "-p",
+            "no:cacheprovider",
+            "--dr-config",
+            str(_config(tmp_path, stack, [MOTO_ACCOUNT])),
+            "--dr-allow-destructive",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = result.stdout
+    assert result.returncode != 0, out[-3000:]
+    assert f"guard alarm '{guard}' in {p.region} is in ALARM" in out, out[-3000:]
+    assert _state(moto_endpoint, stack)[0] == before[0]  # desired count back
+    AwsClients(endpoint_url=moto_endpoint).client("cloudwatch", p.region).set_alarm_state(
+        AlarmName=guard, StateValue="OK", StateReason="drill over"
+    )

@@ -10,7 +10,7 @@ dry-run plans and the safety refusals run for real.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -19,7 +19,7 @@ from drdrill.errors import DrillError
 from drdrill.faults.aws import AwsAccess, RebootDbInstance, ScaleServiceToZero, StopEcsTasks
 from drdrill.faults.base import Fault, is_destructive
 from drdrill.targets.aws import cloudwatch, ecs, elbv2, lambda_, rds, route53, s3, sns
-from drdrill.targets.aws.safety import blast_radius, check_destructive
+from drdrill.targets.aws.safety import StopConditions, blast_radius, check_destructive
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.settings import AwsSettings, RegionSettings, load_aws_settings
 from drdrill.timeline import Timeline
@@ -92,6 +92,13 @@ class AwsTarget:
             allow_destructive,
             self.settings.regions,
         )
+
+    #: how often stop conditions are polled while a fault is in
+    stop_condition_interval_s = 1.0
+
+    def stop_conditions(self, availability: Callable[[], float | None]) -> StopConditions:
+        """The guard alarms and availability budget of ``targets.aws.stop_conditions``."""
+        return StopConditions.from_settings(self.aws, self.settings, availability)
 
     # --- regions -----------------------------------------------------------------------------
 
