@@ -29,7 +29,7 @@ from drdrill.probes.writes import (
     WriteSink,
     verify_markers,
 )
-from drdrill.report.record import OutageRecord, ProbeStatsRecord, RpoRecord
+from drdrill.report.record import RpoRecord, probe_records
 from drdrill.timeline import Event, Timeline
 
 if TYPE_CHECKING:
@@ -154,28 +154,9 @@ class ProbeSession:
         record = self._drill.run.test(self._nodeid)
         for runner in self.runners:
             runner.stop()
-            for stats in runner.stats():
-                record.probes.append(
-                    ProbeStatsRecord(
-                        endpoint=stats.url,
-                        samples=stats.samples,
-                        availability=stats.availability or 0.0,
-                        p50_ms=stats.latency_p50_ms,
-                        p95_ms=stats.latency_p95_ms,
-                        p99_ms=stats.latency_p99_ms,
-                    )
-                )
-                record.outages.extend(
-                    OutageRecord(
-                        endpoint=o.endpoint,
-                        start_utc=o.start_utc,
-                        end_utc=o.end_utc,
-                        duration_s=o.duration_s,
-                        start_uncertainty_s=o.start_uncertainty_s or 0.0,
-                        end_uncertainty_s=o.end_uncertainty_s or 0.0,
-                    )
-                    for o in stats.outages
-                )
+            probes, outages = probe_records(runner.stats())
+            record.probes.extend(probes)
+            record.outages.extend(outages)
 
 
 class WriterSession:

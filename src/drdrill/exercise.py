@@ -55,7 +55,7 @@ from drdrill.probes.http import (
     ProbeFailure,
     ProbeRunner,
 )
-from drdrill.report.record import OutageRecord, ProbeStatsRecord, TestRecord
+from drdrill.report.record import OutageRecord, ProbeStatsRecord, TestRecord, probe_records
 from drdrill.report.severity import (
     DEFAULT_LATENCY_THRESHOLD_S,
     NO_SEVERITY,
@@ -873,28 +873,7 @@ class Exercise:
         record = TestRecord(f"exercise {self.exercise_id}")
         if self._runner is None:
             return record
-        for stats in self._runner.stats():
-            record.probes.append(
-                ProbeStatsRecord(
-                    endpoint=stats.url,
-                    samples=stats.samples,
-                    availability=stats.availability or 0.0,
-                    p50_ms=stats.latency_p50_ms,
-                    p95_ms=stats.latency_p95_ms,
-                    p99_ms=stats.latency_p99_ms,
-                )
-            )
-            record.outages.extend(
-                OutageRecord(
-                    endpoint=o.endpoint,
-                    start_utc=o.start_utc,
-                    end_utc=o.end_utc,
-                    duration_s=o.duration_s,
-                    start_uncertainty_s=o.start_uncertainty_s or 0.0,
-                    end_uncertainty_s=o.end_uncertainty_s or 0.0,
-                )
-                for o in stats.outages
-            )
+        record.probes, record.outages = probe_records(self._runner.stats())
         return record
 
     def _report(

@@ -174,17 +174,21 @@ class Objectives:
         }
 
 
-def parse_runbook(path: Path) -> Objectives:
-    """The objectives in the runbook at ``path``; errors name ``path`` as given, with a line."""
+def read_runbook(path: Path) -> str:
+    """A runbook's text; RunbookError naming ``path`` when it cannot be read as UTF-8."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise RunbookError(source, f"runbook is not utf-8 text (byte {exc.start})") from exc
     except OSError as exc:
         reason = (exc.strerror or type(exc).__name__).lower()
         raise RunbookError(source, f"cannot read runbook: {reason}") from exc
-    return parse_runbook_text(text, source)
+
+
+def parse_runbook(path: Path) -> Objectives:
+    """The objectives in the runbook at ``path``; errors name ``path`` as given, with a line."""
+    return parse_runbook_text(read_runbook(path), str(path))
 
 
 def parse_runbook_text(text: str, source: str) -> Objectives:

@@ -6,13 +6,14 @@ import getpass
 import platform
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from drdrill import __version__
 from drdrill.measure import Result
+from drdrill.probes.stats import EndpointStats
 from drdrill.timeline import Event
 
 
@@ -161,3 +162,34 @@ def run_metadata() -> dict[str, Any]:
         "host": socket.gethostname(),
         "user": user,
     }
+
+
+def probe_records(
+    stats: Iterable[EndpointStats],
+) -> tuple[list[ProbeStatsRecord], list[OutageRecord]]:
+    """The report's records of what continuous probes saw: statistics and outages per endpoint."""
+    probes: list[ProbeStatsRecord] = []
+    outages: list[OutageRecord] = []
+    for endpoint in stats:
+        probes.append(
+            ProbeStatsRecord(
+                endpoint=endpoint.url,
+                samples=endpoint.samples,
+                availability=endpoint.availability or 0.0,
+                p50_ms=endpoint.latency_p50_ms,
+                p95_ms=endpoint.latency_p95_ms,
+                p99_ms=endpoint.latency_p99_ms,
+            )
+        )
+        outages.extend(
+            OutageRecord(
+                endpoint=o.endpoint,
+                start_utc=o.start_utc,
+                end_utc=o.end_utc,
+                duration_s=o.duration_s,
+                start_uncertainty_s=o.start_uncertainty_s or 0.0,
+                end_uncertainty_s=o.end_uncertainty_s or 0.0,
+            )
+            for o in endpoint.outages
+        )
+    return probes, outages

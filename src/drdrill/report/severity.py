@@ -143,15 +143,9 @@ class Severity:
 
 def load_escalation_matrix(path: Path) -> EscalationMatrix:
     """The escalation matrix of the runbook at ``path``; RunbookError naming ``path:line``."""
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise RunbookError(source, f"runbook is not utf-8 text (byte {exc.start})") from exc
-    except OSError as exc:
-        reason = (exc.strerror or type(exc).__name__).lower()
-        raise RunbookError(source, f"cannot read runbook: {reason}") from exc
-    return parse_escalation_matrix(text, source)
+    from drdrill.objectives import read_runbook
+
+    return parse_escalation_matrix(read_runbook(path), str(path))
 
 
 def parse_escalation_matrix(text: str, source: str) -> EscalationMatrix:
