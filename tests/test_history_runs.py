@@ -30,8 +30,7 @@ def test_three_runs_show_in_history_and_compliance(
     pytester.makefile(".md", runbook=RUNBOOK)
     pytester.makefile(
         ".yaml",
-        drdrill="runbook: runbook.md\ntarget: local\njournal: j.jsonl\nreport_dir: out\n"
-        "history: out/history.sqlite\n",
+        drdrill="runbook: runbook.md\ntarget: local\njournal: j.jsonl\nreport_dir: out\n",
     )
     pytester.makeini("[pytest]\ndr_config = drdrill.yaml\n")
     pytester.makepyfile(

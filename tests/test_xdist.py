@@ -79,7 +79,7 @@ def test_workers_drill_side_by_side_and_report_one_run(project: pytest.Pytester)
     result.assert_outcomes(passed=4, failed=1)
     (report,) = _reports(project)  # one report for the run, not one a worker
     run_id = report["run"]["id"]
-    assert [p.name for p in (project.path / "out").iterdir()] == [run_id]
+    assert sorted(p.name for p in (project.path / "out").iterdir()) == [run_id, "history.sqlite"]
     assert sorted(p.name for p in (project.path / "out" / run_id).iterdir()) == [
         "report.html",
         "report.json",
@@ -88,7 +88,7 @@ def test_workers_drill_side_by_side_and_report_one_run(project: pytest.Pytester)
     # the controller, not each worker, appends the run to the history
     from drdrill.report.history import HistoryStore
 
-    with HistoryStore(project.path / "reports" / "history.sqlite") as store:
+    with HistoryStore(project.path / "out" / "history.sqlite") as store:
         assert store.run_ids() == [run_id]
     # every drill of both workers, each run under the controller's run id
     workers = {t["nodeid"].rsplit("::", 1)[1]: t["worker"] for t in report["tests"]}

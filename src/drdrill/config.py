@@ -139,8 +139,9 @@ class DrillConfig(_Model):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     journal: Path = Path(".drdrill/journal.jsonl")
     report_dir: Path = Path("reports")
-    #: the run history (SQLite) each run is appended to, for ``drdrill history|compliance``
-    history: Path = Path("reports/history.sqlite")
+    #: the run history (SQLite) each run is appended to, for ``drdrill history|compliance``;
+    #: by default ``history.sqlite`` in the report folder the run writes to
+    history: Path | None = None
     targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: parameters of the suites themselves (e.g. the availability a drill must keep)
     drills: DrillsConfig = Field(default_factory=lambda: DrillsConfig())
@@ -153,6 +154,12 @@ class DrillConfig(_Model):
     def resolve(self, path: Path) -> Path:
         """A config path made absolute against the config file's folder."""
         return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    def history_path(self, report_dir: Path | None = None) -> Path:
+        """The history store: the ``history`` key, or ``history.sqlite`` in the report folder."""
+        if self.history is not None:
+            return self.resolve(self.history)
+        return (report_dir or self.resolve(self.report_dir)) / "history.sqlite"
 
     def target_settings(self, name: str) -> Mapping[str, Any]:
         """The section ``targets.<name>`` (empty when absent)."""

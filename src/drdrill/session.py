@@ -326,7 +326,7 @@ class DrillSession:
         return WorkerPart(
             report=run_to_json(self.run),
             report_dir=str(self.report_dir),
-            history=str(self.config.resolve(self.config.history)),
+            history=str(self.config.history_path(self.report_dir)),
         )
 
     def _sweep_faults(self) -> None:
@@ -341,7 +341,7 @@ class DrillSession:
     def write_reports(self) -> list[Path]:
         """The run's reports in ``<report_dir>/<run-id>/``, and the run in the history."""
         self._written = write_run_reports(
-            self.run, self.report_dir, self.config.resolve(self.config.history)
+            self.run, self.report_dir, self.config.history_path(self.report_dir)
         )
         return self._written
 

@@ -68,9 +68,7 @@ def locations(args: argparse.Namespace) -> tuple[Path, Path]:
 
         config = load_config(args.config)
         report_dir = config.resolve(config.report_dir)
-        # the ``history`` key is newer than some configs: fall back to the report folder
-        configured: Path | None = getattr(config, "history", None)
-        db = config.resolve(configured) if configured else report_dir / DEFAULT_DB_NAME
+        db = config.history_path(report_dir)
     return report_dir, (args.db if args.db is not None else db)
 
 
