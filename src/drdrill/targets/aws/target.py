@@ -18,7 +18,7 @@ from drdrill.config import DrillConfig, EndpointConfig
 from drdrill.errors import DrillError
 from drdrill.faults.aws import AwsAccess, RebootDbInstance, ScaleServiceToZero, StopEcsTasks
 from drdrill.faults.base import Fault, is_destructive
-from drdrill.targets.aws import cloudwatch, ecs, elbv2, lambda_, rds, route53, s3, sns
+from drdrill.targets.aws import cloudwatch, ecs, elbv2, lambda_, rds, route53, s3, sns, terraform
 from drdrill.targets.aws.safety import StopConditions, blast_radius, check_destructive
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.settings import AwsSettings, RegionSettings, load_aws_settings
@@ -52,6 +52,19 @@ class AwsTarget:
         self.config = config
         self.settings: AwsSettings = load_aws_settings(config)
         self.aws: AwsClients = self.settings.clients()
+        self._outputs: dict[str, str] | None = None
+
+    def terraform_outputs(self) -> dict[str, str]:
+        """``terraform output`` of the stack (read once), empty when none is configured."""
+        if self._outputs is None:
+            source = self.settings.terraform_outputs
+            self._outputs = terraform.outputs(source) if source else {}
+        return self._outputs
+
+    def alb_dns(self, region: Region) -> str | None:
+        """A region's ALB DNS name: configured, or terraform's ``<primary|dr>_alb_dns`` output."""
+        configured = self.region(region).alb.dns_name
+        return configured or self.terraform_outputs().get(f"{region}_alb_dns")
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -121,7 +134,7 @@ class AwsTarget:
         if region is None and self.settings.route53.record_name:
             host = self.settings.route53.record_name.rstrip(".")
         else:
-            host = self.region(region or "primary").alb.dns_name or ""
+            host = self.alb_dns(region or "primary") or ""
         if not host:
             raise DrillError("aws target: no alb dns_name or route53 record_name to probe")
         base = f"http://{host}"
@@ -222,6 +235,25 @@ class AwsTarget:
         if not r.alarms.health:
             raise DrillError("aws target: no health alarm configured")
         return cloudwatch.alarm_state(self.aws, r.region, r.alarms.health)
+
+    def alarm_history(self) -> list[dict[str, Any]]:
+        """The health alarm's state changes as CloudWatch reports them (reported events)."""
+        r = self.settings.primary
+        if not r.alarms.health:
+            raise DrillError("aws target: no health alarm configured")
+        return [
+            {"state": c.new, "utc": c.utc.isoformat(), "reason": c.reason}
+            for c in cloudwatch.alarm_history(self.aws, r.region, r.alarms.health)
+        ]
+
+    def dns_answer(self, nameservers: list[str] | None = None, port: int = 53) -> str | None:
+        """What resolvers answer for the public record now: the zone's name servers when given,
+        else the system resolver (the runbook's DNS Update is over when both say DR)."""
+        name = self.settings.route53.record_name
+        if not name:
+            raise DrillError("aws target: no route53 record_name configured")
+        answers = route53.resolve(name.rstrip("."), nameservers, port)
+        return answers[0] if answers else None
 
     def alarm_notifies(self) -> bool:
         """The health alarm has an SNS action with at least one subscriber."""
