@@ -422,3 +422,9 @@ def test_nan_figures_do_not_break_the_page() -> None:
     page = Page(render_html(_load(data)))
     assert page.errors == []
     assert "not finite" in " ".join(e.content() for e in page.find("table", "figures"))
+
+
+def test_drills_table_shows_each_drills_severity(html: str) -> None:
+    """Region failovers take every probed endpoint down together: P1 by the escalation matrix."""
+    assert html.count("P1 - Critical") == 3
+    assert "all 6 probed endpoints down together" in html

@@ -337,6 +337,9 @@ class OverviewRow:
     downtime: str
     lost_writes: str
     missed: int
+    #: the drill's severity from the runbook's escalation matrix ("P1 - Critical")
+    severity: str = ""
+    severity_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -760,8 +763,12 @@ def _drill(index: int, test: TestRecord) -> DrillView:
 
 
 def _overview(run: RunRecord, anchors: Mapping[str, str]) -> tuple[OverviewRow, ...]:
+    from drdrill.report.severity import run_severities
+
+    severities = run_severities(run)
     rows = []
     for test in run.tests:
+        severity = severities.get(test.nodeid)
         total = _worst([r for r in test.results if (r.objective or "") == "Total RTO"])
         downtime = _worst([r for r in test.results if r.name == "client downtime"])
         lost = sum(r.lost_acknowledged for r in test.rpo)
@@ -776,6 +783,8 @@ def _overview(run: RunRecord, anchors: Mapping[str, str]) -> tuple[OverviewRow, 
                 downtime="—" if downtime is None else format_measurement(downtime.measured),
                 lost_writes="—" if not test.rpo else str(lost),
                 missed=sum(1 for r in test.results if r.status is Status.MISSED),
+                severity="" if severity is None else severity.label,
+                severity_reason="" if severity is None else severity.reason,
             )
         )
     return tuple(rows)

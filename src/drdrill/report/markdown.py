@@ -75,28 +75,20 @@ def _drill_text(test: TestRecord) -> str:
 
 def _severity(run: RunRecord) -> list[str]:
     """Each drill's customer impact classified with the runbook's escalation matrix."""
-    from pathlib import Path
+    from drdrill.report.severity import run_severities
 
-    from drdrill.errors import DrillError
-    from drdrill.report.severity import classify, default_matrix, load_escalation_matrix
-
-    if not run.drills:
+    severities = run_severities(run)
+    if not severities:
         return []
-    try:
-        source = run.objectives_source
-        matrix = load_escalation_matrix(Path(source)) if source else default_matrix()
-    except (DrillError, OSError):
-        matrix = default_matrix()  # a runbook without a matrix: drdrill's own
     lines = [
         "## Severity (escalation matrix)",
         "",
         "| Drill | Severity | Why | Response time | Action |",
         "|---|---|---|---|---|",
     ]
-    for record in run.drills:
-        severity = classify(record, matrix)
+    for nodeid, severity in severities.items():
         lines.append(
-            f"| {record.nodeid} | {severity.label} | {severity.reason} | "
+            f"| {nodeid} | {severity.label} | {severity.reason} | "
             f"{severity.response_time_text} | {severity.action} |"
         )
     return [*lines, ""]

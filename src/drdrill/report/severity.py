@@ -33,7 +33,7 @@ from drdrill.durations import parse_duration
 from drdrill.errors import RunbookError
 from drdrill.measure import Status
 from drdrill.objectives import _clean_cell, _Heading, _scan, _Table
-from drdrill.report.record import OutageRecord, TestRecord
+from drdrill.report.record import OutageRecord, RunRecord, TestRecord
 
 #: the levels :func:`classify` chooses from, worst first; a matrix must have them all.
 LEVELS: Final[tuple[str, ...]] = ("P1", "P2", "P3", "P4")
@@ -427,3 +427,16 @@ def classify(
         ),
         source=None,
     )
+
+
+def run_severities(run: RunRecord) -> dict[str, Severity]:
+    """Each drill of a run classified with its runbook's escalation matrix (drdrill's own when
+    the runbook has none or cannot be read), by node id."""
+    from drdrill.errors import DrillError
+
+    try:
+        source = run.objectives_source
+        matrix = load_escalation_matrix(Path(source)) if source else default_matrix()
+    except (DrillError, OSError):
+        matrix = default_matrix()
+    return {record.nodeid: classify(record, matrix) for record in run.drills}
