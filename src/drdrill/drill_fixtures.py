@@ -23,6 +23,7 @@ from drdrill.probes.stats import OutageEvent
 from drdrill.probes.writes import (
     HttpSink,
     MarkerWriter,
+    MySqlEndpoint,
     MySqlSink,
     RpoResult,
     WriteLog,
@@ -179,21 +180,17 @@ class WriterSession:
                     f"{self._drill.config.path}: writer.mysql", "required for sink mysql"
                 )
             db = cfg.mysql
-            import pymysql
-
-            def connect() -> Any:
-                return pymysql.connect(
-                    host=db.host,
-                    port=db.port,
-                    user=db.user,
-                    password=db.password,
-                    database=db.database,
-                    connect_timeout=max(1, int(cfg.timeout)),
-                    read_timeout=cfg.timeout,
-                    write_timeout=cfg.timeout,
-                )
-
-            return MySqlSink(connect)
+            endpoint = MySqlEndpoint(
+                db.host,
+                db.port,
+                db.user,
+                db.password,
+                db.database,
+                connect_timeout_s=max(1.0, cfg.timeout),
+                read_timeout_s=cfg.timeout,
+                write_timeout_s=cfg.timeout,
+            )
+            return MySqlSink(endpoint.connect)
         make_sink = getattr(self._drill.target, "write_sink", None)
         if cfg.url is None and make_sink is not None:
             sink: WriteSink = make_sink(cfg.timeout)

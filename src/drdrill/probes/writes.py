@@ -480,8 +480,8 @@ class MySqlEndpoint:
     read_timeout_s: float = 2.0
     write_timeout_s: float = 2.0
 
-    def connect(self) -> Any:
-        """A new PyMySQL connection, autocommit off."""
+    def connect(self, autocommit: bool = False) -> Any:
+        """A new PyMySQL connection (autocommit off unless asked)."""
         return pymysql.connect(
             host=self.host,
             port=self.port,
@@ -491,7 +491,7 @@ class MySqlEndpoint:
             connect_timeout=self.connect_timeout_s,
             read_timeout=self.read_timeout_s,
             write_timeout=self.write_timeout_s,
-            autocommit=False,
+            autocommit=autocommit,
             charset="utf8mb4",
         )
 

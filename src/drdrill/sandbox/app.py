@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 import pymysql
 
 from drdrill.errors import DrillError
-from drdrill.probes.writes import MARKER_TABLE, ensure_marker_table
+from drdrill.probes.writes import MARKER_TABLE, MySqlEndpoint, ensure_marker_table
 
 T = TypeVar("T")
 
@@ -78,18 +78,8 @@ class AppDbError(DrillError):
     """A database call of the app that failed or returned something unusable."""
 
 
-@dataclass(frozen=True)
-class DbSettings:
-    """Where the app's database is and how long any call to it may take."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-    connect_timeout_s: float = 1.0
-    read_timeout_s: float = 2.0
-    write_timeout_s: float = 2.0
+#: where the app's database is and how long any call to it may take (the RPO writer's endpoint)
+DbSettings = MySqlEndpoint
 
 
 def _code(exc: BaseException) -> int | None:
@@ -130,19 +120,7 @@ class ConnectionPool:
 
     def connect(self) -> Any:
         """A new connection with the short timeouts, autocommit on."""
-        s = self.settings
-        return pymysql.connect(
-            host=s.host,
-            port=s.port,
-            user=s.user,
-            password=s.password,
-            database=s.database,
-            connect_timeout=s.connect_timeout_s,
-            read_timeout=s.read_timeout_s,
-            write_timeout=s.write_timeout_s,
-            autocommit=True,
-            charset="utf8mb4",
-        )
+        return self.settings.connect(autocommit=True)
 
     def run(self, work: Callable[[Any], T]) -> T:
         """Run ``work(conn)``; raise the database error (pymysql or OSError) if it fails."""
