@@ -13,32 +13,12 @@ from drdrill.measure import Measurement, Result
 from drdrill.report.json_report import run_from_json
 from drdrill.report.junit import phase_properties
 
+from .drill_project import CONFIG, RUNBOOK
+
 pytest_plugins = ["pytester"]
 
 #: a real sandbox run (three region failovers under pytest-xdist, run 20261129T011824Z-0f09e8)
 SAMPLE = Path(__file__).parent.parent / "data" / "reports" / "sample-failover.json"
-
-RUNBOOK = """# Runbook
-
-## Recovery Time Objectives
-
-| Component | Target RTO | Actual RTO | Notes |
-|---|---|---|---|
-| **Detection** | 2 minutes | 1-3 minutes | alarms |
-| **Total RTO** | **15 minutes** | 10-20 minutes | end to end |
-
-## Recovery Point Objectives
-
-| Data Type | Target RPO | Actual RPO | Notes |
-|---|---|---|---|
-| **Database** | 1 minute | < 30 seconds | lag |
-"""
-
-CONFIG = """runbook: runbook.md
-target: local
-journal: journal.jsonl
-report_dir: out
-"""
 
 
 def _result(
