@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from drdrill.errors import DrillError, ObjectiveMissed
-from drdrill.measure import Measurement, Measurements, Status
+from drdrill.measure import (
+    Measurement,
+    MeasurementError,
+    Measurements,
+    Status,
+    UnmappedPhase,
+)
 from drdrill.objectives import parse_runbook_text
 from drdrill.timeline import Clock, Source, Timeline
 
@@ -107,15 +113,74 @@ def test_phase_over_target_misses_and_fails_as_an_assertion(
     assert "ECS Scale-up" in message and "129.500 ± 0.500 s" in message and "120 s" in message
 
 
-def test_only_the_value_counts_not_the_uncertainty(line: Timeline, clock: FakeClock) -> None:
+@pytest.mark.parametrize(
+    ("value", "uncertainty", "status"),
+    [
+        (895.0, 5.0, Status.MET),  # the whole interval [890, 900] is within 900 s
+        (899.0, 5.0, Status.INCONCLUSIVE),  # [894, 904] straddles 900 s
+        (901.0, 5.0, Status.INCONCLUSIVE),  # [896, 906]: over, but maybe not
+        (905.5, 5.0, Status.MISSED),  # [900.5, 910.5] is all over
+        (900.5, 0.0, Status.MISSED),
+    ],
+)
+def test_the_uncertainty_counts(value: float, uncertainty: float, status: Status) -> None:
+    objectives = parse_runbook_text(RUNBOOK, "runbook.md")
+    measure = Measurements(Timeline(), objectives)
+    result = measure.record("Total RTO", Measurement(value, uncertainty))
+    assert result.status is status
+    assert (result.low, result.high) == (value - uncertainty, value + uncertainty)
+    if status is Status.MISSED:
+        with pytest.raises(ObjectiveMissed):
+            measure.verify()
+    else:
+        measure.verify()  # an inconclusive figure does not fail the drill; the run says so
+    assert measure.inconclusive == ([result] if status is Status.INCONCLUSIVE else [])
+
+
+def test_a_phase_that_ends_before_it_starts_is_invalid_never_met(
+    line: Timeline, clock: FakeClock
+) -> None:
     objectives = parse_runbook_text(RUNBOOK, "runbook.md")
     measure = Measurements(line, objectives)
-    result = measure.record("Total RTO", Measurement(899.0, 5.0))
-    assert result.status is Status.MET  # 899 + 5 > 900, but the value itself is within
-    measure.verify()
-    over = measure.record("Total RTO", Measurement(900.5, 0.0))
-    assert over.status is Status.MISSED
-    assert measure.unverified_misses() == [over]
+    line.mark("tasks_healthy")
+    clock.t += 0.2
+    line.observe("checks_pass", mono=clock.t - 0.25, uncertainty_s=0.01)  # seen 50 ms before
+    result = measure.phase("ECS Scale-up", "tasks_healthy", "checks_pass")
+    assert result.measured.value < 0
+    assert result.status is Status.INVALID
+    assert result.note is not None
+    assert "'checks_pass'" in result.note and "'tasks_healthy'" in result.note
+    assert measure.missed == [result]
+    with pytest.raises(MeasurementError, match=r"'checks_pass'.*precedes 'tasks_healthy'"):
+        measure.verify()
+
+
+def test_a_figure_that_is_not_finite_is_invalid(line: Timeline) -> None:
+    objectives = parse_runbook_text(RUNBOOK, "runbook.md")
+    measure = Measurements(line, objectives)
+    result = measure.record("Total RTO", Measurement(float("nan")))
+    assert result.status is Status.INVALID
+    with pytest.raises(MeasurementError):
+        measure.verify()
+
+
+def test_a_phase_with_no_runbook_row_is_an_error_listing_the_rows(line: Timeline) -> None:
+    objectives = parse_runbook_text(RUNBOOK, "runbook.md")
+    measure = Measurements(line, objectives)
+    with pytest.raises(UnmappedPhase, match=r"'RDS Promotion'.*rows: ECS Scale-up, Total RTO"):
+        measure.record("RDS Promotion", Measurement(3.0))
+    assert measure.results == []
+
+
+def test_a_renamed_row_is_reached_through_the_phase_mapping(line: Timeline) -> None:
+    renamed = RUNBOOK.replace("**ECS Scale-up**", "**Container start**")
+    objectives = parse_runbook_text(renamed, "runbook.md")
+    with pytest.raises(UnmappedPhase, match="Container start"):
+        Measurements(line, objectives).record("ECS Scale-up", Measurement(3.0))
+    measure = Measurements(line, objectives, phase_rows={"ECS Scale-up": "Container start"})
+    result = measure.record("ECS Scale-up", Measurement(3.0))
+    assert result.objective == "Container start"
+    assert result.target_s == 120.0 and result.status is Status.MET
 
 
 def test_rpo_and_figures_without_objective(line: Timeline) -> None:

@@ -125,6 +125,21 @@ class DrillsConfig(_Model):
 
     min_availability: float = Field(default=80.0, ge=0, le=100)
     restore_timeout: Seconds = 60.0
+    #: good probe samples in a row every endpoint must show before a fault (steady state)
+    steady_samples: int = Field(default=5, ge=1, le=1000)
+    #: a fault whose effect is not observed within this is a fault with no effect
+    effect_timeout: Seconds = 10.0
+    #: the simulated on-call's reaction from the alarm to the trigger (script and lambda
+    #: triggers): Decision measures it, so it can miss its objective
+    oncall_delay: Seconds = 0.0
+
+
+class ComplianceConfig(_Model):
+    """How ``drdrill compliance`` judges runs."""
+
+    #: whether an inconclusive run (a figure whose interval straddles its target) counts as
+    #: compliant; by default it does not
+    accept_inconclusive: bool = False
 
 
 class DrillConfig(_Model):
@@ -145,6 +160,10 @@ class DrillConfig(_Model):
     targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: parameters of the suites themselves (e.g. the availability a drill must keep)
     drills: DrillsConfig = Field(default_factory=lambda: DrillsConfig())
+    #: runbook row -> drill phase, for runbooks that name their rows differently
+    #: (``"Database Promotion": "RDS Promotion"``); every row named must be in the runbook
+    phases: dict[str, str] = Field(default_factory=dict)
+    compliance: ComplianceConfig = Field(default_factory=lambda: ComplianceConfig())
 
     @property
     def base_dir(self) -> Path:

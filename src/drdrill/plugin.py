@@ -33,8 +33,9 @@ HELP_REPORT_DIR = "folder for reports/<run-id>/ (default: the config's report_di
 HELP_DRY_RUN = "print every fault a drill would inject and skip it; change nothing"
 HELP_ALLOW_DESTRUCTIVE = "allow destructive faults on targets that require explicit consent"
 HELP_MARKER = (
-    "drill(name=None, destructive=True, targets=None, severity=None): a disaster-recovery "
-    "drill; targets restricts the target kinds it runs on; severity labels it in allure"
+    "drill(name=None, destructive=True, targets=None, severity=None, phases=()): a "
+    "disaster-recovery drill; targets restricts the target kinds it runs on; severity labels it "
+    "in allure; phases names the runbook rows it measures (checked against the runbook at start)"
 )
 
 #: fixtures whose use makes a test a drill (and so loads the config before anything runs)
@@ -167,6 +168,11 @@ def pytest_collection_modifyitems(
 
     try:
         drill = DrillSession.open(**config.stash[OPTIONS_KEY])
+        for item in items:
+            marker = item.get_closest_marker("drill")
+            if marker is not None and marker.kwargs.get("phases"):
+                # every figure a drill declares must have its runbook row before anything runs
+                drill.check_phases(item.nodeid, marker.kwargs["phases"])
     except InputError as exc:
         # one line on stderr, nothing runs, exit status 2 (set in pytest_sessionfinish); a
         # worker hands the line to the controller, which prints it once for all workers

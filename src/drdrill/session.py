@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from drdrill.config import DrillConfig, load_config
-from drdrill.errors import ObjectiveMissed
+from drdrill.errors import ConfigError, ObjectiveMissed
 from drdrill.measure import Measurements
 from drdrill.objectives import Objectives, parse_runbook
 from drdrill.report.record import RunRecord
@@ -148,21 +148,47 @@ def load_objectives(config: DrillConfig) -> Objectives | None:
     """The runbook's objectives, scaled by the config's factor, then its overrides applied.
 
     Overrides are absolute figures: they are applied after scaling and are not scaled themselves.
+    With a runbook, an override or a ``phases:`` entry naming a row the runbook does not have is
+    a ConfigError listing the rows it has ("Total RTOO" is a typo, not a new objective).
     """
     if config.runbook is None:
         base: Objectives | None = None
         if not (config.objectives.rto or config.objectives.rpo):
+            if config.phases:
+                raise ConfigError(f"{config.path}: phases", "maps rows of no runbook (no runbook)")
             return None
         base = Objectives(rto={}, rpo={}, source=str(config.path))
     else:
         base = parse_runbook(config.resolve(config.runbook))
+        for kind, overrides in (("rto", config.objectives.rto), ("rpo", config.objectives.rpo)):
+            for row in overrides:
+                _check_row(config, base, kind, row, f"objectives.{kind}.{row}")
         if config.objectives.scale != 1.0:
             base = base.scaled(config.objectives.scale)
     rto = {k: v for k, v in config.objectives.rto.items() if v is not None}
     rpo = {k: v for k, v in config.objectives.rpo.items() if v is not None}
     if rto or rpo:
         base = base.with_overrides(rto=rto, rpo=rpo, where=str(config.path))
+    for row in config.phases:
+        if base.get("rto", row) is None and base.get("rpo", row) is None:
+            _check_row(config, base, "rto", row, f"phases.{row}")
     return base
+
+
+def _check_row(config: DrillConfig, objectives: Objectives, kind: str, row: str, key: str) -> None:
+    table = objectives.rto if kind == "rto" else objectives.rpo
+    if objectives.get("rto" if kind == "rto" else "rpo", row) is None:
+        rows = ", ".join(f"'{r}'" for r in table) or "none"
+        raise ConfigError(
+            f"{config.path}: {key}",
+            f"'{row}' is not a row of the {kind.upper()} table of {objectives.source} "
+            f"(rows: {rows})",
+        )
+
+
+def phase_rows(config: DrillConfig) -> dict[str, str]:
+    """Drill phase -> runbook row, from the config's ``phases:`` (row -> phase)."""
+    return {phase: row for row, phase in config.phases.items()}
 
 
 @dataclass
@@ -225,6 +251,33 @@ class DrillSession:
             worker=worker,
         )
 
+    def check_phases(self, nodeid: str, phases: Iterable[str]) -> None:
+        """ConfigError (naming the config and listing the rows) for a phase a drill declares
+        that maps to no row of the runbook; run at collection, before anything is injected."""
+        from drdrill.measure import Measurements, UnmappedPhase
+
+        objectives = self.objectives
+        if objectives is None:
+            return
+        probe = Measurements(Timeline(), objectives, nodeid, phase_rows(self.config))
+        for phase in phases:
+            try:
+                probe.row_for("rto", phase)
+                continue
+            except UnmappedPhase:
+                pass
+            try:
+                probe.row_for("rpo", phase)
+            except UnmappedPhase:
+                rto = ", ".join(f"'{r}'" for r in objectives.rto) or "none"
+                rpo = ", ".join(f"'{r}'" for r in objectives.rpo) or "none"
+                raise ConfigError(
+                    f"{self.config.path}: phases",
+                    f"drill {nodeid.rsplit('::', 1)[-1]} measures '{phase}', which is no row of "
+                    f"{objectives.source} (RTO rows: {rto}; RPO rows: {rpo}); map a row to it "
+                    "under 'phases:'",
+                ) from None
+
     @property
     def target_kind(self) -> str:
         """The kind of the target (``local``, ``sandbox``, ``aws``)."""
@@ -255,7 +308,9 @@ class DrillSession:
         """The test's measurements against the objectives."""
         found = self._measurements.get(nodeid)
         if found is None:
-            found = self._measurements[nodeid] = Measurements(timeline, self.objectives, nodeid)
+            found = self._measurements[nodeid] = Measurements(
+                timeline, self.objectives, nodeid, phase_rows(self.config)
+            )
         return found
 
     def verify_test(self, nodeid: str) -> None:

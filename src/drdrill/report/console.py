@@ -12,7 +12,13 @@ from rich.table import Table
 from drdrill.measure import Status
 from drdrill.report.record import RunRecord
 
-_STYLE = {Status.MET: "green", Status.MISSED: "bold red", Status.NO_OBJECTIVE: "dim"}
+_STYLE = {
+    Status.MET: "green",
+    Status.MISSED: "bold red",
+    Status.INCONCLUSIVE: "yellow",
+    Status.INVALID: "bold red",
+    Status.NO_OBJECTIVE: "dim",
+}
 
 
 def _short_endpoint(url: str) -> str:

@@ -113,8 +113,20 @@ def _cut(text: str, limit: int) -> str:
     return text[: keep // 2] + "…" + text[-(keep - keep // 2) :]
 
 
-_STATUS_TEXT = {Status.MET: "✓ met", Status.MISSED: "✗ MISSED", Status.NO_OBJECTIVE: "no objective"}
-_STATUS_CLASS = {Status.MET: "met", Status.MISSED: "missed", Status.NO_OBJECTIVE: "none"}
+_STATUS_TEXT = {
+    Status.MET: "✓ met",
+    Status.MISSED: "✗ MISSED",
+    Status.INCONCLUSIVE: "? inconclusive",
+    Status.INVALID: "✗ INVALID",
+    Status.NO_OBJECTIVE: "no objective",
+}
+_STATUS_CLASS = {
+    Status.MET: "met",
+    Status.MISSED: "missed",
+    Status.INCONCLUSIVE: "inconclusive",
+    Status.INVALID: "missed",
+    Status.NO_OBJECTIVE: "none",
+}
 
 
 # --- the page's values -----------------------------------------------------------------------

@@ -9,7 +9,13 @@ from typing import Any
 from drdrill.measure import Result, Status
 from drdrill.report.record import RunRecord, TestRecord
 
-_MARK = {Status.MET: "met", Status.MISSED: "**MISSED**", Status.NO_OBJECTIVE: "no objective"}
+_MARK = {
+    Status.MET: "met",
+    Status.MISSED: "**MISSED**",
+    Status.INCONCLUSIVE: "*inconclusive*",
+    Status.INVALID: "**INVALID**",
+    Status.NO_OBJECTIVE: "no objective",
+}
 
 
 def _target_text(row: Mapping[str, Any]) -> str:
