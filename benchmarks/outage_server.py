@@ -11,13 +11,18 @@ command a line on stdin and answers each with one JSON line on stdout:
 
 - ``down refuse``: close the target's listening socket and abort its open connections, so every
   request from then on is refused; ``down hang``: keep accepting but never answer;
-  ``down 503``: answer ``503``. Reply ``{"event": "down", "mono": ..., "epoch": ...}``.
+  ``down 503``: answer ``503``. Reply ``{"event": "down", "mono": ..., "epoch": ...,
+  "before": ..., "after": ...}``.
 - ``up``: end the outage (listen again, or answer again). Reply ``{"event": "up", ...}``.
 - ``requests``: reply ``{"requests": n}``, the requests received on all ports so far.
 
 ``mono`` is ``time.monotonic()`` (system-wide on Linux, so comparable with the probe process's
 clock) and ``epoch`` is ``time.time()``, both read at the moment the outage switched: nothing
-is answered on the target after a ``down`` time nor refused after an ``up`` time. The server
+is answered on the target after a ``down`` time nor refused after an ``up`` time. ``before``
+and ``after`` are the monotonic times read just before and just after the switch itself
+(closing the listener and aborting its connections, opening it again, or flipping the mode;
+no request is handled in between, the server being one asyncio thread), so the true moment of
+the switch lies in ``[before, after]``: the ground truth a bound must contain. The server
 is a bare asyncio protocol, a few microseconds a request, so that at 1,000 requests a second it
 leaves the CPU to the probe process being measured. Requests hung during an outage are never
 answered, even after it ends, so no sample sent inside the window is counted good.
@@ -105,8 +110,10 @@ async def listen(state: PortState) -> None:
     state.server = await loop.create_server(lambda: HttpProtocol(state), sock=sock, backlog=1024)
 
 
-async def down(state: PortState, mode: Mode) -> tuple[float, float]:
-    """Start an outage on ``state``; return its monotonic and epoch start."""
+async def down(state: PortState, mode: Mode) -> tuple[float, float, float, float]:
+    """Start an outage on ``state``; return its monotonic and epoch start, and the monotonic
+    times just before and after the switch."""
+    before = time.monotonic()
     if mode == "refuse":
         mono, epoch = time.monotonic(), time.time()
         assert state.server is not None
@@ -114,22 +121,24 @@ async def down(state: PortState, mode: Mode) -> tuple[float, float]:
         for transport in list(state.connections):
             transport.abort()
         state.mode = "refuse"
-        return mono, epoch
+        return mono, epoch, before, time.monotonic()
     mono, epoch = time.monotonic(), time.time()
     state.mode = mode
-    return mono, epoch
+    return mono, epoch, before, time.monotonic()
 
 
-async def up(state: PortState) -> tuple[float, float]:
-    """End the outage on ``state``; return its monotonic and epoch end."""
+async def up(state: PortState) -> tuple[float, float, float, float]:
+    """End the outage on ``state``; return its monotonic and epoch end, and the monotonic times
+    just before and after the switch."""
+    before = time.monotonic()
     if state.mode == "refuse":
         await listen(state)
         mono, epoch = time.monotonic(), time.time()
         state.mode = "ok"
-        return mono, epoch
+        return mono, epoch, before, mono
     mono, epoch = time.monotonic(), time.time()
     state.mode = "ok"
-    return mono, epoch
+    return mono, epoch, before, time.monotonic()
 
 
 def reply(obj: object) -> None:
@@ -160,11 +169,20 @@ async def main(healthy: int) -> None:
         words = command.split()
         if words[:1] == ["down"] and len(words) == 2 and words[1] in ("refuse", "hang", "503"):
             mode: Mode = words[1]  # type: ignore[assignment]
-            mono, epoch = await down(target, mode)
-            reply({"event": "down", "mode": mode, "mono": mono, "epoch": epoch})
+            mono, epoch, before, after = await down(target, mode)
+            reply(
+                {
+                    "event": "down",
+                    "mode": mode,
+                    "mono": mono,
+                    "epoch": epoch,
+                    "before": before,
+                    "after": after,
+                }
+            )
         elif words == ["up"]:
-            mono, epoch = await up(target)
-            reply({"event": "up", "mono": mono, "epoch": epoch})
+            mono, epoch, before, after = await up(target)
+            reply({"event": "up", "mono": mono, "epoch": epoch, "before": before, "after": after})
         elif words == ["requests"]:
             reply({"requests": Counter.requests})
         else:

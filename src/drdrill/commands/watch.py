@@ -6,6 +6,11 @@ seconds, or on Ctrl-C or SIGTERM, and prints its summary either way (exit status
 a watch is the normal way to end it). In the summary an outage still open at the end has
 ``end_utc``, ``duration_s`` and ``end_uncertainty_s`` null: its end is not known, and a
 duration up to "now" would read as a measured value.
+
+Each boundary is printed as the latest moment it can have happened (the completion of the first
+sample on the other side) with the span before it in which it lies (back to the send of the
+last sample on this side): the true time is in ``[utc - uncertainty, utc]``. The probe loop runs
+in a thread of this process (nothing else runs here), and reports how late it ran.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from drdrill.probes.http import (
     Check,
     Endpoint,
     EndpointStats,
+    LoopLateness,
     Outage,
     OutageEvent,
     ProbeRunner,
@@ -44,10 +50,13 @@ HELP_RECOVERY = f"consecutive good samples that end an outage (default {DEFAULT_
 HELP_STATUS = "accepted status code; repeat or comma-separate for several (default 200)"
 HELP_JSON = "print one JSON summary object on stdout; live outage lines go to stderr"
 EPILOG = (
-    "An outage runs from the first failed sample to the first of N consecutive good ones; "
-    "times are send times. Availability is the percentage of good samples; latency "
-    "percentiles are over good samples only. In --json, an outage still open at the end has "
-    "end_utc, duration_s and end_uncertainty_s null."
+    "An outage runs from the first failed sample to the first of N consecutive good ones. "
+    "Each boundary is printed as the latest moment it can be (the completion of the first "
+    "sample on the other side) with its uncertainty: it lies in the span that many seconds "
+    "before. Availability is the percentage of good samples among those that count (a "
+    "timeout while the probe loop itself was late is 'starved' and counts neither way); "
+    "latency percentiles are over good samples only. In --json, an outage still open at the "
+    "end has end_utc, duration_s and end_uncertainty_s null."
 )
 
 
@@ -149,7 +158,7 @@ def format_event(event: OutageEvent) -> str:
         since = (
             "down since probing began"
             if outage.start_uncertainty_s is None
-            else f"last good sample {outage.start_uncertainty_s:.3f} s before"
+            else f"within the {outage.start_uncertainty_s:.3f} s before"
         )
         return (
             f"{iso_utc(outage.start_utc)} outage started {outage.endpoint}: "
@@ -158,9 +167,16 @@ def format_event(event: OutageEvent) -> str:
     assert outage.end_utc is not None and outage.duration_s is not None
     return (
         f"{iso_utc(outage.end_utc)} outage ended   {outage.endpoint}: "
-        f"{outage.duration_s:.3f} s, {outage.failed_samples} failed samples "
-        f"(last failed sample {outage.end_uncertainty_s:.3f} s before)"
+        f"{_duration(outage)}, {outage.failed_samples} failed samples "
+        f"(within the {outage.end_uncertainty_s:.3f} s before)"
     )
+
+
+def _duration(outage: Outage) -> str:
+    assert outage.duration_s is not None
+    if outage.duration_uncertainty_s is None:
+        return f"at least {outage.duration_s:.3f} s"
+    return f"{outage.duration_s:.3f} ± {outage.duration_uncertainty_s:.3f} s"
 
 
 def _outage_json(outage: Outage) -> dict[str, object]:
@@ -168,18 +184,25 @@ def _outage_json(outage: Outage) -> dict[str, object]:
         "start_utc": iso_utc(outage.start_utc),
         "end_utc": None if outage.end_utc is None else iso_utc(outage.end_utc),
         "duration_s": outage.duration_s,
+        "duration_uncertainty_s": outage.duration_uncertainty_s,
         "start_uncertainty_s": outage.start_uncertainty_s,
         "end_uncertainty_s": outage.end_uncertainty_s,
     }
 
 
-def summary_json(stats: list[EndpointStats]) -> dict[str, object]:
-    """The ``--json`` summary: one entry an endpoint, in the order given."""
+def _ms_or_none(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def summary_json(stats: list[EndpointStats], lateness: LoopLateness) -> dict[str, object]:
+    """The ``--json`` summary: one entry an endpoint, in the order given, and the probe loop's
+    own lateness."""
     return {
         "endpoints": [
             {
                 "url": s.url,
                 "samples": s.samples,
+                "starved_samples": s.starved_samples,
                 "availability": s.availability,
                 "outages": [_outage_json(o) for o in s.outages],
                 "latency_ms": {
@@ -189,20 +212,29 @@ def summary_json(stats: list[EndpointStats]) -> dict[str, object]:
                 },
             }
             for s in stats
-        ]
+        ],
+        "probe_loop": {
+            "late_max_ms": _ms_or_none(lateness.max_s),
+            "late_p99_ms": _ms_or_none(lateness.p99_s),
+            "ticks_more_than_an_interval_late": lateness.late_ticks,
+            "skipped_ticks": lateness.skipped_ticks,
+            "starved_samples": lateness.starved_samples,
+        },
     }
 
 
-def summary_text(stats: list[EndpointStats]) -> str:
-    """The human summary: per endpoint its figures, then one line an outage."""
+def summary_text(stats: list[EndpointStats], lateness: LoopLateness) -> str:
+    """The human summary: per endpoint its figures, then one line an outage; the probe loop's
+    lateness last."""
     lines: list[str] = []
     for s in stats:
         availability = "-" if s.availability is None else f"{s.availability:.3f}%"
+        starved = f"  starved {s.starved_samples}" if s.starved_samples else ""
         lines.append(s.url)
         lines.append(
             f"  samples {s.samples}  availability {availability}  outages {len(s.outages)}  "
             f"latency p50 {_ms(s.latency_p50_ms)}  p95 {_ms(s.latency_p95_ms)}  "
-            f"p99 {_ms(s.latency_p99_ms)}"
+            f"p99 {_ms(s.latency_p99_ms)}{starved}"
         )
         for o in s.outages:
             start = (
@@ -215,8 +247,9 @@ def summary_text(stats: list[EndpointStats]) -> str:
             else:
                 lines.append(
                     f"  outage {iso_utc(o.start_utc)} -> {iso_utc(o.end_utc)}  "
-                    f"{o.duration_s:.3f} s ({start}, end uncertainty {o.end_uncertainty_s:.3f} s)"
+                    f"{_duration(o)} ({start}, end uncertainty {o.end_uncertainty_s:.3f} s)"
                 )
+    lines.append(lateness.describe())
     return "\n".join(lines)
 
 
@@ -262,6 +295,7 @@ def run(args: argparse.Namespace) -> int:
         interval_s=options.interval_s,
         recovery_samples=options.recovery_samples,
         on_event=print_event,
+        mode="thread",
     )
     until = "Ctrl-C" if options.duration_s is None else f"{options.duration_s:g} s or Ctrl-C"
     print(
@@ -277,9 +311,9 @@ def run(args: argparse.Namespace) -> int:
         print("stopping: waiting for requests in flight", file=sys.stderr, flush=True)
     finally:
         runner.stop()
-    stats = runner.stats()
+    stats, lateness = runner.stats(), runner.lateness()
     if options.as_json:
-        print(json.dumps(summary_json(stats)), flush=True)
+        print(json.dumps(summary_json(stats, lateness)), flush=True)
     else:
-        print(summary_text(stats), flush=True)
+        print(summary_text(stats, lateness), flush=True)
     return 0

@@ -1,54 +1,60 @@
 """Continuous HTTP probes: many endpoints sampled concurrently on a fixed time grid.
 
-A :class:`ProbeRunner` runs its own asyncio loop in a background thread. Every ``interval_s`` on
-a grid anchored at the start (``t0 + k * interval_s`` on the monotonic clock, so lateness never
-accumulates) it sends one GET to each endpoint. Each request has its own timeout and requests
-overlap: a hanging one holds its own connection while the next sample opens or reuses another,
-so a slow endpoint delays neither its own next sample nor anyone else's.
+A :class:`ProbeRunner` runs a :class:`~drdrill.probes.sampler.ProbeLoop` (an asyncio loop that
+sends one GET to each endpoint every ``interval_s`` on a grid anchored at the start, each
+request with its own timeout, requests overlapping) and keeps what it reports:
 
-Samples are kept in per-endpoint columns (35 bytes a sample; no bodies) and handed out as
-:class:`~drdrill.probes.stats.Sample` values. Outages are derived as results come in, in send
-order, and reported to an ``on_event`` callback as they start and end.
+- in ``mode="process"`` (the default) the loop runs in a worker process of its own
+  (:mod:`drdrill.probes.worker`), so that a busy drill process (its threads, the GIL, pytest)
+  cannot make the probes late; the worker streams each completed sample back and a reader
+  thread here stores it. The client is described by a picklable :class:`ClientSpec`.
+- in ``mode="thread"`` the loop runs in a thread of this process, as it used to; a Python
+  ``client_factory`` can only be used this way.
+
+Samples are kept in per-endpoint columns (44 bytes a sample; no bodies) and handed out as
+:class:`~drdrill.probes.stats.Sample` values: each with its send and completion times, its
+lateness against the grid and ``lag_s``, the worst lateness of the loop while it was in flight.
+Outages are derived as results come in, in send order, and reported to an ``on_event``
+callback as they start and end; each boundary is a bound (see :mod:`drdrill.probes.stats`).
+The loop's own lateness is kept too: :meth:`ProbeRunner.lateness` and
+:meth:`ProbeRunner.worst_lag`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import json
 import logging
 import math
-import re
-import resource
+import os
 import threading
 import time
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, TypeAlias
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Literal
 
-import aiohttp
-import aiohttp.abc
-
-from drdrill.errors import DrillError, InputError
+from drdrill.errors import InputError
+from drdrill.probes.client import (
+    DEFAULT_TIMEOUT_S,
+    USER_AGENT,
+    AiohttpClient,
+    Check,
+    ClientSpec,
+    Endpoint,
+    HttpClient,
+    HttpClientFactory,
+    ProbeFailure,
+)
+from drdrill.probes.sampler import Batch, ProbeLoop, SampleRecord, error_of
 from drdrill.probes.stats import (
     DEFAULT_RECOVERY_SAMPLES,
-    ERROR_CHECK_FAILED,
-    ERROR_CLASSES,
-    ERROR_CONNECT,
-    ERROR_DNS,
-    ERROR_OTHER,
-    ERROR_PROTOCOL,
-    ERROR_REFUSED,
-    ERROR_RESET,
-    ERROR_TIMEOUT,
-    ERROR_TLS,
+    STARVED_LAG_FRACTION,
+    Bound,
     EndpointStats,
     GoodSince,
+    LoopLateness,
     Outage,
     OutageEvent,
     OutageTracker,
@@ -56,20 +62,32 @@ from drdrill.probes.stats import (
     all_good_since,
     endpoint_stats,
     first_good_run,
+    is_starved,
+    loop_lateness,
 )
+from drdrill.probes.worker import WorkerConfig, WorkerProcess
+
+if TYPE_CHECKING:
+    from drdrill.probes.resolve import Resolution, TtlResolver
 
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
     "MIN_INTERVAL_S",
+    "USER_AGENT",
     "AiohttpClient",
+    "Bound",
     "Check",
+    "ClientSpec",
     "Endpoint",
     "EndpointStats",
     "GoodSince",
     "HttpClient",
     "HttpClientFactory",
+    "LoopLateness",
     "Outage",
     "OutageEvent",
     "ProbeFailure",
+    "ProbeMode",
     "ProbeRunner",
     "Sample",
 ]
@@ -78,235 +96,58 @@ log = logging.getLogger(__name__)
 
 #: the shortest sampling interval accepted (100 Hz an endpoint).
 MIN_INTERVAL_S = 0.01
-#: the default per-request timeout.
-DEFAULT_TIMEOUT_S = 1.0
-#: what the probes say they are in server logs.
-USER_AGENT = "drdrill-probe/1"
 
-JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | dict[str, JsonValue] | None"
+#: where the probe loop runs: a worker process of its own, or a thread of this process.
+ProbeMode = Literal["process", "thread"]
 
-_MISSING = object()
-
-
-def _json_at(document: object, path: str) -> object:
-    """The value at a dotted ``path`` ("data.items.0.status"), or ``_MISSING``."""
-    node = document
-    for part in path.split("."):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return _MISSING
-    return node
-
-
-def _json_equal(actual: object, expected: object) -> bool:
-    # JSON true is not the number 1, though Python's True == 1
-    return actual == expected and isinstance(actual, bool) == isinstance(expected, bool)
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """What makes a response good: its status, and optionally its body.
-
-    ``status`` is the set of accepted codes; ``contains`` a substring and ``regex`` a pattern
-    searched in the body decoded as UTF-8; ``json_field`` a dotted path into the JSON body with
-    the value it must equal (``("data.status", "ok")``; list items by index, ``"items.0.ok"``).
-    """
-
-    status: frozenset[int] = frozenset({200})
-    contains: str | None = None
-    regex: str | None = None
-    json_field: tuple[str, JsonValue] | None = None
-    _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        """Validate the codes and compile the pattern once."""
-        if not self.status:
-            raise InputError("check.status", "at least one accepted status code is needed")
-        bad = sorted(code for code in self.status if not 100 <= code <= 599)
-        if bad:
-            raise InputError("check.status", f"{bad[0]} is not an HTTP status code")
-        if self.json_field is not None and not self.json_field[0]:
-            raise InputError("check.json_field", "empty JSON path")
-        if self.regex is not None:
-            try:
-                object.__setattr__(self, "_pattern", re.compile(self.regex))
-            except re.error as exc:
-                raise InputError("check.regex", f"{self.regex!r} does not compile: {exc}") from exc
-
-    @property
-    def reads_body(self) -> bool:
-        """Whether the check looks at the body at all."""
-        return self.contains is not None or self.regex is not None or self.json_field is not None
-
-    def passes(self, status: int, body: bytes) -> bool:
-        """Whether a response with ``status`` and ``body`` is good."""
-        if status not in self.status:
-            return False
-        if not self.reads_body:
-            return True
-        text = body.decode("utf-8", errors="replace")
-        if self.contains is not None and self.contains not in text:
-            return False
-        if self._pattern is not None and self._pattern.search(text) is None:
-            return False
-        if self.json_field is not None:
-            path, expected = self.json_field
-            try:
-                document = json.loads(text)
-            except ValueError:
-                return False
-            if not _json_equal(_json_at(document, path), expected):
-                return False
-        return True
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One URL to probe, the check its responses must pass, and each request's timeout."""
-
-    url: str
-    name: str = ""
-    check: Check = field(default_factory=Check)
-    timeout_s: float = DEFAULT_TIMEOUT_S
-
-    def __post_init__(self) -> None:
-        """Refuse what is not an http(s) URL with a host; the name defaults to the URL."""
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InputError("url", f"{self.url!r} is not an http:// or https:// URL with a host")
-        if not (self.timeout_s > 0 and math.isfinite(self.timeout_s)):
-            raise InputError("timeout", f"{self.timeout_s} s is not a positive timeout")
-        if not self.name:
-            object.__setattr__(self, "name", self.url)
-
-
-class ProbeFailure(DrillError):
-    """A request that failed before a response could be checked; ``error`` is its class."""
-
-    def __init__(self, error: str, detail: str = "") -> None:
-        """Fail with one of the error classes of :mod:`drdrill.probes.stats`."""
-        super().__init__(f"{error}: {detail}" if detail else error)
-        self.error = error
-
-
-class HttpClient(Protocol):
-    """The HTTP side of a probe: overlapping GETs, each on a connection of its own."""
-
-    async def get(self, url: str) -> tuple[int, bytes]:
-        """GET ``url``; return status and body, or raise :class:`ProbeFailure`."""
-        ...
-
-    async def aclose(self) -> None:
-        """Close every connection."""
-        ...
-
-
-#: builds a client inside the runner's loop; the argument is the connection limit needed.
-HttpClientFactory: TypeAlias = Callable[[int], HttpClient]
-
-
-def _os_error_class(exc: OSError) -> str:
-    if exc.errno == errno.ECONNREFUSED:
-        return ERROR_REFUSED
-    if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
-        return ERROR_RESET
-    return ERROR_CONNECT
-
-
-class AiohttpClient:
-    """:class:`HttpClient` on an aiohttp session with a keep-alive pool, no proxies from env."""
-
-    def __init__(
-        self,
-        max_connections: int,
-        resolver: aiohttp.abc.AbstractResolver | None = None,
-        fresh_connections: bool = False,
-    ) -> None:
-        """Pool up to ``max_connections`` connections in all (idle ones are kept alive).
-
-        ``resolver`` replaces the system resolver (e.g. a TTL-honouring one that asks the
-        sandbox's DNS server). ``fresh_connections`` makes every sample a new client on a new
-        connection: a kept-alive connection would stay on the old address after a DNS
-        failover for as long as that server answers (even with 503s).
-        """
-        # no DNS cache of aiohttp's own (10 s by default): a new connection resolves the name
-        # afresh, so a DNS failover shows as soon as the resolver gives the new answer
-        connector = aiohttp.TCPConnector(
-            limit=max_connections,
-            limit_per_host=0,
-            use_dns_cache=False,
-            resolver=resolver,
-            force_close=fresh_connections,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            trust_env=False,
-            # the runner times each request itself; aiohttp's default 5-minute timer is waste
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": USER_AGENT},
-        )
-
-    async def get(self, url: str) -> tuple[int, bytes]:
-        """GET without following redirects: a probe checks what the endpoint itself answers."""
-        try:
-            async with self._session.get(url, allow_redirects=False) as response:
-                # the body is read even when unchecked, so that the connection can be reused
-                body = await response.read()
-                return response.status, body
-        except aiohttp.ClientConnectorDNSError as exc:
-            raise ProbeFailure(ERROR_DNS, str(exc)) from exc
-        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
-            raise ProbeFailure(ERROR_TLS, str(exc)) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise ProbeFailure(_os_error_class(exc), str(exc)) from exc
-        except aiohttp.ServerDisconnectedError as exc:
-            raise ProbeFailure(ERROR_RESET, str(exc)) from exc
-        except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
-            raise ProbeFailure(ERROR_PROTOCOL, str(exc)) from exc
-        except aiohttp.ClientOSError as exc:
-            raise ProbeFailure(_os_error_class(exc), str(exc)) from exc
-        except aiohttp.ClientError as exc:
-            raise ProbeFailure(ERROR_OTHER, f"{type(exc).__name__}: {exc}") from exc
-
-    async def aclose(self) -> None:
-        """Close the session and its pool."""
-        await self._session.close()
-
-
-_ERROR_CODES = {name: code for code, name in enumerate(ERROR_CLASSES, start=1)}
-_CODE_GOOD = 0
-_CODE_PENDING = 255
+_CODE_PENDING = 255  # a row whose result has not come yet
 
 
 class _Columns:
-    """One endpoint's samples as typed arrays: compact, in send order, filled on completion."""
+    """One endpoint's samples as typed arrays: compact, in send order, filled on completion.
 
-    __slots__ = ("complete", "due", "epoch", "error", "latency", "mono", "status")
+    Rows come in completion order (a hanging request's after later ones), each at the row the
+    loop gave it when sending, so a row may stay pending while later ones are filled.
+    """
+
+    __slots__ = ("complete", "due", "epoch", "error", "lag", "latency", "mono", "starved", "status")
 
     def __init__(self) -> None:
         self.due = array("d")
-        self.mono = array("d")
+        self.mono = array("d")  # send time
         self.epoch = array("d")
         self.latency = array("d")
+        self.lag = array("d")
         self.status = array("H")  # 0: no response
-        self.error = array("B")  # 0: good; 255: still in flight; else 1 + index in ERROR_CLASSES
+        self.error = array("B")  # 0: good; 255: pending; else 1 + index in ERROR_CLASSES
+        self.starved = array("B")
         self.complete = 0  # rows before this index all have a result
 
-    def reserve(self, due: float, mono: float, epoch: float) -> int:
-        self.due.append(due)
-        self.mono.append(mono)
-        self.epoch.append(epoch)
-        self.latency.append(0.0)
-        self.status.append(0)
-        self.error.append(_CODE_PENDING)
-        return len(self.mono) - 1
+    def put(self, record: SampleRecord, starved: bool) -> None:
+        """Store one completed sample at its row."""
+        row = record.row
+        missing = row + 1 - len(self.mono)
+        if missing > 0:
+            for column in (self.due, self.mono, self.epoch, self.latency, self.lag):
+                column.extend([0.0] * missing)
+            self.status.extend([0] * missing)
+            self.error.extend([_CODE_PENDING] * missing)
+            self.starved.extend([0] * missing)
+        self.due[row] = record.due
+        self.mono[row] = record.send
+        self.epoch[row] = record.epoch
+        self.latency[row] = record.done - record.send
+        self.lag[row] = record.lag
+        self.status[row] = record.status
+        self.error[row] = record.code
+        self.starved[row] = starved
+
+    def ready(self, row: int) -> bool:
+        """Whether ``row`` has its result."""
+        return row < len(self.error) and self.error[row] != _CODE_PENDING
 
     def sample(self, row: int) -> Sample:
-        code = self.error[row]
+        """The sample at ``row`` (which must have its result)."""
         status = self.status[row]
         return Sample(
             due_mono=self.due[row],
@@ -314,7 +155,9 @@ class _Columns:
             send_epoch=self.epoch[row],
             status=status or None,
             latency_s=self.latency[row],
-            error=None if code == _CODE_GOOD else ERROR_CLASSES[code - 1],
+            error=error_of(self.error[row]),
+            lag_s=self.lag[row],
+            starved=bool(self.starved[row]),
         )
 
 
@@ -328,15 +171,23 @@ class _EndpointState:
 
 
 class ProbeRunner:
-    """Samples every endpoint each ``interval_s`` from a background thread until stopped.
+    """Samples every endpoint each ``interval_s`` until stopped, from a worker process (the
+    default) or a background thread.
+
+    ``client`` describes the HTTP client (default: aiohttp with the system resolver and
+    kept-alive connections). ``client_factory`` is the older way, a Python callable building a
+    client inside the loop: it cannot cross to a worker process, so it implies
+    ``mode="thread"``. ``mode`` defaults to ``"process"`` unless a ``client_factory`` is given.
 
     ``stop()`` sends no new samples and then *waits* for the requests in flight, each of which
-    ends by its own timeout at the latest; so it returns within the longest endpoint timeout, and
-    every sample sent has its result. ``on_event`` is called on the probe thread for each outage
-    start and end, in send order (an outage start is reported once every earlier sample of that
-    endpoint is known, so at most one timeout late); it must be quick, and its errors are logged,
-    never raised into the run. If the loop falls more than one interval behind (an overloaded
-    machine), the grid points it missed are skipped and counted in :attr:`skipped_ticks`.
+    ends by its own timeout at the latest; so it returns within the longest endpoint timeout
+    (plus a grace period after which a worker that does not exit is killed), and every sample
+    sent has its result. ``on_event`` is called for each outage start and end, in send order
+    per endpoint (on the reader thread in process mode, on the probe thread in thread mode);
+    it must be quick, and its errors are logged, never raised into the run. If the loop falls
+    more than one interval behind, the grid points it missed are skipped and counted in
+    :attr:`skipped_ticks`. A failure that the loop's own lateness may explain is classified
+    starved with ``starved_fraction`` (:func:`~drdrill.probes.stats.is_starved`).
     """
 
     def __init__(
@@ -346,7 +197,10 @@ class ProbeRunner:
         recovery_samples: int = DEFAULT_RECOVERY_SAMPLES,
         on_event: Callable[[OutageEvent], None] | None = None,
         *,
-        client_factory: HttpClientFactory = AiohttpClient,
+        client: ClientSpec | None = None,
+        client_factory: HttpClientFactory | None = None,
+        mode: ProbeMode | None = None,
+        starved_fraction: float = STARVED_LAG_FRACTION,
     ) -> None:
         """Probe ``endpoints`` (distinct URLs) every ``interval_s`` (at least 10 ms)."""
         if not endpoints:
@@ -359,51 +213,102 @@ class ProbeRunner:
         duplicate = next((u for u in urls if urls.count(u) > 1), None)
         if duplicate is not None:
             raise InputError("endpoints", f"{duplicate!r} is listed twice")
+        if client is not None and client_factory is not None:
+            raise InputError("client", "give a client spec or a client factory, not both")
+        if mode is None:
+            mode = "thread" if client_factory is not None else "process"
+        if mode not in ("process", "thread"):
+            raise InputError("mode", f"{mode!r} is neither 'process' nor 'thread'")
+        if mode == "process" and client_factory is not None:
+            raise InputError(
+                "client_factory", "a Python client factory runs in thread mode only; pass client="
+            )
+        if not (math.isfinite(starved_fraction) and starved_fraction > 0):
+            raise InputError("starved_fraction", f"{starved_fraction} is not a positive fraction")
         self.endpoints: tuple[Endpoint, ...] = tuple(endpoints)
         self.interval_s = interval_s
         self.recovery_samples = recovery_samples
+        self.mode: ProbeMode = mode
+        self.client = client if client is not None else ClientSpec()
+        self.starved_fraction = starved_fraction
         self._on_event = on_event
         self._client_factory = client_factory
         self._states = {e.url: _EndpointState(e, recovery_samples) for e in self.endpoints}
+        self._by_index = list(self._states.values())
         self._lock = threading.Lock()
+        self._grid_start_mono: float | None = None
+        # the loop's lateness: heartbeat windows (due, ran) and each tick's lateness
+        self._beat_due = array("d")
+        self._beat_ran = array("d")
+        self._beat_late = array("d")
+        self._tick_late = array("d")
+        self._starved = 0
+        self._resolutions: list[Resolution] = []
+        #: grid points skipped because the loop was more than one interval late.
+        self.skipped_ticks = 0
+        #: seconds from start() to the first grid point (the worker's spawn, in process mode)
+        self.startup_s: float | None = None
+        # process mode
+        self._worker: WorkerProcess | None = None
+        # thread mode
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._started = threading.Event()
         self._startup_error: BaseException | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._grid_start_mono: float | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        #: grid points skipped because the loop was more than one interval late.
-        self.skipped_ticks = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start sampling; returns once the first grid point is scheduled."""
-        if self._thread is not None:
+        if self._thread is not None or self._worker is not None:
             raise RuntimeError("probe runner already started")
+        if self.mode == "process":
+            self._worker = WorkerProcess(
+                WorkerConfig(self.endpoints, self.interval_s, self.client, os.getpid()),
+                self._ingest,
+            )
+            self._grid_start_mono = self._worker.start()
+            self.startup_s = self._worker.startup_s
+            return
+        begun = time.monotonic()
         self._thread = threading.Thread(target=self._run_thread, name="drdrill-probes", daemon=True)
         self._thread.start()
         self._started.wait()
         if self._startup_error is not None:
             self._thread.join()
             raise self._startup_error
+        self.startup_s = time.monotonic() - begun
 
     def stop(self) -> None:
-        """Stop sampling and wait for the requests in flight (each at most its timeout)."""
+        """Stop sampling and wait for the requests in flight (each at most its timeout).
+
+        Called from an ``on_event`` callback it only asks the loop to stop (it cannot wait for
+        the thread it runs on); a later ``stop()`` from elsewhere waits.
+        """
+        if self._worker is not None:
+            self._worker.stop(max(e.timeout_s for e in self.endpoints))
+            return
         thread, loop, stopping = self._thread, self._loop, self._stopping
         if thread is None:
             return
         if loop is not None and stopping is not None:
             with contextlib.suppress(RuntimeError):  # the loop has already finished
                 loop.call_soon_threadsafe(stopping.set)
-        thread.join()
+        if thread is not threading.current_thread():  # not from an on_event callback
+            thread.join()
 
     @property
     def running(self) -> bool:
-        """Whether the probe thread is alive."""
+        """Whether the probe loop (its worker process or thread) is alive."""
+        if self._worker is not None:
+            return self._worker.alive
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's id in process mode, once started."""
+        return None if self._worker is None else self._worker.pid
 
     @property
     def grid_start_mono(self) -> float | None:
@@ -435,15 +340,19 @@ class ProbeRunner:
         """
         columns = self._state(url).columns
         with self._lock:
-            first = 0 if since_mono is None else bisect_left(columns.mono, since_mono)
-            return [columns.sample(row) for row in range(first, columns.complete)]
+            end = columns.complete
+            first = 0 if since_mono is None else bisect_left(columns.mono, since_mono, 0, end)
+            return [columns.sample(row) for row in range(first, end)]
 
     def _samples_around(self, url: str, t_mono: float) -> list[Sample]:
-        # the samples from ``t_mono`` on, and the one before: it bounds the uncertainty
+        # the samples from ``t_mono`` on, and the counting one before: it bounds the restore
         columns = self._state(url).columns
         with self._lock:
-            first = max(0, bisect_left(columns.mono, t_mono) - 1)
-            return [columns.sample(row) for row in range(first, columns.complete)]
+            end = columns.complete
+            first = bisect_left(columns.mono, t_mono, 0, end) - 1
+            while first > 0 and columns.starved[first]:
+                first -= 1
+            return [columns.sample(row) for row in range(max(0, first), end)]
 
     def sample_count(self, url: str) -> int:
         """How many samples of ``url`` have a result (cheaper than ``len(samples(url))``)."""
@@ -458,7 +367,7 @@ class ProbeRunner:
             return state.tracker.outages
 
     def stats(self) -> list[EndpointStats]:
-        """Availability, outages and latency of every endpoint, in the order given."""
+        """Availability, outages, latency and starved samples of every endpoint, in order."""
         return [
             endpoint_stats(e.url, e.name, self.samples(e.url), self.recovery_samples)
             for e in self.endpoints
@@ -470,10 +379,52 @@ class ProbeRunner:
 
     def all_good_since(self, t_mono: float, n_consecutive: int) -> GoodSince | None:
         """The first moment at or after ``t_mono`` from which every endpoint was on a run of
-        ``n_consecutive`` good samples, with its uncertainty; ``None`` if not (yet) reached."""
+        ``n_consecutive`` good samples, as a bound (``mono`` its upper end, ``uncertainty_s``
+        its width); ``None`` if not (yet) reached."""
         return all_good_since(
             [self._samples_around(e.url, t_mono) for e in self.endpoints], t_mono, n_consecutive
         )
+
+    def lateness(self) -> LoopLateness:
+        """How late the probe loop has run so far (heartbeats, ticks) and the starved count."""
+        with self._lock:
+            beats = self._beat_late.tolist()
+            ticks = self._tick_late.tolist()
+            skipped, starved = self.skipped_ticks, self._starved
+        return loop_lateness(beats, ticks, self.interval_s, skipped, starved)
+
+    def worst_lag(self, start_mono: float, end_mono: float) -> float:
+        """The worst lateness of the probe loop at any moment in ``[start_mono, end_mono]``, in
+        seconds (0.0 if none was reported there).
+
+        A stall is known once the loop runs again; anything after :attr:`lag_known_until_mono`
+        has not been reported yet, so a caller widening a measurement by this should ask for a
+        span that ended before it.
+        """
+        with self._lock:
+            first = bisect_right(self._beat_ran, start_mono)
+            last = bisect_left(self._beat_due, end_mono)
+            return max(self._beat_late[first:last], default=0.0)
+
+    @property
+    def lag_known_until_mono(self) -> float | None:
+        """Until when the loop's lateness has been reported (its last heartbeat), or None."""
+        with self._lock:
+            return self._beat_ran[-1] if self._beat_ran else None
+
+    def resolutions(self) -> list[Resolution]:
+        """Every answer (and failure) the probes' own TTL resolver got, oldest first: what
+        ``TtlResolver.history()`` gives, from whichever process the resolver lives in. Empty
+        without a ``ClientSpec.resolver`` (a ``client_factory``'s resolver is its own)."""
+        with self._lock:
+            return list(self._resolutions)
+
+    def dns_switches(self, name: str | None = None) -> list[Resolution]:
+        """The answers whose address differs from the one before (the first one included):
+        when the probes moved from one address to another, as ``TtlResolver.switches()``."""
+        from drdrill.probes.resolve import ip_switches  # dnspython: only when it is needed
+
+        return ip_switches(self.resolutions(), name)
 
     def _state(self, url: str) -> _EndpointState:
         try:
@@ -481,104 +432,40 @@ class ProbeRunner:
         except KeyError:
             raise InputError("url", f"{url!r} is not probed by this runner") from None
 
-    # -- the probe thread --------------------------------------------------------------------------
+    # -- what the loop reports ---------------------------------------------------------------------
 
-    def _run_thread(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._main())
-        except BaseException as exc:  # handed to start() or logged, never lost
-            if not self._started.is_set():
-                self._startup_error = exc
-            else:
-                log.exception("probe runner failed")
-        finally:
-            self._started.set()
-            loop.close()
-
-    def _connection_limit(self) -> int:
-        # each endpoint can have ceil(timeout / interval) requests hanging at once, plus the new
-        # one; the pool must never make a sample wait for a connection slot
-        return sum(math.ceil(e.timeout_s / self.interval_s) + 2 for e in self.endpoints)
-
-    async def _main(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        limit = self._connection_limit()
-        soft_files, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft_files != resource.RLIM_INFINITY and limit > soft_files:
-            # not raised here: a library should not change process limits behind one's back
-            log.warning(
-                "up to %d probe connections may hang at once but only %d files may be open "
-                "(ulimit -n); samples past that fail as 'connect'",
-                limit,
-                soft_files,
-            )
-        client = self._client_factory(limit)
-        try:
-            t0 = loop.time()  # asyncio's clock is time.monotonic()
-            self._grid_start_mono = t0
-            self._handle = loop.call_at(t0, self._tick, client, t0, 0)
-            self._started.set()
-            await self._stopping.wait()
-            self._handle.cancel()
-            while self._in_flight:
-                await asyncio.gather(*self._in_flight, return_exceptions=True)
-        finally:
-            await client.aclose()
-
-    def _tick(self, client: HttpClient, t0: float, k: int) -> None:
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
-        behind = int((now - t0) / self.interval_s) - k
-        if behind >= 1:
-            # more than one interval late: skip the missed grid points rather than bunch up
-            self.skipped_ticks += behind
-            k += behind
-        due = t0 + k * self.interval_s
-        for state in self._states.values():
-            task = loop.create_task(self._sample(client, state, due))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-        self._handle = loop.call_at(t0 + (k + 1) * self.interval_s, self._tick, client, t0, k + 1)
-
-    async def _sample(self, client: HttpClient, state: _EndpointState, due: float) -> None:
-        endpoint = state.endpoint
-        columns = state.columns
-        send_mono = time.monotonic()
-        send_epoch = time.time()
-        with self._lock:
-            row = columns.reserve(due, send_mono, send_epoch)
-        status = 0
-        error: str | None
-        try:
-            async with asyncio.timeout(endpoint.timeout_s):
-                status, body = await client.get(endpoint.url)
-            error = None if endpoint.check.passes(status, body) else ERROR_CHECK_FAILED
-        except TimeoutError:
-            error = ERROR_TIMEOUT
-        except ProbeFailure as exc:
-            error = exc.error
-        except Exception as exc:  # a client bug must not stop the sampling
-            log.warning("probe of %s failed unexpectedly: %r", endpoint.url, exc)
-            error = ERROR_OTHER
-        latency = time.monotonic() - send_mono
+    def _ingest(self, batch: Batch) -> None:
+        """Store a batch from the loop, derive outages in send order, then emit their events."""
         events: list[OutageEvent] = []
         with self._lock:
-            columns.latency[row] = latency
-            columns.status[row] = status
-            columns.error[row] = _CODE_GOOD if error is None else _ERROR_CODES[error]
-            # outages are derived in send order: advance over every row now known
-            while (
-                columns.complete < len(columns.error)
-                and columns.error[columns.complete] != _CODE_PENDING
-            ):
-                event = state.tracker.feed(columns.sample(columns.complete))
-                columns.complete += 1
-                if event is not None:
-                    events.append(event)
+            for due, ran, skipped in batch.ticks:
+                self._tick_late.append(ran - due)
+                self.skipped_ticks += skipped
+            for due, ran in batch.heartbeats:
+                self._beat_due.append(due)
+                self._beat_ran.append(ran)
+                self._beat_late.append(ran - due)
+            touched: dict[int, _EndpointState] = {}
+            for record in batch.samples:
+                state = self._by_index[record.endpoint_no]
+                starved = is_starved(
+                    error_of(record.code),
+                    record.lag,
+                    state.endpoint.timeout_s,
+                    self.starved_fraction,
+                )
+                self._starved += starved
+                state.columns.put(record, starved)
+                touched[record.endpoint_no] = state
+            for state in touched.values():
+                columns = state.columns
+                # outages are derived in send order: advance over every row now known
+                while columns.ready(columns.complete):
+                    event = state.tracker.feed(columns.sample(columns.complete))
+                    columns.complete += 1
+                    if event is not None:
+                        events.append(event)
+            self._resolutions.extend(batch.resolutions)
         for event in events:
             self._emit(event)
 
@@ -589,3 +476,45 @@ class ProbeRunner:
             self._on_event(event)
         except Exception:
             log.exception("outage event callback failed on %s", event.kind)
+
+    # -- thread mode -------------------------------------------------------------------------------
+
+    def _run_thread(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._thread_main())
+        except BaseException as exc:  # handed to start() or logged, never lost
+            if not self._started.is_set():
+                self._startup_error = exc
+            else:
+                log.exception("probe runner failed")
+        finally:
+            self._started.set()
+            loop.close()
+
+    async def _thread_main(self) -> None:
+        self._stopping = asyncio.Event()
+        resolvers: list[TtlResolver | None] = []
+        factory = self._client_factory
+
+        def make_client(limit: int) -> HttpClient:
+            if factory is not None:
+                return factory(limit)
+            client, resolver = self.client.build(limit)
+            resolvers.append(resolver)
+            return client
+
+        def started(t0: float) -> None:
+            self._grid_start_mono = t0
+            self._started.set()
+
+        probe = ProbeLoop(
+            self.endpoints,
+            self.interval_s,
+            make_client,
+            self._ingest,
+            on_started=started,
+            resolver=lambda: resolvers[0] if resolvers else None,
+        )
+        await probe.run(self._stopping)

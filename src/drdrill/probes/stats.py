@@ -1,9 +1,28 @@
-"""Samples, outage windows and latency figures: pure functions over sample lists.
+"""Samples, outage windows, latency and lateness figures: pure functions over sample lists.
 
 Nothing here sleeps, reads a clock or does I/O, so every rule (when an outage starts, when it
-ends, how uncertain each boundary is) is tested with synthetic samples. ``drdrill.probes.http``
-feeds the same :class:`OutageTracker` live, so the outages printed while a run goes on and the
-ones in its summary are derived by one piece of code.
+ends, how each boundary is bounded, which failures the probe itself may have caused) is tested
+with synthetic samples. ``drdrill.probes.http`` feeds the same :class:`OutageTracker` live, so
+the outages printed while a run goes on and the ones in its summary are derived by one piece of
+code.
+
+**Bounds.** A sample is a request sent at ``send_mono`` whose outcome was known at
+``done_mono``. A good response proves the service up at *some* moment in between; a failure
+proves it down at some moment in between. So a restore (down -> up) lies in
+``[send of the last bad sample, completion of the first good one]`` and an outage start
+(up -> down) in ``[send of the last good sample, completion of the first bad one]``. Every
+boundary here is reported as such a :class:`Bound`; its ``mono`` (the upper end) and
+``uncertainty_s`` (its width) are what a timeline event takes: the true time lies in
+``[mono - uncertainty_s, mono]``.
+
+**Starved samples.** A probe loop that is off the CPU (or waiting for a lock) while a request
+is in flight can make that request time out by itself: the answer came, but the loop's own
+timer fired before the loop got round to reading it. Each sample carries ``lag_s``, the worst
+lateness of its loop while it was in flight; a failure of a class that lateness can cause
+(:data:`LATENESS_ERRORS`) with ``lag_s`` at least :data:`STARVED_LAG_FRACTION` of the request's
+timeout is *starved* (:func:`is_starved`). A starved sample counts neither as good nor as bad:
+it never starts or extends an outage, never breaks a good run, never bounds a boundary; it is
+counted in :attr:`EndpointStats.starved_samples`.
 """
 
 from __future__ import annotations
@@ -38,6 +57,19 @@ ERROR_CLASSES: tuple[str, ...] = (
     ERROR_OTHER,
 )
 
+#: error classes that a late probe loop can produce on its own: its request timer (``timeout``)
+#: or the resolver's query timer (``dns``) firing before the loop read an answer that had come.
+#: A refusal, a reset or a bad status is the server's own answer, whatever the loop's lateness.
+LATENESS_ERRORS: frozenset[str] = frozenset({ERROR_TIMEOUT, ERROR_DNS})
+
+#: a lateness-class failure is starved when its loop was late by at least this fraction of the
+#: request's timeout while it was in flight. Measured (benchmarks/bench_probe_bounds.py,
+#: docs/benchmarks.md): on a loaded 2-core machine every timeout of a healthy server had a loop
+#: stall of at least 0.25 of the timeout in its flight (at least 1.1 with timeouts of 0.1 s and
+#: more), while most real timeouts (a hanging server) saw less; 0.2 keeps a margin below the
+#: false ones at the price of setting aside more real ones (which only widens a bound).
+STARVED_LAG_FRACTION = 0.2
+
 #: the default number of consecutive good samples that ends an outage.
 DEFAULT_RECOVERY_SAMPLES = 3
 
@@ -47,14 +79,31 @@ def utc_from_epoch(epoch_s: float) -> datetime:
     return datetime.fromtimestamp(epoch_s, tz=UTC)
 
 
+def is_starved(
+    error: str | None,
+    lag_s: float,
+    timeout_s: float,
+    fraction: float = STARVED_LAG_FRACTION,
+) -> bool:
+    """Whether a sample's failure may be the probe loop's own doing.
+
+    True for a failure of a class in :data:`LATENESS_ERRORS` whose loop was late by at least
+    ``fraction`` of ``timeout_s`` while it was in flight; never for a good sample.
+    """
+    return error in LATENESS_ERRORS and lag_s >= fraction * timeout_s
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One probe request: when it was due and sent, and what came back (never the body).
+    """One probe request: when it was due, sent and answered, and what came back (no body).
 
     ``send_epoch`` is the POSIX wall time (UTC) read next to ``send_mono``; ``due_mono`` is the
     point of the sampling grid it was sent for, so ``send_mono - due_mono`` is its lateness.
     ``latency_s`` runs from the send to the full response or to the error (the timeout itself
-    for a timeout). ``error`` is one of :data:`ERROR_CLASSES`, or ``None`` for a good sample.
+    for a timeout), so ``done_mono = send_mono + latency_s`` is when its outcome was known.
+    ``error`` is one of :data:`ERROR_CLASSES`, or ``None`` for a good sample. ``lag_s`` is the
+    worst lateness of the probe loop while the request was in flight; ``starved`` marks a
+    failure that lateness may explain (:func:`is_starved`): it is neither good nor bad.
     """
 
     due_mono: float
@@ -63,27 +112,112 @@ class Sample:
     status: int | None
     latency_s: float
     error: str | None
+    lag_s: float = 0.0
+    starved: bool = False
 
     @property
     def ok(self) -> bool:
-        """Whether the sample passed every check."""
+        """Whether the sample passed every check (a good sample)."""
         return self.error is None
+
+    @property
+    def bad(self) -> bool:
+        """Whether the sample failed and its failure counts (it is not starved)."""
+        return self.error is not None and not self.starved
+
+    @property
+    def counts(self) -> bool:
+        """Whether the sample says anything about the service (good or bad, not starved)."""
+        return not self.starved
+
+    @property
+    def done_mono(self) -> float:
+        """When the outcome was known: the response read, or the error raised."""
+        return self.send_mono + self.latency_s
+
+    @property
+    def lateness_s(self) -> float:
+        """How late the sample was sent against its grid point."""
+        return self.send_mono - self.due_mono
 
     @property
     def send_utc(self) -> datetime:
         """The send time as an aware UTC datetime."""
         return utc_from_epoch(self.send_epoch)
 
+    def utc_at(self, mono: float) -> datetime:
+        """The UTC time of ``mono``, by this sample's pair of wall and monotonic readings."""
+        return utc_from_epoch(self.send_epoch + (mono - self.send_mono))
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """A moment known to lie in ``[low_mono, high_mono]`` (monotonic seconds).
+
+    For a timeline event: ``mono`` (the upper end) and ``uncertainty_s`` (the width), whose
+    meaning there is the same, the true time lies in ``[mono - uncertainty_s, mono]``.
+    """
+
+    low_mono: float
+    high_mono: float
+
+    @property
+    def mono(self) -> float:
+        """The upper end: the latest the moment can be."""
+        return self.high_mono
+
+    @property
+    def uncertainty_s(self) -> float:
+        """The width of the interval."""
+        return self.high_mono - self.low_mono
+
+    @property
+    def mid_mono(self) -> float:
+        """The middle: the estimate whose error is at most half the width."""
+        return (self.low_mono + self.high_mono) / 2
+
+    def contains(self, mono: float, tolerance_s: float = 0.0) -> bool:
+        """Whether ``mono`` lies in the interval widened by ``tolerance_s`` on either side."""
+        return self.low_mono - tolerance_s <= mono <= self.high_mono + tolerance_s
+
+
+def restore_bound(last_bad: Sample | None, first_good: Sample) -> Bound:
+    """Where a down -> up transition lies: from the send of the last bad sample before it to
+    the completion of the first good one. Without a bad sample (nothing before the run is
+    known) the lower end is the first good sample's own send."""
+    low = last_bad.send_mono if last_bad is not None else first_good.send_mono
+    return Bound(low, first_good.done_mono)
+
+
+def start_bound(last_good: Sample | None, first_bad: Sample) -> Bound | None:
+    """Where an up -> down transition lies: from the send of the last good sample before it to
+    the completion of the first bad one; ``None`` when no good sample came before (probing
+    began during the outage, so nothing is known of its start)."""
+    if last_good is None:
+        return None
+    return Bound(last_good.send_mono, first_bad.done_mono)
+
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    """A window of failure seen by one endpoint's probe, timed by the samples' send times.
+    """A window of failure seen by one endpoint's probe, each boundary a bounded interval.
 
-    It starts at the first failed sample and ends at the first of ``recovery_samples``
-    consecutive good ones. ``start_uncertainty_s`` is the gap from the last good sample before
-    it to the first failed one (``None`` when probing began during the outage, so nothing is
-    known of its start); ``end_uncertainty_s`` the gap from the last failed sample to the first
-    good one. An outage still open when the samples end has every ``end*`` field ``None``.
+    It starts with the first bad sample and ends with the first of ``recovery_samples``
+    consecutive good ones (starved samples are skipped over). ``start_mono`` is the *upper*
+    bound of the start, the completion of the first bad sample; ``start_uncertainty_s`` its
+    width, back to the send of the last good sample before it (``None`` when probing began
+    during the outage, so nothing is known of its start). Likewise ``end_mono`` is the
+    completion of the first good sample of the recovery run and ``end_uncertainty_s`` the width
+    back to the send of the last bad sample. So each boundary is a timeline event as it stands:
+    the true time lies in ``[mono - uncertainty_s, mono]``.
+
+    ``duration_s`` runs between the midpoints of the two intervals (as
+    :meth:`drdrill.measure.Measurement.between` does) and is right to within
+    ``duration_uncertainty_s``, the half-widths summed; with an unknown start it runs from
+    ``start_mono`` and is a lower bound (``duration_uncertainty_s`` ``None``). An outage still
+    open when the samples end has every ``end*`` and ``duration*`` field ``None``.
+    ``first_failed_send_mono`` is the send time of the first bad sample (before these bounds
+    were honest, ``start_mono`` held it).
     """
 
     endpoint: str
@@ -96,11 +230,27 @@ class Outage:
     end_uncertainty_s: float | None
     failed_samples: int
     first_error: str
+    first_failed_send_mono: float = math.nan
+    duration_uncertainty_s: float | None = None
 
     @property
     def is_open(self) -> bool:
         """Whether the outage had not ended when the samples stopped."""
         return self.end_mono is None
+
+    @property
+    def start_bound(self) -> Bound | None:
+        """The interval the start lies in; ``None`` when it is unknown."""
+        if self.start_uncertainty_s is None:
+            return None
+        return Bound(self.start_mono - self.start_uncertainty_s, self.start_mono)
+
+    @property
+    def end_bound(self) -> Bound | None:
+        """The interval the end lies in; ``None`` while the outage is open."""
+        if self.end_mono is None or self.end_uncertainty_s is None:
+            return None
+        return Bound(self.end_mono - self.end_uncertainty_s, self.end_mono)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +269,13 @@ class OutageEvent:
 class EndpointStats:
     """The summary of one endpoint's samples.
 
-    ``availability`` is the percentage (0-100) of good samples, ``None`` with no samples. The
-    latency percentiles are in milliseconds over the *good* samples only: a timeout's latency is
-    the timeout and a refusal's a fraction of a millisecond, so mixing them in would describe the
-    probe, not the service; failures are counted by availability and outages instead.
+    ``samples`` counts every sample with a result, starved ones included; ``starved_samples``
+    those whose failure the probe loop's lateness may explain. ``availability`` is the
+    percentage (0-100) of good samples among those that count (good + bad), ``None`` with none.
+    The latency percentiles are in milliseconds over the *good* samples only: a timeout's
+    latency is the timeout and a refusal's a fraction of a millisecond, so mixing them in would
+    describe the probe, not the service; failures are counted by availability and outages.
+    ``lag_max_ms`` is the worst probe-loop lateness any of its samples saw in flight.
     """
 
     url: str
@@ -134,21 +287,44 @@ class EndpointStats:
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     latency_p99_ms: float | None
+    starved_samples: int = 0
+    lag_max_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class GoodSince:
-    """The first moment from which every endpoint had a run of good samples.
+    """The first moment from which every endpoint had a run of good samples, as a bound.
 
-    ``send_mono``/``send_utc`` are the send time of the sample that completed the picture (the
-    first sample of the run of the endpoint that recovered last); ``uncertainty_s`` is the gap
-    back to the latest sample that still saw a failure (or predates the query), so the true
-    moment lies in ``[send_mono - uncertainty_s, send_mono]``.
+    The moment lies in ``[mono - uncertainty_s, mono]``: ``mono`` is the latest completion of
+    the first good sample of each endpoint's run (the restore is proven by then), and the lower
+    end is the latest send of a sample that still saw a failure (or predates the query).
+    ``first_good_send_mono`` is the send time of the first sample of the run of the endpoint
+    that recovered last.
+
+    ``send_mono`` and ``send_utc`` are kept for callers written before the bounds were honest:
+    they are now aliases of ``mono`` and ``utc`` (they used to be the first good sample's send,
+    which is not an upper bound). New code should read ``mono`` / ``utc`` or :attr:`bound`.
     """
 
-    send_mono: float
-    send_utc: datetime
+    mono: float
+    utc: datetime
     uncertainty_s: float
+    first_good_send_mono: float = math.nan
+
+    @property
+    def bound(self) -> Bound:
+        """The interval the moment lies in."""
+        return Bound(self.mono - self.uncertainty_s, self.mono)
+
+    @property
+    def send_mono(self) -> float:
+        """Alias of ``mono`` (the upper bound), for callers of the earlier API."""
+        return self.mono
+
+    @property
+    def send_utc(self) -> datetime:
+        """Alias of ``utc``, for callers of the earlier API."""
+        return self.utc
 
 
 class OutageTracker:
@@ -162,8 +338,8 @@ class OutageTracker:
         self.recovery_samples = recovery_samples
         self._closed: list[Outage] = []
         self._last_good: Sample | None = None
-        # the open outage, if any: its first and last failed samples, its failure count, and
-        # the run of good samples since its last failure (first of the run + its length)
+        # the open outage, if any: its first and last bad samples, its failure count, and the
+        # run of good samples since its last failure (first of the run + its length)
         self._start: Sample | None = None
         self._last_failed: Sample | None = None
         self._failed = 0
@@ -178,6 +354,8 @@ class OutageTracker:
 
     def feed(self, sample: Sample) -> OutageEvent | None:
         """Take the next sample in send order; return the event it causes, if any."""
+        if sample.starved:
+            return None  # it proves nothing either way
         if self._start is None:
             if sample.ok:
                 self._last_good = sample
@@ -207,36 +385,45 @@ class OutageTracker:
         start = self._start
         if start is None:
             return None
+        bound = start_bound(self._last_good, start)
         return Outage(
             endpoint=self.endpoint,
-            start_mono=start.send_mono,
-            start_utc=start.send_utc,
+            start_mono=start.done_mono,
+            start_utc=start.utc_at(start.done_mono),
             end_mono=None,
             end_utc=None,
             duration_s=None,
-            start_uncertainty_s=(
-                start.send_mono - self._last_good.send_mono if self._last_good is not None else None
-            ),
+            start_uncertainty_s=None if bound is None else bound.uncertainty_s,
             end_uncertainty_s=None,
             failed_samples=self._failed,
             first_error=start.error or ERROR_OTHER,
+            first_failed_send_mono=start.send_mono,
         )
 
     def _close(self, first_good: Sample) -> Outage:
         opened = self._open_outage()
         last_failed = self._last_failed
         assert opened is not None and last_failed is not None
+        end = restore_bound(last_failed, first_good)
+        start = opened.start_bound
+        if start is None:
+            duration, duration_uncertainty = end.mid_mono - opened.start_mono, None
+        else:
+            duration = end.mid_mono - start.mid_mono
+            duration_uncertainty = (start.uncertainty_s + end.uncertainty_s) / 2
         ended = Outage(
             endpoint=opened.endpoint,
             start_mono=opened.start_mono,
             start_utc=opened.start_utc,
-            end_mono=first_good.send_mono,
-            end_utc=first_good.send_utc,
-            duration_s=first_good.send_mono - opened.start_mono,
+            end_mono=end.mono,
+            end_utc=first_good.utc_at(end.mono),
+            duration_s=duration,
             start_uncertainty_s=opened.start_uncertainty_s,
-            end_uncertainty_s=first_good.send_mono - last_failed.send_mono,
+            end_uncertainty_s=end.uncertainty_s,
             failed_samples=opened.failed_samples,
             first_error=opened.first_error,
+            first_failed_send_mono=opened.first_failed_send_mono,
+            duration_uncertainty_s=duration_uncertainty,
         )
         self._closed.append(ended)
         self._start = self._last_failed = self._run_first = None
@@ -278,30 +465,35 @@ def endpoint_stats(
     samples: Sequence[Sample],
     recovery_samples: int = DEFAULT_RECOVERY_SAMPLES,
 ) -> EndpointStats:
-    """Availability, outages and good-sample latency percentiles of one endpoint."""
+    """Availability, outages, good-sample latency percentiles and starved count of one endpoint."""
     good_latencies_ms = [s.latency_s * 1000 for s in samples if s.ok]
+    starved = sum(1 for s in samples if s.starved)
+    counted = len(samples) - starved
     has_good = bool(good_latencies_ms)
     return EndpointStats(
         url=url,
         name=name,
         samples=len(samples),
         good_samples=len(good_latencies_ms),
-        availability=100 * len(good_latencies_ms) / len(samples) if samples else None,
+        availability=100 * len(good_latencies_ms) / counted if counted else None,
         outages=tuple(derive_outages(url, samples, recovery_samples)),
         latency_p50_ms=percentile(good_latencies_ms, 50) if has_good else None,
         latency_p95_ms=percentile(good_latencies_ms, 95) if has_good else None,
         latency_p99_ms=percentile(good_latencies_ms, 99) if has_good else None,
+        starved_samples=starved,
+        lag_max_ms=max(s.lag_s for s in samples) * 1000 if samples else None,
     )
 
 
 def first_good_run(samples: Sequence[Sample], t_mono: float, n: int) -> Sample | None:
-    """The first sample sent at or after ``t_mono`` that starts ``n`` consecutive good ones."""
+    """The first sample sent at or after ``t_mono`` that starts ``n`` consecutive good ones
+    (starved samples in between neither count nor break the run)."""
     if n < 1:
         raise ValueError(f"n must be at least 1, not {n}")
     run_first: Sample | None = None
     run_length = 0
     for sample in samples:
-        if sample.send_mono < t_mono:
+        if sample.send_mono < t_mono or sample.starved:
             continue
         if not sample.ok:
             run_first, run_length = None, 0
@@ -319,7 +511,7 @@ class _Healthy:
     """A span in which one endpoint was on a confirmed run of good samples."""
 
     start: Sample
-    before: Sample | None  # the sample before ``start``: the last one that did not show it
+    before: Sample | None  # the last counting sample before ``start``: it did not show the run
     end_mono: float  # send time of the failure that ended the run; inf if it never ended
 
 
@@ -330,6 +522,8 @@ def _healthy_spans(samples: Sequence[Sample], t_mono: float, n: int) -> list[_He
     run_before: Sample | None = None
     run_length = 0
     for sample in samples:
+        if sample.starved:
+            continue
         if sample.send_mono >= t_mono:
             if sample.ok:
                 if run_first is None:
@@ -348,12 +542,15 @@ def _healthy_spans(samples: Sequence[Sample], t_mono: float, n: int) -> list[_He
 def all_good_since(
     samples_by_endpoint: Sequence[Sequence[Sample]], t_mono: float, n_consecutive: int
 ) -> GoodSince | None:
-    """The first moment at or after ``t_mono`` when every endpoint was on a good run.
+    """The first moment at or after ``t_mono`` when every endpoint was on a good run, bounded.
 
     An endpoint is on a good run from the first of ``n_consecutive`` good samples until its next
-    failure; only samples sent at or after ``t_mono`` count. The answer is the earliest point
-    where all those spans overlap, which is the send time of some endpoint's run start.
-    ``None`` when there is no such moment yet (or no endpoints).
+    bad one; only samples sent at or after ``t_mono`` count, starved ones never. The earliest
+    point where all those spans overlap is found on the runs' send times; each endpoint's
+    restore then lies in ``[send of the sample before its run, completion of the run's first
+    sample]`` (:func:`restore_bound`), and the moment all were up in the latest of those: from
+    the greatest lower end to the greatest upper end. ``None`` when there is no such moment yet
+    (or no endpoints).
     """
     if n_consecutive < 1:
         raise ValueError(f"n_consecutive must be at least 1, not {n_consecutive}")
@@ -372,14 +569,67 @@ def all_good_since(
         latest = max(s.start.send_mono for s in chosen)
         if latest <= moment:
             # every chosen span has started by ``moment`` and none has ended: they overlap
+            bounds = [restore_bound(s.before, s.start) for s in chosen]
             decider = max(chosen, key=lambda s: s.start.send_mono)
-            lower = max(
-                (s.before.send_mono for s in chosen if s.before is not None),
-                default=decider.start.send_mono,
-            )
+            high = max(b.high_mono for b in bounds)
+            low = max(b.low_mono for b in bounds)
             return GoodSince(
-                send_mono=decider.start.send_mono,
-                send_utc=decider.start.send_utc,
-                uncertainty_s=decider.start.send_mono - lower,
+                mono=high,
+                utc=decider.start.utc_at(high),
+                uncertainty_s=high - low,
+                first_good_send_mono=decider.start.send_mono,
             )
         moment = latest
+
+
+@dataclass(frozen=True, slots=True)
+class LoopLateness:
+    """How late the probe loop ran: the apparatus's own health over a run.
+
+    The loop wakes every heartbeat period and on every grid tick; a wake-up's lateness is how
+    long after its due time it ran (the loop was off the CPU, waiting for a lock or busy).
+    ``max_s`` and ``p99_s`` are over heartbeats (``None`` before the first); ``late_ticks``
+    counts grid ticks more than one sampling interval late (their skipped grid points are
+    ``skipped_ticks``); ``starved_samples`` the failures set aside as possibly the loop's own
+    doing (:func:`is_starved`).
+    """
+
+    heartbeats: int
+    max_s: float | None
+    p99_s: float | None
+    ticks: int
+    tick_max_s: float | None
+    late_ticks: int
+    skipped_ticks: int
+    starved_samples: int
+
+    def describe(self) -> str:
+        """One line for a report: how late the probe loop was, and what that cost."""
+        if self.max_s is None:
+            return "probe loop lateness not measured"
+        p99 = self.p99_s if self.p99_s is not None else self.max_s
+        return (
+            f"probe loop late by up to {self.max_s * 1000:.0f} ms (p99 {p99 * 1000:.0f} ms); "
+            f"{self.late_ticks} ticks more than one interval late; "
+            f"{self.starved_samples} starved samples"
+        )
+
+
+def loop_lateness(
+    heartbeat_lateness: Sequence[float],
+    tick_lateness: Sequence[float],
+    interval_s: float,
+    skipped_ticks: int,
+    starved_samples: int,
+) -> LoopLateness:
+    """The :class:`LoopLateness` of a run from its heartbeats' and ticks' lateness."""
+    return LoopLateness(
+        heartbeats=len(heartbeat_lateness),
+        max_s=max(heartbeat_lateness) if heartbeat_lateness else None,
+        p99_s=percentile(heartbeat_lateness, 99) if heartbeat_lateness else None,
+        ticks=len(tick_lateness),
+        tick_max_s=max(tick_lateness) if tick_lateness else None,
+        late_ticks=sum(1 for late in tick_lateness if late > interval_s),
+        skipped_ticks=skipped_ticks,
+        starved_samples=starved_samples,
+    )
