@@ -1,14 +1,16 @@
 """Client-side DNS against the real failover DNS server on loopback: answers kept for exactly
 their TTL (fake clock; queries counted on the server), TTL 0, failures, URLs for http.client,
-and the aiohttp resolver end to end."""
+the aiohttp resolver end to end, and queries sent from a given source address."""
 
 from __future__ import annotations
 
 import asyncio
 import http.client
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -23,6 +25,7 @@ from drdrill.probes.resolve import (
     resolve_a,
 )
 from drdrill.sandbox.dns import FailoverDns
+from drdrill.sandbox.truth import TruthLog
 
 NAME = "app.visitor-analytics.test"
 PRIMARY = "127.0.0.1"  # where the tests' HTTP server listens
@@ -234,3 +237,35 @@ def test_real_ttl_of_one_second_is_honoured() -> None:
         assert 1.0 <= second.mono - first.mono <= 2.0
     finally:
         server.stop()
+
+
+def test_each_client_asks_from_its_own_source_address(tmp_path: Path) -> None:
+    """The server's log of its answers names each client by the address it sent from: the
+    one-shot query, the blocking cache and the aiohttp resolver, each from its own."""
+    truth = TruthLog(tmp_path / "truth.jsonl")
+    server = FailoverDns("127.0.0.1", 0, NAME, {"primary": PRIMARY, "dr": DR}, 2, truth)
+    server.start()
+    try:
+        cache = TtlCache("127.0.0.1", server.port, source_ip="127.21.4.12")
+        resolver = TtlResolver("127.0.0.1", server.port, source_ip="127.21.4.11")
+        windows: dict[str, tuple[float, float]] = {}
+
+        before = time.monotonic()
+        assert resolve_a(NAME, "127.0.0.1", server.port, source_ip="127.21.4.13") == (PRIMARY, 2)
+        windows["127.21.4.13"] = (before, time.monotonic())
+        before = time.monotonic()
+        assert cache.lookup(NAME) == PRIMARY
+        windows["127.21.4.12"] = (before, time.monotonic())
+        before = time.monotonic()
+        assert asyncio.run(resolver.lookup(NAME)) == PRIMARY
+        windows["127.21.4.11"] = (before, time.monotonic())
+        assert cache.lookup(NAME) == PRIMARY  # cached: no query, no answer logged
+    finally:
+        server.stop()
+    answers = truth.since(0.0, "dns_answer")
+    assert sorted(a.attrs["client_ip"] for a in answers) == sorted(windows)
+    for answer in answers:
+        low, high = windows[answer.attrs["client_ip"]]
+        assert low <= answer.mono <= high  # the server answered while that client waited
+        assert (answer.attrs["answer"], answer.attrs["ttl"]) == (PRIMARY, 2)
+    assert (cache.source_ip, resolver.source_ip) == ("127.21.4.12", "127.21.4.11")

@@ -1,6 +1,6 @@
 """The sandbox app as a real process against real MariaDB: endpoints on the primary, refused
 writes on the read-only replica (replication unharmed), a killed, frozen and restarted database,
-graceful SIGTERM, and no orphan when its parent dies."""
+graceful SIGTERM, no orphan when its parent dies, and its own log of its first answer and write."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -32,6 +33,7 @@ from drdrill.sandbox.mariadb import (
     unavailable_reason,
     wait_for_replica,
 )
+from drdrill.sandbox.truth import TruthLog
 
 _REASON = unavailable_reason()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
@@ -192,6 +194,43 @@ def test_primary_endpoints_and_acknowledged_write(
 
     status, text, _ = request(app, "GET", f"/api.php?action=markers&run={run}")
     assert (status, json.loads(text)) == (200, {"run": run, "markers": [7]})
+
+
+def test_a_task_logs_its_first_2xx_and_first_write_once(
+    app_tables: Pair, start_app: StartApp, run: str, tmp_path: Path
+) -> None:
+    """One ``app_first_request`` and one ``app_first_write`` a process, however many requests;
+    each stamped while the client waited for that very answer."""
+    primary = app_tables[0]
+    truth = TruthLog(tmp_path / "truth.jsonl")
+    app = start_app(primary, task_id="firsts-task", extra=("--truth", str(truth.path)))
+    assert request(app, "GET", "/nope")[0] == 404
+    assert truth.read() == []  # not a 2xx
+
+    before = time.monotonic()
+    assert request(app, "GET", "/api.php?action=stats")[0] == 200
+    answered = time.monotonic()
+    for _ in range(3):
+        assert request(app, "GET", "/health-simple.php")[0] == 200
+    sent = time.monotonic()
+    assert write(app, run, 41) == (200, {"ok": True, "marker": 41})
+    acked = time.monotonic()
+    assert write(app, run, 42)[0] == 200
+    assert request(app, "GET", "/")[0] == 200
+
+    events = truth.read()
+    assert [e.event for e in events] == ["app_first_request", "app_first_write"]
+    first, wrote = events
+    assert first.attrs == {
+        "region": "primary",
+        "task": "firsts-task",
+        "path": "/api.php?action=stats",
+        "status": 200,
+    }
+    assert before <= first.mono <= answered
+    assert wrote.attrs == {"region": "primary", "task": "firsts-task", "marker_id": 41, "run": run}
+    assert sent <= wrote.mono <= acked
+    assert markers(primary, run) == {41, 42}
 
 
 def test_retried_write_is_idempotent_and_bad_requests_refused(

@@ -1,10 +1,12 @@
 """The failover DNS server on real UDP/TCP sockets on loopback, queried with dnspython: the
-active record with its TTL, switching, NXDOMAIN/NODATA/REFUSED, and a stop that frees the port."""
+active record with its TTL, switching, NXDOMAIN/NODATA/REFUSED, a stop that frees the port, and
+the log of every answer with its client."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,7 +60,7 @@ def test_answers_the_active_record_with_its_ttl_and_switches(
     assert server.active == "dr" and server.active_ip == "127.0.2.2" and server.serial == 2
     assert resolve_a(NAME, "127.0.0.1", server.port) == ("127.0.2.2", 2)
     assert server.switch("dr") is False  # already there: no event
-    [event] = truth.read()
+    [event] = [e for e in truth.read() if e.event == "dns_record_switched"]
     assert event.event == "dns_record_switched" and event.component == "route53"
     assert event.attrs == {
         "name": NAME,
@@ -166,3 +168,60 @@ def test_a_taken_port_is_an_error(server: FailoverDns) -> None:
 def test_bad_settings_are_refused(name: str, records: dict[str, str], message: str) -> None:
     with pytest.raises(DnsError, match=message):
         FailoverDns("127.0.0.1", 0, name, records, ttl=1)
+
+
+def test_every_answer_is_logged_with_its_client_and_ttl(
+    server: FailoverDns, truth: TruthLog
+) -> None:
+    """Each reply the server sends is one ``dns_answer`` line: who asked (source address and
+    port), what it was told and for how long, stamped between the client's send and receipt."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.9.4.11", 0))
+    client_port = sock.getsockname()[1]
+    sent = time.monotonic()
+    response, _ = dns.query.udp_with_fallback(
+        dns.message.make_query(NAME, dns.rdatatype.A),
+        "127.0.0.1",
+        timeout=1.0,
+        port=server.port,
+        udp_sock=sock,
+    )
+    received = time.monotonic()
+    sock.close()
+    assert response.answer[0][0].address == "127.0.1.2"
+    [answer] = truth.since(sent, "dns_answer")
+    assert answer.component == "route53"
+    assert answer.attrs == {
+        "client_ip": "127.9.4.11",
+        "client_port": client_port,
+        "proto": "udp",
+        "name": NAME,
+        "qtype": "A",
+        "rcode": "NOERROR",
+        "answer": "127.0.1.2",
+        "ttl": 2,
+    }
+    assert sent <= answer.mono <= received
+
+    server.switch("dr")
+    after = time.monotonic()
+    query(server, NAME, tcp=True)
+    query(server, "nope.visitor-analytics.test")
+    query(server, "example.org")
+    logged = [e.attrs for e in truth.since(after, "dns_answer")]
+    assert [(a["proto"], a["rcode"], a["answer"], a["ttl"]) for a in logged] == [
+        ("tcp", "NOERROR", "127.0.2.2", 2),
+        ("udp", "NXDOMAIN", None, None),
+        ("udp", "REFUSED", None, None),
+    ]
+    assert {a["client_ip"] for a in logged} == {"127.0.0.1"}
+
+
+def test_answers_are_not_logged_when_told_not_to(truth: TruthLog) -> None:
+    quiet = FailoverDns("127.0.0.1", 0, NAME, RECORDS, ttl=2, truth=truth, log_answers=False)
+    quiet.start()
+    try:
+        assert resolve_a(NAME, "127.0.0.1", quiet.port)[0] == "127.0.1.2"
+    finally:
+        quiet.stop()
+    assert truth.read() == []

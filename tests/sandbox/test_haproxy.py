@@ -1,7 +1,7 @@
 """The HAProxy ALB on a real ``haproxy -db`` process, with real stdlib HTTP backends on loopback:
 targets come UP after ``rise`` checks, a killed one is marked DOWN after ``fall`` checks (checked
 against the kill time and the ground-truth log), removal, no target -> 503, crash and restart,
-freeze and thaw."""
+freeze and thaw; HAProxy's own log lines (syslog) as ground truth."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from drdrill.sandbox.haproxy import HAProxyError, HAProxyLB, unavailable_reason
+from drdrill.sandbox.haproxy import HAProxyError, HAProxyLB, parse_server_state, unavailable_reason
 from drdrill.sandbox.mariadb import free_port
 from drdrill.sandbox.settings import Timings
+from drdrill.sandbox.syslog_receiver import SyslogMessage, SyslogReceiver
 from drdrill.sandbox.truth import TruthLog
 
 _REASON = unavailable_reason()
@@ -318,3 +319,162 @@ def test_port_zero_picks_a_port_and_a_busy_port_fails_with_the_log(
         with pytest.raises(HAProxyError, match="exited with status"):
             taken.start(timeout=5)
         assert not taken.is_running()
+
+
+# --- HAProxy's own log, received as syslog ------------------------------------------------------
+
+#: HAProxy stamps a line when its event loop handles the check; the poller's window around it is
+#: taken on this process's clock. Slack for the wall-to-monotonic conversion and scheduling.
+LOG_SLACK_S = 0.005
+
+
+@pytest.fixture
+def logged_lb(tmp_path: Path, truth: TruthLog) -> Iterator[tuple[HAProxyLB, SyslogReceiver]]:
+    """A load balancer that sends its own log to a receiver on loopback."""
+    holder: list[HAProxyLB] = []
+
+    def on_message(message: SyslogMessage) -> None:
+        if holder and message.app == holder[0].name:
+            holder[0].record_log(message.message, message.wall, message.received_mono)
+
+    receiver = SyslogReceiver("127.0.0.1", 0, on_message)
+    receiver.start()
+    balancer = HAProxyLB(
+        "alb-logged",
+        "127.0.0.1",
+        free_port(),
+        tmp_path / "logged",
+        TIMINGS,
+        truth,
+        max_servers=4,
+        log_to=receiver.address,
+    )
+    holder.append(balancer)
+    try:
+        balancer.start()
+        yield balancer, receiver
+    finally:
+        balancer.kill()
+        receiver.stop()
+
+
+def server_states(truth: TruthLog, since: float, slot: int) -> list[tuple[str, str | None, float]]:
+    return [
+        (e.attrs["state"], e.attrs["server"], e.mono)
+        for e in truth.since(since, "haproxy_server_state")
+        if e.attrs["slot"] == slot
+    ]
+
+
+def test_haproxy_logs_up_and_down_itself_within_the_pollers_windows(
+    logged_lb: tuple[HAProxyLB, SyslogReceiver],
+    backends: Callable[[str], Backend],
+    truth: TruthLog,
+) -> None:
+    """A new target's UP and a killed one's DOWN come from HAProxy's own log lines, stamped with
+    HAProxy's time, which falls inside the runtime-API poller's window for the same change."""
+    lb, receiver = logged_lb
+    a = backends("task-a")
+    added = time.monotonic()
+    slot = lb.add_server("task-a", "127.0.0.1", a.port)
+    wait_for(lambda: bool(truth.since(added, "lb_target_healthy")), timeout=UP_TOLERANCE + 2)
+    wait_for(lambda: ("UP", "task-a") in [s[:2] for s in server_states(truth, added, slot)], 2.0)
+    [healthy] = truth.since(added, "lb_target_healthy")
+    [up] = [e for e in truth.since(added, "haproxy_server_state") if e.attrs["state"] == "UP"]
+    assert up.attrs["server"] == "task-a" and up.attrs["haproxy_server"] == f"app/task{slot}"
+    assert up.attrs["reason"] == "Layer7 check passed"
+    assert up.attrs["stamped"] == "haproxy syslog timestamp"
+    window = (healthy.attrs["prev_poll_mono"], healthy.mono)
+    print(f"HAProxy UP at {up.mono:.4f}, poller window [{window[0]:.4f}, {window[1]:.4f}]")
+    assert window[0] - LOG_SLACK_S <= up.mono <= window[1] + LOG_SLACK_S
+    # registration passes through DOWN (CLI, leaving drain) before UP, all before the UP
+    downs = [s for s in server_states(truth, added, slot) if s[0] == "DOWN"]
+    assert downs and all(mono <= up.mono for _, _, mono in downs)
+
+    killed = time.monotonic()
+    a.kill()
+    wait_for(lambda: bool(truth.since(killed, "lb_target_unhealthy")), DOWN_TOLERANCE + 2)
+    wait_for(lambda: any(s[0] == "DOWN" for s in server_states(truth, killed, slot)), 2.0)
+    [unhealthy] = truth.since(killed, "lb_target_unhealthy")
+    [down] = [e for e in truth.since(killed, "haproxy_server_state") if e.attrs["slot"] == slot]
+    assert down.attrs["state"] == "DOWN" and down.attrs["server"] == "task-a"
+    assert down.attrs["reason"] == "Layer4 connection problem"
+    print(f"HAProxy DOWN at kill + {down.mono - killed:.3f} s")
+    assert killed <= down.mono
+    assert unhealthy.attrs["prev_poll_mono"] - LOG_SLACK_S <= down.mono
+    assert down.mono <= unhealthy.mono + LOG_SLACK_S
+    assert receiver.received >= 4
+
+
+def test_a_deregistered_target_goes_down_for_maintenance(
+    logged_lb: tuple[HAProxyLB, SyslogReceiver],
+    backends: Callable[[str], Backend],
+    truth: TruthLog,
+) -> None:
+    lb, _ = logged_lb
+    a = backends("task-a")
+    slot = lb.add_server("task-a", "127.0.0.1", a.port)
+    wait_for(lambda: lb.healthy_count() == 1, timeout=UP_TOLERANCE + 2)
+    asked = time.monotonic()
+    lb.remove_server("task-a")
+    removed = time.monotonic()
+    wait_for(lambda: bool(server_states(truth, asked, slot)), timeout=2.0)
+    [(state, server, mono)] = server_states(truth, asked, slot)
+    [event] = truth.since(asked, "haproxy_server_state")
+    assert (state, server, event.attrs["reason"]) == ("DOWN", "task-a", "maintenance")
+    # HAProxy handled the command while we waited for its answer
+    assert asked - LOG_SLACK_S <= mono <= removed + LOG_SLACK_S
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "Server app/task3 is UP, reason: Layer7 check passed, code: 200, check duration: 1ms.",
+            ("app", 3, "UP", "Layer7 check passed"),
+        ),
+        (
+            'Server app/task1 is DOWN, reason: Layer4 timeout, info: "x", check duration: 501ms.',
+            ("app", 1, "DOWN", "Layer4 timeout"),
+        ),
+        (
+            "Server app/task2 is DOWN (leaving forced drain).",
+            ("app", 2, "DOWN", "leaving forced drain"),
+        ),
+        (
+            "Server app/task2 is DOWN, changed from CLI. 0 active and 0 backup servers left.",
+            ("app", 2, "DOWN", "changed from CLI"),
+        ),
+        ("Server app/task4 is going DOWN for maintenance.", ("app", 4, "DOWN", "maintenance")),
+        ("Server app/task1 is UP/DRAIN (leaving forced maintenance).", None),
+        ("Server app/task1 was DOWN and now enters maintenance.", None),
+        ("backend app has no server available!", None),
+    ],
+)
+def test_server_state_lines_are_parsed(
+    message: str, expected: tuple[str, int, str, str] | None
+) -> None:
+    line = parse_server_state(message)
+    got = None if line is None else (line.backend, line.slot, line.state, line.reason)
+    assert got == expected
+
+
+def test_the_syslog_receiver_takes_a_free_port_when_allowed() -> None:
+    got: list[SyslogMessage] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        taken = holder.getsockname()[1]
+        with pytest.raises(OSError):
+            SyslogReceiver("127.0.0.1", taken, got.append).start()
+        receiver = SyslogReceiver("127.0.0.1", taken, got.append)
+        receiver.start(any_port_if_taken=True)
+        try:
+            assert receiver.address[1] != taken
+            line = b"<133>1 2026-11-30T00:39:48.196350+00:00 - alb-x 7 - - Server app/task1 is UP."
+            holder.sendto(line, receiver.address)
+            wait_for(lambda: bool(got), timeout=2.0)
+        finally:
+            receiver.stop()
+    [message] = got
+    assert (message.app, message.message) == ("alb-x", "Server app/task1 is UP.")
+    assert message.wall == pytest.approx(1795999188.196350)

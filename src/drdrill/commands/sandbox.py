@@ -80,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
         return _check(settings)
     if args.action in ("failover", "invoke", "failback"):
         return _act(control.client_for(settings), args)
-    for log in [*sorted(run_dir.rglob("*.log")), run_dir / "truth.jsonl"]:
+    for log in [
+        *sorted(run_dir.rglob("*.log")),
+        run_dir / "truth.jsonl",
+        run_dir / "observer.jsonl",
+    ]:
         if log.exists():
             print(f"==> {log.relative_to(run_dir)} <==")
             print("\n".join(log.read_text(errors="replace").splitlines()[-args.lines :]))

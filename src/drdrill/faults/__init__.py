@@ -29,6 +29,7 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "sandbox.reboot_db": "drdrill.faults.sandbox:RebootDb",
         "sandbox.region_down": "drdrill.faults.sandbox:RegionDown",
         "sandbox.pause_replication": "drdrill.faults.sandbox:PauseReplication",
+        "sandbox.cut_replication": "drdrill.faults.sandbox:CutReplication",
         "aws.ecs.stop_tasks": "drdrill.faults.aws:StopEcsTasks",
         "aws.ecs.scale_to_zero": "drdrill.faults.aws:ScaleServiceToZero",
         "aws.rds.reboot": "drdrill.faults.aws:RebootDbInstance",

@@ -179,3 +179,37 @@ class PauseReplication:
     def from_record(cls, record: Mapping[str, Any]) -> Self:
         """Rebuild from the journal."""
         return cls(int(record["control_port"]))
+
+
+@dataclass(frozen=True)
+class CutReplication:
+    """Cut the replication link to the DR replica (its IO thread stopped): writes the primary
+    acknowledges from now on never reach DR, and a failover loses them. The revert starts the
+    IO thread again (nothing to do once the replica was promoted)."""
+
+    kind: ClassVar[str] = "sandbox.cut_replication"
+    control_port: int
+
+    def describe(self) -> str:
+        """One line naming the fault."""
+        return "cut the replication link to the dr replica (STOP SLAVE IO_THREAD)"
+
+    def inject(self) -> None:
+        """Cut now."""
+        _call(self.control_port, "cut_replication")
+
+    def revert(self) -> RevertResult:
+        """START SLAVE IO_THREAD (idempotent; a promoted replica is left alone)."""
+        result = _call(self.control_port, "restore_replication")
+        if result.get("restored"):
+            return RevertResult("replication link restored")
+        return RevertResult(f"nothing to restore: {result.get('why')}")
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {"control_port": self.control_port}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        return cls(int(record["control_port"]))

@@ -11,6 +11,9 @@ nothing of the sandbox's DNS server and may cache on its own); they use:
   a name, or :meth:`TtlCache.resolve_url` a URL into the address to connect to and the
   ``Host`` header to send.
 
+Every query can be sent from a given source address (``source_ip``; loopback has all of
+127.0.0.0/8), so that a DNS server that logs its answers tells the clients apart.
+
 Both caches keep an answer for exactly its TTL on their ``clock`` (TTL 0: ask every time), do
 not cache failures, and never serve a stale answer when the server fails. Each query they send
 is recorded as a :class:`Resolution` (when the answer came, the address, the TTL, or the
@@ -110,26 +113,43 @@ def ip_switches(history: Iterable[Resolution], name: str | None = None) -> list[
     return switches
 
 
-def resolve_a(name: str, server_ip: str, port: int, timeout: float = 1.0) -> tuple[str, int]:
-    """Ask ``server_ip:port`` for ``name``'s A record (UDP, TCP when truncated): (ip, ttl)."""
+def resolve_a(
+    name: str,
+    server_ip: str,
+    port: int,
+    timeout: float = 1.0,
+    *,
+    source_ip: str | None = None,
+) -> tuple[str, int]:
+    """Ask ``server_ip:port`` for ``name``'s A record (UDP, TCP when truncated): (ip, ttl).
+
+    ``source_ip``: the address the query is sent from (any free port of it).
+    """
     name = _normal(name)
     query = dns.message.make_query(name, dns.rdatatype.A)
     try:
-        response, _ = dns.query.udp_with_fallback(query, server_ip, timeout=timeout, port=port)
+        response, _ = dns.query.udp_with_fallback(
+            query, server_ip, timeout=timeout, port=port, source=source_ip
+        )
     except (dns.exception.DNSException, OSError) as exc:
         raise _failure(name, server_ip, port, exc) from exc
     return _answer(name, server_ip, port, response)
 
 
 async def resolve_a_async(
-    name: str, server_ip: str, port: int, timeout: float = 1.0
+    name: str,
+    server_ip: str,
+    port: int,
+    timeout: float = 1.0,
+    *,
+    source_ip: str | None = None,
 ) -> tuple[str, int]:
     """:func:`resolve_a` without blocking the event loop."""
     name = _normal(name)
     query = dns.message.make_query(name, dns.rdatatype.A)
     try:
         response, _ = await dns.asyncquery.udp_with_fallback(
-            query, server_ip, timeout=timeout, port=port
+            query, server_ip, timeout=timeout, port=port, source=source_ip
         )
     except (dns.exception.DNSException, OSError) as exc:
         raise _failure(name, server_ip, port, exc) from exc
@@ -147,10 +167,13 @@ class _TtlBase:
         timeout: float,
         clock: Callable[[], float],
         history_limit: int,
+        source_ip: str | None,
     ) -> None:
         self.server_ip = server_ip
         self.port = port
         self.timeout = timeout
+        #: the address queries are sent from (None: the system's choice)
+        self.source_ip = source_ip
         self._clock = clock
         # The lock keeps the cache and history consistent for readers on other threads
         # (a drill reading the history while probes resolve); it is never held over I/O.
@@ -223,9 +246,18 @@ class TtlCache(_TtlBase):
         timeout: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         history_limit: int = DEFAULT_HISTORY,
+        source_ip: str | None = None,
     ) -> None:
-        """Ask ``server_ip:port``; each query waits up to ``timeout`` seconds."""
-        super().__init__(server_ip, port, timeout=timeout, clock=clock, history_limit=history_limit)
+        """Ask ``server_ip:port`` (from ``source_ip`` when given); each query waits up to
+        ``timeout`` seconds."""
+        super().__init__(
+            server_ip,
+            port,
+            timeout=timeout,
+            clock=clock,
+            history_limit=history_limit,
+            source_ip=source_ip,
+        )
 
     def lookup(self, name: str) -> str:
         """``name``'s address (an IP literal is returned as is); raises :class:`ResolveError`."""
@@ -236,7 +268,9 @@ class TtlCache(_TtlBase):
         if cached is not None:
             return cached
         try:
-            ip, ttl = resolve_a(name, self.server_ip, self.port, self.timeout)
+            ip, ttl = resolve_a(
+                name, self.server_ip, self.port, self.timeout, source_ip=self.source_ip
+            )
         except ResolveError as exc:
             self._failed(name, exc)
             raise
@@ -277,9 +311,18 @@ class TtlResolver(_TtlBase, AbstractResolver):
         timeout: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         history_limit: int = DEFAULT_HISTORY,
+        source_ip: str | None = None,
     ) -> None:
-        """Ask ``server_ip:port``; each query waits up to ``timeout`` seconds."""
-        super().__init__(server_ip, port, timeout=timeout, clock=clock, history_limit=history_limit)
+        """Ask ``server_ip:port`` (from ``source_ip`` when given); each query waits up to
+        ``timeout`` seconds."""
+        super().__init__(
+            server_ip,
+            port,
+            timeout=timeout,
+            clock=clock,
+            history_limit=history_limit,
+            source_ip=source_ip,
+        )
         self._inflight: dict[str, asyncio.Future[str]] = {}
 
     async def lookup(self, name: str) -> str:
@@ -322,7 +365,9 @@ class TtlResolver(_TtlBase, AbstractResolver):
 
     async def _query(self, name: str) -> str:
         try:
-            ip, ttl = await resolve_a_async(name, self.server_ip, self.port, self.timeout)
+            ip, ttl = await resolve_a_async(
+                name, self.server_ip, self.port, self.timeout, source_ip=self.source_ip
+            )
         except ResolveError as exc:
             self._failed(name, exc)
             raise

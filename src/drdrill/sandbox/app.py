@@ -19,6 +19,12 @@ once it accepts connections and exits 0 on SIGTERM after the requests in flight 
 
 Every database call is bounded: connect 1 s, read 2 s, write 2 s (PyMySQL also reads the server
 greeting with the read timeout, so a frozen server costs at most ~2 s a request).
+
+Ground truth (``--truth PATH``, the sandbox's ``truth.jsonl``): each task process logs the first
+request it answered with a 2xx, once the status line and headers are sent
+(``app_first_request`` {region, task, path, status}), and the first write it committed, right
+after the COMMIT (``app_first_write`` {region, task, marker_id, run}): one line each a process,
+not one a request.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,6 +49,7 @@ import pymysql
 
 from drdrill.errors import DrillError
 from drdrill.probes.writes import MARKER_TABLE, MySqlEndpoint, ensure_marker_table
+from drdrill.sandbox.truth import TruthLog
 
 T = TypeVar("T")
 
@@ -423,6 +431,7 @@ class AppHandler(BaseHTTPRequestHandler):
         except (pymysql.err.Error, OSError, AppDbError) as exc:
             self._json(503, {"ok": False, "error": short_error(exc)})
             return
+        self.server.firsts.wrote(request)
         self._json(200, {"ok": True, "marker": request.marker_id})
 
     def _json(self, status: int, body: dict[str, Any], *, head: bool = False) -> None:
@@ -438,6 +447,10 @@ class AppHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
+        if 200 <= status < 300:
+            # the status line is on its way: HAProxy's checks reset the connection as soon as
+            # they have read it, so a log after the body would miss them
+            self.server.firsts.served(self.path, status)
         if not head:
             self.wfile.write(data)
 
@@ -467,6 +480,50 @@ def _parse_write(raw: bytes) -> WriteRequest:
     return WriteRequest(run, marker, float(sent))
 
 
+class Firsts:
+    """Logs a task's first 2xx answer and its first committed write, once each, as truth."""
+
+    def __init__(self, truth: TruthLog | None, task_id: str, region: str) -> None:
+        self.truth = truth
+        self.task_id = task_id
+        self.region = region
+        self._lock = threading.Lock()
+        self._done: set[str] = set()
+
+    def _once(self, what: str) -> bool:
+        with self._lock:
+            if self.truth is None or what in self._done:
+                return False
+            self._done.add(what)
+            return True
+
+    def served(self, path: str, status: int) -> None:
+        """A request was answered with a 2xx (logged the first time only)."""
+        if self._once("request"):
+            assert self.truth is not None
+            self.truth.append(
+                "app_first_request",
+                self.task_id,
+                region=self.region,
+                task=self.task_id,
+                path=path,
+                status=status,
+            )
+
+    def wrote(self, request: WriteRequest) -> None:
+        """A write was committed (logged the first time only)."""
+        if self._once("write"):
+            assert self.truth is not None
+            self.truth.append(
+                "app_first_write",
+                self.task_id,
+                region=self.region,
+                task=self.task_id,
+                marker_id=request.marker_id,
+                run=request.run_id,
+            )
+
+
 class AppServer(ThreadingHTTPServer):
     """The HTTP server with its app; counts requests in flight so that SIGTERM can drain them."""
 
@@ -476,9 +533,12 @@ class AppServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], app: VisitorApp) -> None:
+    def __init__(
+        self, address: tuple[str, int], app: VisitorApp, truth: TruthLog | None = None
+    ) -> None:
         super().__init__(address, AppHandler)
         self.app = app
+        self.firsts = Firsts(truth, app.task_id, app.region)
         self.draining = threading.Event()
         self._in_flight = 0
         self._idle = threading.Condition()
@@ -527,6 +587,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="on SIGTERM, at most this long for the requests in flight",
     )
     parser.add_argument(
+        "--truth", default=None, help="the ground-truth log to append this task's firsts to"
+    )
+    parser.add_argument(
         "--parent-pid",
         type=int,
         default=None,
@@ -549,7 +612,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         region=args.region,
     )
     try:
-        server = AppServer((args.host, args.port), app)
+        truth = TruthLog(Path(args.truth)) if args.truth else None
+        server = AppServer((args.host, args.port), app, truth)
     except OSError as exc:
         where = f"{args.host}:{args.port}"
         print(f"app {args.task_id}: cannot listen on {where}: {exc}", file=sys.stderr)

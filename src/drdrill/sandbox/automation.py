@@ -4,6 +4,11 @@ A failover has four steps, each logged to the ground truth when asked and when d
 the DR replica, scale the DR service up, wait for healthy targets behind the DR load balancer,
 switch the failover DNS record. The automated script and the Lambda run them all; the manual
 script runs them one at a time through :meth:`DrAutomation.step`.
+
+On the alarm (automated mode) it waits ``timings.automation_delay`` before it acts
+(:meth:`DrAutomation.after_alarm`), as a slow Lambda or a throttled invocation would. When it
+starts acting, whatever invoked it, it logs ``automation_invoked`` {trigger} (then the
+``failover_triggered`` the drills read as the stack's reported record).
 """
 
 from __future__ import annotations
@@ -32,10 +37,24 @@ class DrAutomation:
         self.last_error: str | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._waiting: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._done: set[str] = set()
 
     def _truth(self, event: str, **attrs: Any) -> None:
         self.sandbox.truth.append(event, "dr-automation", **attrs)
+
+    def after_alarm(self) -> None:
+        """The alarm's invocation: after ``timings.automation_delay``, in the background."""
+        delay = self.sandbox.settings.timings.automation_delay
+
+        def delayed() -> None:
+            if self._stopping.wait(delay):
+                return  # the sandbox is going down
+            self.invoke({"trigger": "alarm", "reason": "health alarm"}, wait=True)
+
+        self._waiting = threading.Thread(target=delayed, name="dr-automation-alarm", daemon=True)
+        self._waiting.start()
 
     def invoke(self, payload: dict[str, Any], wait: bool = True) -> dict[str, Any]:
         """Run the whole failover (the Lambda); with ``wait`` False, in the background."""
@@ -45,6 +64,7 @@ class DrAutomation:
                 return {"status": "already", "state": self.state}
             self.state = "failing_over"
             self._done.clear()
+        self._truth("automation_invoked", trigger=trigger)
         self._truth("failover_triggered", trigger=trigger, reason=payload.get("reason"))
         if wait:
             return self._run_all()
@@ -76,6 +96,7 @@ class DrAutomation:
             else:
                 first = False
         if first:
+            self._truth("automation_invoked", trigger="manual-script")
             self._truth("failover_triggered", trigger="manual-script", reason="step by step")
         return self._step(name)
 
@@ -163,6 +184,7 @@ class DrAutomation:
         if sandbox.region_state["primary"] != "up":
             sandbox.region_up("primary")
         sandbox.ecs["primary"].set_desired(0)
+        sandbox.harvest_db_log("primary")  # a reseed wipes its general log
         seconds = reseed_replica(primary, dr)
         self._truth("primary_reseeded", seconds=round(seconds, 3))
         want = sandbox.settings.primary.desired
@@ -177,6 +199,7 @@ class DrAutomation:
         sandbox.dns.switch("primary")
         time.sleep(timings.dns_ttl + 0.5)  # clients holding the DR answer move on
         sandbox.ecs["dr"].set_desired(sandbox.settings.dr.desired)
+        sandbox.harvest_db_log("dr")
         seconds = reseed_replica(dr, primary)
         self._truth("dr_reseeded", seconds=round(seconds, 3))
         with self._lock:
@@ -197,6 +220,8 @@ class DrAutomation:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """Wait briefly for a background failover to finish."""
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        """Cancel a delayed invocation; wait briefly for a background failover to finish."""
+        self._stopping.set()
+        for thread in (self._waiting, self._thread):
+            if thread is not None:
+                thread.join(timeout=5)

@@ -16,6 +16,12 @@ Health-checked failover is *not* automatic: the DR automation (or a runbook step
 :meth:`FailoverDns.switch`. DNS is global like Route53, so a region outage does not touch it:
 there is no freeze. Each switch is logged as ground truth: ``dns_record_switched`` with
 ``name``, ``from``, ``to``, ``ip``, ``ttl`` and ``serial``.
+
+Every answer is logged too (``log_answers``, on when there is a truth log): ``dns_answer`` with
+``client_ip``, ``client_port``, ``proto``, ``name``, ``qtype``, ``rcode``, ``answer`` (the
+address, or None when the reply has none) and ``ttl``, stamped as the reply is handed to the
+socket. The drill's clients send from addresses of their own (the sandbox settings'
+``client_ip``), so the log says which client was told what, and when.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ import contextlib
 import ipaddress
 import socketserver
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from dnslib import QTYPE, RCODE, RR, SOA, A, DNSLabel
@@ -103,7 +111,7 @@ class _FailoverResolver(BaseResolver):  # type: ignore[misc]  # dnslib has no ty
 
     def resolve(self, request: Any, handler: Any) -> Any:
         """The reply to one query (see the module docstring for the rules)."""
-        return self._owner._reply(request)
+        return self._owner._reply(request, handler)
 
 
 class FailoverDns:
@@ -122,6 +130,7 @@ class FailoverDns:
         zone: str | None = None,
         component: str = "route53",
         tcp: bool = True,
+        log_answers: bool = True,
     ) -> None:
         """``records`` maps ``"primary"`` and ``"dr"`` to IPv4 addresses; ``port=0`` picks a
         free port on the first start (the same one for UDP and TCP) and keeps it."""
@@ -150,6 +159,7 @@ class FailoverDns:
         self.truth = truth
         self.component = component
         self.tcp = tcp
+        self.log_answers = log_answers
         self._answer = _Answer(active, self.records[active], serial=1)
         self._switch_lock = threading.Lock()
         self._count_lock = threading.Lock()
@@ -208,12 +218,16 @@ class FailoverDns:
             if before.side == to:
                 return False
             after = _Answer(to, self.records[to], before.serial + 1)
+            # stamped before the new answer is served, so that no answer of it precedes it
+            mono, utc = time.monotonic(), datetime.now(UTC)
             self._answer = after
             if self.truth is not None:
                 attrs = {"from": before.side, "to": to}  # "from" is a keyword
-                self.truth.append(
+                self.truth.append_at(
                     "dns_record_switched",
                     self.component,
+                    mono,
+                    utc,
                     name=self.name,
                     ip=after.ip,
                     ttl=self.ttl,
@@ -283,10 +297,33 @@ class FailoverDns:
         rdata = SOA(f"ns1.{self.zone}.", f"hostmaster.{self.zone}.", times)
         return RR(self._zone_label, QTYPE.SOA, rdata=rdata, ttl=self.ttl)
 
-    def _reply(self, request: Any) -> Any:
+    def _reply(self, request: Any, handler: Any = None) -> Any:
         with self._count_lock:
             self._queries += 1
         answer = self._answer  # one snapshot for the whole reply
+        reply = self._build(request, answer)
+        if self.truth is not None and self.log_answers:
+            self._log_answer(request, reply, handler)
+        return reply
+
+    def _log_answer(self, request: Any, reply: Any, handler: Any) -> None:
+        client = getattr(handler, "client_address", None) or ("", 0)
+        address = next((rr for rr in reply.rr if rr.rtype == QTYPE.A), None)
+        assert self.truth is not None
+        self.truth.append(
+            "dns_answer",
+            self.component,
+            client_ip=str(client[0]),
+            client_port=int(client[1]),
+            proto=str(getattr(handler, "protocol", "")),
+            name=str(request.q.qname).rstrip(".").lower(),
+            qtype=QTYPE.get(request.q.qtype, str(request.q.qtype)),
+            rcode=RCODE.get(reply.header.rcode, str(reply.header.rcode)),
+            answer=str(address.rdata) if address is not None else None,
+            ttl=int(address.ttl) if address is not None else None,
+        )
+
+    def _build(self, request: Any, answer: _Answer) -> Any:
         reply = request.reply(ra=0, aa=1)
         if request.header.opcode != 0:  # QUERY
             reply.header.aa = 0

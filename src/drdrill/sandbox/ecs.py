@@ -16,7 +16,8 @@ While :meth:`pause` is in force (a region down) nothing is started or replaced. 
 written to the ground truth (component ``ecs-<region>``): ``task_started`` (the process
 listens), ``task_stopped`` (we stopped it, with the mode), ``task_exited`` (exit noticed, with
 the return code), ``service_desired_changed`` and ``service_steady`` (running == desired after a
-change).
+change). Each task process appends its own ``app_first_request`` and ``app_first_write`` to the
+same log (see :mod:`drdrill.sandbox.app`).
 
 Tasks run in their own session (a Ctrl-C meant for the harness must not reach them first) and
 exit by themselves when the process that started them is gone (``--parent-pid``).
@@ -590,6 +591,8 @@ class ServiceScheduler:
             "--parent-pid",
             str(os.getpid()),
         ]
+        if self.truth is not None:
+            cmd += ["--truth", str(self.truth.path)]  # the task logs its own firsts
         env = {**os.environ, PASSWORD_ENV: self._db_password, "PYTHONUNBUFFERED": "1"}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_file = (self.run_dir / f"{task_id}.log").open("ab")

@@ -25,6 +25,16 @@ maintenance is no health change. Life-cycle events: ``lb_started``, ``lb_stopped
 ``lb_killed``, ``lb_frozen``, ``lb_thawed``, ``lb_target_added``, ``lb_target_removed``,
 ``lb_target_draining``; every event has ``lb=<name>`` and is logged with component ``<name>``.
 
+HAProxy's own record: with ``log_to`` set, HAProxy sends its log to that UDP syslog address in
+RFC 5424 format (``log-tag`` is the load balancer's name; traffic is not logged, only the
+backend's messages). Its timestamps have microseconds (HAProxy 2.6). A receiver hands each
+message to :meth:`HAProxyLB.record_log`, which appends ``haproxy_server_state`` {lb, server,
+slot, haproxy_server, state: UP|DOWN, reason, message} for the lines "Server app/taskN is UP"
+/ "is DOWN" / "is going DOWN for maintenance", stamped with HAProxy's own time. Measured:
+registering a slot logs DOWN (changed from CLI), DOWN (leaving forced drain), then UP once
+``rise`` checks pass; a dead target logs DOWN with the check's reason; a deregistered one that
+was UP "is going DOWN for maintenance" (reason ``maintenance``).
+
 Nothing here imports pytest: the sandbox supervisor uses it as well as the tests. One owner
 drives the life cycle; the runtime-API methods may be called from any thread.
 """
@@ -42,6 +52,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -49,7 +60,7 @@ import psutil
 from drdrill.errors import DrillError
 from drdrill.sandbox.mariadb import free_port
 from drdrill.sandbox.settings import Timings
-from drdrill.sandbox.truth import TruthLog
+from drdrill.sandbox.truth import TruthLog, mono_of_wall
 
 #: Where Debian and the CI image install HAProxy.
 HAPROXY = "/usr/sbin/haproxy"
@@ -73,6 +84,14 @@ _API_ERROR = re.compile(
     r"Not enough|Failed|Unexpected|'set server)",
     re.IGNORECASE,
 )
+#: HAProxy's message when a server changes state ("is UP/DRAIN" is a registration's passage
+#: through drain, not a state of service: the look-ahead leaves it out)
+_SERVER_STATE = re.compile(
+    rf"^Server (?P<backend>[^/\s]+)/(?P<slot_name>{SLOT_PREFIX}(?P<slot>\d+)) "
+    r"(?P<verb>is going|is) (?P<state>UP|DOWN)(?![/\w])(?P<rest>.*)$"
+)
+#: slot owners remembered, most recent last
+_OWNER_HISTORY = 8
 
 
 class HAProxyError(DrillError):
@@ -130,6 +149,39 @@ class _Target:
 
 
 @dataclass(frozen=True)
+class ServerStateLine:
+    """One "Server app/taskN is UP|DOWN ..." message of HAProxy's log."""
+
+    backend: str
+    slot: int
+    state: str  # "UP" or "DOWN"
+    reason: str
+    message: str
+
+
+def parse_server_state(message: str) -> ServerStateLine | None:
+    """The server state change a log message reports, or None for any other message."""
+    text = message.strip()
+    match = _SERVER_STATE.match(text)
+    if match is None:
+        return None
+    rest = match.group("rest").strip().rstrip(".")
+    if match.group("verb") == "is going":
+        reason = "maintenance"
+    elif rest.startswith(", reason:"):
+        reason = rest.removeprefix(", reason:").split(",", 1)[0].strip()
+    elif rest.startswith(", changed from CLI"):
+        reason = "changed from CLI"
+    elif rest.startswith("(") and ")" in rest:
+        reason = rest[1 : rest.index(")")]
+    else:
+        reason = ""
+    return ServerStateLine(
+        match.group("backend"), int(match.group("slot")), match.group("state"), reason, text
+    )
+
+
+@dataclass(frozen=True)
 class _StatRow:
     status: str
     check_status: str
@@ -174,8 +226,10 @@ class HAProxyLB:
         *,
         haproxy: str = HAPROXY,
         poll_interval: float = 0.05,
+        log_to: tuple[str, int] | None = None,
     ) -> None:
-        """Nothing runs until :meth:`start`; ``port=0`` picks a free port on ``bind_ip``."""
+        """Nothing runs until :meth:`start`; ``port=0`` picks a free port on ``bind_ip``;
+        ``log_to``: the UDP syslog address HAProxy sends its own log to."""
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise HAProxyError(f"load balancer name {name!r} must be letters, digits, '_.-'")
         if not 1 <= max_servers <= 1000:
@@ -192,6 +246,7 @@ class HAProxyLB:
         self.max_servers = max_servers
         self.haproxy = haproxy
         self.poll_interval = poll_interval
+        self.log_to = log_to
         self.config_path = self.run_dir / f"{name}.cfg"
         self.socket_path = self.run_dir / f"{name}.sock"
         self.log_path = self.run_dir / f"{name}.log"
@@ -204,6 +259,8 @@ class HAProxyLB:
         self._lock = threading.Lock()
         self._targets: dict[int, _Target] = {}
         self._health: dict[str, bool] = {}  # server_id -> last known healthy (UP)
+        # slot -> [(wall time it was given, server_id)]: who a log line about a slot is about
+        self._owners: dict[int, list[tuple[float, str]]] = {}
         self._watcher: threading.Thread | None = None
         self._stop_watch = threading.Event()
         _live.add(self)
@@ -427,6 +484,44 @@ class HAProxyLB:
             return ""
         return "\n".join(text.rstrip().splitlines()[-lines:])
 
+    def owner_at(self, slot: int, wall: float) -> str | None:
+        """The target a slot held at a wall-clock time (the last one given it by then)."""
+        with self._lock:
+            owners = list(self._owners.get(slot, []))
+        held = [server_id for since, server_id in owners if since <= wall]
+        return held[-1] if held else None
+
+    def record_log(
+        self, message: str, wall: float | None, received_mono: float, **attrs: object
+    ) -> bool:
+        """Append ``haproxy_server_state`` for one of HAProxy's own log messages, stamped with
+        HAProxy's time (``wall``, epoch seconds; the receipt when HAProxy gave none), with
+        ``attrs`` added (the region). False (nothing appended) for a message that is not a
+        server state change."""
+        line = parse_server_state(message)
+        if line is None or self.truth is None:
+            return False
+        stamped = "haproxy syslog timestamp" if wall is not None else "syslog receipt"
+        mono = mono_of_wall(wall) if wall is not None else received_mono
+        at = wall if wall is not None else time.time() - (time.monotonic() - received_mono)
+        self.truth.append_at(
+            "haproxy_server_state",
+            self.name,
+            mono,
+            datetime.fromtimestamp(at, UTC),
+            lb=self.name,
+            server=self.owner_at(line.slot, at),
+            slot=line.slot,
+            haproxy_server=f"{line.backend}/{SLOT_PREFIX}{line.slot}",
+            state=line.state,
+            reason=line.reason,
+            message=line.message,
+            stamped=stamped,
+            logged_mono=time.monotonic(),
+            **attrs,
+        )
+        return True
+
     # - internals: targets -
 
     def _slot_name(self, slot: int) -> str:
@@ -456,6 +551,9 @@ class HAProxyLB:
             # reserved now; the watcher ignores the slot's transient DRAIN until it is DOWN
             target = _Target(server_id, slot, ip, port)
             self._targets[slot] = target
+            owners = self._owners.setdefault(slot, [])
+            owners.append((time.time(), server_id))
+            del owners[:-_OWNER_HISTORY]
         srv = self._slot_name(slot)
         try:
             self.command(f"set server {srv} addr {ip} port {port}")
@@ -582,10 +680,18 @@ class HAProxyLB:
     def _write_config(self) -> None:
         t = self.timings
         inter = _duration_ms(t.health_check_interval)
+        logging = ""
+        if self.log_to is not None:
+            # HAProxy's own record of its servers' states (ground truth); RFC 5424 stamps
+            # carry microseconds. Traffic is not logged (the frontend says "no log").
+            logging = (
+                f"    log {self.log_to[0]}:{self.log_to[1]} len 4096 format rfc5424 local0 info\n"
+                f"    log-tag {self.name}\n"
+            )
         text = f"""\
 # written by drdrill: {self.label}
 global
-    stats socket {self.socket_path} mode 600 level admin
+{logging}    stats socket {self.socket_path} mode 600 level admin
     stats timeout 10s
     nbthread 1
     maxconn 4096
@@ -602,9 +708,11 @@ defaults
     timeout http-keep-alive 5s
     # like an ALB: a request sent to a dead target still in rotation fails at once
     retries 0
+{"    log global" if self.log_to is not None else ""}
 
 frontend fe
     bind {self.bind_ip}:{self.port}
+{"    no log" if self.log_to is not None else ""}
     default_backend {BACKEND}
 
 backend {BACKEND}

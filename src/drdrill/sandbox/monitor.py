@@ -2,8 +2,14 @@
 
 Every ``alarm_period`` the monitor asks the primary load balancer's health endpoint; after
 ``alarm_evaluation_periods`` failures in a row the alarm goes to ALARM, a notification is
-appended to the SNS log, and in automated mode the DR automation is invoked. The alarm's state
-changes are kept as a history with their times, like CloudWatch's alarm history.
+appended to the SNS log and delivered to each subscriber (an HTTP endpoint such as the pager,
+:mod:`drdrill.sandbox.pager`, which logs its receipt itself), and in automated mode the DR
+automation is invoked. The alarm's state changes are kept as a history with their times, like
+CloudWatch's alarm history.
+
+Delivery is SNS-like: in the background (a slow subscriber delays nothing), a POST of the
+message as JSON; a failure is logged as ``sns_delivery_failed``. :meth:`HealthMonitor.
+send_test_notification` sends a marked test message through the same path and waits for it.
 """
 
 from __future__ import annotations
@@ -12,10 +18,13 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from drdrill.sandbox.truth import TruthLog
 
@@ -28,6 +37,23 @@ class AlarmChange:
     utc: datetime
     mono: float
     reason: str
+
+
+def deliver(url: str, message: dict[str, Any], timeout: float = 2.0) -> str | None:
+    """POST ``message`` as JSON to a subscriber; None when it answered 200, else why not."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=timeout)
+    try:
+        data = json.dumps(message).encode()
+        headers = {"Content-Type": "application/json"}
+        conn.request("POST", parts.path or "/", body=data, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return None if response.status == 200 else f"status {response.status}"
+    except (OSError, http.client.HTTPException) as exc:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        conn.close()
 
 
 def check_health(ip: str, port: int, timeout: float) -> bool:
@@ -55,7 +81,9 @@ class HealthMonitor:
         sns_log: Path,
         truth: TruthLog,
         on_alarm: Callable[[], None] | None = None,
+        subscribers: Sequence[str] = (),
     ) -> None:
+        """``subscribers``: URLs each notification is POSTed to."""
         self.name = name
         self.ip = ip
         self.port = port
@@ -64,6 +92,7 @@ class HealthMonitor:
         self.sns_log = sns_log
         self.truth = truth
         self.on_alarm = on_alarm
+        self.subscribers = list(subscribers)
         self.state = "OK"
         self.history: list[AlarmChange] = []
         self._failures = 0
@@ -119,16 +148,54 @@ class HealthMonitor:
         self.history.append(AlarmChange(state, event.utc, event.mono, reason))
         self.state = state
 
-    def _notify(self) -> None:
-        message = {
+    def _message(self, state: str, test: bool) -> dict[str, Any]:
+        return {
             "AlarmName": self.name,
-            "NewStateValue": "ALARM",
+            "NewStateValue": state,
             "StateChangeTime": datetime.now(UTC).isoformat(),
+            "MessageId": uuid.uuid4().hex,
+            "Test": test,
         }
+
+    def _notify(self) -> None:
+        message = self._message("ALARM", test=False)
         self.sns_log.parent.mkdir(parents=True, exist_ok=True)
         with self.sns_log.open("a", encoding="utf-8") as log:
             log.write(json.dumps(message) + "\n")
-        self.truth.append("sns_notification_sent", "sns", alarm=self.name)
+        self.truth.append(
+            "sns_notification_sent", "sns", alarm=self.name, message_id=message["MessageId"]
+        )
+        for url in self.subscribers:
+            threading.Thread(
+                target=self._deliver, args=(url, message), name="sns-delivery", daemon=True
+            ).start()
+
+    def _deliver(self, url: str, message: dict[str, Any]) -> str | None:
+        failed = deliver(url, message)
+        if failed is not None:
+            self.truth.append(
+                "sns_delivery_failed",
+                "sns",
+                alarm=self.name,
+                subscriber=url,
+                message_id=message["MessageId"],
+                error=failed,
+            )
+        return failed
+
+    def send_test_notification(self) -> dict[str, Any]:
+        """Send a test message (``Test``: true) to every subscriber through the delivery path;
+        returns its id and each subscriber's failure (None: it answered 200)."""
+        message = self._message("TEST", test=True)
+        self.truth.append(
+            "sns_notification_sent",
+            "sns",
+            alarm=self.name,
+            message_id=message["MessageId"],
+            test=True,
+        )
+        results = {url: self._deliver(url, message) for url in self.subscribers}
+        return {"message_id": message["MessageId"], "subscribers": results}
 
     def reset(self) -> None:
         """Back to OK with no failures counted (after failback)."""

@@ -18,6 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from drdrill.config import Seconds
 
 RegionKey = Literal["primary", "dr"]
+#: the drill's DNS clients, each sending its queries from its own address so that the sandbox's
+#: DNS server's log tells them apart: the probes, the RPO writer, the drill's own DNS polls
+DnsClientRole = Literal["probes", "writer", "drill"]
+#: host part of each client's address in :attr:`SandboxSettings.client_subnet`
+CLIENT_HOSTS: dict[str, int] = {"probes": 11, "writer": 12, "drill": 13}
+#: the clients' /24 is ``127.<block>.4``: the block (not the moved addresses) picks it, so that
+#: two blocks never share a client address even when both keep the configured addresses
+CLIENT_NET = 4
 
 #: blocks are this many ports apart
 BLOCK_PORTS = 200
@@ -81,6 +89,10 @@ class Ports(_Model):
     task_base: int = Field(default=28100, ge=1, le=_HIGHEST_PORT)
     dns: int = Field(default=25353, ge=1, le=_HIGHEST_PORT)
     control: int = Field(default=28999, ge=1, le=_HIGHEST_PORT)
+    #: UDP, on 127.0.0.1: where the load balancers send their syslog lines (ground truth)
+    syslog: int = Field(default=28991, ge=1, le=_HIGHEST_PORT)
+    #: HTTP, on 127.0.0.1: the pager that subscribes to the alarm's notifications
+    pager: int = Field(default=28992, ge=1, le=_HIGHEST_PORT)
 
     def highest(self, name: str) -> int:
         """The highest port a base gives within one block (tasks take a span above theirs)."""
@@ -99,6 +111,12 @@ class Timings(_Model):
     scheduler_delay: Seconds = 1.0
     task_start_delay: Seconds = 0.0
     dns_ttl: int = Field(default=2, ge=0, le=3600)
+    #: how long the DR automation waits after the alarm (automated mode) before it acts
+    automation_delay: Seconds = Field(default=0.0, ge=0)
+    #: how often the independent observer samples each load balancer
+    observer_interval: Seconds = Field(default=0.02, gt=0)
+    #: how long one of the observer's requests may take before it counts as failed
+    observer_timeout: Seconds = Field(default=0.5, gt=0)
 
 
 class SandboxSettings(_Model):
@@ -123,6 +141,26 @@ class SandboxSettings(_Model):
                     f"ports.{name} reaches {top} in block {self.block}, over {_HIGHEST_PORT}"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _clients_apart(self) -> SandboxSettings:
+        taken = {self.primary.subnet, self.dr.subnet, self.dns_ip.rsplit(".", 1)[0]}
+        if self.client_subnet in taken:
+            raise ValueError(
+                f"the DNS clients' subnet {self.client_subnet} of block {self.block} is also a "
+                "region's or the DNS server's: move primary.subnet, dr.subnet or dns_ip"
+            )
+        return self
+
+    @property
+    def client_subnet(self) -> str:
+        """The /24 the drill's DNS clients send from: ``127.<block>.4``, one a block."""
+        return f"127.{self.block}.{CLIENT_NET}"
+
+    def client_ip(self, role: DnsClientRole) -> str:
+        """The source address of one of the drill's DNS clients (``127.<block>.4.11`` probes,
+        ``.12`` the writer, ``.13`` the drill's own DNS polls)."""
+        return f"{self.client_subnet}.{CLIENT_HOSTS[role]}"
 
     def with_block(self, block: int) -> SandboxSettings:
         """The same sandbox moved to another block: its ports, and its loopback addresses.

@@ -4,6 +4,14 @@
 the databases, load balancers, services, DNS and the health monitor as its children and serves a
 small JSON control API on loopback that the target, the runbook's scripts and ``drdrill sandbox``
 use. Every operation is a method of :class:`Sandbox`; the control API calls them by name.
+
+Ground truth independent of the drills (docs/ground-truth.md): the databases' general logs are
+harvested (:mod:`drdrill.sandbox.dblog`), the load balancers' syslog lines received on
+``127.0.0.1:<ports.syslog>`` (:mod:`drdrill.sandbox.syslog_receiver`), the alarm notifies a
+pager process on ``127.0.0.1:<ports.pager>`` (:mod:`drdrill.sandbox.pager`), an observer
+process that shares no code with drdrill samples both load balancers
+(:mod:`drdrill.sandbox.observer`, writing ``observer.jsonl``), and the control server logs each
+call that acts (``control_request``) before acting.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from typing import Any
 
 from drdrill.errors import DrillError
 from drdrill.sandbox.automation import DrAutomation
+from drdrill.sandbox.children import ChildProcess
+from drdrill.sandbox.dblog import GENERAL_LOG_OPTIONS, GeneralLogHarvester
 from drdrill.sandbox.dns import FailoverDns
 from drdrill.sandbox.ecs import ServiceScheduler
 from drdrill.sandbox.haproxy import HAProxyLB
@@ -34,6 +44,7 @@ from drdrill.sandbox.mariadb import (
 )
 from drdrill.sandbox.monitor import HealthMonitor
 from drdrill.sandbox.settings import RegionKey, SandboxSettings
+from drdrill.sandbox.syslog_receiver import SyslogMessage, SyslogReceiver
 from drdrill.sandbox.truth import TruthLog
 
 REGIONS: tuple[RegionKey, RegionKey] = ("primary", "dr")
@@ -56,8 +67,18 @@ OPS = frozenset(
         "failback",
         "shutdown",
         "set_mode",
+        "cut_replication",
+        "restore_replication",
+        "test_notification",
+        "harvest_truth",
     }
 )
+#: read-only calls, which drills poll tens of times a second: not logged as control_request
+QUIET_OPS = frozenset({"status", "alarm", "harvest_truth"})
+#: the observer runs from its file, with ``python -I``: it must not import drdrill
+OBSERVER_SCRIPT = Path(__file__).with_name("observer.py")
+#: the observer's name for each region's load balancer
+OBSERVER_TARGETS: dict[RegionKey, str] = {"primary": "primary-lb", "dr": "dr-lb"}
 
 
 class Sandbox:
@@ -87,6 +108,7 @@ class Sandbox:
                     run_dir=run_dir / f"rds-{key}",
                     read_only=key == "dr",
                     slave_net_timeout_s=5,
+                    extra_options=GENERAL_LOG_OPTIONS,  # harvested as ground truth
                 )
             )
             self.lb[key] = HAProxyLB(
@@ -96,6 +118,7 @@ class Sandbox:
                 run_dir=run_dir / f"alb-{key}",
                 timings=timings,
                 truth=self.truth,
+                log_to=("127.0.0.1", settings.port("syslog")),
             )
         self.dns = FailoverDns(
             bind_ip=settings.dns_ip,
@@ -108,6 +131,24 @@ class Sandbox:
         for key in REGIONS:
             self.ecs[key] = self._scheduler(key)
         self.automation = DrAutomation(self)
+        self.harvester = GeneralLogHarvester(
+            {"primary": lambda: self.db["primary"], "dr": lambda: self.db["dr"]}, self.truth
+        )
+        self.syslog = SyslogReceiver("127.0.0.1", settings.port("syslog"), self._on_syslog)
+        pager_port = settings.port("pager")
+        self.pager = ChildProcess(
+            "pager",
+            [
+                sys.executable,
+                "-m",
+                "drdrill.sandbox.pager",
+                *("--host", "127.0.0.1", "--port", str(pager_port)),
+                *("--truth", str(self.truth.path), "--name", "oncall-pager"),
+                *("--parent-pid", str(os.getpid()), "--any-port-if-taken"),
+            ],
+            run_dir / "pager.log",
+            "listening on ",
+        )
         self.monitor = HealthMonitor(
             name="visitor-analytics-primary-health",
             ip=settings.primary.ip(2),
@@ -117,6 +158,24 @@ class Sandbox:
             sns_log=run_dir / "sns-notifications.log",
             truth=self.truth,
             on_alarm=self._on_alarm,
+            subscribers=[f"http://127.0.0.1:{pager_port}/notify"],
+        )
+        self.pager_address = f"127.0.0.1:{pager_port}"  # or the free port it took: see up()
+        self.observer_log = run_dir / "observer.jsonl"
+        targets = [f"{OBSERVER_TARGETS[k]}={self.lb[k].address}" for k in REGIONS]
+        self.observer = ChildProcess(
+            "observer",
+            [
+                sys.executable,
+                "-I",  # no site packages, no script folder on the path: nothing of drdrill
+                str(OBSERVER_SCRIPT),
+                *(arg for target in targets for arg in ("--target", target)),
+                *("--interval", str(timings.observer_interval)),
+                *("--timeout", str(timings.observer_timeout)),
+                *("--out", str(self.observer_log), "--parent-pid", str(os.getpid())),
+            ],
+            run_dir / "observer.log",
+            "observing ",
         )
 
     def _scheduler(self, key: RegionKey) -> ServiceScheduler:
@@ -150,12 +209,22 @@ class Sandbox:
         self.truth.append(
             "replication_started", "rds", primary=primary.label, replica=replica.label
         )
+        self.harvester.start()
+        # before the load balancers, so that none of their lines is lost. The block's ports of
+        # blocks >= 19 lie in the kernel's ephemeral range, where a client may hold one: the
+        # receiver and the pager then take a free port (only the supervisor needs to know it)
+        self.syslog.start(any_port_if_taken=True)
         for key in REGIONS:
+            self.lb[key].log_to = self.syslog.address
             self.lb[key].start()
         self.dns.start()
         for key in REGIONS:
             self.ecs[key].start()
+        self.pager.start()
+        self.pager_address = self.pager.ready_text.rsplit(" ", 1)[-1]
+        self.monitor.subscribers = [f"http://{self.pager_address}/notify"]
         self.monitor.start()
+        self.observer.start()
         self.truth.append("sandbox_up", "supervisor", pid=os.getpid())
 
     def shutdown(self) -> dict[str, Any]:
@@ -165,18 +234,41 @@ class Sandbox:
 
     def down(self) -> None:
         """Stop every component; no process and no port left behind."""
-        steps: list[Callable[[], None]] = [self.monitor.stop, self.automation.stop]
+        steps: list[Callable[[], None]] = [self.observer.stop, self.monitor.stop]
+        steps += [self.automation.stop, self.pager.stop]
         steps += [self.ecs[k].shutdown for k in REGIONS]
         steps += [self.lb[k].stop for k in REGIONS]
-        steps += [self.dns.stop]
+        steps += [self.syslog.stop, self.dns.stop]
+        # the last statements of each database's general log, before it stops
+        steps += [self._thaw_db(k) for k in REGIONS]
+        steps += [self._harvest_all, self.harvester.stop]
         for key in REGIONS:
-            steps += [self._thaw_db(key), self.db[key].stop]
+            steps += [self.db[key].stop]
         for step in steps:
             try:
                 step()
             except Exception as exc:
                 print(f"supervisor: {step!r}: {exc}", file=sys.stderr)
         self.truth.append("sandbox_down", "supervisor")
+
+    def _harvest_all(self) -> None:
+        self.harvester.harvest_all()
+
+    def _on_syslog(self, message: SyslogMessage) -> None:
+        """A load balancer's own log line (its ``log-tag`` is its name)."""
+        for key in REGIONS:
+            lb = self.lb[key]
+            if message.app == lb.name:
+                lb.record_log(message.message, message.wall, message.received_mono, region=key)
+                return
+
+    def harvest_db_log(self, region: RegionKey) -> int:
+        """Harvest a region's database's general log now (before a reseed wipes it)."""
+        return self.harvester.harvest(region)
+
+    def harvest_truth(self) -> dict[str, Any]:
+        """Harvest both databases' general logs now, so that the truth log is current."""
+        return {"harvested": self.harvester.harvest_all()}
 
     def _thaw_db(self, key: RegionKey) -> Callable[[], None]:
         def thaw() -> None:
@@ -242,6 +334,14 @@ class Sandbox:
             "pid": os.getpid(),
             "run_dir": str(self.run_dir),
             "control": f"127.0.0.1:{s.port('control')}",
+            "syslog": f"127.0.0.1:{self.syslog.port}",
+            "pager": {"address": self.pager_address, "pid": self.pager.pid},
+            "observer": {
+                "pid": self.observer.pid,
+                "log": str(self.observer_log),
+                "targets": {OBSERVER_TARGETS[k]: self.lb[k].address for k in REGIONS},
+                "interval_s": s.timings.observer_interval,
+            },
             "mode": self.mode,
             "writer_region": self.writer_region,
             "regions": regions,
@@ -357,6 +457,42 @@ class Sandbox:
         self.truth.append("replication_resumed", "rds-dr")
         return {"paused": False}
 
+    def cut_replication(self) -> dict[str, Any]:
+        """Cut the replication link: the replica's IO thread stops, nothing more arrives.
+
+        Writes the primary acknowledges from now on exist only there; a promotion keeps what
+        had arrived and does not wait for the rest.
+        """
+        replica = self.db["dr"]
+        with replica.connect("root") as conn, conn.cursor() as cur:
+            if self._replica_status(cur) is None:
+                raise DrillError("the dr database is not a replica: no replication link to cut")
+            cur.execute("STOP SLAVE IO_THREAD")
+        self.truth.append("replication_cut", "rds-dr")
+        return {"cut": True}
+
+    def restore_replication(self) -> dict[str, Any]:
+        """Undo :meth:`cut_replication`: the IO thread starts again (idempotent). A replica
+        promoted meanwhile has no link to restore, and is left alone."""
+        replica = self.db["dr"]
+        if not replica.is_running():
+            return {"restored": False, "why": "the dr database is not running"}
+        with replica.connect("root") as conn, conn.cursor() as cur:
+            if self._replica_status(cur) is None:
+                return {"restored": False, "why": "the dr database is no longer a replica"}
+            cur.execute("START SLAVE IO_THREAD")
+        self.truth.append("replication_restored", "rds-dr")
+        return {"restored": True}
+
+    @staticmethod
+    def _replica_status(cur: Any) -> dict[str, Any] | None:
+        cur.execute("SHOW SLAVE STATUS")
+        row = cur.fetchone()
+        if row is None:
+            return None
+        names = [d[0] for d in cur.description]
+        return dict(zip(names, row, strict=True))
+
     # --- failover ----------------------------------------------------------------------------
 
     def promote_replica(self) -> dict[str, Any]:
@@ -385,7 +521,11 @@ class Sandbox:
 
     def _on_alarm(self) -> None:
         if self.mode == "automated":
-            self.automation.invoke({"trigger": "alarm", "reason": "health alarm"}, wait=False)
+            self.automation.after_alarm()  # after timings.automation_delay
+
+    def test_notification(self) -> dict[str, Any]:
+        """Send a test message through the alarm's notification path to its subscribers."""
+        return self.monitor.send_test_notification()
 
     def failback(self) -> dict[str, Any]:
         """Return service to the primary region and DR to pilot light."""
@@ -433,6 +573,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._call(name, kwargs)
 
     def _call(self, name: str, kwargs: dict[str, Any]) -> None:
+        if name not in QUIET_OPS:
+            # the stack's own record of a trigger's arrival, before anything is done
+            self.server.sandbox.truth.append("control_request", "control", call=name, args=kwargs)
         try:
             result = getattr(self.server.sandbox, name)(**kwargs)
         except (DrillError, TypeError, ValueError, KeyError) as exc:

@@ -1,0 +1,255 @@
+"""Each failover phase as the sandbox's independent records have it (docs/ground-truth.md).
+
+A drill measures each phase from what it sees (polls, the stack's reported records); the truth
+of each phase comes from records the drill does not read: MariaDB's general log, HAProxy's own
+log lines, the DNS server's log of its answers to each client, the pager's receipt of the
+alarm, the control server's log of each call's arrival, the tasks' own first write, and the
+independent observer of the load balancers. :func:`failover_truths` turns them into one
+``(seconds, source)`` a phase; a phase whose records are missing gets ``None`` and says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from drdrill.sandbox.observer_log import ObserverTransition
+from drdrill.sandbox.truth import TruthEvent
+
+#: the control call that carries each on-call trigger to the stack
+TRIGGER_CALLS = {"lambda": "invoke_dr", "script": "failover_step"}
+
+
+@dataclass(frozen=True)
+class PhaseTruth:
+    """One phase's ground truth in seconds (None when the records lack it) and its sources."""
+
+    seconds: float | None
+    source: str
+
+
+def _first(
+    events: Sequence[TruthEvent], name: str, after: float | None, **attrs: Any
+) -> TruthEvent | None:
+    if after is None:
+        return None
+    for event in events:
+        if (
+            event.event == name
+            and event.mono >= after
+            and all(event.attrs.get(k) == v for k, v in attrs.items())
+        ):
+            return event
+    return None
+
+
+def _mono(event: TruthEvent | None) -> float | None:
+    return None if event is None else event.mono
+
+
+def _span(start: float | None, end: float | None, source: str, missing: str) -> PhaseTruth:
+    if start is None or end is None:
+        return PhaseTruth(None, f"no ground truth: {missing}")
+    return PhaseTruth(end - start, source)
+
+
+def failover_truths(
+    events: Sequence[TruthEvent],
+    dr_lb: Sequence[ObserverTransition],
+    *,
+    trigger: str,
+    want: int,
+    dr_ip: str,
+    clients: Mapping[str, str],
+) -> dict[str, PhaseTruth]:
+    """The truth of each phase of a region failover, from the records since the fault.
+
+    ``events``: the truth log since the fault, in time order; ``dr_lb``: the observer's
+    transitions of the DR load balancer; ``clients``: each DNS client's source address
+    (``probes``, ``writer``, ``drill``).
+    """
+    down = _first(events, "region_down", float("-inf"))
+    start = _mono(down)
+    alarm = _first(events, "sns_delivered", start, test=False)
+    at_alarm = _mono(alarm)
+    stop_io = _first(
+        events, "db_replication_stopped", start, region="dr", statement="STOP SLAVE IO_THREAD"
+    )
+    # the promotion began when its session connected to the DR database (MariaDB's Connect row)
+    promoting = _mono(stop_io)
+    if stop_io is not None and stop_io.attrs.get("session_mono") is not None:
+        promoting = float(stop_io.attrs["session_mono"])
+    decided: float | None
+    if trigger == "automated":
+        decided = promoting
+        decided_source = "MariaDB general log (the automation's promotion session connects)"
+    else:
+        call = TRIGGER_CALLS.get(trigger)
+        decided = _mono(_first(events, "control_request", at_alarm, call=call))
+        decided_source = f"control server's log of the {trigger} trigger's arrival"
+    writable = _first(events, "db_read_only_changed", _mono(stop_io), region="dr", read_only=False)
+    scaled = _first(events, "service_desired_changed", start, new=want)
+    scaled = scaled if scaled is None or scaled.component == "ecs-dr" else None
+    ups: list[TruthEvent] = []
+    for event in events:
+        if (
+            scaled is not None
+            and event.event == "haproxy_server_state"
+            and event.mono >= scaled.mono
+            and event.attrs.get("lb") == "alb-dr"
+            and event.attrs.get("state") == "UP"
+            and all(u.attrs.get("server") != event.attrs.get("server") for u in ups)
+        ):
+            ups.append(event)
+    healthy = ups[want - 1] if len(ups) >= want else None
+    passing = next(
+        (t for t in dr_lb if t.new == "pass" and scaled is not None and t.hi_mono >= scaled.mono),
+        None,
+    )
+    passes = None if passing is None else passing.mid_mono
+    switched = _first(events, "dns_record_switched", start, to="dr")
+    told = {
+        role: _first(events, "dns_answer", _mono(switched), client_ip=ip, answer=dr_ip)
+        for role, ip in clients.items()
+    }
+    wrote = _first(events, "app_first_write", start, region="dr")
+    probes_moved = _mono(told.get("probes"))
+    restored = None if probes_moved is None or passes is None else max(probes_moved, passes)
+    done = None if restored is None or wrote is None else max(restored, wrote.mono)
+    health: PhaseTruth
+    if healthy is None or passes is None:
+        health = PhaseTruth(None, "no ground truth: no DR targets UP or no observer pass")
+    else:
+        health = PhaseTruth(
+            max(0.0, passes - healthy.mono),
+            "HAProxy's log (targets UP), the independent observer (dr-lb passes)",
+        )
+    return {
+        "Detection": _span(
+            start,
+            at_alarm,
+            "supervisor's region_down; the pager's receipt of the ALARM notification",
+            "no region_down or no ALARM delivered to the pager",
+        ),
+        "Decision": (
+            # the on-call's trigger is drdrill's own action (it starts the script); the stack
+            # hears of it only when the script's first call arrives, after the script's own
+            # start-up, so nothing independent records the moment this phase ends
+            PhaseTruth(
+                None,
+                "no ground truth: the trigger is our own action; the stack logs only the "
+                "script's first call, after its start-up",
+            )
+            if trigger == "script"
+            else _span(at_alarm, decided, decided_source, "no trigger recorded")
+        ),
+        "RDS Promotion": _span(
+            promoting,
+            _mono(writable),
+            "MariaDB general log (the promotion session's Connect -> SET GLOBAL read_only = 0)",
+            "no promotion statements in the DR database's general log",
+        ),
+        "ECS Scale-up": _span(
+            _mono(scaled),
+            _mono(healthy),
+            f"ECS scheduler's desired count; HAProxy's log ({want} targets UP)",
+            "no scale-up or too few DR targets UP in HAProxy's log",
+        ),
+        "Health Verification": health,
+        "DNS Update": _span(
+            _mono(switched),
+            _mono(told.get("drill")),
+            "DNS server's switch and its answers to the drill's client",
+            "no DR answer to the drill's DNS client",
+        ),
+        "Total RTO": _span(
+            start,
+            done,
+            "region_down; DNS answers to the probes, the observer (dr-lb), the first DR write",
+            "no DR answer to the probes, no observer pass or no write on DR",
+        ),
+        "client downtime": _span(
+            start,
+            restored,
+            "region_down; DNS answers to the probes, the observer (dr-lb)",
+            "no DR answer to the probes or no observer pass",
+        ),
+    }
+
+
+def task_failure_truth(events: Sequence[TruthEvent], since: float) -> PhaseTruth:
+    """ECS Scale-up of a task failure: the scheduler's own record of the first task it stopped
+    -> HAProxy's own log of the last replacement UP behind the primary load balancer."""
+    stops = [
+        e
+        for e in events
+        if e.event == "task_stopped" and e.component == "ecs-primary" and e.mono >= since
+    ]
+    if not stops:
+        return PhaseTruth(None, "no ground truth: no task_stopped in the scheduler's record")
+    first = stops[0]
+    # the tasks one fault stopped: those stopped in the same breath as the first
+    stopped = {e.attrs.get("task") for e in stops if e.mono <= first.mono + 1.0}
+    ups: list[TruthEvent] = []
+    for event in events:
+        if (
+            event.event == "haproxy_server_state"
+            and event.mono >= first.mono
+            and event.attrs.get("lb") == "alb-primary"
+            and event.attrs.get("state") == "UP"
+            and event.attrs.get("server") not in stopped
+            and all(u.attrs.get("server") != event.attrs.get("server") for u in ups)
+        ):
+            ups.append(event)
+    if len(ups) < len(stopped):
+        return PhaseTruth(None, "no ground truth: too few replacements UP in HAProxy's log")
+    return PhaseTruth(
+        ups[len(stopped) - 1].mono - first.mono,
+        "ECS scheduler's task_stopped; HAProxy's log (replacements UP)",
+    )
+
+
+def reboot_truth(
+    events: Sequence[TruthEvent], primary_lb: Sequence[ObserverTransition], since: float
+) -> PhaseTruth:
+    """Total RTO of a database reboot: the supervisor's record of the reboot's start -> the
+    independent observer's primary load balancer passing again after it failed."""
+    started = _first(events, "db_reboot_started", since)
+    if started is None:
+        return PhaseTruth(None, "no ground truth: no db_reboot_started")
+    failed = next((t for t in primary_lb if t.new == "fail" and t.hi_mono >= started.mono), None)
+    if failed is None:
+        return PhaseTruth(None, "no ground truth: the observer saw no outage of the primary")
+    passed = next((t for t in primary_lb if t.new == "pass" and t.lo_mono >= failed.lo_mono), None)
+    if passed is None:
+        return PhaseTruth(None, "no ground truth: the observer never saw the primary pass again")
+    return PhaseTruth(
+        passed.mid_mono - started.mono,
+        "supervisor's db_reboot_started; the independent observer (primary-lb passes again)",
+    )
+
+
+def failback_truths(
+    events: Sequence[TruthEvent], started: float, primary_ip: str, drill_client: str
+) -> dict[str, PhaseTruth]:
+    """The failback's figures, from our own ``failback_started`` action (an exact time) to
+    the components' records: the primary database's read_only flip in its general log, and the
+    DNS server's first answer of the primary to the drill's client after switching back."""
+    writable = _first(events, "db_read_only_changed", started, region="primary", read_only=False)
+    switched = _first(events, "dns_record_switched", started, to="primary")
+    told = _first(events, "dns_answer", _mono(switched), client_ip=drill_client, answer=primary_ip)
+    return {
+        "failback: primary writable": _span(
+            started,
+            _mono(writable),
+            "our failback_started; MariaDB general log (primary read_only off)",
+            "no read_only flip of the primary in its general log",
+        ),
+        "failback: clients on primary": _span(
+            started,
+            _mono(told),
+            "our failback_started; the DNS server's first primary answer to the drill's client",
+            "no primary answer to the drill's DNS client",
+        ),
+    }

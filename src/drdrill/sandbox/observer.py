@@ -1,0 +1,232 @@
+"""An independent observer of the sandbox's load balancers, for ground truth.
+
+The rule: this file imports nothing but the standard library and shares no code with drdrill
+(not its probes, HTTP clients, checks, clocks or log writers). It is run by file path with
+``python -I`` (no site packages, no script directory on the path), so it cannot import drdrill
+even by accident; a test checks its imports. Its checks are its own reading of the runbook's
+three post-failover checks, each a plain ``http.client`` GET on a new connection:
+
+- ``/health-simple.php`` answers 200;
+- ``/`` answers 200 with "Visitor Analytics" in the body;
+- ``/api.php?action=stats`` answers 200 with a JSON object whose ``status`` is ``"ok"``.
+
+Every ``--interval`` (20 ms) it samples each target (a load balancer, named on the command line
+as ``NAME=IP:PORT``) in a thread of its own: the three checks in turn, stopping at the first
+that fails. A sample passes when all three pass. It appends to ``--out`` (JSON lines):
+
+- ``observer_started`` {pid, targets, interval_s, timeout_s};
+- ``initial`` {target, state, mono, utc}: the first sample's state;
+- ``transition`` {target, from, to, lo_mono, hi_mono, lo_utc, hi_utc, detail}: the state
+  changed between ``lo`` (the send of the last sample in the old state) and ``hi`` (the
+  completion of the first sample in the new state); ``detail`` says which check failed;
+- ``observer_stopped`` {samples, late}: how many samples each target took, and how many
+  started late by more than one interval (the apparatus's own lateness) and by how much at most.
+
+``mono`` is ``time.monotonic()`` (CLOCK_MONOTONIC, the axis of drdrill's timeline and truth
+log), ``utc`` ISO 8601 wall-clock time. It exits on SIGTERM, or when ``--parent-pid`` is no
+longer its parent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+HOME_TEXT = "Visitor Analytics"
+PATHS = ("/health-simple.php", "/", "/api.php?action=stats")
+
+
+def _utc(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).isoformat()
+
+
+def _get(host: str, port: int, path: str, timeout: float) -> tuple[int, bytes]:
+    """One GET on a new connection: (status, body)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _judge(path: str, status: int, body: bytes) -> str | None:
+    """Why a check failed, or None when it passed."""
+    if status != 200:
+        return f"{path}: status {status}"
+    if path == "/" and HOME_TEXT.encode() not in body:
+        return f"/: no '{HOME_TEXT}'"
+    if path.startswith("/api.php"):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return f"{path}: not JSON"
+        if not isinstance(data, dict) or data.get("status") != "ok":
+            return f"{path}: status is not ok"
+    return None
+
+
+def sample(host: str, port: int, timeout: float) -> str | None:
+    """The three checks in turn; why the first failing one failed, or None when all pass."""
+    for path in PATHS:
+        try:
+            status, body = _get(host, port, path, timeout)
+        except (OSError, http.client.HTTPException) as exc:
+            return f"{path}: {type(exc).__name__}: {exc}"[:200]
+        why = _judge(path, status, body)
+        if why is not None:
+            return why
+    return None
+
+
+class Log:
+    """JSON lines appended with one write each (O_APPEND), from several threads."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, object]) -> None:
+        """Append one line."""
+        line = (json.dumps(record) + "\n").encode()
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+
+
+class Watch:
+    """Samples one target every ``interval`` seconds and logs its transitions."""
+
+    def __init__(
+        self, name: str, host: str, port: int, interval: float, timeout: float, log: Log
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.interval = interval
+        self.timeout = timeout
+        self.log = log
+        self.samples = 0
+        self.late = 0
+        self.late_max = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        """Sample until ``stop`` is set."""
+        state: str | None = None
+        last_sent: tuple[float, float] | None = None  # (mono, wall) of the previous sample
+        due = time.monotonic()
+        while not stop.is_set():
+            sent = (time.monotonic(), time.time())
+            lateness = sent[0] - due
+            if lateness > self.interval:
+                self.late += 1
+                self.late_max = max(self.late_max, lateness)
+            why = sample(self.host, self.port, self.timeout)
+            done = (time.monotonic(), time.time())
+            self.samples += 1
+            now_state = "pass" if why is None else "fail"
+            if state is None:
+                self.log.write(
+                    {
+                        "event": "initial",
+                        "target": self.name,
+                        "state": now_state,
+                        "mono": done[0],
+                        "utc": _utc(done[1]),
+                        "detail": why,
+                    }
+                )
+            elif now_state != state and last_sent is not None:
+                self.log.write(
+                    {
+                        "event": "transition",
+                        "target": self.name,
+                        "from": state,
+                        "to": now_state,
+                        "lo_mono": last_sent[0],
+                        "hi_mono": done[0],
+                        "lo_utc": _utc(last_sent[1]),
+                        "hi_utc": _utc(done[1]),
+                        "detail": why,
+                    }
+                )
+            state = now_state
+            last_sent = sent
+            due += self.interval
+            now = time.monotonic()
+            if due < now:
+                due = now  # a sample that overran: the next one starts now, not in a burst
+            stop.wait(due - now)
+
+
+def _target(text: str) -> tuple[str, str, int]:
+    name, _, address = text.partition("=")
+    host, _, port = address.rpartition(":")
+    if not name or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=IP:PORT, got {text!r}")
+    return name, host, int(port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Observe until SIGTERM (or the parent's death)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--target", type=_target, action="append", required=True)
+    parser.add_argument("--interval", type=float, default=0.02)
+    parser.add_argument("--timeout", type=float, default=0.5)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--parent-pid", type=int, default=None)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log = Log(args.out)
+    watches = [Watch(n, h, p, args.interval, args.timeout, log) for n, h, p in args.target]
+    log.write(
+        {
+            "event": "observer_started",
+            "pid": os.getpid(),
+            "targets": {w.name: f"{w.host}:{w.port}" for w in watches},
+            "interval_s": args.interval,
+            "timeout_s": args.timeout,
+            "mono": time.monotonic(),
+            "utc": _utc(time.time()),
+        }
+    )
+    threads = [
+        threading.Thread(target=w.run, args=(stop,), name=f"observe-{w.name}", daemon=True)
+        for w in watches
+    ]
+    for thread in threads:
+        thread.start()
+    print("observing " + " ".join(f"{w.name}={w.host}:{w.port}" for w in watches), flush=True)
+    while not stop.wait(0.2):
+        if args.parent_pid is not None and os.getppid() != args.parent_pid:
+            stop.set()
+    for thread in threads:
+        thread.join(args.timeout * len(PATHS) + 1.0)
+    log.write(
+        {
+            "event": "observer_stopped",
+            "samples": {w.name: w.samples for w in watches},
+            "late": {w.name: {"count": w.late, "max_s": round(w.late_max, 4)} for w in watches},
+            "mono": time.monotonic(),
+            "utc": _utc(time.time()),
+        }
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Each failover phase's ground truth from the sandbox's independent records (synthetic records
+here; tests/sandbox/test_ground_truth_stack.py has the real ones): which record ends which
+phase, a DR load balancer that passes only after DNS moved, and missing records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from drdrill.sandbox.ground_truth import failover_truths
+from drdrill.sandbox.observer_log import ObserverTransition
+from drdrill.sandbox.truth import TruthEvent
+
+DR_IP = "127.0.2.2"
+CLIENTS = {"probes": "127.0.4.11", "writer": "127.0.4.12", "drill": "127.0.4.13"}
+NOW = datetime.now(UTC)
+
+
+def ev(mono: float, name: str, component: str = "x", **attrs: Any) -> TruthEvent:
+    return TruthEvent(name, NOW, mono, component, attrs)
+
+
+def passes(lo: float, hi: float) -> ObserverTransition:
+    return ObserverTransition("dr-lb", "fail", "pass", lo, hi, NOW, NOW, None)
+
+
+def records(lb_up: float = 3.0) -> list[TruthEvent]:
+    """A failover: down at 10, alarm delivered 11.5, promoted 11.6-11.62, scaled 11.63,
+    targets UP at 12.4 and 12.5, DNS switched 12.6 and told the drill at 12.61, the probes
+    at 13.0, first DR write 13.1."""
+    return sorted(
+        [
+            ev(10.0, "region_down", "region-primary", mode="kill"),
+            ev(11.5, "sns_delivered", test=False),
+            ev(11.55, "control_request", call="invoke_dr"),
+            ev(
+                11.6,
+                "db_replication_stopped",
+                region="dr",
+                statement="STOP SLAVE IO_THREAD",
+                session_mono=11.59,
+            ),
+            ev(11.62, "db_read_only_changed", region="dr", read_only=False),
+            ev(11.63, "service_desired_changed", "ecs-dr", old=0, new=2),
+            ev(10.0 + lb_up - 0.6, "haproxy_server_state", lb="alb-dr", state="UP", server="t1"),
+            ev(10.0 + lb_up - 0.5, "haproxy_server_state", lb="alb-dr", state="UP", server="t2"),
+            ev(12.6, "dns_record_switched", to="dr"),
+            ev(12.605, "dns_answer", client_ip=CLIENTS["drill"], answer="127.0.1.2"),
+            ev(12.61, "dns_answer", client_ip=CLIENTS["drill"], answer=DR_IP),
+            ev(13.0, "dns_answer", client_ip=CLIENTS["probes"], answer=DR_IP),
+            ev(13.1, "app_first_write", region="dr", task="t1", marker_id=9),
+        ],
+        key=lambda e: e.mono,
+    )
+
+
+def test_each_phase_ends_at_its_own_record() -> None:
+    truths = failover_truths(
+        records(),
+        [passes(12.41, 12.43)],
+        trigger="automated",
+        want=2,
+        dr_ip=DR_IP,
+        clients=CLIENTS,
+    )
+    seconds = {name: t.seconds for name, t in truths.items()}
+    assert seconds == pytest.approx(
+        {
+            "Detection": 1.5,
+            "Decision": 0.09,  # the alarm to the promotion session's connect
+            "RDS Promotion": 0.03,  # the session's connect to read_only=0
+            "ECS Scale-up": 12.5 - 11.63,  # the second target UP
+            "Health Verification": 0.0,  # the LB passed as its first target came UP
+            "DNS Update": 0.01,  # the first DR answer to the drill's own client
+            "Total RTO": 3.1,  # the first write on DR, after the probes moved
+            "client downtime": 3.0,  # the probes told DR
+        }
+    )
+    assert all(t.source for t in truths.values())
+
+
+def test_a_dr_balancer_that_passes_after_the_dns_moved_sets_the_total() -> None:
+    """The review's case: DNS sent the probes to DR before its load balancer had a healthy
+    target; restored is when both held."""
+    truths = failover_truths(
+        records(lb_up=5.0),
+        [passes(14.90, 14.92)],
+        trigger="automated",
+        want=2,
+        dr_ip=DR_IP,
+        clients=CLIENTS,
+    )
+    assert truths["client downtime"].seconds == pytest.approx(4.91)
+    assert truths["Total RTO"].seconds == pytest.approx(4.91)
+    assert truths["Health Verification"].seconds == pytest.approx(14.91 - 14.5)
+
+
+def test_an_on_call_trigger_ends_the_decision_when_its_call_arrives() -> None:
+    truths = failover_truths(
+        records(),
+        [passes(12.41, 12.43)],
+        trigger="lambda",
+        want=2,
+        dr_ip=DR_IP,
+        clients=CLIENTS,
+    )
+    assert truths["Decision"].seconds == pytest.approx(0.05)
+    assert "control server" in truths["Decision"].source
+
+
+def test_missing_records_give_no_truth_and_say_why() -> None:
+    without_pager = [e for e in records() if e.event != "sns_delivered"]
+    truths = failover_truths(
+        without_pager, [], trigger="automated", want=2, dr_ip=DR_IP, clients=CLIENTS
+    )
+    assert truths["Detection"].seconds is None
+    assert truths["Detection"].source.startswith("no ground truth: ")
+    assert truths["Decision"].seconds is None  # it starts at the alarm
+    assert truths["RDS Promotion"].seconds == pytest.approx(0.03)  # still known
+    assert truths["Health Verification"].seconds is None  # no observer pass
+    assert truths["Total RTO"].seconds is None
+    assert truths["ECS Scale-up"].seconds == pytest.approx(12.5 - 11.63)  # still known
+
+
+def test_the_script_triggers_decision_has_no_ground_truth() -> None:
+    # the script is started by drdrill itself; the stack hears of it only after the script's
+    # start-up, which is not part of the on-call's decision
+    truths = failover_truths(
+        records(), [passes(12.41, 12.43)], trigger="script", want=2, dr_ip=DR_IP, clients=CLIENTS
+    )
+    assert truths["Decision"].seconds is None
+    assert truths["Decision"].source.startswith("no ground truth: the trigger is our own action")

@@ -1,0 +1,184 @@
+"""The independent observer as a real process (``python -I observer.py``) against stdlib HTTP
+servers standing in for load balancers: its transitions bracket the moment a target really
+changed, every GET is a new connection, and it imports nothing but the standard library."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drdrill.sandbox import observer
+from drdrill.sandbox.mariadb import free_port
+from drdrill.sandbox.observer_log import read_transitions
+
+SCRIPT = Path(observer.__file__)
+INTERVAL = 0.02
+
+
+class FakeLb:
+    """Serves the runbook's three endpoints; ``mode`` says how (changed by the test)."""
+
+    def __init__(self) -> None:
+        self.mode = "fail"
+        self.connections = 0
+        self.requests = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                owner.connections += 1
+                super().setup()
+
+            def do_GET(self) -> None:
+                owner.requests += 1
+                status, body = owner.answer(self.path)
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def answer(self, path: str) -> tuple[int, str]:
+        mode = self.mode
+        if mode == "fail":
+            return 503, "no server available"
+        if path == "/health-simple.php":
+            return 200, "OK"
+        if path == "/":
+            # a 200 without the page's text fails the home check
+            return 200, "<h1>Visitor Analytics</h1>" if mode != "blank-home" else "<h1>hello</h1>"
+        status = "error" if mode == "stats-error" else "ok"
+        return 200, json.dumps({"status": status})
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_lb() -> Iterator[FakeLb]:
+    lb = FakeLb()
+    try:
+        yield lb
+    finally:
+        lb.close()
+
+
+def start_observer(out: Path, *targets: str, parent: int) -> subprocess.Popen[str]:
+    args = [arg for target in targets for arg in ("--target", target)]
+    args += ["--interval", str(INTERVAL), "--timeout", "0.5", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-I", str(SCRIPT), *args, "--parent-pid", str(parent)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("observing "), line
+    return proc
+
+
+def wait_for_line(out: Path, predicate: Callable[[Any], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
+        if any(predicate(x) for x in lines):
+            return
+        assert time.monotonic() < deadline, f"no such line in {out}: {lines[-3:]}"
+        time.sleep(0.02)
+
+
+def test_transitions_bracket_the_real_change(fake_lb: FakeLb, tmp_path: Path) -> None:
+    out = tmp_path / "observer.jsonl"
+    dead = free_port()
+    proc = start_observer(
+        out, f"lb-a=127.0.0.1:{fake_lb.port}", f"lb-b=127.0.0.1:{dead}", parent=os.getpid()
+    )
+    try:
+        wait_for_line(out, lambda x: x.get("event") == "initial" and x["target"] == "lb-a")
+        flips = []
+        for mode in ("pass", "stats-error", "pass", "blank-home"):
+            time.sleep(0.3)
+            before = time.monotonic()
+            fake_lb.mode = mode
+            flips.append((mode, before, time.monotonic()))
+            time.sleep(0.3)
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        assert proc.stdout is not None
+        proc.stdout.close()
+    [initial, *changes] = read_transitions(out, target="lb-a")
+    assert (initial.old, initial.new) == (None, "fail")
+    assert [(c.old, c.new) for c in changes] == [
+        ("fail", "pass"),
+        ("pass", "fail"),
+        ("fail", "pass"),
+        ("pass", "fail"),
+    ]
+    for change, (mode, before, after) in zip(changes, flips, strict=True):
+        # lo: the send of the last sample in the old state; hi: the end of the first new one
+        assert change.lo_mono <= after and before <= change.hi_mono, (mode, change)
+        assert change.lo_utc <= change.hi_utc
+        print(f"{mode}: bracket {1000 * change.uncertainty_s:.1f} ms wide")
+    assert changes[1].detail == "/api.php?action=stats: status is not ok"
+    assert changes[3].detail == "/: no 'Visitor Analytics'"
+    # every GET on a new connection
+    assert fake_lb.requests > 0 and fake_lb.connections == fake_lb.requests
+
+    [other] = read_transitions(out, target="lb-b")
+    assert other.new == "fail" and "ConnectionRefusedError" in (other.detail or "")
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert records[0]["event"] == "observer_started" and records[-1]["event"] == "observer_stopped"
+    samples = records[-1]["samples"]
+    print(f"samples: {samples}, late: {records[-1]['late']}")
+    assert samples["lb-a"] > 1 and samples["lb-b"] > 1
+    assert read_transitions(out, since_mono=changes[-1].hi_mono, target="lb-a") == [changes[-1]]
+
+
+def test_it_exits_when_its_parent_is_not_the_one_named(fake_lb: FakeLb, tmp_path: Path) -> None:
+    out = tmp_path / "observer.jsonl"
+    proc = start_observer(out, f"lb-a=127.0.0.1:{fake_lb.port}", parent=1)
+    try:
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert json.loads(out.read_text().splitlines()[-1])["event"] == "observer_stopped"
+
+
+def test_the_observer_imports_only_the_standard_library() -> None:
+    tree = ast.parse(SCRIPT.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "a relative import"
+            imported.add((node.module or "").split(".")[0])
+    assert imported, "no imports found: the check itself is broken"
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
