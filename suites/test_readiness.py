@@ -11,14 +11,20 @@ from typing import Any
 
 import pytest
 
-from drdrill.measure import Measurement
+from drdrill.errors import ObjectiveMissed
+from drdrill.measure import Measurement, Measurements
+from drdrill.objectives import Objectives
+from drdrill.probes.lag import ReplicaReadiness
+from drdrill.timeline import Timeline
 
 
 @pytest.fixture
 def ready_stack(target: Any) -> Any:
     """The stack; the sandbox is brought to its baseline if a destructive drill changed it."""
-    if getattr(target, "replication_running", None) is None:
-        pytest.skip(f"target '{target.name}' has no readiness checks")
+    if not isinstance(target, ReplicaReadiness):
+        pytest.skip(
+            f"target '{target.name}' has no readiness checks (no replication_running/replica_lag)"
+        )
     baseline = getattr(target, "ensure_baseline", None)
     if baseline is not None and getattr(target, "cannot_recover", None) is None:
         baseline()
@@ -26,19 +32,44 @@ def ready_stack(target: Any) -> Any:
 
 
 @pytest.mark.drill(targets=["sandbox", "aws"], destructive=False)
-def test_replication_is_running(ready_stack: Any) -> None:
-    """The DR database replicates from the primary."""
-    assert ready_stack.replication_running(), "the DR database does not replicate"
+def test_replication_is_running(ready_stack: ReplicaReadiness) -> None:
+    """The DR database replicates from the primary (the target says why not)."""
+    state = ready_stack.replication_running()
+    assert state, f"the DR database does not replicate: {state.reason}"
 
 
-@pytest.mark.drill(targets=["sandbox", "aws"], destructive=False)
-def test_replica_lag_within_rpo(ready_stack: Any, measure, timeline) -> None:
-    """The replica's lag (a heartbeat row in the sandbox, ReplicaLag on AWS) within the RPO."""
-    lag = ready_stack.replica_lag(timeline)
-    if lag is None:
-        pytest.skip("the target reports no replica lag (no datapoints yet)")
-    measure.record("Database", Measurement(lag[0], lag[1]), kind="rpo")
-    measure.verify()
+@pytest.mark.drill(targets=["sandbox", "aws"], destructive=False, phases=["Database"])
+def test_replica_lag_within_rpo(
+    ready_stack: ReplicaReadiness,
+    measure: Measurements,
+    objectives: Objectives | None,
+    timeline: Timeline,
+) -> None:
+    """The replica's lag (a heartbeat row in the sandbox, ReplicaLag on AWS) within the RPO.
+
+    Never a skip: a target that cannot give its lag fails with the reason, and a lag known only
+    from below (a heartbeat the replica never showed) is a figure, a miss once it is over the RPO.
+    """
+    row = measure.row_for("rpo", "Database")
+    objective = objectives.get("rpo", row) if objectives is not None and row else None
+    rpo_s = objective.target_s if objective is not None else None
+    reading = ready_stack.replica_lag(timeline, rpo_s)
+    if reading.value is None:
+        pytest.fail(f"no replica lag: {reading.reason}", pytrace=False)
+    if reading.lower_bound_only:
+        if rpo_s is None or reading.value <= rpo_s:
+            # lag >= a bound within the RPO could still be anything over it: no verdict
+            pytest.fail(f"replica lag not measured: {reading.reason}", pytrace=False)
+        measured = Measurement(reading.value, 0.0)
+    else:
+        measured = Measurement(reading.value, reading.uncertainty)
+    measure.record("Database", measured, kind="rpo", note=reading.reason)
+    try:
+        measure.verify()
+    except ObjectiveMissed as exc:
+        if reading.reason is None:
+            raise
+        raise ObjectiveMissed(f"{exc}: {reading.reason}") from None
 
 
 @pytest.mark.drill(targets=["sandbox", "aws"], destructive=False)

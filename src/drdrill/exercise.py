@@ -598,8 +598,11 @@ class Exercise:
         if dns is not None:
             problems.append(dns)
         replication = getattr(target, "replication_running", None)
-        if callable(replication) and not replication():
-            problems.append("the DR database does not replicate")
+        if callable(replication) and not (state := replication()):
+            reason = getattr(state, "reason", None)
+            problems.append(
+                "the DR database does not replicate" + (f": {reason}" if reason else "")
+            )
         desired = getattr(target, "desired", None)
         if callable(desired) and desired("dr") != 0:
             problems.append(f"DR not at pilot light ({desired('dr')} tasks desired)")

@@ -10,12 +10,17 @@ Each :class:`LagSample` brackets the true lag at the moment of the read:
 
 - ``lag_s`` (upper bound) = now - ``ts`` of the heartbeat visible on the replica: the replica
   holds at least everything written up to that heartbeat;
-- ``lag_min_s`` (lower bound) = now - ``ts`` of the first heartbeat written after the visible one
-  and already acknowledged by the primary (the replica does not have it yet); 0.0 when there is
-  none.
+- ``lag_min_s`` (lower bound) = now - the acknowledgement time of the first heartbeat written
+  after the visible one (the replica does not have it yet, so its state is older than that
+  commit); 0.0 when there is none. When the replica shows none of this sampler's heartbeats at
+  all, the lower bound is now - the acknowledgement of the first one, and there is no upper
+  bound: a heartbeat acknowledged at t0 and still not on the replica at t proves lag >= t - t0.
 
 So the uncertainty is about one interval. ``Seconds_Behind_Master`` is recorded beside it for
 comparison, never used for the figure.
+
+:func:`read_replica_lag` is the readiness check built on it: it samples for a while and turns the
+samples into a :class:`LagReading` (a figure, a proven lower bound, or the reason there is none).
 """
 
 from __future__ import annotations
@@ -24,15 +29,16 @@ import contextlib
 import math
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pymysql.cursors
 
 from drdrill.errors import DrillError
-from drdrill.timeline import Clock
+from drdrill.timeline import Clock, Timeline
 
 #: The default heartbeat table.
 HEARTBEAT_TABLE = "drdrill_heartbeat"
@@ -41,6 +47,8 @@ _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _WAIT_SLICE_S = 0.05
 #: ER_SPECIFIC_ACCESS_DENIED_ERROR: the user lacks SLAVE MONITOR / REPLICATION CLIENT.
 _ACCESS_DENIED = 1227
+#: ER_NO_SUCH_TABLE: a replica that has not applied the table's creation has no heartbeat either.
+_NO_SUCH_TABLE = 1146
 
 #: Makes a new DB-API connection (PyMySQL); the sampler switches it to autocommit.
 ConnectionFactory = Callable[[], Any]
@@ -146,14 +154,23 @@ def lag_bounds(
 ) -> tuple[float, float]:
     """``(lower, upper)`` bounds of the lag seen by a replica read (see the module docstring).
 
-    ``written`` maps the sequence numbers of acknowledged heartbeats to their ``ts``. The read
-    happened somewhere in ``[read_started_utc, read_done_utc]``, so the upper bound uses the
-    end and the lower bound the start.
+    ``written`` maps the sequence numbers of acknowledged heartbeats to the time the primary
+    acknowledged them (a heartbeat's commit is no later than that). The read happened somewhere
+    in ``[read_started_utc, read_done_utc]``, so the upper bound uses the end and the lower bound
+    the start.
     """
     upper = max(0.0, read_done_utc - visible_ts)
     later = [ts for seq, ts in written.items() if seq > visible_seq]
     lower = max(0.0, read_started_utc - min(later)) if later else 0.0
     return min(lower, upper), upper
+
+
+def unseen_lower_bound(read_started_utc: float, written: Mapping[int, float]) -> float | None:
+    """The lag's lower bound when the replica shows none of the acknowledged heartbeats:
+    ``read_started_utc`` - the first acknowledgement; None when none was acknowledged."""
+    if not written:
+        return None
+    return max(0.0, read_started_utc - min(written.values()))
 
 
 def _table(name: str) -> str:
@@ -279,10 +296,13 @@ class HeartbeatLagSampler:
                     "ON DUPLICATE KEY UPDATE seq = VALUES(seq), ts = VALUES(ts)",
                     (self.heartbeat_id, seq, ts),
                 )
+            # the commit happened by now (autocommit): a lower bound measured from here never
+            # counts the INSERT's own round trip as lag
+            acked = self._clock.wall()
         except Exception as exc:  # a failed beat is data (the primary is down), not a crash
             self._primary = _closed(self._primary)
             return None, _short(exc)
-        self._written[seq] = ts
+        self._written[seq] = acked
         return seq, None
 
     def _read(self, written_seq: int | None, primary_error: str | None) -> LagSample:
@@ -294,11 +314,7 @@ class HeartbeatLagSampler:
         try:
             if self._replica is None:
                 self._replica = _autocommit(self._replica_factory())
-            with self._replica.cursor() as cur:
-                cur.execute(
-                    f"SELECT seq, ts FROM {self._table} WHERE id = %s", (self.heartbeat_id,)
-                )
-                row = cur.fetchone()
+            row = self._heartbeat_row()
             after = self._clock.wall()
             if row is not None:
                 visible = (int(row[0]), float(row[1]))
@@ -316,6 +332,9 @@ class HeartbeatLagSampler:
             # Heartbeats the replica has are no longer needed for a lower bound.
             for old in [s for s in self._written if s < visible_seq]:
                 del self._written[old]
+        elif replica_error is None:
+            # the replica answered and has none of our heartbeats: only a lower bound
+            lag_min = unseen_lower_bound(before, self._written)
         return LagSample(
             mono=mono,
             utc=after,
@@ -327,6 +346,20 @@ class HeartbeatLagSampler:
             primary_error=primary_error,
             replica_error=replica_error,
         )
+
+    def _heartbeat_row(self) -> Any:
+        """This sampler's heartbeat row on the replica; None when it has none (or not even the
+        table: a replica that has not applied its creation has no heartbeat either)."""
+        try:
+            with self._replica.cursor() as cur:
+                cur.execute(
+                    f"SELECT seq, ts FROM {self._table} WHERE id = %s", (self.heartbeat_id,)
+                )
+                return cur.fetchone()
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args and exc.args[0] == _NO_SUCH_TABLE:
+                return None
+            raise
 
     def _seconds_behind_master(self) -> int | None:
         """``Seconds_Behind_Master`` (``_Source`` on MySQL 8), None if absent or not allowed."""
@@ -362,6 +395,195 @@ class HeartbeatLagSampler:
                 slot = max(slot + 1, elapsed)
         except BaseException as exc:  # surfaced by stop(); a thread must not die silently
             self._failure = exc
+
+
+# --- readiness ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LagReading:
+    """What a readiness check learnt of a replica's lag, in seconds; one of three shapes:
+
+    - :meth:`measured`: the lag lies in ``value`` ± ``uncertainty``;
+    - :meth:`at_least`: ``lower_bound_only``, the lag is at least ``value`` and could be any
+      amount more (a heartbeat never seen on the replica); ``reason`` says so;
+    - :meth:`missing`: no figure at all (``value`` None); ``reason`` says why.
+
+    A readiness check fails on a missing figure: no lag is no evidence that the replica keeps up.
+    """
+
+    value: float | None
+    uncertainty: float = 0.0
+    lower_bound_only: bool = False
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.value is None and not self.reason:
+            raise ValueError("a lag reading without a value needs a reason")
+        if self.lower_bound_only and (self.value is None or not self.reason):
+            raise ValueError("a lower-bound lag reading needs a value and a reason")
+        if not (math.isfinite(self.uncertainty) and self.uncertainty >= 0):
+            raise ValueError(f"lag uncertainty {self.uncertainty!r} must be finite and >= 0")
+
+    @classmethod
+    def measured(cls, value: float, uncertainty: float, reason: str | None = None) -> LagReading:
+        """The lag lies in ``value`` ± ``uncertainty``."""
+        return cls(value, uncertainty, False, reason)
+
+    @classmethod
+    def at_least(cls, lower: float, reason: str) -> LagReading:
+        """The lag is at least ``lower`` (no upper bound); ``reason`` says how that is known."""
+        return cls(lower, 0.0, True, reason)
+
+    @classmethod
+    def missing(cls, reason: str) -> LagReading:
+        """No figure; ``reason`` says why."""
+        return cls(None, 0.0, False, reason)
+
+    def to_json(self) -> dict[str, Any]:
+        """The reading at the JSON edge."""
+        return {
+            "value": self.value,
+            "uncertainty": self.uncertainty,
+            "lower_bound_only": self.lower_bound_only,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class ReplicationState:
+    """Whether the DR database replicates and, when it does not, why; true when it does."""
+
+    running: bool
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.running and not self.reason:
+            raise ValueError("replication that is not running needs a reason")
+
+    def __bool__(self) -> bool:
+        return self.running
+
+
+@runtime_checkable
+class ReplicaReadiness(Protocol):
+    """What the readiness suite asks of a target about its DR database."""
+
+    def replication_running(self) -> ReplicationState:
+        """Whether the DR database replicates from the primary now, and why not."""
+
+    def replica_lag(self, timeline: Timeline, rpo_s: float | None = None) -> LagReading:
+        """The DR database's lag now, judged against ``rpo_s`` where the target can."""
+
+
+def _settled(previous: LagSample | None, sample: LagSample, rpo_s: float | None) -> bool:
+    """Whether sampling longer could no longer change the verdict against ``rpo_s``."""
+    if rpo_s is None or sample.lag_min_s is None:
+        return True  # nothing to judge against, or nothing acknowledged or readable to wait for
+    if sample.lag_min_s > rpo_s:
+        return True  # proven over the RPO
+    if sample.lag_s is None:
+        return False  # no heartbeat seen yet: wait for one, or for the proof
+    caught_up = sample.lag_min_s == 0.0  # every acknowledged heartbeat is on the replica
+    advancing = (
+        previous is not None
+        and previous.visible_seq is not None
+        and sample.visible_seq is not None
+        and sample.visible_seq > previous.visible_seq
+    )
+    # a replica that stopped applying still shows its last heartbeat, with a small lag at
+    # first: only one that keeps up, within the RPO, is done
+    return (caught_up or advancing) and sample.lag_s <= rpo_s
+
+
+def judge_lag(samples: Iterable[LagSample], rpo_s: float | None, window_s: float) -> LagReading:
+    """The lag over ``samples`` (taken over ``window_s``) as one reading.
+
+    The worst lag over the window lies between the largest lower bound and the largest upper
+    bound; where no heartbeat was ever seen, or one went unseen for longer than any seen one's
+    upper bound, only the lower bound is known. No acknowledged heartbeat, or a replica that never
+    answered, gives no figure at all.
+    """
+    taken = list(samples)
+    if not taken:
+        return LagReading.missing("no heartbeat lag sample was taken")
+    if all(s.written_seq is None for s in taken):
+        error = next((s.primary_error for s in reversed(taken) if s.primary_error), "no error")
+        return LagReading.missing(
+            f"no heartbeat written on the primary in {window_s:.1f} s: {error}"
+        )
+    lows = [s.lag_min_s for s in taken if s.lag_min_s is not None]
+    highs = [s.lag_s for s in taken if s.lag_s is not None]
+    if not lows:
+        error = next((s.replica_error for s in reversed(taken) if s.replica_error), "no error")
+        return LagReading.missing(f"replica unreadable for {window_s:.1f} s: {error}")
+    low = max(lows)
+    over = rpo_s is not None and low > rpo_s
+    within = f"within {rpo_s:g} s" if over else f"in {window_s:.1f} s of sampling"
+    # a lower bound > 0 is always a heartbeat the primary acknowledged that the replica lacked
+    # shown rounded down to the millisecond, so that the figure shown is a lower bound too
+    unseen = (
+        f"heartbeat not seen on the replica {within} (lag >= {math.floor(low * 1000) / 1000:.3f} s)"
+    )
+    if not highs or low > max(highs):
+        return LagReading.at_least(low, unseen)
+    high = max(highs)
+    return LagReading.measured((low + high) / 2, (high - low) / 2, unseen if over else None)
+
+
+def read_replica_lag(
+    primary_conn_factory: ConnectionFactory,
+    replica_conn_factory: ConnectionFactory,
+    rpo_s: float | None,
+    *,
+    seconds: float = 2.0,
+    interval_s: float = 0.1,
+    table: str = HEARTBEAT_TABLE,
+    timeline: Timeline | None = None,
+    clock: Clock | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> LagReading:
+    """Sample the heartbeat lag every ``interval_s`` for ``seconds``; judge it (:func:`judge_lag`).
+
+    A replica that after ``seconds`` shows no heartbeat, or no newer one than before while newer
+    ones were acknowledged, is sampled on until it keeps up again or the lower bound passes
+    ``rpo_s`` (at most ``seconds + rpo_s`` and three intervals): a stopped replica is proven over
+    its RPO rather than passed as merely unseen, or seen with a lag that has not grown yet.
+    The heartbeat table must exist on the primary (:func:`ensure_heartbeat_table`). With a
+    ``timeline``, the start of the sampling and the reading are marked on it.
+    """
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise LagSamplerError(f"lag reading: sampling time {seconds!r} s must be > 0")
+    if rpo_s is not None and not (rpo_s >= 0 and math.isfinite(rpo_s)):
+        raise LagSamplerError(f"lag reading: rpo {rpo_s!r} s must be >= 0")
+    clock = clock or Clock()
+    sampler = HeartbeatLagSampler(
+        primary_conn_factory, replica_conn_factory, interval_s, table=table, clock=clock
+    )
+    # a stall that starts by ``seconds`` is proven over the RPO within this: its first unseen
+    # heartbeat is written within an interval, and read on within another
+    limit = seconds + (rpo_s or 0.0) + 3 * interval_s
+    started = clock.mono()
+    if timeline is not None:
+        timeline.mark("lag_sampling_started", heartbeat_id=sampler.heartbeat_id, rpo_s=rpo_s)
+    try:
+        slot = 0
+        previous: LagSample | None = None
+        while True:
+            sample = sampler.sample_once()
+            elapsed = clock.mono() - started
+            if elapsed >= limit or (elapsed >= seconds and _settled(previous, sample, rpo_s)):
+                break
+            previous = sample
+            # a slow tick is not followed by a burst of catch-up ticks
+            slot = max(slot + 1, math.floor(elapsed / interval_s + 1e-9))
+            sleep(max(0.0, started + slot * interval_s - clock.mono()))
+    finally:
+        sampler.close()
+    reading = judge_lag(sampler.samples(), rpo_s, clock.mono() - started)
+    if timeline is not None:
+        timeline.mark("replica_lag_read", **reading.to_json())
+    return reading
 
 
 def _autocommit(conn: Any) -> Any:

@@ -14,7 +14,10 @@ What moto does with it (moto 5.2): a service starts no tasks (create_service lea
 ``service:<name>``; every DescribeTasks moves a task one step down RUNNING -> DEACTIVATING ->
 STOPPING -> DEPROVISIONING -> STOPPED unless the ``ecs::task`` state transition is changed, which
 :func:`keep_tasks_running` does (for the whole server); any registered non-instance target is
-``healthy`` whatever runs behind it; the Lambda function is stored but runs only with Docker.
+``healthy`` whatever runs behind it; the Lambda function is stored but runs only with Docker;
+an RDS instance has no ``StatusInfos`` (a real read replica reports its replication there), so
+:func:`set_read_replication` supplies it, and provisioning makes the replica ``replicating``;
+``ReplicaLag`` is whatever :func:`put_replica_lag` puts into CloudWatch.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import urllib.request
 import uuid
 import zipfile
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -215,6 +219,65 @@ def keep_tasks_running(endpoint_url: str) -> dict[str, Any]:
     before = tasks_transition(endpoint_url)
     set_tasks_transition(endpoint_url, {"progression": "manual", "times": _NEVER})
     return before
+
+
+def set_read_replication(
+    aws: AwsClients,
+    region: str,
+    db_id: str,
+    status: str,
+    *,
+    normal: bool | None = None,
+    message: str | None = None,
+) -> None:
+    """Make the moto server report the instance's ``read replication`` StatusInfos entry, as RDS
+    does for a read replica (``normal`` defaults to ``status == "replicating"``).
+
+    moto (5.2) never reports StatusInfos, but its DescribeDBInstances serializes whatever the
+    instance's model holds as ``status_infos``: the entry is set on moto's own model, and the
+    adapters' DescribeDBInstances calls stay real. That needs the moto server to run in this
+    process (the tests' ThreadedMotoServer); a RuntimeError when the answer does not show it.
+    """
+    from moto.backends import get_backend
+
+    _require_emulator(aws)
+    entry: dict[str, Any] = {
+        "StatusType": "read replication",
+        "Normal": status == "replicating" if normal is None else normal,
+        "Status": status,
+    }
+    if message is not None:
+        entry["Message"] = message
+    instance = get_backend("rds")[MOTO_ACCOUNT][region].databases[db_id]
+    # an attribute moto's model does not declare, read by its response serializer
+    setattr(instance, "status_infos", [entry])  # noqa: B010
+    seen = aws.client("rds", region).describe_db_instances(DBInstanceIdentifier=db_id)
+    if seen["DBInstances"][0].get("StatusInfos") != [entry]:
+        raise RuntimeError(
+            f"moto at {aws.endpoint_url} does not run in this process: cannot set StatusInfos"
+        )
+
+
+def put_replica_lag(
+    aws: AwsClients, region: str, db_id: str, points: list[tuple[timedelta, float]]
+) -> None:
+    """Put ``ReplicaLag`` datapoints for ``db_id``, each ``(how long ago, seconds)``, as RDS
+    publishes them (-1 while replication is not active)."""
+    _require_emulator(aws)
+    now = datetime.now(UTC)
+    aws.client("cloudwatch", region).put_metric_data(
+        Namespace="AWS/RDS",
+        MetricData=[
+            {
+                "MetricName": "ReplicaLag",
+                "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": db_id}],
+                "Timestamp": now - ago,
+                "Value": value,
+                "Unit": "Seconds",
+            }
+            for ago, value in points
+        ],
+    )
 
 
 def _require_emulator(aws: AwsClients) -> str:
@@ -634,6 +697,8 @@ def provision_stack(
                 function_arn=_function(aws, r, names),
             )
         )
+    # a healthy replica, as RDS reports one (moto reports nothing)
+    set_read_replication(aws, names.dr.region, names.dr.rds.instance_id, "replicating")
     replication_role = _buckets(aws, names)
     zone_id, checks = _dns(aws, names, (albs[0], albs[1]))
     primary, dr = regions

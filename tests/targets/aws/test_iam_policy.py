@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,7 @@ def test_every_adapter_call_is_allowed_by_the_policy(
     aws = AwsClients(endpoint_url=moto_endpoint)
     s = stack.settings
     p, d = s.primary, s.dr
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: sts.account_id(aws),
         lambda: ecs.running_tasks(aws, p.region, p.ecs.cluster, p.ecs.service),
         lambda: ecs.service_state(
@@ -61,7 +61,7 @@ def test_every_adapter_call_is_allowed_by_the_policy(
         lambda: ecs.update_desired_count(aws, p.region, p.ecs.cluster, p.ecs.service, 2),
         lambda: elbv2.target_health(aws, p.region, stack.primary.target_group_arn),
         lambda: rds.describe_instance(aws, p.region, p.rds.instance_id),
-        lambda: rds.replica_lag_s(aws, d.region, d.rds.instance_id),
+        lambda: rds.replica_lag(aws, d.region, d.rds.instance_id),
         lambda: rds.reboot_instance(aws, p.region, p.rds.instance_id),
         lambda: rds.promote_read_replica(aws, d.region, d.rds.instance_id),
         lambda: rds.failover_cluster(aws, p.region, "no-such-cluster"),

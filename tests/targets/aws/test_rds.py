@@ -5,7 +5,8 @@ DR region from the primary's arn) copies the primary, Multi-AZ flag included; a 
 without ForceFailover, changes nothing; a promoted replica stays ``available`` and KEEPS its
 ``ReadReplicaSourceDBInstanceIdentifier`` (and the primary keeps listing it), so it never looks
 writable; ``StopDBInstance``/``StartDBInstance`` do change the status; ``FailoverDBCluster``
-swaps the writer at once; ``ReplicaLag`` is whatever datapoints a test puts into CloudWatch.
+swaps the writer at once; ``ReplicaLag`` is whatever datapoints a test puts into CloudWatch; no
+instance has ``StatusInfos`` (tests supply a replica's, see ``provision.set_read_replication``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from drdrill.observe import NotObserved
 from drdrill.targets.aws import rds
 from drdrill.targets.aws.session import AwsClients
 from drdrill.timeline import Clock, Timeline
+
+from .provision import put_replica_lag, set_read_replication
 
 PRIMARY = "eu-west-1"
 DR = "eu-central-1"
@@ -322,42 +325,101 @@ def test_wait_writable_on_a_primary_is_immediate_and_on_a_moto_promoted_replica_
     assert fake.sleeps == [5.0, 5.0, 5.0]
 
 
-def _put_lag(aws: AwsClients, db_id: str, points: list[tuple[timedelta, float]]) -> None:
-    now = datetime.now(UTC)
-    aws.client("cloudwatch", DR).put_metric_data(
-        Namespace="AWS/RDS",
-        MetricData=[
-            {
-                "MetricName": "ReplicaLag",
-                "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": db_id}],
-                "Timestamp": now - ago,
-                "Value": value,
-                "Unit": "Seconds",
-            }
-            for ago, value in points
-        ],
-    )
-
-
-def test_replica_lag_is_the_latest_datapoint(aws: AwsClients) -> None:
+def test_replica_lag_is_the_latest_minute(aws: AwsClients) -> None:
     pair = _pair(aws)
-    _put_lag(
+    put_replica_lag(
         aws,
+        DR,
         pair.replica,
         [(timedelta(seconds=150), 4.0), (timedelta(seconds=30), 0.5), (timedelta(seconds=90), 2.0)],
     )
 
-    assert rds.replica_lag_s(aws, DR, pair.replica) == 0.5
+    latest = rds.replica_lag(aws, DR, pair.replica)
+    assert latest is not None and (latest.minimum, latest.maximum) == (0.5, 0.5)
+    assert datetime.now(UTC) - latest.utc < timedelta(minutes=2)
     # another instance's lag is not this one's
-    assert rds.replica_lag_s(aws, DR, pair.primary) is None
+    assert rds.replica_lag(aws, DR, pair.primary) is None
 
 
 def test_replica_lag_outside_the_window_is_none(aws: AwsClients) -> None:
     pair = _pair(aws)
-    _put_lag(aws, pair.replica, [(timedelta(minutes=8), 1.0)])
+    put_replica_lag(aws, DR, pair.replica, [(timedelta(minutes=8), 1.0)])
 
-    assert rds.replica_lag_s(aws, DR, pair.replica, minutes=5) is None
-    assert rds.replica_lag_s(aws, DR, pair.replica, minutes=10) == 1.0
+    assert rds.replica_lag(aws, DR, pair.replica, minutes=5) is None
+    latest = rds.replica_lag(aws, DR, pair.replica, minutes=10)
+    assert latest is not None and latest.maximum == 1.0
     assert ("cloudwatch", "GetMetricStatistics") in {
         (c.service, c.operation) for c in aws.log.calls
     }
+
+
+def test_replica_lag_keeps_the_minus_one_of_inactive_replication(aws: AwsClients) -> None:
+    """RDS publishes -1 while replication is not active: the minute's minimum keeps it even
+    when the same minute also saw a real lag (its maximum)."""
+    pair = _pair(aws)
+    put_replica_lag(
+        aws, DR, pair.replica, [(timedelta(seconds=5), 3.0), (timedelta(seconds=2), -1.0)]
+    )
+
+    latest = rds.replica_lag(aws, DR, pair.replica)
+    assert latest is not None and latest.minimum == -1.0
+
+
+# --- replication state (StatusInfos) ------------------------------------------------------------
+# moto reports no StatusInfos: set_read_replication puts the entry RDS would report on moto's
+# model of the replica; describe_instance reads it through the real DescribeDBInstances.
+
+
+def test_a_replicating_replica_has_no_replication_problem(aws: AwsClients) -> None:
+    pair = _pair(aws)
+    set_read_replication(aws, DR, pair.replica, "replicating")
+
+    replica = rds.describe_instance(aws, DR, pair.replica)
+    assert replica.read_replication == rds.StatusInfo("read replication", "replicating", True)
+    assert rds.replication_problem(replica, pair.primary, DR) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "expected"),
+    [
+        (
+            "error",
+            "Replication has stopped  because of an error:\n1062 duplicate key",
+            "read replication is 'error' (not normal): Replication has stopped because of an "
+            "error: 1062 duplicate key",
+        ),
+        ("stopped", None, "read replication is 'stopped' (not normal)"),
+        ("terminated", "Replication terminated", "read replication is 'terminated' (not normal)"),
+    ],
+)
+def test_a_replica_whose_replication_broke_has_a_problem_naming_its_state(
+    aws: AwsClients, status: str, message: str | None, expected: str
+) -> None:
+    pair = _pair(aws)
+    set_read_replication(aws, DR, pair.replica, status, message=message)
+
+    problem = rds.replication_problem(
+        rds.describe_instance(aws, DR, pair.replica), pair.primary, DR
+    )
+    assert problem is not None and "\n" not in problem
+    assert problem.startswith(f"rds instance '{pair.replica}' ({DR}): {expected}")
+
+
+def test_a_replica_without_status_infos_or_of_another_source_has_a_problem(
+    aws: AwsClients,
+) -> None:
+    pair = _pair(aws)
+    replica = rds.describe_instance(aws, DR, pair.replica)  # moto's own answer: no StatusInfos
+
+    assert rds.replication_problem(replica, pair.primary, DR) == (
+        f"rds instance '{pair.replica}' ({DR}) reports no 'read replication' status in StatusInfos"
+    )
+    # a source whose name merely contains the primary's is another instance
+    assert rds.replication_problem(replica, pair.primary[:-2], DR) == (
+        f"rds instance '{pair.replica}' ({DR}) replicates from '{pair.primary_arn}', not "
+        f"'{pair.primary[:-2]}'"
+    )
+    primary = rds.describe_instance(aws, PRIMARY, pair.primary)
+    assert rds.replication_problem(primary, pair.primary, PRIMARY) == (
+        f"rds instance '{pair.primary}' ({PRIMARY}) is not a read replica"
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,17 @@ from .provision import (
     ProvisionedStack,
     keep_tasks_running,
     provision_stack,
+    put_replica_lag,
+    set_read_replication,
     set_tasks_transition,
     stack_settings,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
 MOTO_ACCOUNT = "123456789012"
+#: how long ago the tests' ReplicaLag datapoints were published (moto's GetMetricStatistics
+#: drops the sub-second part of EndTime: a datapoint stamped "now" could fall after it)
+_AGO = timedelta(seconds=20)
 
 
 @pytest.fixture
@@ -91,6 +97,10 @@ def _state(endpoint: str, stack: ProvisionedStack) -> tuple[int, int]:
 def test_contract_suites_pass_and_recovery_drills_skip_with_the_reason(
     stack: ProvisionedStack, moto_endpoint: str, tmp_path: Path
 ) -> None:
+    # moto publishes no ReplicaLag: a healthy replica's, as RDS would (the replica is already
+    # "replicating" in its StatusInfos, which provisioning supplied)
+    aws = AwsClients(endpoint_url=moto_endpoint)
+    put_replica_lag(aws, stack.dr.region, stack.settings.dr.rds.instance_id, [(_AGO, 0.0)])
     result = _suites(_config(tmp_path, stack, [MOTO_ACCOUNT]), "--dr-allow-destructive")
     out = result.stdout
     assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
@@ -98,6 +108,7 @@ def test_contract_suites_pass_and_recovery_drills_skip_with_the_reason(
         "test_stop_tasks_injects_and_reverts",
         "test_region_down_scales_to_zero_and_back",
         "test_replication_is_running",
+        "test_replica_lag_within_rpo",
         "test_dr_region_is_at_pilot_light",
         "test_alarm_is_wired_to_notifications",
         "test_failover_record_points_at_a_healthy_primary",
@@ -105,8 +116,47 @@ def test_contract_suites_pass_and_recovery_drills_skip_with_the_reason(
     ):
         assert f"::{name} PASSED" in out, name
     assert "an AWS API emulator does not recover anything" in out  # the recovery drills skip
-    assert "no replica lag" in out  # moto has no ReplicaLag datapoints
     assert list((tmp_path / "reports").glob("*/report.json"))
+
+
+def test_readiness_fails_on_a_replica_whose_replication_is_broken(
+    stack: ProvisionedStack, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """Stopped replication: RDS says so in the replica's StatusInfos and publishes a ReplicaLag
+    of -1. Both readiness checks fail, each saying why; before the fix both passed or skipped."""
+    aws = AwsClients(endpoint_url=moto_endpoint)
+    dr, replica = stack.dr.region, stack.settings.dr.rds.instance_id
+    set_read_replication(aws, dr, replica, "error", message="Replication has stopped: 1062")
+    put_replica_lag(aws, dr, replica, [(_AGO, -1.0)])
+
+    result = _suites(
+        _config(tmp_path, stack, [MOTO_ACCOUNT]),
+        "-k",
+        "test_replication_is_running or test_replica_lag_within_rpo",
+    )
+    out = result.stdout
+    assert result.returncode == 1, out[-4000:] + result.stderr[-2000:]
+    assert "::test_replication_is_running FAILED" in out, out[-4000:]
+    assert "::test_replica_lag_within_rpo FAILED" in out, out[-4000:]
+    assert (
+        f"the DR database does not replicate: rds instance '{replica}' ({dr}): read replication "
+        "is 'error' (not normal): Replication has stopped: 1062"
+    ) in out
+    assert f"no replica lag: ReplicaLag for {replica} was -1 in the minute from " in out
+    assert "SKIPPED" not in out
+
+
+def test_readiness_fails_without_replica_lag_datapoints(
+    stack: ProvisionedStack, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """No ReplicaLag published at all (moto's own state): a failure naming the replica and the
+    window, where it used to be a skip."""
+    result = _suites(_config(tmp_path, stack, [MOTO_ACCOUNT]), "-k", "test_replica_lag_within_rpo")
+    out = result.stdout
+    assert result.returncode == 1, out[-4000:] + result.stderr[-2000:]
+    replica = stack.settings.dr.rds.instance_id
+    assert f"no replica lag: no ReplicaLag datapoints for {replica} in the last 5 minutes" in out
+    assert "SKIPPED" not in out
 
 
 def test_dry_run_lists_every_call_and_changes_nothing(

@@ -1,5 +1,6 @@
 """CloudWatch alarms: their state, their state history (the Detection phase's ``reported``
-times) and their actions (the SNS topics they notify).
+times) and their actions (the SNS topics they notify); and a metric's latest datapoint (the
+readiness checks read RDS's ``ReplicaLag`` with it).
 
 Emulator limits: moto (5.2) does not implement ``DescribeAlarmHistory`` (the server answers
 500), so :func:`alarm_history` raises there; it keeps no history a drill could read. A new
@@ -12,7 +13,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -139,3 +140,52 @@ def alarm_history(aws: AwsClients, region: str, name: str) -> list[AlarmChange]:
         ) from exc
     changes.sort(key=lambda c: c.utc)
     return changes
+
+
+@dataclass(frozen=True)
+class Datapoint:
+    """One period of a metric's statistics: its start and the smallest and largest value in it."""
+
+    utc: datetime
+    minimum: float
+    maximum: float
+
+
+def latest_datapoint(
+    aws: AwsClients,
+    region: str,
+    namespace: str,
+    metric: str,
+    dimensions: Mapping[str, str],
+    *,
+    minutes: int = 5,
+    period_s: int = 60,
+    now: datetime | None = None,
+) -> Datapoint | None:
+    """The metric's latest period (minimum and maximum) in the last ``minutes``; None when
+    CloudWatch holds no datapoint in that window."""
+    end = now or datetime.now(UTC)
+    where = ", ".join(f"{k}={v}" for k, v in dimensions.items())
+    label = f"cloudwatch metric {namespace} {metric} ({where}) in {region}"
+    try:
+        answer = aws.client("cloudwatch", region).get_metric_statistics(
+            Namespace=namespace,
+            MetricName=metric,
+            Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+            StartTime=end - timedelta(minutes=minutes),
+            EndTime=end,
+            Period=period_s,
+            Statistics=["Minimum", "Maximum"],
+        )
+    except ClientError as exc:
+        first = str(exc).splitlines()[0]
+        raise DrillError(f"{label}: {first}") from exc
+    points = answer.get("Datapoints", [])
+    if not points:
+        return None
+    latest = max(points, key=lambda p: _utc(p["Timestamp"]))
+    return Datapoint(
+        utc=_utc(latest["Timestamp"]),
+        minimum=float(latest["Minimum"]),
+        maximum=float(latest["Maximum"]),
+    )

@@ -2,6 +2,10 @@
 
 Every function takes the region the instance lives in: a cross-region read replica is
 described, promoted and measured in its own (the DR) region.
+
+Whether a replica replicates is what RDS says in its ``StatusInfos`` (``read replication``:
+``replicating`` and normal, or ``error``/``stopped``/``terminated``...), not merely that it has a
+source. Its lag is CloudWatch's ``ReplicaLag``, which is -1 while replication is not active.
 """
 
 from __future__ import annotations
@@ -10,15 +14,30 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from drdrill.errors import DrillError, FaultError, SafetyError
 from drdrill.observe import NotObserved
+from drdrill.targets.aws import cloudwatch
 from drdrill.targets.aws.session import AwsClients
 from drdrill.timeline import Timeline
+
+#: the ``StatusType`` of a read replica's replication in ``StatusInfos``
+READ_REPLICATION = "read replication"
+#: the ``Status`` of a replica that is replicating
+REPLICATING = "replicating"
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    """One entry of an instance's ``StatusInfos`` (a read replica's replication state)."""
+
+    status_type: str
+    status: str
+    normal: bool
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,11 +56,18 @@ class DbInstance:
     read_replicas: tuple[str, ...] = ()
     port: int | None = None
     arn: str | None = None
+    #: what RDS says of the instance's state beyond its status (a replica's replication)
+    status_infos: tuple[StatusInfo, ...] = ()
 
     @property
     def writable(self) -> bool:
         """Available and not replicating from anything."""
         return self.status == "available" and self.replica_source is None
+
+    @property
+    def read_replication(self) -> StatusInfo | None:
+        """The ``read replication`` entry of ``StatusInfos``; None when RDS reports none."""
+        return next((i for i in self.status_infos if i.status_type == READ_REPLICATION), None)
 
 
 @contextmanager
@@ -61,6 +87,15 @@ def _instance(db_id: str, region: str) -> str:
     return f"rds instance '{db_id}' ({region})"
 
 
+def _status_info(item: dict[str, Any]) -> StatusInfo:
+    return StatusInfo(
+        status_type=str(item.get("StatusType", "")),
+        status=str(item.get("Status", "")),
+        normal=bool(item.get("Normal", False)),
+        message=item.get("Message") or None,
+    )
+
+
 def _from_api(item: dict[str, Any]) -> DbInstance:
     endpoint = item.get("Endpoint") or {}
     port = endpoint.get("Port")
@@ -74,6 +109,7 @@ def _from_api(item: dict[str, Any]) -> DbInstance:
         read_replicas=tuple(item.get("ReadReplicaDBInstanceIdentifiers", [])),
         port=int(port) if port is not None else None,
         arn=item.get("DBInstanceArn"),
+        status_infos=tuple(_status_info(i) for i in item.get("StatusInfos") or []),
     )
 
 
@@ -247,25 +283,42 @@ def wait_writable(
     )
 
 
-def replica_lag_s(aws: AwsClients, region: str, db_id: str, minutes: int = 5) -> float | None:
-    """The replica's latest CloudWatch ``ReplicaLag`` (the minute's maximum), in seconds.
+def _is_instance(reference: str, db_id: str) -> bool:
+    """Whether ``reference`` (an identifier, or an arn for another region's) names ``db_id``."""
+    return reference == db_id or reference.endswith(f":db:{db_id}")
 
-    None when CloudWatch has no datapoint in the last ``minutes`` (not a replica, or metrics
-    not yet published). ``region`` is the replica's.
-    """
-    end = datetime.now(UTC)
-    with _errors(_instance(db_id, region)):
-        answer = aws.client("cloudwatch", region).get_metric_statistics(
-            Namespace="AWS/RDS",
-            MetricName="ReplicaLag",
-            Dimensions=[{"Name": "DBInstanceIdentifier", "Value": db_id}],
-            StartTime=end - timedelta(minutes=minutes),
-            EndTime=end,
-            Period=60,
-            Statistics=["Maximum"],
-        )
-    points = answer.get("Datapoints", [])
-    if not points:
+
+def replication_problem(instance: DbInstance, source_id: str, region: str) -> str | None:
+    """Why ``instance`` does not replicate from ``source_id`` now (one line naming it and the
+    replication's state); None when RDS says it is ``replicating`` normally."""
+    what = _instance(instance.id, region)
+    if instance.replica_source is None:
+        return f"{what} is not a read replica"
+    if not _is_instance(instance.replica_source, source_id):
+        return f"{what} replicates from '{instance.replica_source}', not '{source_id}'"
+    info = instance.read_replication
+    if info is None:
+        return f"{what} reports no '{READ_REPLICATION}' status in StatusInfos"
+    if info.status == REPLICATING and info.normal:
         return None
-    latest = max(points, key=lambda p: p["Timestamp"])
-    return float(latest["Maximum"])
+    detail = f": {' '.join(info.message.split())}" if info.message else ""
+    normal = "" if info.normal else " (not normal)"
+    return f"{what}: read replication is '{info.status}'{normal}{detail}"
+
+
+def replica_lag(
+    aws: AwsClients, region: str, db_id: str, minutes: int = 5
+) -> cloudwatch.Datapoint | None:
+    """The replica's latest CloudWatch ``ReplicaLag`` minute (its minimum and maximum, seconds).
+
+    None when CloudWatch has no datapoint in the last ``minutes`` (not a replica, metrics not
+    published). A value of -1 means replication was not active. ``region`` is the replica's.
+    """
+    return cloudwatch.latest_datapoint(
+        aws,
+        region,
+        "AWS/RDS",
+        "ReplicaLag",
+        {"DBInstanceIdentifier": db_id},
+        minutes=minutes,
+    )

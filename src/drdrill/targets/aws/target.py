@@ -18,6 +18,7 @@ from drdrill.config import DrillConfig, EndpointConfig
 from drdrill.errors import DrillError
 from drdrill.faults.aws import AwsAccess, RebootDbInstance, ScaleServiceToZero, StopEcsTasks
 from drdrill.faults.base import Fault, is_destructive
+from drdrill.probes.lag import LagReading, ReplicationState
 from drdrill.targets.aws import cloudwatch, ecs, elbv2, lambda_, rds, route53, s3, sns, terraform
 from drdrill.targets.aws.safety import StopConditions, blast_radius, check_destructive
 from drdrill.targets.aws.session import AwsClients
@@ -277,19 +278,30 @@ class AwsTarget:
         r = self.region(region)
         return rds.describe_instance(self.aws, r.region, r.rds.instance_id).multi_az
 
-    def replication_running(self) -> bool:
-        """The DR database is a read replica of the primary's."""
+    def replication_running(self) -> ReplicationState:
+        """The DR database is a read replica of the primary's and RDS says, in its
+        ``StatusInfos``, that it is replicating; otherwise the reason names the state."""
         dr = self.settings.dr
         instance = rds.describe_instance(self.aws, dr.region, dr.rds.instance_id)
-        source = self.settings.primary.rds.instance_id
-        return bool(instance.replica_source) and source in (instance.replica_source or "")
+        problem = rds.replication_problem(
+            instance, self.settings.primary.rds.instance_id, dr.region
+        )
+        return ReplicationState(True) if problem is None else ReplicationState(False, problem)
 
-    def replica_lag(self, timeline: Timeline) -> tuple[float, float] | None:
-        """The DR replica's latest ReplicaLag from CloudWatch (value, 1 s resolution), or None."""
+    #: how far back the readiness check looks for a ReplicaLag datapoint
+    lag_window_minutes = 5
+
+    def replica_lag(self, timeline: Timeline, rpo_s: float | None = None) -> LagReading:
+        """The DR replica's latest ``ReplicaLag`` from CloudWatch (the minute's maximum, ± 1 s:
+        CloudWatch gives whole seconds); a missing figure, with the reason, when CloudWatch has
+        no datapoint in the window or the lag is -1 (replication not active). ``rpo_s`` is not
+        needed: the figure is compared with it by the caller."""
         dr = self.settings.dr
-        lag = rds.replica_lag_s(self.aws, dr.region, dr.rds.instance_id)
-        timeline.mark("replica_lag_read", lag_s=lag)
-        return None if lag is None else (lag, 1.0)
+        minutes = self.lag_window_minutes
+        point = rds.replica_lag(self.aws, dr.region, dr.rds.instance_id, minutes=minutes)
+        reading = replica_lag_reading(point, dr.rds.instance_id, minutes)
+        timeline.mark("replica_lag_read", **reading.to_json())
+        return reading
 
     def primary_record_healthy(self) -> bool:
         """The failover record's PRIMARY has a health check that says HEALTHY."""
@@ -321,3 +333,19 @@ class AwsTarget:
             "emulator": self.on_emulator,
             "regions": {"primary": self.settings.primary.region, "dr": self.settings.dr.region},
         }
+
+
+def replica_lag_reading(point: cloudwatch.Datapoint | None, db_id: str, minutes: int) -> LagReading:
+    """A ``ReplicaLag`` datapoint as a readiness reading: no datapoint and -1 are failures."""
+    if point is None:
+        return LagReading.missing(
+            f"no ReplicaLag datapoints for {db_id} in the last {minutes} minutes"
+        )
+    if point.minimum < 0:
+        # RDS publishes -1 while replication is not active; the minute's minimum catches it
+        # even when the lag was positive earlier in the same minute
+        return LagReading.missing(
+            f"ReplicaLag for {db_id} was {point.minimum:g} in the minute from "
+            f"{point.utc:%H:%M} UTC: replication is not active"
+        )
+    return LagReading.measured(point.maximum, 1.0)
