@@ -142,21 +142,24 @@ def test_compliance_writes_the_month_and_says_where(
         "--out",
         str(out_dir),
     )
-    assert (code, err) == (0, "")
+    # every sample run's Health Verification ends before it starts: invalid, the run failed,
+    # the month not compliant (exit status 1)
+    assert (code, err) == (1, "")
     lines = out.splitlines()
     assert lines[0] == (
-        "drdrill compliance 2026-11: 3 runs (2 passed, 1 failed); objectives met 23, missed 1"
+        "drdrill compliance 2026-11: 3 runs (0 passed, 3 failed); objectives met 20, missed 1, "
+        "inconclusive 0, invalid 3"
     )
-    for run_id, outcome, counts in zip(
-        RUNS,
-        ["passed", "failed", "passed"],
-        ["met 8, missed 0", "met 7, missed 1", "met 8, missed 0"],
-        strict=True,
+    for run_id, counts in zip(
+        RUNS, ["met 7, missed 0", "met 6, missed 1", "met 7, missed 0"], strict=True
     ):
         line = next(ln for ln in lines if run_id in ln)
-        assert f"sandbox (sandbox)  {outcome}  {counts}" in line
+        assert f"sandbox (sandbox)  failed (exit -)  {counts}: " in line
+        assert "Health Verification invalid" in line
+    assert "Total RTO 19.250 s > 18 s" in next(ln for ln in lines if RUNS[1] in ln)
     md, js = out_dir / "compliance-2026-11.md", out_dir / "compliance-2026-11.json"
-    assert lines[-2:] == [f"drdrill compliance: wrote {md}", f"drdrill compliance: wrote {js}"]
+    assert lines[-3:-1] == [f"drdrill compliance: wrote {md}", f"drdrill compliance: wrote {js}"]
+    assert lines[-1].startswith(f"drdrill compliance 2026-11: NOT COMPLIANT — run {RUNS[0]}")
     data = json.loads(js.read_text("utf-8"))
     digests = {e["path"]: e["sha256"] for run in data["runs"] for e in run["evidence"]}
     assert len(digests) == 6
@@ -166,6 +169,7 @@ def test_compliance_writes_the_month_and_says_where(
 
 
 def test_compliance_of_an_empty_month(reports: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A month in which no drill ran shows nothing was drilled: not compliant."""
     code, out, _ = _run(
         capsys,
         "compliance",
@@ -177,9 +181,10 @@ def test_compliance_of_an_empty_month(reports: Path, capsys: pytest.CaptureFixtu
         str(reports),
         "--json",
     )
-    assert code == 0
+    assert code == 1
     data = json.loads(out)
     assert (data["summary"]["runs"], data["runs"]) == (0, [])
+    assert data["summary"]["findings"] == ["no drill ran in 2027-01"]
     assert data["written"][0].endswith("compliance-2027-01.md")
 
 
@@ -225,3 +230,94 @@ def test_the_drdrill_command_runs_them(reports: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "67% (2/3)" in done.stdout
+
+
+# --- verdicts and compliance ---------------------------------------------------------------------
+
+
+def _month(tmp_path: Path, edit: dict[str, list[tuple[str, str, float, float]]]) -> Path:
+    """A history of runs A and C (their Health Verification made a valid span) with ``edit``:
+    run id -> (test suffix, figure, measured, uncertainty) to set."""
+    folder = Path(shutil.copytree(DATA, tmp_path / "reports"))
+    db = tmp_path / "month.sqlite"
+    with HistoryStore(db) as store:
+        for run_id in (RUNS[0], RUNS[2]):
+            path = folder / run_id / "report.json"
+            data = json.loads(path.read_text("utf-8"))
+            for phase in data["phases"]:
+                if phase["name"] == "Health Verification":
+                    phase["measured"] = abs(phase["measured"])
+                for suffix, name, value, uncertainty in edit.get(run_id, []):
+                    if phase["name"] == name and phase["test"].endswith(suffix):
+                        phase["measured"], phase["uncertainty"] = value, uncertainty
+            path.write_text(json.dumps(data), encoding="utf-8")
+            store.append(data, [path])
+    return db
+
+
+INCONCLUSIVE = {RUNS[2]: [("[lambda]", "Total RTO", 17.99, 0.05)]}  # [17.94, 18.04] vs 18 s
+
+
+def test_a_month_whose_runs_all_passed_is_compliant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = _month(tmp_path, {})
+    code, out, err = _run(
+        capsys, "compliance", "--month", "2026-11", "--db", str(db), "--out", str(tmp_path)
+    )
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-1] == ("drdrill compliance 2026-11: COMPLIANT — 2 runs, all passed")
+    md = (tmp_path / "compliance-2026-11.md").read_text("utf-8")
+    assert md.startswith("**COMPLIANT** — 2 runs, all passed")
+
+
+def test_an_inconclusive_run_fails_the_month_unless_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = _month(tmp_path, INCONCLUSIVE)
+    base = ["compliance", "--month", "2026-11", "--db", str(db), "--out", str(tmp_path)]
+    monkeypatch.chdir(tmp_path)  # no drdrill.yaml here (yet)
+    code, out, _ = _run(capsys, *base)
+    assert code == 1
+    line = next(ln for ln in out.splitlines() if RUNS[2] in ln and "inconclusive" in ln)
+    assert "Total RTO inconclusive (17.990 ± 0.050 s vs 18 s)" in line
+    assert out.splitlines()[-1].startswith(
+        f"drdrill compliance 2026-11: NOT COMPLIANT — run {RUNS[2]} inconclusive: "
+    )
+    # the flag accepts it
+    code, out, _ = _run(capsys, *base, "--accept-inconclusive")
+    assert code == 0
+    assert out.splitlines()[-1].endswith("all passed or inconclusive (accepted)")
+    # so does the config, named or found as drdrill.yaml in the current folder
+    accepting = tmp_path / "accepting.yaml"
+    accepting.write_text("compliance:\n  accept_inconclusive: true\n", encoding="utf-8")
+    code, _, _ = _run(capsys, *base, "--config", str(accepting))
+    assert code == 0
+    (tmp_path / "drdrill.yaml").write_text(accepting.read_text("utf-8"), encoding="utf-8")
+    code, out, _ = _run(capsys, *base, "--json")
+    assert code == 0
+    assert json.loads(out)["summary"]["accept_inconclusive"] is True
+    (tmp_path / "drdrill.yaml").write_text(
+        "compliance:\n  accept_inconclusive: false\n", encoding="utf-8"
+    )
+    code, _, _ = _run(capsys, *base)
+    assert code == 1
+
+
+def test_history_shows_each_runs_verdict_and_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = _month(tmp_path, INCONCLUSIVE)
+    code, out, _ = _run(capsys, "history", "--db", str(db), "--html", str(tmp_path / "h.html"))
+    assert code == 0
+    rows = {ln.split()[1]: ln for ln in out.splitlines() if ln.startswith("│ 2026")}
+    assert "passed" in rows[RUNS[0]] and "inconclusive" in rows[RUNS[2]]
+    code, out, _ = _run(
+        capsys, "history", "--db", str(db), "--json", "--html", str(tmp_path / "h.html")
+    )
+    verdicts = {v["id"]: v for v in json.loads(out)["verdicts"]}
+    assert verdicts[RUNS[0]]["verdict"] == "passed"
+    assert verdicts[RUNS[2]]["verdict"] == "inconclusive"
+    assert verdicts[RUNS[2]]["exit_status"] is None  # stored before exit statuses were kept
+    page = (tmp_path / "h.html").read_text("utf-8")
+    assert f"<td>{RUNS[2]}</td>" in page and '<td class="inconclusive">inconclusive</td>' in page

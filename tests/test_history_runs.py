@@ -59,10 +59,15 @@ def test_three_runs_show_in_history_and_compliance(
     month = datetime.now(UTC).strftime("%Y-%m")
     compliance = subprocess.run(
         [DRDRILL, "compliance", "--month", month, "--db", db, "--out", str(pytester.path)],
+        cwd=pytester.path,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert compliance.returncode == 0, compliance.stderr
+    # the second run missed its objective: the month is not compliant (exit status 1)
+    assert compliance.returncode == 1, compliance.stderr
     written = json.loads((pytester.path / f"compliance-{month}.json").read_text())
     assert len(written["runs"]) == 3
+    assert [r["verdict"] for r in written["runs"]] == ["passed", "failed", "passed"]
+    assert [r["exit_status"] for r in written["runs"]] == [0, 1, 0]
+    assert written["summary"]["compliant"] is False

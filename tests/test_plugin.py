@@ -124,7 +124,8 @@ def test_missed_objective_fails_the_test_naming_phase_value_and_target(
     reports = list((project.path / "out").glob("*/report.json"))
     assert len(reports) == 1
     report = json.loads(reports[0].read_text())
-    assert report["schema_version"] == "1.1"
+    assert report["schema_version"] == "1.2"
+    assert (report["run"]["verdict"], report["run"]["exit_status"]) == ("failed", 1)
     phases = {(p["test"].rsplit("::", 1)[-1], p["status"]) for p in report["phases"]}
     assert phases == {("test_slow_detection", "missed"), ("test_fast_detection", "met")}
     assert report["objectives"]["rto"]["Total RTO"]["target_s"] == 900.0
@@ -132,7 +133,10 @@ def test_missed_objective_fails_the_test_naming_phase_value_and_target(
     assert outcomes == {"test_slow_detection": "failed", "test_fast_detection": "passed"}
     assert {e["name"] for e in report["events"]} == {"fault_injected", "alarm"}
     md = next((project.path / "out").glob("*/report.md")).read_text()
-    assert "| **Detection** | 120 s | 149.750 ± 0.250 s (worst of 2) | **MISSED** |" in md
+    assert (
+        "| **Detection** | 120 s | 149.750 ± 0.250 s [149.500, 150.000] s (worst of 2) | "
+        "**MISSED** |" in md
+    )
     result.stdout.fnmatch_lines(["*drdrill run*", "*Detection*149.750*missed*"])
 
 

@@ -92,22 +92,30 @@ def test_workers_drill_side_by_side_and_report_one_run(project: pytest.Pytester)
         assert store.run_ids() == [run_id]
     # every drill of both workers, each run under the controller's run id
     workers = {t["nodeid"].rsplit("::", 1)[1]: t["worker"] for t in report["tests"]}
-    assert set(workers) == {f"test_detection[{d}]" for d in ("30.0", "60.0", "150.0", "20.0")}
+    # every test of the run, the one that measured nothing too
+    assert set(workers) == {
+        *(f"test_detection[{d}]" for d in ("30.0", "60.0", "150.0", "20.0")),
+        "test_not_a_drill",
+    }
     assert set(workers.values()) == {"gw0", "gw1"}
     injected = [e for e in report["events"] if e["name"] == "fault_injected"]
     assert {e["attrs"]["run_id"] for e in injected} == {run_id}
     assert {e["test"]: e["attrs"]["worker"] for e in injected} == {
-        t["nodeid"]: t["worker"] for t in report["tests"]
+        t["nodeid"]: t["worker"] for t in report["tests"] if "detection" in t["nodeid"]
     }
     statuses = sorted(p["status"] for p in report["phases"])
     assert statuses == ["met", "met", "met", "missed"]
     outcome = {t["nodeid"].rsplit("::", 1)[1]: t["outcome"] for t in report["tests"]}
     assert outcome["test_detection[150.0]"] == "failed"
-    assert report["schema_version"] == "1.1"
+    assert report["schema_version"] == "1.2"
+    assert (report["run"]["verdict"], report["run"]["exit_status"]) == ("failed", 1)
     assert report["target"]["kind"] == "local"
     assert set(report["target"]["workers"]) == {"gw0", "gw1"}
     md = (project.path / "out" / run_id / "report.md").read_text()
-    assert "| **Detection** | 120 s | 149.750 ± 0.250 s (worst of 4) | **MISSED** |" in md
+    assert (
+        "| **Detection** | 120 s | 149.750 ± 0.250 s [149.500, 150.000] s (worst of 4) | "
+        "**MISSED** |" in md
+    )
     assert "- Worker gw0:" in md and "- Worker gw1:" in md
     # the summary is printed once, by the controller, for the whole run
     out = result.stdout.lines
@@ -152,7 +160,28 @@ def test_parts_that_are_not_one_run_are_kept_apart(project: pytest.Pytester) -> 
     assert _reports(project) == []
     (parts,) = (project.path / "out").glob("*/parts")
     for part in parts.iterdir():
-        assert len(json.loads(part.read_text())["tests"]) == 4
+        assert len(json.loads(part.read_text())["tests"]) == 5  # every test, drill or not
+
+
+def test_a_run_whose_every_worker_crashed_still_reports_what_it_lost(
+    project: pytest.Pytester,
+) -> None:
+    """No worker hands over a part: the controller writes the run from what it saw itself."""
+    project.makepyfile(test_a_crash="import os\n\ndef test_dies(drill_config):\n    os._exit(1)\n")
+    result = project.runpytest_subprocess("-n", "1", "--max-worker-restart", "0")
+    (report,) = _reports(project)
+    run = report["run"]
+    assert (run["verdict"], run["interruption"]) == ("incomplete", "worker gw0 crashed")
+    assert run["lost"][0] == "test_a_crash.py::test_dies"
+    assert len(run["lost"]) == 6  # the crashed test and the five never run
+    outcomes = {t["nodeid"].rsplit("::", 1)[1]: t["outcome"] for t in report["tests"]}
+    assert outcomes["test_dies"] == "failed"
+    assert {o for n, o in outcomes.items() if n != "test_dies"} == {"not run"}
+    assert report["target"]["kind"] == "local"  # from the config: no worker described it
+    assert any(
+        ln.startswith("INCOMPLETE — worker gw0 crashed; lost: test_dies, test_detection[30.0]")
+        for ln in result.stdout.lines
+    )
 
 
 # --- one sandbox a worker (pure: nothing is started) -----------------------------------------

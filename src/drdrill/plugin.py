@@ -52,6 +52,10 @@ INPUT_ERROR_TEXT_KEY = pytest.StashKey[str]()
 PARTS_KEY = pytest.StashKey[dict[str, "WorkerPart"]]()
 #: at the xdist controller: the merged run and the reports written
 MERGED_KEY = pytest.StashKey[tuple["RunRecord", list[Path]]]()
+#: what the run saw before and around the drill session: collection reports, an interrupt
+WATCHER_KEY = pytest.StashKey["RunWatcher"]()
+#: the xdist controller, where there is one
+CONTROLLER_KEY = pytest.StashKey["XdistController"]()
 #: the key of the run id in xdist's ``workerinput`` and of the report part in ``workeroutput``
 RUN_ID_INPUT = "drdrill_run_id"
 PART_OUTPUT = "drdrill_part"
@@ -114,9 +118,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "run_id": None if workerinput is None else workerinput.get(RUN_ID_INPUT),
     }
     config.stash[SESSION_KEY] = None
+    watcher = config.stash[WATCHER_KEY] = RunWatcher(config)
+    config.pluginmanager.register(watcher, "drdrill-run-watcher")
     if workerinput is None and config.pluginmanager.hasplugin("xdist"):
         config.stash[PARTS_KEY] = {}
-        config.pluginmanager.register(XdistController(config), "drdrill-xdist-controller")
+        controller = config.stash[CONTROLLER_KEY] = XdistController(config)
+        config.pluginmanager.register(controller, "drdrill-xdist-controller")
 
 
 def _hands_over(config: pytest.Config) -> bool:
@@ -124,32 +131,128 @@ def _hands_over(config: pytest.Config) -> bool:
     return hasattr(config, "workeroutput") and config.stash[OPTIONS_KEY].get("run_id") is not None
 
 
-class XdistController:
-    """pytest-xdist's controller side: one run id for every worker, their parts merged.
+class RunWatcher:
+    """What the run sees outside any test: modules that fail to collect, an interrupt.
 
-    Registered only when xdist is loaded: its hooks exist only with xdist.
+    A plugin object because those hooks are not given the config. Collection reports come
+    before the drill session opens (it opens once the items are known) and are handed to it then;
+    a worker leaves them to the xdist controller, which gets them forwarded.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.collect_reports: list[pytest.CollectReport] = []
+        #: (exception class name, its text) of the KeyboardInterrupt that stopped the run
+        self.interrupt: tuple[str, str] | None = None
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """Keep a module that failed to import (or skipped itself) for the run's reports."""
+        if report.passed or hasattr(self.config, "workerinput"):
+            return
+        drill = self.config.stash.get(SESSION_KEY, None)
+        if drill is not None:
+            drill.record_collection(report)
+        else:
+            self.collect_reports.append(report)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Remember why the run stopped: Ctrl-C, SIGTERM, a collection error, ``pytest.exit``."""
+        text = str(excinfo.value).strip()
+        if excinfo.typename == "Exit":
+            text = f"stopped by pytest.exit: {text}" if text else "stopped by pytest.exit"
+        self.interrupt = (excinfo.typename, text or f"interrupted ({excinfo.typename})")
+
+    def interruption(self, session: pytest.Session) -> tuple[str | None, str | None]:
+        """(a hard interruption: Ctrl-C, SIGTERM; why pytest stopped early on its own: a
+        collection error, ``-x``) of the session, each None when there was none."""
+        stop = session.shouldfail or session.shouldstop
+        stopped = str(stop) if stop else None
+        if self.interrupt is None:
+            return None, stopped
+        kind, text = self.interrupt
+        # pytest's own Interrupted: "1 error during collection", xdist's "stopping after ..."
+        return (None, text) if kind == "Interrupted" else (text, stopped)
+
+
+class XdistController:
+    """pytest-xdist's controller side: one run id for every worker, their parts merged, and
+    every test's outcome taken from the reports the workers forward, so that the tests of a
+    worker that crashed (which hands over no part) are not lost.
+
+    Registered only when xdist is loaded: its hooks exist only with xdist. It acts only once a
+    worker is configured (``-n`` given): a run without workers is the drill session's own.
     """
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.run_id: str | None = None
+        self.outcomes: RunRecord | None = None
+        #: every node id a worker collected, in the order first seen
+        self.collected: dict[str, None] = {}
+        #: the workers that went down with an error, and what xdist said
+        self.crashed: dict[str, str] = {}
 
     def pytest_configure_node(self, node: Any) -> None:
         """Give the worker about to start the run's id (picked once, for the first worker)."""
         if self.run_id is None:
+            from drdrill.report.record import RunRecord
             from drdrill.session import new_run_id
 
             self.run_id = new_run_id()
+            self.outcomes = RunRecord(self.run_id, {}, {}, None, 1.0)
         node.workerinput[RUN_ID_INPUT] = self.run_id
 
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Remember what the worker collected: a test never reported never ran."""
+        self.collected.update(dict.fromkeys(ids))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Fold a worker's report (or xdist's report of a crashed worker's test) into the run."""
+        if self.outcomes is None:
+            return
+        from drdrill.report.outcome import fold_report
+
+        gateway = getattr(getattr(report, "node", None), "gateway", None)
+        fold_report(self.outcomes, report, None if gateway is None else str(gateway.id))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """A module a worker could not collect, as an error entry of the run."""
+        if self.outcomes is None or report.passed:
+            return
+        from drdrill.report.outcome import fold_collect
+
+        fold_collect(self.outcomes, report)
+
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
-        """Keep the part of the report that the worker going down handed over."""
+        """Keep the part of the report that the worker going down handed over; a worker that
+        went down with an error crashed (xdist says "keyboard-interrupt" for Ctrl-C)."""
         from drdrill.session import WorkerPart
 
-        # a worker that crashed has no workeroutput: its drills are missing from the report
+        worker = str(node.gateway.id)
+        if error is not None and str(error) != "keyboard-interrupt":
+            self.crashed[worker] = str(error)
+        # a worker that crashed has no workeroutput: its outcomes are in self.outcomes
         data = getattr(node, "workeroutput", {}).get(PART_OUTPUT)
         if data is not None:
-            self.config.stash[PARTS_KEY][str(node.gateway.id)] = WorkerPart.from_wire(data)
+            self.config.stash[PARTS_KEY][worker] = WorkerPart.from_wire(data)
+
+    def concluded(self, session: pytest.Session) -> RunRecord | None:
+        """The run as the controller saw it, concluded with pytest's exit status (None when no
+        worker ever started)."""
+        if self.outcomes is None:
+            return None
+        from drdrill.report.outcome import conclude
+
+        interruption, stopped = self.config.stash[WATCHER_KEY].interruption(session)
+        conclude(
+            self.outcomes,
+            collected=self.collected,
+            exit_status=int(session.exitstatus),
+            interruption=interruption,
+            stopped=stopped,
+            crashed=self.crashed,
+        )
+        return self.outcomes
 
 
 def _is_drill(item: pytest.Item) -> bool:
@@ -183,6 +286,10 @@ def pytest_collection_modifyitems(
         items.clear()
         return
     config.stash[SESSION_KEY] = drill
+    watcher = config.stash[WATCHER_KEY]
+    for report in watcher.collect_reports:
+        drill.record_collection(report)
+    watcher.collect_reports.clear()
     for item in items:
         marker = item.get_closest_marker("drill")
         kinds = marker.kwargs.get("targets") if marker else None
@@ -192,6 +299,11 @@ def pytest_collection_modifyitems(
                     reason=f"drill runs on {', '.join(kinds)}, not {drill.target_kind}"
                 )
             )
+
+
+def drill_session(request: pytest.FixtureRequest) -> DrillSession:
+    """The run's drill session, for fixtures outside the plugin (the suites' ``stack``)."""
+    return _drill(request)
 
 
 def _drill(request: pytest.FixtureRequest) -> DrillSession:
@@ -242,10 +354,14 @@ def pytest_runtest_teardown(
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Keep each drill's outcome (setup, call and teardown) for the report."""
+    """Keep every test's outcome (setup, call and teardown) for the report, with its reason in
+    one line taken from the exception itself (it travels with the report to xdist's controller)."""
     report = yield
     drill = item.config.stash.get(SESSION_KEY, None)
     if drill is not None:
+        from drdrill.report.outcome import attach_reason
+
+        attach_reason(report, call)
         drill.record_outcome(report)
     return report
 
@@ -264,13 +380,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     hands_over = _hands_over(config)
     try:
         if drill is not None:
+            if not hands_over:
+                # a worker runs only its share of what it collected: the controller concludes
+                interruption, stopped = config.stash[WATCHER_KEY].interruption(session)
+                drill.conclude(
+                    collected=[item.nodeid for item in session.items],
+                    exit_status=int(session.exitstatus),
+                    interruption=interruption,
+                    stopped=stopped,
+                )
             drill.close(write=not hands_over)
     finally:
         # even when stopping the target failed: what the drills measured still goes out
         if hands_over:
             _hand_over(config, drill)
-    if not hands_over and PARTS_KEY in config.stash:
-        _merge_parts(session)
+    controller = config.stash.get(CONTROLLER_KEY, None)
+    if not hands_over and controller is not None and controller.run_id is not None:
+        _merge_parts(session, controller)
 
 
 def _hand_over(config: pytest.Config, drill: DrillSession | None) -> None:
@@ -287,8 +413,9 @@ def _hand_over(config: pytest.Config, drill: DrillSession | None) -> None:
         workeroutput[PART_OUTPUT] = part.to_wire()
 
 
-def _merge_parts(session: pytest.Session) -> None:
-    """The controller's end: the workers' bad input once, their parts as one run's reports."""
+def _merge_parts(session: pytest.Session, controller: XdistController) -> None:
+    """The controller's end: the workers' bad input once, their parts and the outcomes it saw
+    itself as one run's reports."""
     parts = session.config.stash[PARTS_KEY]
     errors = sorted({p.input_error for p in parts.values() if p.input_error})
     for error in errors:
@@ -296,18 +423,40 @@ def _merge_parts(session: pytest.Session) -> None:
     if errors:
         session.exitstatus = EXIT_BAD_INPUT
     if not any(p.report is not None for p in parts.values()):
+        if not errors and controller.crashed:
+            # every worker crashed: what the controller saw is all the run has left
+            _write_lost_run(session, controller)
         return
     from drdrill.errors import DrillError
     from drdrill.session import write_merged_reports, write_parts
 
     try:
-        session.config.stash[MERGED_KEY] = write_merged_reports(parts)
+        outcomes = controller.concluded(session)
+        session.config.stash[MERGED_KEY] = write_merged_reports(parts, outcomes)
     except DrillError as exc:
         # parts that do not make one run are a bug: keep each as it came, and say where
         written = write_parts(parts)
         sys.stderr.write(f"drdrill: error: cannot merge the workers' reports: {exc}\n")
         for path in written:
             sys.stderr.write(f"drdrill: report part: {path}\n")
+
+
+def _write_lost_run(session: pytest.Session, controller: XdistController) -> None:
+    """The reports of a run whose every worker crashed, from the controller's own outcomes."""
+    from drdrill.errors import DrillError
+    from drdrill.session import write_lost_run
+
+    outcomes = controller.concluded(session)
+    if outcomes is None:
+        return
+    options: dict[str, Any] = session.config.stash[OPTIONS_KEY]
+    try:
+        written = write_lost_run(options, outcomes)
+    except DrillError as exc:
+        sys.stderr.write(f"drdrill: error: cannot write the run's reports: {exc}\n")
+        return
+    if written is not None:
+        session.config.stash[MERGED_KEY] = written
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

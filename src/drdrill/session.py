@@ -96,29 +96,56 @@ def write_run_reports(run: RunRecord, report_dir: Path, history: Path | None = N
 
 
 def run_summary_lines(run: RunRecord, written: list[Path], width: int) -> list[str]:
-    """The console summary of a run: a table of figures and the report paths."""
+    """The console summary of a run: its figures, every test that did not pass with its reason,
+    the report paths, and last the verdict line that report.md and report.html open with."""
     from drdrill.report.console import render_summary
+    from drdrill.report.verdict import verdict_line
 
-    if not run.drills:
-        return []
     lines = ["", *render_summary(run, width=width).rstrip("\n").splitlines()]
-    return lines + [f"drdrill report: {p}" for p in written]
+    lines += [f"drdrill report: {p}" for p in written]
+    return [*lines, verdict_line(run)]
 
 
-def write_merged_reports(parts: Mapping[str, WorkerPart]) -> tuple[RunRecord, list[Path]]:
+def write_merged_reports(
+    parts: Mapping[str, WorkerPart], outcomes: RunRecord | None = None
+) -> tuple[RunRecord, list[Path]]:
     """The controller's end of a pytest-xdist run: the workers' parts as one run, written once.
 
-    ``parts`` are keyed by worker id; those without a report are left out. The run is written
-    (like a run without workers) when it has drills. MergeError for parts of different runs.
+    ``parts`` are keyed by worker id; those without a report are left out. ``outcomes`` is what
+    the controller saw itself: every test's outcome from the reports the workers forwarded,
+    collection errors, tests lost with a crashed worker or never run, pytest's exit status; it
+    overrides the parts' outcomes (see :func:`drdrill.report.merge.with_outcomes`). The run is
+    written whenever a worker had a drill session. MergeError for parts of different runs.
     """
-    from drdrill.report.merge import merge_runs, part_from_json
+    from drdrill.report.merge import merge_runs, part_from_json, with_outcomes
 
     reports = {w: p for w, p in parts.items() if p.report is not None and p.report_dir}
     run = merge_runs({w: part_from_json(w, p.report or {}) for w, p in reports.items()})
+    if outcomes is not None:
+        run = with_outcomes(run, outcomes)
     report_dir = Path(next(p.report_dir for p in reports.values() if p.report_dir))
     history = next((Path(p.history) for p in reports.values() if p.history), None)
-    written = write_run_reports(run, report_dir, history) if run.drills else []
-    return run, written
+    return run, write_run_reports(run, report_dir, history)
+
+
+def write_lost_run(
+    options: Mapping[str, Any], outcomes: RunRecord
+) -> tuple[RunRecord, list[Path]] | None:
+    """The xdist controller's end of a run whose every worker crashed (no part came back): the
+    outcomes it saw itself, with the target and objectives of the config, written as the run's
+    reports. None when the config cannot be read (then it was no drill run)."""
+    from drdrill.errors import InputError
+    from drdrill.report.merge import with_outcomes
+
+    try:
+        # the target is described, never started
+        session = DrillSession.open(**{**options, "run_id": outcomes.run_id, "worker": None})
+    except InputError:
+        return None
+    session.run.finished_utc = datetime.now(UTC)
+    run = with_outcomes(session.run, outcomes)
+    history = session.config.history_path(session.report_dir)
+    return run, write_run_reports(run, session.report_dir, history)
 
 
 def write_parts(parts: Mapping[str, WorkerPart]) -> list[Path]:
@@ -323,22 +350,39 @@ class DrillSession:
             raise ObjectiveMissed("; ".join(r.describe_miss() for r in missed))
 
     def record_outcome(self, report: pytest.TestReport) -> None:
-        """Fold one phase's report (setup, call, teardown) into the test's record."""
-        if report.nodeid not in self._timelines:
-            return  # not a drill: it never asked for a timeline
-        record = self.run.test(report.nodeid)
-        record.worker = self.worker
-        record.duration_s += report.duration
-        if report.failed:
-            record.outcome = "failed" if report.when == "call" else "error"
-            record.message = record.message or _short(report.longreprtext)
-        elif report.skipped:
-            record.outcome = "skipped"
-            record.message = record.message or _short(report.longreprtext)
-        elif report.when == "call" and record.outcome == "unknown":
-            record.outcome = "passed"
-        if report.when == "teardown":
+        """Fold one phase's report (setup, call, teardown) into the test's record: every test of
+        the run, drill or not (a readiness check, a drill whose fixture failed)."""
+        from drdrill.report.outcome import fold_report
+
+        fold_report(self.run, report, self.worker)
+        if report.when == "teardown" and report.nodeid in self._timelines:
             self._collect(report.nodeid)
+
+    def record_collection(self, report: pytest.CollectReport) -> None:
+        """A module that failed to import (or skipped itself) as an entry of the run."""
+        from drdrill.report.outcome import fold_collect
+
+        fold_collect(self.run, report)
+
+    def conclude(
+        self,
+        *,
+        collected: Iterable[str],
+        exit_status: int | None,
+        interruption: str | None = None,
+        stopped: str | None = None,
+    ) -> None:
+        """The run's end as pytest saw it: its exit status, the collected tests that never ran
+        or never finished, and why (see :func:`drdrill.report.outcome.conclude`)."""
+        from drdrill.report.outcome import conclude
+
+        conclude(
+            self.run,
+            collected=collected,
+            exit_status=exit_status,
+            interruption=interruption,
+            stopped=stopped,
+        )
 
     def _collect(self, nodeid: str) -> None:
         record = self.run.test(nodeid)
@@ -360,7 +404,10 @@ class DrillSession:
             yield
 
     def close(self, write: bool = True) -> None:
-        """Stop the target and write the reports (unless ``write`` is off: a worker's part)."""
+        """Stop the target and write the reports (unless ``write`` is off: a worker's part).
+
+        The reports are written whenever the session is open, whatever ran or measured.
+        """
         try:
             self._sweep_faults()
             if self._target_started:
@@ -369,15 +416,14 @@ class DrillSession:
             for nodeid in list(self._timelines):
                 self._collect(nodeid)
             self.run.finished_utc = datetime.now(UTC)
-            if write and self.run.drills:
+            if write:
                 self.write_reports()
 
-    def part(self) -> WorkerPart | None:
-        """This worker's part of the run for the controller to merge; None if it ran no drill."""
+    def part(self) -> WorkerPart:
+        """This worker's part of the run for the controller to merge (where the reports go, and
+        what its drills measured; the outcomes the controller has from pytest's reports)."""
         from drdrill.report.json_report import run_to_json
 
-        if not self.run.tests:
-            return None
         return WorkerPart(
             report=run_to_json(self.run),
             report_dir=str(self.report_dir),
@@ -421,13 +467,16 @@ class DrillSession:
             )
 
     def summary_lines(self, width: int) -> list[str]:
-        """The console summary: a table of figures, the report paths, and a dry run's plan."""
+        """The console summary: the figures, a dry run's plan, the report paths, and last the
+        run's verdict line."""
         lines = run_summary_lines(self.run, self._written, width)
         plan = getattr(self.target, "plan", None)
         if self.dry_run and plan is not None:
             calls = plan()
-            lines += ["", f"drdrill dry run: {len(calls)} calls to the target's API"]
-            lines += [f"  {call}" for call in calls]
+            planned = ["", f"drdrill dry run: {len(calls)} calls to the target's API"]
+            planned += [f"  {call}" for call in calls]
+            # the verdict stays the last line
+            lines[-1:-1] = planned
         return lines
 
     # --- filled in by drill_fixtures ------------------------------------------------------
@@ -442,6 +491,27 @@ class DrillSession:
         self._probes[nodeid] = session  # the stop conditions' availability budget reads it
         # closed on the way out whatever the drill did: stopped, recorded, reverted
         return contextlib.closing(session)
+
+    def steady_problems(self, nodeid: str) -> list[str]:
+        """What keeps the stack from steady state before a drill's first fault: its steady
+        probes' recent failures and the target's own checks (when it has them)."""
+        from drdrill.targets.base import SteadyStateTarget
+
+        session = self._probes.get(nodeid)
+        problems = (
+            [] if session is None else session.steady_problems(self.config.drills.steady_samples)
+        )
+        if isinstance(self.target, SteadyStateTarget):
+            problems += self.target.steady_state_problems(self._database_rpo())
+        return problems
+
+    def _database_rpo(self) -> float | None:
+        """The runbook's "Database" RPO (through the phase mapping), None without one."""
+        if self.objectives is None:
+            return None
+        row = phase_rows(self.config).get("Database", "Database")
+        found = self.objectives.get("rpo", row)
+        return None if found is None else found.target_s
 
     def availability_of(self, nodeid: str) -> float | None:
         """The worst availability (%) the drill's probes have seen so far, None before any."""
@@ -465,9 +535,3 @@ class DrillSession:
 
         # closed on the way out whatever the drill did: stopped, recorded, reverted
         return contextlib.closing(Injector(self, nodeid, timeline))
-
-
-def _short(text: str, limit: int = 500) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    last = lines[-1] if lines else ""
-    return last[:limit]

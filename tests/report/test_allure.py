@@ -58,16 +58,22 @@ def _result(
 # --- without allure running ------------------------------------------------------------------
 
 
-def test_a_step_title_puts_the_figure_beside_its_objective() -> None:
+def test_a_step_title_puts_the_figure_and_its_interval_beside_its_objective() -> None:
     assert (
         phase_title(_result("Total RTO", 2.5981, 18.0)) == "Total RTO: 2.598 ± 0.001 s "
-        "(objective 18 s): met"
+        "[2.597, 2.599] s (objective 18 s): met"
     )
     assert (
         phase_title(_result("Detection", 149.75, 120.0))
-        == "Detection: 149.750 ± 0.001 s (objective 120 s): missed"
+        == "Detection: 149.750 ± 0.001 s [149.749, 149.751] s (objective 120 s): missed"
     )
-    assert phase_title(_result("downtime", 2.5, None)) == "downtime: 2.500 ± 0.001 s: no objective"
+    # 120.000 s reads as met; its interval says it cannot tell
+    assert phase_title(_result("Detection", 119.9999, 120.0)) == (
+        "Detection: 120.000 ± 0.001 s [119.999, 120.001] s (objective 120 s): inconclusive"
+    )
+    assert phase_title(_result("downtime", 2.5, None)) == (
+        "downtime: 2.500 ± 0.001 s [2.499, 2.501] s: no objective"
+    )
 
 
 @pytest.mark.parametrize(
@@ -122,11 +128,19 @@ def test_the_markdown_fills_the_runbook_tables_with_this_drill_alone() -> None:
     first, second = run.tests[0], run.tests[1]
     md = drill_markdown(first, run)
     total = next(r for r in first.results if r.name == "Total RTO")
-    assert f"| **Total RTO** | 18 s | {total.measured} | met |" in md
+    assert f"| **Total RTO** | 18 s | {total.measured} [2.544, 2.550] s | met |" in md
     assert "(worst of" not in md  # the other drills' figures are not in it
     assert second.nodeid not in md
     rows = drill_markdown(first)  # without the run: the drill's own figures
-    assert f"| Total RTO | RTO | Total RTO | 18 s | {total.measured} | met |" in rows
+    assert (
+        f"| Total RTO | RTO | Total RTO | 18 s | {total.measured} [2.544, 2.550] s | met | "
+        "+3.1 ms |" in rows
+    )
+    # a figure the stack logs no ground truth for says so, never an empty cell
+    assert (
+        "| Database | RPO | Database | 1.2 s | 0.000 ± 0.000 s [0.000, 0.000] s | met | "
+        "no ground truth |" in rows
+    )
 
 
 # --- fed to allure-pytest in a real pytest run -------------------------------------------------
@@ -215,17 +229,26 @@ def test_each_figure_is_a_step_with_the_drill_attached_and_labelled(
     assert sample["status"] == "passed"
     steps = sample["steps"]
     assert [s["name"] for s in steps] == [phase_title(r) for r in record.results]
-    assert "Total RTO: 2.547 ± 0.003 s (objective 18 s): met" in [s["name"] for s in steps]
-    assert {s["status"] for s in steps} == {"passed"}
+    assert "Total RTO: 2.547 ± 0.003 s [2.544, 2.550] s (objective 18 s): met" in [
+        s["name"] for s in steps
+    ]
+    # the sample's Health Verification ends before it starts: invalid, a failed step
+    status = {s["name"].split(":")[0]: s["status"] for s in steps}
+    assert status.pop("Health Verification") == "failed"
+    assert set(status.values()) == {"passed"}
     total = next(s for s in steps if s["name"].startswith("Total RTO"))
     assert [s["name"] for s in total["steps"]] == [
         "from fault_injected to write_acknowledged",
         "ground truth 2.544 s (error +3.1 ms)",
     ]
+    database = next(s for s in steps if s["name"].startswith("Database"))
+    assert [s["name"] for s in database["steps"]] == ["no ground truth"]
     labels = _labels(sample)
     assert ("suite", "test_region_failover") in labels
     assert ("severity", "critical") in labels
     assert ("tag", "sandbox") in labels
+    # an invalid figure fails the drill: it gets its level of the escalation matrix
+    assert ("tag", "P1 - Critical") in labels
     # ours replace allure-pytest's default suite (the module it ran in), not added beside it
     assert [value for name, value in labels if name == "suite"] == ["test_region_failover"]
 
@@ -234,7 +257,7 @@ def test_each_figure_is_a_step_with_the_drill_attached_and_labelled(
     assert json.loads(text) == json.loads(drill_json(record))
     kind, text = _attachment(folder, sample, "drdrill runbook tables.md")
     assert kind == "text/markdown"
-    assert "| **Total RTO** | 18 s | 2.547 ± 0.003 s | met |" in text
+    assert "| **Total RTO** | 18 s | 2.547 ± 0.003 s [2.544, 2.550] s | met |" in text
     kind, text = _attachment(folder, sample, "drdrill report.html")
     assert (kind, text) == ("text/html", HTML)
 
@@ -251,18 +274,24 @@ def test_a_missed_objective_is_a_failed_step_naming_the_miss(pytester: pytest.Py
     # the step fails; the test's outcome stays pytest's (the plugin fails the drill itself)
     assert missed["status"] == "passed"
     detection, database = missed["steps"]
-    assert detection["name"] == "Detection: 149.750 ± 0.250 s (objective 120 s): missed"
+    assert detection["name"] == (
+        "Detection: 149.750 ± 0.250 s [149.500, 150.000] s (objective 120 s): missed"
+    )
     assert detection["status"] == "failed"
     assert "over its objective 'Detection' of 120 s" in detection["statusDetails"]["message"]
-    assert database["name"] == "Database: 0.500 ± 0.010 s (objective 60 s): met"
+    assert database["name"] == "Database: 0.500 ± 0.010 s [0.490, 0.510] s (objective 60 s): met"
     assert database["status"] == "passed"
     labels = _labels(missed)
     assert ("severity", "blocker") in labels and ("tag", "aws") in labels
+    assert ("tag", "P4 - Low") in labels  # failed, no customer impact seen
     assert ("suite", "test_ecs_task_failure") in labels
     names = [a["name"] for a in missed["attachments"]]
     assert names == ["drdrill drill.json", "drdrill runbook tables.md"]  # no HTML given
     _, rows = _attachment(folder, missed, "drdrill runbook tables.md")
-    assert "| Detection | RTO | Detection | 120 s | 149.750 ± 0.250 s | missed |  |" in rows
+    assert (
+        "| Detection | RTO | Detection | 120 s | 149.750 ± 0.250 s [149.500, 150.000] s | "
+        "missed | no ground truth |" in rows
+    )
 
 
 def test_nothing_is_fed_without_alluredir(pytester: pytest.Pytester) -> None:
@@ -299,15 +328,18 @@ def test_a_drill_reaches_allure_through_the_plugin(pytester: pytest.Pytester) ->
     found = _results(pytester.path / "results")
     met, missed = found["test_region_failover_drill"], found["test_slow_detection"]
     assert [s["name"] for s in met["steps"]] == [
-        "Total RTO: 2.499 ± 0.001 s (objective 900 s): met"
+        "Total RTO: 2.499 ± 0.001 s [2.498, 2.500] s (objective 900 s): met"
     ]
     assert ("severity", "critical") in _labels(met) and ("tag", "local") in _labels(met)
     assert [(s["name"], s["status"]) for s in missed["steps"]] == [
-        ("Detection: 149.750 ± 0.250 s (objective 120 s): missed", "failed")
+        ("Detection: 149.750 ± 0.250 s [149.500, 150.000] s (objective 120 s): missed", "failed")
     ]
     assert missed["status"] == "failed" and ("severity", "normal") in _labels(missed)
+    # only the drill that failed has a level of the escalation matrix
+    assert ("tag", "P4 - Low") in _labels(missed)
+    assert not [v for k, v in _labels(met) if k == "tag" and v.startswith("P")]
     _, md = _attachment(pytester.path / "results", met, "drdrill runbook tables.md")
-    assert "| **Total RTO** | 900 s | 2.499 ± 0.001 s | met |" in md
+    assert "| **Total RTO** | 900 s | 2.499 ± 0.001 s [2.498, 2.500] s | met |" in md
 
 
 # --- Allure 3 renders them offline ---------------------------------------------------------------

@@ -220,11 +220,17 @@ def test_compliance_lists_the_months_runs_with_met_missed_and_digests(
     now = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
     report = store.compliance("2026-11", now=now)
     assert [r.run_id for r in report.runs] == [RUN_A, RUN_B, RUN_C]
-    # 9 figures a run: 7 RTO objectives, client downtime (no objective), Database
-    assert [(r.met, r.missed) for r in report.runs] == [(8, 0), (7, 1), (8, 0)]
-    assert (report.met, report.missed) == (23, 1)
-    assert [r.outcome for r in report.runs] == ["passed", "failed", "passed"]
+    # 9 figures a run: 7 RTO objectives, client downtime (no objective), Database; each run's
+    # Health Verification ends before it starts (-0.020, -0.379, -0.037 s): invalid
+    assert [(r.met, r.missed, r.invalid) for r in report.runs] == [(7, 0, 1), (6, 1, 1), (7, 0, 1)]
+    assert (report.met, report.missed, report.invalid) == (20, 1, 3)
+    # stored before verdicts were kept: derived, and an invalid figure is never passed
+    assert [r.verdict for r in report.runs] == ["failed", "failed", "failed"]
+    assert [r.exit_status for r in report.runs] == [None, None, None]
+    assert not report.compliant
     assert report.runs[1].test_counts() == {"passed": 2, "failed": 1}
+    assert "Total RTO 19.250 s > 18 s" in report.runs[1].reason
+    assert "Health Verification invalid" in report.runs[0].reason
     assert [r.target_kind for r in report.runs] == ["sandbox"] * 3
     assert report.runs[0].started_utc == datetime(2026, 11, 3, 9, 15, 0, 250000, tzinfo=UTC)
     for run in report.runs:
@@ -247,7 +253,8 @@ def test_compliance_lists_the_months_runs_with_met_missed_and_digests(
     md, js = write_compliance(report, tmp_path / "out")
     assert (md.name, js.name) == ("compliance-2026-11.md", "compliance-2026-11.json")
     text = md.read_text("utf-8")
-    assert "Objectives met: 23; missed: 1" in text
+    assert "Objectives met: 20; missed: 1; inconclusive: 0; invalid: 3" in text
+    assert text.startswith(f"**NOT COMPLIANT** — run {RUN_A} failed: Health Verification invalid")
     assert "Total RTO 19.250 s > 18 s" in text
     assert "no run measured this month: Static Assets (RPO) (0 s)" in text
     for run in report.runs:
@@ -256,13 +263,22 @@ def test_compliance_lists_the_months_runs_with_met_missed_and_digests(
             assert e.sha256 in text
     data = json.loads(js.read_text("utf-8"))
     assert data["summary"] == {
+        "compliant": False,
+        "accept_inconclusive": False,
+        "findings": report.findings,
         "runs": 3,
-        "runs_passed": 2,
-        "runs_failed": 1,
-        "objectives_met": 23,
+        "runs_passed": 0,
+        "runs_failed": 3,
+        "runs_inconclusive": 0,
+        "runs_incomplete": 0,
+        "objectives_met": 20,
         "objectives_missed": 1,
+        "objectives_inconclusive": 0,
+        "objectives_invalid": 3,
         "evidence_problems": 0,
     }
+    assert len(report.findings) == 3
+    assert [r["verdict"] for r in data["runs"]] == ["failed", "failed", "failed"]
     assert data["generated_utc"] == "2026-12-01T08:00:00+00:00"
     assert data["runs"][1]["failed_tests"][0]["nodeid"].endswith("[script]")
 
@@ -442,3 +458,115 @@ def test_non_finite_figures_are_left_out(tmp_path: Path, reports: Path) -> None:
         store.append(data, [])
         assert "Total RTO" not in _by_name(store.trend())
         assert "Detection" in _by_name(store.trend())
+
+
+def _v1_store(path: Path, reports: Path) -> None:
+    """A store as drdrill wrote it before verdicts (store version 1): the old tables, each
+    figure's status as judged then (a negative span "met"), no verdict."""
+    from drdrill.report import history
+
+    with sqlite3.connect(path) as db:
+        db.executescript(history._SCHEMA)
+        for run_id in (RUN_A, RUN_B):
+            data = _load(reports, run_id)
+            db.execute(
+                "INSERT INTO runs VALUES (?, ?, NULL, '2026-11', 'sandbox', 'sandbox', 0, "
+                "'runbook.md', 0.02, '1.1', '0.1.0', 'vm', ?)",
+                (run_id, data["run"]["started_utc"][:19] + ".000000Z", "2026-12-01T00:00:00Z"),
+            )
+            for i, t in enumerate(data["tests"]):
+                db.execute(
+                    "INSERT INTO tests VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, i, t["nodeid"], t["outcome"], t["duration_s"], t["message"]),
+                )
+            for i, ph in enumerate(data["phases"]):
+                old_status = "missed" if ph["measured"] > (ph["target_s"] or 1e9) else "met"
+                db.execute(
+                    "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        i,
+                        ph["test"],
+                        ph["name"],
+                        ph["kind"],
+                        ph["objective"],
+                        ph["measured"],
+                        ph["uncertainty"],
+                        ph["unit"],
+                        ph["target_s"],
+                        old_status if ph["target_s"] is not None else "no objective",
+                        ph["truth_s"],
+                        ph["error_ms"],
+                    ),
+                )
+        db.execute("PRAGMA user_version = 1")
+
+
+def test_a_version_1_store_is_migrated_and_its_verdicts_derived(
+    tmp_path: Path, reports: Path
+) -> None:
+    db = tmp_path / "old.sqlite"
+    _v1_store(db, reports)
+    with sqlite3.connect(db) as raw:
+        statuses = {r[0] for r in raw.execute("SELECT status FROM results")}
+    assert "invalid" not in statuses  # as the old drdrill judged them
+    with HistoryStore(db) as store:
+        runs = store.runs("2026-11")
+        # its figures judged again: each Health Verification ends before it starts
+        assert [r.invalid for r in runs] == [1, 1]
+        # its verdicts derived from its tests and figures: never passed with an invalid figure
+        assert [(r.run_id, r.verdict, r.exit_status) for r in runs] == [
+            (RUN_A, "failed", None),
+            (RUN_B, "failed", None),
+        ]
+        assert "Health Verification invalid" in runs[0].reason
+        # and it takes new runs, with their verdicts, beside the old
+        new = _load(reports, RUN_C)
+        new["schema_version"] = "1.2"
+        new["run"].update(verdict="failed", exit_status=1, interruption=None, lost=[])
+        store.append(new, [])
+        assert store.runs("2026-11")[-1].exit_status == 1
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert raw.execute("SELECT COUNT(*) FROM runs WHERE verdict IS NULL").fetchone()[0] == 0
+
+
+def test_a_run_stores_its_verdict_exit_status_and_lost_tests(tmp_path: Path, reports: Path) -> None:
+    data = _load(reports, RUN_A)
+    for phase in data["phases"]:
+        if phase["name"] == "Health Verification":
+            phase["measured"] = abs(phase["measured"])
+    data["schema_version"] = "1.2"
+    data["run"].update(exit_status=0, interruption=None, lost=[])
+    with HistoryStore(tmp_path / "h.sqlite") as store:
+        store.append(data, [])
+        (run,) = store.runs("2026-11")
+        assert (run.verdict, run.exit_status, run.reason) == ("passed", 0, "")
+        # pytest's exit status decides too: a non-zero one is never passed
+        data["run"]["exit_status"] = 3
+        store.append(data, [])
+        (run,) = store.runs("2026-11")
+        assert (run.verdict, run.reason) == ("failed", "pytest exit status 3")
+        # a worker crashed: its lost test named, the run incomplete
+        crashed = data["tests"][1]["nodeid"]
+        data["run"].update(exit_status=1, interruption="worker gw1 crashed", lost=[crashed])
+        store.append(data, [])
+        (run,) = store.runs("2026-11")
+        assert (run.verdict, run.lost) == ("incomplete", (crashed,))
+        assert run.reason == "worker gw1 crashed; lost: test_region_failover[script]"
+        report = store.compliance("2026-11")
+        assert report.findings == [f"run {RUN_A} incomplete: {run.reason}"]
+
+
+def test_dry_runs_are_listed_but_not_judged_and_an_empty_month_is_not_compliant(
+    tmp_path: Path, reports: Path
+) -> None:
+    dry = _load(reports, RUN_A)
+    dry["run"]["dry_run"] = True
+    dry["phases"] = []
+    with HistoryStore(tmp_path / "h.sqlite") as store:
+        store.append(dry, [])
+        report = store.compliance("2026-11")
+        assert [r.verdict for r in report.runs] == ["dry run"]
+        assert report.findings == ["no drill ran in 2026-11"]
+        assert not store.compliance("2026-10").compliant

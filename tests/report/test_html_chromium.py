@@ -9,6 +9,7 @@ Set ``DRDRILL_UPDATE_SCREENSHOT=1`` to refresh docs/report-screenshot.png from t
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -83,7 +84,9 @@ PROBE = """<script>
 </script>"""
 
 
-def _run_chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run_chromium(
+    profile: Path, *args: str, window: tuple[int, int] = WINDOW
+) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
     return subprocess.run(
         [
@@ -98,7 +101,7 @@ def _run_chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]
             "--disable-sync",
             "--hide-scrollbars",
             f"--user-data-dir={profile}",
-            f"--window-size={WINDOW[0]},{WINDOW[1]}",
+            f"--window-size={window[0]},{window[1]}",
             *args,
         ],
         capture_output=True,
@@ -163,11 +166,11 @@ def dom(sample: RunRecord, tmp_path_factory: pytest.TempPathFactory) -> Dom:
 def test_chromium_shows_the_objectives_with_their_figures(dom: Dom) -> None:
     """The RTO rows as Chromium built them: target, worst figure, status, error."""
     total = next(r for r in dom.table("objectives") if r.startswith("Total RTO "))
-    assert "18 s 6.623 ± 0.025 s (worst of 3) ✓ met -26.0 ms" in total
+    assert "18 s 6.623 ± 0.025 s (worst of 3) [6.598, 6.649] s ✓ met -26.0 ms" in total
     detection = next(r for r in dom.table("objectives") if r.startswith("Detection "))
-    assert "2.4 s 1.353 ± 0.000 s (worst of 3) ✓ met" in detection
+    assert "2.4 s 1.353 ± 0.000 s (worst of 3) [1.353, 1.353] s ✓ met" in detection
     database = next(r for r in dom.table("objectives") if r.startswith("Database "))
-    assert "1.2 s 0.000 ± 0.000 s (worst of 3) ✓ met" in database
+    assert "1.2 s 0.000 ± 0.000 s (worst of 3) [0.000, 0.000] s ✓ met" in database
     # 7 RTO rows, client downtime (no runbook row), 4 RPO rows, 2 header rows
     assert len(dom.table("objectives")) == 7 + 1 + 4 + 2
 
@@ -226,3 +229,42 @@ def test_screenshot_of_the_sample_run(sample: RunRecord, tmp_path: Path) -> None
     assert len(data) > 100_000
     if os.environ.get("DRDRILL_UPDATE_SCREENSHOT") == "1":
         SCREENSHOT.write_bytes(data)
+
+
+#: run in the test's copy of the page only: what the layout made of the verdict line
+VERDICT_PROBE = """<script>
+(function () {
+  var first = document.body.firstElementChild;
+  var style = getComputedStyle(first);
+  var r = first.getBoundingClientRect();
+  document.body.setAttribute("data-layout", JSON.stringify({
+    id: first.id, text: first.textContent, color: style.color, background: style.backgroundColor,
+    top: r.top, right: r.right, lines: Math.round(r.height / parseFloat(style.lineHeight)),
+    pageWidth: document.documentElement.scrollWidth, viewWidth: window.innerWidth
+  }));
+})();
+</script>"""
+
+
+def test_chromium_opens_with_the_verdict_coloured_and_never_scrolls_sideways_at_1280(
+    sample: RunRecord, tmp_path: Path
+) -> None:
+    """The verdict is the first thing on the page, red for a failed run, wrapped to the window:
+    at 1280 px nothing needs horizontal scrolling."""
+    long_reason = "replication stopped: " + "the replica's IO thread is not running; " * 6
+    run = copy.deepcopy(sample)  # the module's sample stays as it was for the other tests
+    failed = run.test("suites/test_readiness.py::test_replication_running_with_a_long_name")
+    failed.outcome, failed.message = "failed", long_reason[:300]
+    page = tmp_path / "report.html"
+    page.write_text(
+        render_html(run).replace("</body>", VERDICT_PROBE + "</body>"), encoding="utf-8"
+    )
+    done = _run_chromium(tmp_path / "p", "--dump-dom", page.as_uri(), window=(1280, 900))
+    assert done.returncode == 0, done.stderr[-2000:]
+    layout = Dom(done.stdout).layout
+    assert layout["id"] == "verdict" and layout["top"] == 0
+    assert layout["text"].startswith("FAILED — 3 passed, 1 failed")
+    assert layout["color"] == "rgb(207, 34, 46)"  # --missed
+    assert layout["lines"] >= 2  # the long line wraps
+    assert layout["right"] <= 1280
+    assert layout["pageWidth"] <= layout["viewWidth"] == 1280

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def _properties(xml: Path) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-def test_each_figure_gives_measured_uncertainty_target_status_and_truth_error() -> None:
+def test_each_figure_gives_measured_interval_target_status_and_truth() -> None:
     results = [
         _result("Total RTO", 2.5981234, 0.0012, 18.0, truth_s=2.5903),
         _result("Detection", 149.75, 0.25, 120.0),
@@ -57,18 +58,47 @@ def test_each_figure_gives_measured_uncertainty_target_status_and_truth_error() 
     assert phase_properties(results) == [
         ("drdrill.Total RTO.measured", "2.598"),
         ("drdrill.Total RTO.uncertainty", "0.001"),
+        ("drdrill.Total RTO.low", "2.597"),
+        ("drdrill.Total RTO.high", "2.599"),
         ("drdrill.Total RTO.target", "18"),
         ("drdrill.Total RTO.status", "met"),
+        ("drdrill.Total RTO.truth", "2.590"),
         ("drdrill.Total RTO.truth_error_ms", "7.823"),
         ("drdrill.Detection.measured", "149.750"),
         ("drdrill.Detection.uncertainty", "0.250"),
+        ("drdrill.Detection.low", "149.500"),
+        ("drdrill.Detection.high", "150.000"),
         ("drdrill.Detection.target", "120"),
         ("drdrill.Detection.status", "missed"),
+        # no ground truth is said, never left out or written as an error of 0
+        ("drdrill.Detection.truth", "no ground truth"),
         ("drdrill.client downtime.measured", "2.500"),
         ("drdrill.client downtime.uncertainty", "0.025"),
+        ("drdrill.client downtime.low", "2.475"),
+        ("drdrill.client downtime.high", "2.525"),
         ("drdrill.client downtime.target", ""),
         ("drdrill.client downtime.status", "no objective"),
+        ("drdrill.client downtime.truth", "no ground truth"),
     ]
+
+
+def test_inconclusive_and_invalid_figures_say_so_with_the_truths_source() -> None:
+    straddling = _result("Total RTO", 17.95, 0.1, 18.0, truth_s=17.9)
+    straddling = replace(straddling, truth_source="sandbox truth.jsonl")
+    reversed_span = replace(
+        _result("Health Verification", -0.379, 0.049, 2.4),
+        note="it ends before it starts: 'checks_passed' precedes 'tasks_healthy' by 379 ms",
+    )
+    props = dict(phase_properties([straddling, reversed_span]))
+    assert props["drdrill.Total RTO.status"] == "inconclusive"
+    assert (props["drdrill.Total RTO.low"], props["drdrill.Total RTO.high"]) == (
+        "17.850",
+        "18.050",
+    )
+    assert props["drdrill.Total RTO.truth_source"] == "sandbox truth.jsonl"
+    assert props["drdrill.Total RTO.truth_error_ms"] == "50.000"
+    assert props["drdrill.Health Verification.status"] == "invalid"
+    assert props["drdrill.Health Verification.note"] == reversed_span.note
 
 
 def test_counts_and_unmeasurable_figures_stay_parseable() -> None:
@@ -84,8 +114,8 @@ def test_counts_and_unmeasurable_figures_stay_parseable() -> None:
     assert props["drdrill.lost writes.uncertainty"] == "0"
     assert props["drdrill.DNS Update.measured"] == "nan"
     assert props["drdrill.DNS Update.uncertainty"] == "inf"
-    # nan is not over the target: a figure never measured does not read as missed here
-    assert props["drdrill.DNS Update.status"] == "met"
+    # a figure never measured cannot be right: invalid, never met
+    assert props["drdrill.DNS Update.status"] == "invalid"
     assert not phase_properties([])
 
 
@@ -95,16 +125,21 @@ def test_a_real_runs_figures_match_its_report_json() -> None:
     first = run.tests[0]
     props = dict(phase_properties(first.results))
     phases = [p for p in data["phases"] if p["test"] == first.nodeid]
-    assert len(props) == sum(5 if p["truth_s"] is not None else 4 for p in phases)
-    for phase in phases:
+    # measured, uncertainty, low, high, target, status, truth; truth_error_ms with a truth
+    assert len(props) == sum(8 if p["truth_s"] is not None else 7 for p in phases)
+    for phase, result in zip(phases, first.results, strict=True):
         base = f"drdrill.{phase['name']}"
         assert float(props[f"{base}.measured"]) == pytest.approx(phase["measured"], abs=5e-4)
-        assert props[f"{base}.status"] == phase["status"]
+        # the status as judged now (the sample's negative Health Verification is invalid)
+        assert props[f"{base}.status"] == str(result.status)
         target = phase["target_s"]
         assert props[f"{base}.target"] == ("" if target is None else f"{target:g}")
         if phase["error_ms"] is not None:
             error = float(props[f"{base}.truth_error_ms"])
             assert error == pytest.approx(phase["error_ms"], abs=5e-4)
+        else:
+            assert props[f"{base}.truth"] == "no ground truth"
+    assert props["drdrill.Health Verification.status"] == "invalid"
 
 
 #: feeds the sample's figures to a plain test as the plugin feeds a drill's: into
@@ -175,15 +210,21 @@ def test_a_drills_figures_reach_junit_xml_through_the_plugin(pytester: pytest.Py
     assert props["test_region_failover_drill"] == [
         ("drdrill.Total RTO.measured", "2.499"),
         ("drdrill.Total RTO.uncertainty", "0.001"),
+        ("drdrill.Total RTO.low", "2.498"),
+        ("drdrill.Total RTO.high", "2.500"),
         ("drdrill.Total RTO.target", "900"),
         ("drdrill.Total RTO.status", "met"),
+        ("drdrill.Total RTO.truth", "2.490"),
         ("drdrill.Total RTO.truth_error_ms", "9.000"),
     ]
     # a drill that failed on its missed objective still has its figures in the XML
     assert props["test_slow_detection"] == [
         ("drdrill.Detection.measured", "149.750"),
         ("drdrill.Detection.uncertainty", "0.250"),
+        ("drdrill.Detection.low", "149.500"),
+        ("drdrill.Detection.high", "150.000"),
         ("drdrill.Detection.target", "120"),
         ("drdrill.Detection.status", "missed"),
+        ("drdrill.Detection.truth", "no ground truth"),
     ]
     assert props["test_not_a_drill"] == []

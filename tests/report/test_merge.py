@@ -89,7 +89,7 @@ def test_round_trip_gives_the_same_report_and_the_same_records() -> None:
     data = json.loads(json.dumps(run_to_json(run)))  # through text, as a file holds it
     back = run_from_json(data)
     assert run_to_json(back) == data
-    assert data["schema_version"] == SCHEMA_VERSION == "1.1"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.2"
     assert [t.nodeid for t in back.tests] == [t.nodeid for t in run.tests]
     assert back.tests[0].events == run.tests[0].events
     assert back.tests[1].outages == run.tests[1].outages
@@ -103,6 +103,64 @@ def test_round_trip_gives_the_same_report_and_the_same_records() -> None:
     assert math.isnan(downtime.measured.value) and downtime.test == "suites/t.py::test_a[automated]"
     assert (back.run_id, back.objectives, back.objectives_scale) == (run.run_id, OBJECTIVES, 0.02)
     assert (back.started_utc, back.finished_utc) == (run.started_utc, run.finished_utc)
+
+
+def test_the_1_2_fields_round_trip_and_decide_the_verdict() -> None:
+    """Verdict, exit status, interruption, lost tests, each figure's interval, truth source and
+    note: written, read back, written again the same."""
+    test = _test("t.py::test_a")
+    test.results[0] = Result(
+        "Detection",
+        "rto",
+        Measurement(1.2, 0.05),
+        2.4,
+        "Detection",
+        "a",
+        "b",
+        "t.py::test_a",
+        1.18,
+        truth_source="alarm history",
+    )
+    test.results[2] = Result(
+        "Health Verification",
+        "rto",
+        Measurement(-0.4, 0.05),
+        2.4,
+        "Health Verification",
+        note="it ends before it starts: 'b' precedes 'a' by 400 ms",
+    )
+    lost = TestRecord("t.py::test_b", outcome="not run", message="never ran: worker gw1 crashed")
+    run = _run(test, lost, exit_status=1, interruption="worker gw1 crashed", lost=[lost.nodeid])
+    data = json.loads(json.dumps(run_to_json(run)))
+    assert data["run"]["verdict"] == "incomplete" == run.verdict
+    assert (data["run"]["exit_status"], data["run"]["lost"]) == (1, ["t.py::test_b"])
+    assert data["run"]["interruption"] == "worker gw1 crashed"
+    detection, _, health = data["phases"][:3]
+    assert (detection["low"], detection["high"]) == pytest.approx((1.15, 1.25))
+    assert detection["truth_source"] == "alarm history"
+    assert (health["status"], health["note"]) == ("invalid", test.results[2].note)
+    assert data["tests"][1]["outcome"] == "not run"
+    back = run_from_json(data)
+    assert run_to_json(back) == data
+    assert back.verdict == "incomplete" and back.tests[0].results[2].note == test.results[2].note
+
+
+def test_a_1_1_report_gets_its_verdict_from_its_tests_and_figures() -> None:
+    """A report written before verdicts were kept: no exit status, the verdict derived; a
+    failed test or a missed or invalid figure is never passed."""
+    data = run_to_json(_run(_test("t.py::test_a")))
+    data["schema_version"] = "1.1"
+    for key in ("verdict", "exit_status", "interruption", "lost"):
+        del data["run"][key]
+    for phase in data["phases"]:
+        del phase["truth_source"], phase["note"], phase["low"], phase["high"]
+    data["phases"] = [p for p in data["phases"] if p["measured"] is not None]
+    back = run_from_json(data)
+    assert (back.exit_status, back.lost, back.verdict) == (None, [], "passed")
+    data["phases"][0]["measured"] = 3.0  # over the 2.4 s target
+    assert run_from_json(data).verdict == "failed"
+    data["phases"][0]["measured"] = -0.5  # a phase that ends before it starts
+    assert run_from_json(data).verdict == "failed"
 
 
 def test_a_1_0_report_without_workers_reads_back() -> None:
@@ -178,7 +236,7 @@ def test_two_workers_parts_merge_into_one_run() -> None:
     md = render_markdown(merged)
     assert "- Worker gw2: run_dir /x/sandbox-gw2, control 127.0.0.1:29599" in md
     assert "passed suites/t.py::test_f[lambda] (gw10)" in md
-    assert "| **Detection** | 2.4 s | 1.200 ± 0.000 s (worst of 3) | met |" in md
+    assert "| **Detection** | 2.4 s | 1.200 ± 0.000 s [1.200, 1.200] s (worst of 3) | met |" in md
 
 
 def test_an_unfinished_part_leaves_the_run_unfinished() -> None:

@@ -12,13 +12,21 @@ from typing import TYPE_CHECKING, Literal
 from drdrill.errors import InputError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from drdrill.report.history import Trend
 
 DEFAULT_REPORT_DIR = Path("reports")
 DEFAULT_DB_NAME = "history.sqlite"
+#: the config a command reads by default where it says so (when the file exists)
+DEFAULT_CONFIG = Path("drdrill.yaml")
 
 HELP_DB = "the history database (default: the config's history path, else reports/history.sqlite)"
 HELP_CONFIG = "read the history path and report_dir from this drdrill.yaml"
+HELP_DEFAULT_CONFIG = (
+    "read the history path, report_dir and compliance settings from this drdrill.yaml "
+    "(default: drdrill.yaml in the current folder, when there is one)"
+)
 HELP_LAST = "how many of the latest runs to show (default 10; dry runs are left out)"
 HELP_HTML = "where to write the chart page (default: <report_dir>/history.html)"
 HELP_JSON = "print the trend as JSON: {store, runs, objectives: [...], html}"
@@ -26,12 +34,21 @@ HELP_TARGET = "only runs against targets of this kind (sandbox, aws, local)"
 HELP_IMPORT = "first append the runs of these report.json files or report folders"
 
 
-def add_store_options(parser: argparse.ArgumentParser) -> None:
-    """The options every history command shares: where the store and the reports are."""
+def add_store_options(parser: argparse.ArgumentParser, default_config: bool = False) -> None:
+    """The options every history command shares: where the store and the reports are.
+
+    With ``default_config``, ``--config`` defaults to ``drdrill.yaml`` in the current folder
+    when there is one.
+    """
     parser.add_argument("--db", metavar="PATH", type=Path, default=None, help=HELP_DB)
     parser.add_argument(
-        "--config", metavar="drdrill.yaml", type=Path, default=None, help=HELP_CONFIG
+        "--config",
+        metavar="drdrill.yaml",
+        type=Path,
+        default=None,
+        help=HELP_DEFAULT_CONFIG if default_config else HELP_CONFIG,
     )
+    parser.set_defaults(default_config=default_config)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,10 +80,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def locations(args: argparse.Namespace) -> tuple[Path, Path]:
     """The history database and the report folder the command reads and writes."""
     report_dir, db = DEFAULT_REPORT_DIR, DEFAULT_REPORT_DIR / DEFAULT_DB_NAME
-    if args.config is not None:
+    config_path: Path | None = args.config
+    if config_path is None and getattr(args, "default_config", False):
+        config_path = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+    if config_path is not None:
         from drdrill.config import load_config
 
-        config = load_config(args.config)
+        config = load_config(config_path)
         report_dir = config.resolve(config.report_dir)
         db = config.history_path(report_dir)
     return report_dir, (args.db if args.db is not None else db)
@@ -110,12 +130,16 @@ def run(args: argparse.Namespace) -> int:
         trend = store.trend_of(last_n, args.target)
         store.write_trend_html(html_path, last_n, args.target)
     if args.json:
+        from drdrill.report.history import run_verdict_json
+
         print(
             json.dumps(
                 {
                     "store": str(db),
                     "imported": list(imported.appended),
                     "runs": [r.run_id for r in trend.runs],
+                    # each run's verdict, pytest exit status and failed tests with their reason
+                    "verdicts": [run_verdict_json(r) for r in trend.runs],
                     "objectives": [t.to_json() for t in trend.objectives],
                     "html": str(html_path),
                 },
@@ -126,15 +150,13 @@ def run(args: argparse.Namespace) -> int:
     for run_id in imported.appended:
         print(f"drdrill history: appended {run_id}")
     print(render_trend_table(trend, str(db)), end="")
+    print(render_runs_table(trend), end="")
     print(f"drdrill history: chart {html_path}")
     return 0
 
 
 def render_trend_table(trend: Trend, store: str, width: int | None = None) -> str:
     """The trend as a terminal table (colour only on a terminal)."""
-    import io
-
-    from rich.console import Console
     from rich.table import Table
 
     if not trend.runs:
@@ -157,9 +179,14 @@ def render_trend_table(trend: Trend, store: str, width: int | None = None) -> st
     ]
     for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=name != "Objective")
-    style = {"met": "green", "missed": "bold red"}
+    style = {
+        "met": "green",
+        "missed": "bold red",
+        "inconclusive": "yellow",
+        "invalid": "bold magenta",
+    }
     for t in trend.objectives:
-        rate = "n/a" if t.pass_rate is None else f"{t.pass_rate:.0%} ({t.met}/{t.met + t.missed})"
+        rate = "n/a" if t.pass_rate is None else f"{t.pass_rate:.0%} ({t.met}/{t.judged})"
         table.add_row(
             t.label,
             "n/a" if t.target_s is None else f"{t.target_s:g} s",
@@ -170,6 +197,39 @@ def render_trend_table(trend: Trend, store: str, width: int | None = None) -> st
             t.worst_run,
             f"[{style.get(t.last_status, 'dim')}]{t.last_status}[/]",
         )
+    return _printed(table, width)
+
+
+def render_runs_table(trend: Trend, width: int | None = None) -> str:
+    """Each run of the trend with its verdict, pytest exit status and why it did not pass."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not trend.runs:
+        return ""
+    table = Table(title="runs", title_justify="left")
+    for name in ("Run", "Started (UTC)", "Verdict", "Exit", "Tests", "Why"):
+        table.add_column(name, no_wrap=name not in ("Tests", "Why"), overflow="fold")
+    style = {"passed": "green", "failed": "bold red", "incomplete": "bold red"}
+    for run in trend.runs:
+        tests = ", ".join(f"{n} {o}" for o, n in run.test_counts().items()) or "none"
+        table.add_row(
+            run.run_id,
+            f"{run.started_utc:%Y-%m-%d %H:%M}",
+            f"[{style.get(run.verdict, 'yellow')}]{run.verdict}[/]",
+            "-" if run.exit_status is None else str(run.exit_status),
+            tests,
+            escape(run.reason),
+        )
+    return _printed(table, width)
+
+
+def _printed(table: Table, width: int | None) -> str:
+    """A rich table as text (colour only on a terminal)."""
+    import io
+
+    from rich.console import Console
+
     color = sys.stdout.isatty()
     buffer = io.StringIO()
     console = Console(

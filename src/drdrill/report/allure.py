@@ -8,10 +8,12 @@ wrapper, after the fixtures are torn down (probes stopped, faults reverted). See
 at collection) works without allure-pytest installed.
 
 Per drill: a step per measured figure titled
-``Total RTO: 2.598 ± 0.001 s (objective 18 s): met`` (a missed one failed, with the miss as its
-message); the drill as JSON (events, figures, outages, probes, RPO), its runbook rows in
-markdown, the HTML report when there is one; labels ``suite`` (the test module), ``severity``
-and a ``tag`` with the target kind.
+``Total RTO: 2.598 ± 0.001 s [2.597, 2.599] s (objective 18 s): met`` (a missed or invalid one
+failed, with the miss or the reason as its message; an inconclusive one broken: allure's word
+for "cannot tell"); the drill as JSON (events, figures, outages, probes, RPO), its runbook rows
+in markdown, the HTML report when there is one; labels ``suite`` (the test module),
+``severity`` and a ``tag`` with the target kind, and for a drill that failed a ``tag`` with its
+level of the runbook's escalation matrix ("P1 - Critical"; a drill that passed has none).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from drdrill.errors import InputError, ObjectiveMissed
+from drdrill.errors import DrillError, InputError, ObjectiveMissed
 from drdrill.measure import Result, Status
+from drdrill.report.figures import error_text, interval_text, measured_text, status_text
 from drdrill.report.record import RunRecord, TestRecord
 
 #: words in a drill's node id that make it critical by default: losing a region is the
@@ -52,11 +55,18 @@ def allure_recording(config: pytest.Config) -> bool:
     )
 
 
+class FigureInconclusive(DrillError):
+    """Raised inside an inconclusive figure's step: allure marks it broken (not failed, not
+    passed), its interval straddling the target."""
+
+
 def phase_title(result: Result) -> str:
-    """A figure beside its objective: ``Total RTO: 2.598 ± 0.001 s (objective 18 s): met``."""
+    """A figure beside its objective:
+    ``Total RTO: 2.598 ± 0.001 s [2.597, 2.599] s (objective 18 s): met``."""
+    figure = f"{result.name}: {measured_text(result)} {interval_text(result)}"
     if result.target_s is None:
-        return f"{result.name}: {result.measured}: {result.status}"
-    return f"{result.name}: {result.measured} (objective {result.target_s:g} s): {result.status}"
+        return f"{figure}: {result.status}"
+    return f"{figure} (objective {result.target_s:g} s): {result.status}"
 
 
 def drill_severity(nodeid: str, requested: str | None = None) -> str:
@@ -101,11 +111,10 @@ def drill_json(record: TestRecord) -> str:
 
 def _figure_row(result: Result) -> str:
     target = "N/A" if result.target_s is None else f"{result.target_s:g} s"
-    error = result.error_ms
-    truth = "" if error is None else f"{_signed(error)} ms"
+    status = " ".join(status_text(result).replace("|", "\\|").split())
     return (
         f"| {result.name} | {result.kind.upper()} | {result.objective or ''} | {target} | "
-        f"{result.measured} | {result.status} | {truth} |"
+        f"{measured_text(result)} {interval_text(result)} | {status} | {error_text(result)} |"
     )
 
 
@@ -135,22 +144,38 @@ def _signed(value: float) -> str:
     return f"{round(value, 1) + 0.0:+.1f}"
 
 
+def _truth_step(result: Result) -> str:
+    """``ground truth 2.544 s (error +3.1 ms)``, its source named when known; or "no ground
+    truth"."""
+    error = result.error_ms
+    if result.truth_s is None or error is None:
+        return "no ground truth"
+    source = f" from {result.truth_source}" if result.truth_source else ""
+    return f"ground truth {result.truth_s:.3f} s{source} (error {_signed(error)} ms)"
+
+
 def _phase_step(result: Result) -> None:
     import allure
 
-    # a missed figure raises inside its step: that is how allure's public API marks a step
-    # failed (with the miss as its message); the test's own outcome stays pytest's
-    with contextlib.suppress(ObjectiveMissed), allure.step(phase_title(result)):
+    # a missed or invalid figure raises an assertion inside its step: that is how allure's
+    # public API marks a step failed (with the reason as its message); an inconclusive one any
+    # other exception (broken). The test's own outcome stays pytest's.
+    with (
+        contextlib.suppress(ObjectiveMissed, FigureInconclusive),
+        allure.step(phase_title(result)),
+    ):
         if result.start and result.end:
             with allure.step(f"from {result.start} to {result.end}"):
                 pass
-        if result.truth_s is not None and result.error_ms is not None:
-            with allure.step(
-                f"ground truth {result.truth_s:.3f} s (error {_signed(result.error_ms)} ms)"
-            ):
+        with allure.step(_truth_step(result)):
+            pass
+        if result.status is Status.INVALID:
+            with allure.step(f"invalid: {result.note or 'not a possible figure'}"):
                 pass
-        if result.status is Status.MISSED:
+        if result.status in (Status.MISSED, Status.INVALID):
             raise ObjectiveMissed(result.describe_miss())
+        if result.status is Status.INCONCLUSIVE:
+            raise FigureInconclusive(result.describe_miss())
 
 
 def record_drill(
@@ -176,6 +201,14 @@ def record_drill(
     allure.dynamic.severity(level)  # type: ignore[no-untyped-call]
     if target_kind:
         allure.dynamic.tag(target_kind)  # type: ignore[no-untyped-call]
+    if record.failed:
+        # the escalation matrix's level, for a drill that failed only: a passing drill's
+        # outage is its design
+        from drdrill.report import severity as escalation_matrix
+
+        matrix = None if run is None else escalation_matrix.run_matrix(run)
+        escalation = escalation_matrix.drill_severity(record, matrix)
+        allure.dynamic.tag(escalation.label)  # type: ignore[no-untyped-call]
     for result in record.results:
         _phase_step(result)
     allure.attach(

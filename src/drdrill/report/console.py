@@ -1,16 +1,20 @@
-"""The summary table printed at the end of a pytest session."""
+"""The summary printed at the end of a pytest session: every figure beside its objective, every
+test that did not pass with its one-line reason (the plugin then prints the report paths and,
+last, the run's verdict line)."""
 
 from __future__ import annotations
 
 import io
 from urllib.parse import urlsplit
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from drdrill.measure import Status
-from drdrill.report.record import RunRecord
+from drdrill.report.figures import error_text, interval_text, measured_text, status_text
+from drdrill.report.record import PASSED, RunRecord, TestRecord
 
 _STYLE = {
     Status.MET: "green",
@@ -27,46 +31,87 @@ def _short_endpoint(url: str) -> str:
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
+def _drill_table(record: TestRecord) -> Table:
+    """A drill's figures: value ± uncertainty over its interval, objective, status, truth."""
+    name = escape(record.nodeid.rsplit("::", 1)[-1])  # "[automated]" is not markup
+    table = Table(
+        title=f"{name} ({record.outcome})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        expand=False,
+        pad_edge=False,
+    )
+    table.add_column("Figure", overflow="fold", min_width=12)
+    table.add_column(escape("Measured [interval]"), no_wrap=True)
+    table.add_column("Objective", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("vs truth", overflow="fold", min_width=9)
+    for result in record.results:
+        objective = "—" if result.target_s is None else f"{result.target_s:g} s"
+        error = error_text(result)
+        if result.truth_source:
+            # the source on its own line: the column stays narrow
+            error = error.replace(f" ({result.truth_source})", f"\n({result.truth_source})")
+        table.add_row(
+            escape(result.name),
+            f"{measured_text(result)}\n{interval_text(result)}",
+            objective,
+            f"[{_STYLE[result.status]}]{result.status}[/]",
+            escape(error),
+        )
+    if record.outages:
+        longest = max(record.outages, key=lambda o: o.duration_s or float("inf"))
+        duration = "open" if longest.duration_s is None else f"{longest.duration_s:.3f} s"
+        table.add_row(
+            f"outages: {len(record.outages)}, longest {escape(_short_endpoint(longest.endpoint))}",
+            duration,
+            "",
+            "",
+            "",
+        )
+    return table
+
+
+def _notes(record: TestRecord) -> list[str]:
+    """What a figure's status needs said and the table has no room for: why it is invalid."""
+    return [
+        f"  {r.name}: {status_text(r)}"
+        for r in record.results
+        if r.status is Status.INVALID or r.status is Status.INCONCLUSIVE
+    ]
+
+
+def failure_lines(run: RunRecord) -> list[str]:
+    """Every test that did not pass, with its reason: ``failed  test_x: replication stopped``."""
+    width = max((len(t.outcome) for t in run.tests), default=0)
+    lines = []
+    for test in run.tests:
+        if test.outcome == PASSED:
+            continue
+        why = f": {test.message}" if test.message else ""
+        lines.append(f"  {test.outcome:<{width}}  {test.nodeid}{why}")
+    return lines
+
+
 def render_summary(run: RunRecord, width: int = 100, color: bool = False) -> str:
-    """Each measured figure beside its objective: one section a drill, one row a figure.
+    """The figures of every drill beside their objectives, then every test that did not pass.
 
     Outages are summed up per drill (count and longest) rather than listed: report.md and
-    report.json list them all.
+    report.json list them all. The tests that did not pass are plain lines, wrapped by the
+    terminal rather than cut into a table.
     """
-    table = Table(title=f"drdrill run {run.run_id}", title_justify="left", expand=False)
-    table.add_column("Figure", overflow="fold")
-    table.add_column("Measured", no_wrap=True)
-    table.add_column("Objective", overflow="fold")
-    table.add_column("Status", no_wrap=True)
-    table.add_column("vs truth", no_wrap=True, justify="right")
-    for record in run.drills:
-        name = escape(record.nodeid.rsplit("::", 1)[-1])  # "[automated]" is not markup
-        table.add_section()
-        table.add_row(f"[bold]{name}[/] ({record.outcome})", "", "", "", "")
-        for result in record.results:
-            objective = "—" if result.target_s is None else f"{result.target_s:g} s"
-            error = "" if result.error_ms is None else f"{result.error_ms:+.0f} ms"
-            table.add_row(
-                f"  {escape(result.name)}",
-                str(result.measured),
-                objective,
-                f"[{_STYLE[result.status]}]{result.status}[/]",
-                error,
-            )
-        if record.outages:
-            longest = max(record.outages, key=lambda o: o.duration_s or float("inf"))
-            duration = "open" if longest.duration_s is None else f"{longest.duration_s:.3f} s"
-            table.add_row(
-                f"  outages: {len(record.outages)}, longest "
-                f"{escape(_short_endpoint(longest.endpoint))}",
-                duration,
-                "",
-                "",
-                "",
-            )
     buffer = io.StringIO()
     console = Console(
         file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False
     )
-    console.print(table)
+    if run.drills:
+        console.print(f"drdrill run {run.run_id}: figures", markup=False)
+    for record in run.drills:
+        console.print(_drill_table(record))
+        for note in _notes(record):
+            buffer.write(note + "\n")
+    failures = failure_lines(run)
+    if failures:
+        buffer.write("drdrill: tests that did not pass\n")
+        buffer.write("".join(line + "\n" for line in failures))
     return buffer.getvalue()

@@ -12,7 +12,16 @@ Definitions used by the trend and the compliance report:
   figures measured without one (``client downtime``) are tracked the same way, with no target;
 - a run **meets** an objective when every figure it measured for it is within its target (a run
   with three failover drills has three ``Total RTO`` figures: one over the target misses it);
-- the figure a run contributes to a chart is its worst (largest) for the objective.
+  its status for the objective is the worst of its figures' (invalid, missed, inconclusive,
+  met);
+- the figure a run contributes to a chart is its worst (largest) for the objective;
+- a run's **verdict** is the one its reports wrote (``passed``, ``failed``, ``inconclusive``,
+  ``incomplete``, ...), stored with pytest's exit status; a run stored before verdicts were
+  kept gets one derived from its tests and figures (never ``passed`` with a failed test or a
+  missed or invalid figure);
+- a **month is compliant** only when a drill ran in it and every run's verdict (dry runs aside)
+  is ``passed`` (``inconclusive`` too when accepted), and every report file still has the
+  digest it was stored with.
 """
 
 from __future__ import annotations
@@ -33,12 +42,17 @@ from pathlib import Path
 from typing import Any
 
 from drdrill.errors import DrillError, InputError
+from drdrill.measure import Measurement, Result, Status
+from drdrill.report.figures import STATUS_RANK
 from drdrill.report.json_report import run_from_json
+from drdrill.report.record import FAILED_OUTCOMES, Verdict, decide_verdict
 
-#: bumped when the tables change; a store written by a newer drdrill is refused, not misread
-STORE_VERSION = 1
-#: the compliance report's JSON schema (``compliance-YYYY-MM.json``)
-COMPLIANCE_SCHEMA_VERSION = "1.0"
+#: bumped when the tables change; a store written by a newer drdrill is refused, not misread.
+#: 2: each run's verdict, exit status, interruption and lost tests; each figure's truth source
+#: and note (a store of version 1 is migrated on open, its verdicts derived)
+STORE_VERSION = 2
+#: the compliance report's JSON schema (``compliance-YYYY-MM.json``); 1.1: verdicts, compliance
+COMPLIANCE_SCHEMA_VERSION = "1.1"
 #: how long a writer waits for another process's transaction before giving up
 BUSY_TIMEOUT_S = 30.0
 
@@ -104,6 +118,18 @@ CREATE TABLE IF NOT EXISTS evidence (
     PRIMARY KEY (run_id, path)
 );
 """
+#: what takes a store from the version before to each version (a new store takes them all, so
+#: that new and migrated stores have the same tables)
+_MIGRATIONS: dict[int, str] = {
+    2: """
+ALTER TABLE runs ADD COLUMN verdict TEXT;
+ALTER TABLE runs ADD COLUMN exit_status INTEGER;
+ALTER TABLE runs ADD COLUMN interruption TEXT;
+ALTER TABLE runs ADD COLUMN lost TEXT;
+ALTER TABLE results ADD COLUMN truth_source TEXT;
+ALTER TABLE results ADD COLUMN note TEXT;
+""",
+}
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -125,7 +151,7 @@ class Evidence:
 
 @dataclass(frozen=True)
 class TestOutcome:
-    """How one test of a run ended."""
+    """How one test of a run ended, and why in one line when it did not pass."""
 
     __test__ = False  # a value, not a pytest test class
 
@@ -146,7 +172,8 @@ class ObjectiveOutcome:
     figures: tuple[float, ...]
     worst_s: float
     worst_uncertainty_s: float
-    status: str  # met | missed | no objective
+    #: the worst of its figures': invalid | missed | inconclusive | met | no objective
+    status: str
 
     @property
     def measurements(self) -> int:
@@ -191,6 +218,15 @@ class RunSummary:
     evidence: tuple[Evidence, ...]
     #: the runbook's objectives the run was held to, in the runbook's order
     runbook: tuple[RunbookObjective, ...] = ()
+    #: the verdict its reports wrote; for a run stored before verdicts were kept, derived from
+    #: its tests and figures when the store was migrated ("" : derive it now)
+    stored_verdict: str = ""
+    #: pytest's exit status (None: not recorded, a run stored before it was kept)
+    exit_status: int | None = None
+    #: why the run did not run every test to its end
+    interruption: str | None = None
+    #: the tests whose result the run lost
+    lost: tuple[str, ...] = ()
 
     @property
     def met(self) -> int:
@@ -203,17 +239,35 @@ class RunSummary:
         return sum(1 for o in self.objectives if o.status == "missed")
 
     @property
+    def inconclusive(self) -> int:
+        """Objectives this run could not tell it met (a figure's interval straddled its target)."""
+        return sum(1 for o in self.objectives if o.status == "inconclusive")
+
+    @property
+    def invalid(self) -> int:
+        """Objectives with a figure that cannot be right (a phase that ends before it starts)."""
+        return sum(1 for o in self.objectives if o.status == "invalid")
+
+    @property
+    def verdict(self) -> str:
+        """The run's one verdict: ``passed``, ``failed``, ``inconclusive``, ``incomplete``,
+        ``dry run``, ``no tests`` or ``skipped``."""
+        if self.stored_verdict:
+            return self.stored_verdict
+        return str(
+            decide_verdict(
+                (t.outcome for t in self.tests),
+                (o.status for o in self.objectives),
+                dry_run=self.dry_run,
+                exit_status=self.exit_status,
+                interrupted=bool(self.interruption or self.lost),
+            )
+        )
+
+    @property
     def outcome(self) -> str:
-        """``failed`` (a test failed or errored, or an objective was missed), ``passed``,
-        ``skipped`` (every test skipped), ``dry run`` or ``no tests``."""
-        outcomes = {t.outcome for t in self.tests}
-        if outcomes & {"failed", "error"} or self.missed:
-            return "failed"
-        if self.dry_run:
-            return "dry run"
-        if "passed" in outcomes:
-            return "passed"
-        return "skipped" if outcomes else "no tests"
+        """The run's verdict (its name before verdicts were kept)."""
+        return self.verdict
 
     def test_counts(self) -> dict[str, int]:
         """How many tests ended each way (``{"passed": 2, "failed": 1}``)."""
@@ -221,6 +275,41 @@ class RunSummary:
         for t in self.tests:
             counts[t.outcome] = counts.get(t.outcome, 0) + 1
         return counts
+
+    @property
+    def reason(self) -> str:
+        """Why the run's verdict is not ``passed``, in one line ("" when it is)."""
+        verdict = self.verdict
+        if verdict == Verdict.PASSED:
+            return ""
+        parts: list[str] = []
+        if verdict == Verdict.INCOMPLETE:
+            parts.append(self.interruption or "interrupted")
+            if self.lost:
+                names = ", ".join(n.rsplit("::", 1)[-1] for n in self.lost[:3])
+                more = f" and {len(self.lost) - 3} more" if len(self.lost) > 3 else ""
+                parts.append(f"lost: {names}{more}")
+        parts += [
+            f"{o.label} {o.worst_s:.3f} s > {o.target_s:g} s"
+            for o in self.objectives
+            if o.status == "missed" and o.target_s is not None
+        ]
+        parts += [f"{o.label} invalid" for o in self.objectives if o.status == "invalid"]
+        failed = [t for t in self.tests if t.outcome in FAILED_OUTCOMES]
+        if failed:
+            first = failed[0]
+            why = f": {first.message}" if first.message else ""
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            parts.append(f"{first.outcome} {first.nodeid.rsplit('::', 1)[-1]}{why}{more}")
+        parts += [
+            f"{o.label} inconclusive ({o.worst_s:.3f} ± {o.worst_uncertainty_s:.3f} s vs "
+            f"{o.target_s:g} s)"
+            for o in self.objectives
+            if o.status == "inconclusive" and o.target_s is not None
+        ]
+        if not parts and self.exit_status not in (None, 0, 5):
+            parts.append(f"pytest exit status {self.exit_status}")
+        return "; ".join(parts) or verdict
 
 
 @dataclass(frozen=True)
@@ -256,11 +345,19 @@ class ObjectiveTrend:
     worst_run: str
     last_status: str
     points: tuple[TrendPoint, ...]
+    #: runs whose figure's interval straddled the target, and runs with an invalid figure
+    inconclusive: int = 0
+    invalid: int = 0
 
     @property
     def label(self) -> str:
         """The objective's display name (RPO objectives say so)."""
         return self.objective if self.kind == "rto" else f"{self.objective} (RPO)"
+
+    @property
+    def judged(self) -> int:
+        """Runs held to a target for it (met, missed, inconclusive or invalid)."""
+        return self.met + self.missed + self.inconclusive + self.invalid
 
     def to_json(self) -> dict[str, Any]:
         """The trend at the JSON edge."""
@@ -272,6 +369,8 @@ class ObjectiveTrend:
             "measurements": self.measurements,
             "met": self.met,
             "missed": self.missed,
+            "inconclusive": self.inconclusive,
+            "invalid": self.invalid,
             "pass_rate": self.pass_rate,
             "median_s": self.median_s,
             "worst_s": self.worst_s,
@@ -309,16 +408,21 @@ class MonthObjective:
     met: int
     missed: int
     worst_s: float
+    inconclusive: int = 0
+    invalid: int = 0
 
 
 @dataclass(frozen=True)
 class ComplianceReport:
-    """The runs of one month, what each met and missed, and the digests of their reports."""
+    """The runs of one month, what each met and missed, their verdicts, the digests of their
+    reports, and whether the month is compliant."""
 
     month: str
     generated_utc: datetime
     store: str
     runs: tuple[RunSummary, ...]
+    #: whether an inconclusive run counts as compliant (``compliance.accept_inconclusive``)
+    accept_inconclusive: bool = False
 
     @property
     def met(self) -> int:
@@ -331,14 +435,68 @@ class ComplianceReport:
         return sum(r.missed for r in self.runs)
 
     @property
+    def inconclusive(self) -> int:
+        """Objectives inconclusive, summed over the month's runs."""
+        return sum(r.inconclusive for r in self.runs)
+
+    @property
+    def invalid(self) -> int:
+        """Objectives with an invalid figure, summed over the month's runs."""
+        return sum(r.invalid for r in self.runs)
+
+    def runs_with(self, verdict: str) -> int:
+        """How many of the month's runs have this verdict."""
+        return sum(1 for r in self.runs if r.verdict == verdict)
+
+    @property
     def runs_passed(self) -> int:
-        """Runs whose outcome is ``passed``."""
-        return sum(1 for r in self.runs if r.outcome == "passed")
+        """Runs whose verdict is ``passed``."""
+        return self.runs_with(Verdict.PASSED)
 
     @property
     def runs_failed(self) -> int:
-        """Runs whose outcome is ``failed``."""
-        return sum(1 for r in self.runs if r.outcome == "failed")
+        """Runs whose verdict is ``failed``."""
+        return self.runs_with(Verdict.FAILED)
+
+    def run_compliant(self, run: RunSummary) -> bool:
+        """Whether a run counts for compliance: ``passed`` (or ``inconclusive``, accepted)."""
+        if run.verdict == Verdict.PASSED:
+            return True
+        return self.accept_inconclusive and run.verdict == Verdict.INCONCLUSIVE
+
+    @property
+    def judged_runs(self) -> list[RunSummary]:
+        """The runs compliance is judged on: every run but dry runs (a plan drills nothing)."""
+        return [r for r in self.runs if not r.dry_run]
+
+    @property
+    def findings(self) -> list[str]:
+        """Why the month is not compliant, a line each; empty when it is."""
+        found: list[str] = []
+        judged = self.judged_runs
+        if not judged:
+            found.append(f"no drill ran in {self.month}")
+        for run in judged:
+            if not self.run_compliant(run):
+                found.append(f"run {run.run_id} {run.verdict}: {run.reason}")
+        for run_id, evidence in self.evidence_problems:
+            found.append(f"run {run_id}: report file {evidence.path} {evidence.state}")
+        return found
+
+    @property
+    def compliant(self) -> bool:
+        """Whether the month is compliant (no finding)."""
+        return not self.findings
+
+    def verdict_line(self) -> str:
+        """``COMPLIANT — 4 runs, all passed`` or ``NOT COMPLIANT — <first finding> (and N
+        more)``."""
+        findings = self.findings
+        if not findings:
+            accepted = " or inconclusive (accepted)" if self.accept_inconclusive else ""
+            return f"COMPLIANT — {len(self.judged_runs)} runs, all passed{accepted}"
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        return f"NOT COMPLIANT — {findings[0]}{more}"
 
     @property
     def evidence_problems(self) -> list[tuple[str, Evidence]]:
@@ -359,6 +517,8 @@ class ComplianceReport:
                 met=sum(1 for o in outs if o.status == "met"),
                 missed=sum(1 for o in outs if o.status == "missed"),
                 worst_s=max(o.worst_s for o in outs),
+                inconclusive=sum(1 for o in outs if o.status == "inconclusive"),
+                invalid=sum(1 for o in outs if o.status == "invalid"),
             )
             for (kind, name), outs in found.items()
         ]
@@ -383,11 +543,18 @@ class ComplianceReport:
             "generated_utc": self.generated_utc.isoformat(),
             "store": self.store,
             "summary": {
+                "compliant": self.compliant,
+                "accept_inconclusive": self.accept_inconclusive,
+                "findings": self.findings,
                 "runs": len(self.runs),
                 "runs_passed": self.runs_passed,
                 "runs_failed": self.runs_failed,
+                "runs_inconclusive": self.runs_with(Verdict.INCONCLUSIVE),
+                "runs_incomplete": self.runs_with(Verdict.INCOMPLETE),
                 "objectives_met": self.met,
                 "objectives_missed": self.missed,
+                "objectives_inconclusive": self.inconclusive,
+                "objectives_invalid": self.invalid,
                 "evidence_problems": len(self.evidence_problems),
             },
             "objectives": [
@@ -397,6 +564,8 @@ class ComplianceReport:
                     "runs": o.runs,
                     "met": o.met,
                     "missed": o.missed,
+                    "inconclusive": o.inconclusive,
+                    "invalid": o.invalid,
                     "worst_s": o.worst_s,
                 }
                 for o in self.objectives()
@@ -409,19 +578,40 @@ class ComplianceReport:
         }
 
 
-def _run_json(run: RunSummary) -> dict[str, Any]:
+def run_verdict_json(run: RunSummary) -> dict[str, Any]:
+    """A run's verdict at the JSON edge: verdict, exit status, why, and the tests that did not
+    pass (each with its one-line reason) or were lost."""
     return {
         "id": run.run_id,
         "started_utc": run.started_utc.isoformat(),
+        "verdict": run.verdict,
+        "exit_status": run.exit_status,
+        "reason": run.reason,
+        "interruption": run.interruption,
+        "lost": list(run.lost),
+        "tests": run.test_counts(),
+        "failed_tests": [
+            {"nodeid": t.nodeid, "outcome": t.outcome, "message": t.message}
+            for t in run.tests
+            if t.outcome in FAILED_OUTCOMES
+        ],
+    }
+
+
+def _run_json(run: RunSummary) -> dict[str, Any]:
+    return {
+        **run_verdict_json(run),
         "finished_utc": None if run.finished_utc is None else run.finished_utc.isoformat(),
         "target": {"kind": run.target_kind, "name": run.target_name},
         "dry_run": run.dry_run,
         "objectives_source": run.objectives_source,
         "objectives_scale": run.objectives_scale,
-        "outcome": run.outcome,
-        "tests": run.test_counts(),
+        # the verdict's name before verdicts were kept
+        "outcome": run.verdict,
         "objectives_met": run.met,
         "objectives_missed": run.missed,
+        "objectives_inconclusive": run.inconclusive,
+        "objectives_invalid": run.invalid,
         "objectives": [
             {
                 "kind": o.kind,
@@ -433,11 +623,6 @@ def _run_json(run: RunSummary) -> dict[str, Any]:
                 "status": o.status,
             }
             for o in run.objectives
-        ],
-        "failed_tests": [
-            {"nodeid": t.nodeid, "outcome": t.outcome, "message": t.message}
-            for t in run.tests
-            if t.outcome in ("failed", "error")
         ],
         "evidence": [
             {"path": e.path, "sha256": e.sha256, "size": e.size, "state": e.state}
@@ -545,13 +730,58 @@ class HistoryStore:
         if self._version() == STORE_VERSION:
             return  # the usual case: no write lock just to open
         with self._write():
-            if self._version() == STORE_VERSION:
+            version = self._version()
+            if version == STORE_VERSION:
                 return  # another process made the tables while we waited for the lock
-            for statement in _SCHEMA.split(";"):
-                # executescript() would commit our open transaction; run statement by statement
-                if statement.strip():
-                    self._db.execute(statement)
+            if version == 0:
+                self._statements(_SCHEMA)
+                version = 1
+            for step in range(version + 1, STORE_VERSION + 1):
+                self._statements(_MIGRATIONS[step])
+            self._derive_verdicts()
             self._db.execute(f"PRAGMA user_version = {STORE_VERSION}")
+
+    def _statements(self, script: str) -> None:
+        for statement in script.split(";"):
+            # executescript() would commit our open transaction; run statement by statement
+            if statement.strip():
+                self._db.execute(statement)
+
+    def _derive_verdicts(self) -> None:
+        """Runs stored before verdicts were kept: each figure's status judged again as figures
+        are judged now (a negative span is invalid, an interval across the target inconclusive),
+        and the run's verdict derived from its tests and those figures (no exit status)."""
+        figures = self._db.execute(
+            "SELECT run_id, seq, name, kind, measured, uncertainty, unit, target_s FROM results"
+        ).fetchall()
+        for run_id, seq, name, kind, value, uncertainty, unit, target in figures:
+            measured = Measurement(
+                math.nan if value is None else float(value),
+                math.nan if uncertainty is None else float(uncertainty),
+                str(unit),
+            )
+            status = Result(str(name), kind, measured, target, None).status
+            self._db.execute(
+                "UPDATE results SET status = ? WHERE run_id = ? AND seq = ?",
+                (str(status), run_id, seq),
+            )
+        runs = self._db.execute("SELECT run_id, dry_run FROM runs WHERE verdict IS NULL")
+        for run_id, dry_run in runs.fetchall():
+            outcomes = [
+                str(row[0])
+                for row in self._db.execute("SELECT outcome FROM tests WHERE run_id = ?", (run_id,))
+            ]
+            statuses = [
+                str(row[0])
+                for row in self._db.execute(
+                    "SELECT status FROM results WHERE run_id = ?", (run_id,)
+                )
+            ]
+            verdict = decide_verdict(outcomes, statuses, dry_run=bool(dry_run))
+            self._db.execute(
+                "UPDATE runs SET verdict = ?, lost = ? WHERE run_id = ?",
+                (str(verdict), "[]", run_id),
+            )
 
     def close(self) -> None:
         """Close the connection."""
@@ -622,7 +852,10 @@ class HistoryStore:
         with self._write():
             self._db.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
             self._db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, started_utc, finished_utc, month, target_kind, "
+                "target_name, dry_run, objectives_source, objectives_scale, schema_version, "
+                "drdrill_version, host, appended_utc, verdict, exit_status, interruption, lost) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.run_id,
                     _stamp(started),
@@ -637,6 +870,11 @@ class HistoryStore:
                     meta.get("drdrill_version") if isinstance(meta, Mapping) else None,
                     meta.get("host") if isinstance(meta, Mapping) else None,
                     _stamp(datetime.now(UTC)),
+                    # derived from the run as read back, so that it is the report's own
+                    str(run.verdict),
+                    run.exit_status,
+                    run.interruption,
+                    json.dumps(list(run.lost)),
                 ),
             )
             self._db.executemany(
@@ -647,7 +885,9 @@ class HistoryStore:
                 ],
             )
             self._db.executemany(
-                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO results (run_id, seq, test, name, kind, objective, measured, "
+                "uncertainty, unit, target_s, status, truth_s, error_ms, truth_source, note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         run.run_id,
@@ -663,6 +903,8 @@ class HistoryStore:
                         str(r.status),
                         r.truth_s,
                         _finite(r.error_ms),
+                        r.truth_source,
+                        r.note,
                     )
                     for i, r in enumerate(run.results)
                 ],
@@ -709,7 +951,8 @@ class HistoryStore:
         with self._read():
             rows = self._db.execute(
                 "SELECT run_id, started_utc, finished_utc, target_kind, target_name, dry_run, "
-                f"objectives_source, objectives_scale FROM runs {clause}",
+                "objectives_source, objectives_scale, verdict, exit_status, interruption, lost "
+                f"FROM runs {clause}",
                 params,
             ).fetchall()
             return [self._summary(row) for row in rows]
@@ -757,6 +1000,10 @@ class HistoryStore:
             objectives=tuple(_objective_outcomes(results)),
             evidence=evidence,
             runbook=runbook,
+            stored_verdict=str(row[8] or ""),
+            exit_status=None if row[9] is None else int(row[9]),
+            interruption=row[10],
+            lost=tuple(_lost(row[11])),
         )
 
     # --- trend --------------------------------------------------------------------------
@@ -781,15 +1028,27 @@ class HistoryStore:
 
     # --- compliance ---------------------------------------------------------------------
 
-    def compliance(self, month: str, now: datetime | None = None) -> ComplianceReport:
-        """The month's runs with what they met and missed, each report file checked again."""
+    def compliance(
+        self, month: str, now: datetime | None = None, accept_inconclusive: bool = False
+    ) -> ComplianceReport:
+        """The month's runs with their verdicts and what they met and missed, each report file
+        checked again; ``accept_inconclusive`` lets an inconclusive run count as compliant."""
         runs = [_verified(run) for run in self.runs(month)]
         return ComplianceReport(
             month=month.strip(),
             generated_utc=_utc(now or datetime.now(UTC)),
             store=str(self.path),
             runs=tuple(runs),
+            accept_inconclusive=accept_inconclusive,
         )
+
+
+def _lost(text: str | None) -> list[str]:
+    try:
+        value = json.loads(text) if text else []
+    except json.JSONDecodeError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def _verified(run: RunSummary) -> RunSummary:
@@ -812,14 +1071,9 @@ def _objective_outcomes(rows: Iterable[tuple[Any, ...]]) -> Iterator[ObjectiveOu
         grouped.setdefault((str(row[0]), str(row[1])), []).append(row)
     for (kind, name), figures in grouped.items():
         worst = max(figures, key=lambda f: float(f[2]))
-        statuses = {str(f[5]) for f in figures}
         targets = [float(f[4]) for f in figures if f[4] is not None]
-        if "missed" in statuses:
-            status = "missed"
-        elif "met" in statuses:
-            status = "met"
-        else:
-            status = "no objective"
+        # the worst status of any figure: one invalid figure makes the objective invalid
+        status = max((Status(str(f[5])) for f in figures), key=lambda st: STATUS_RANK[st])
         yield ObjectiveOutcome(
             kind=kind,
             objective=name,
@@ -828,7 +1082,7 @@ def _objective_outcomes(rows: Iterable[tuple[Any, ...]]) -> Iterator[ObjectiveOu
             figures=tuple(float(f[2]) for f in figures),
             worst_s=float(worst[2]),
             worst_uncertainty_s=float(worst[3] or 0.0),
-            status=status,
+            status=str(status),
         )
 
 
@@ -870,6 +1124,7 @@ def _trends(runs: Sequence[RunSummary]) -> Iterator[ObjectiveTrend]:
         with_target = [o for _, o in seen if o.status != "no objective"]
         met = sum(1 for o in with_target if o.status == "met")
         missed = sum(1 for o in with_target if o.status == "missed")
+        # a run meets the objective only when all its figures do: inconclusive is not met
         worst_run, worst = max(seen, key=lambda pair: pair[1].worst_s)
         last = seen[-1][1]
         yield ObjectiveTrend(
@@ -885,6 +1140,8 @@ def _trends(runs: Sequence[RunSummary]) -> Iterator[ObjectiveTrend]:
             worst_s=worst.worst_s,
             worst_run=worst_run.run_id,
             last_status=last.status,
+            inconclusive=sum(1 for o in with_target if o.status == "inconclusive"),
+            invalid=sum(1 for o in with_target if o.status == "invalid"),
             points=tuple(
                 TrendPoint(
                     run.run_id,
@@ -903,7 +1160,13 @@ def _trends(runs: Sequence[RunSummary]) -> Iterator[ObjectiveTrend]:
 
 _CHART_W, _CHART_H = 520, 200
 _PAD_L, _PAD_R, _PAD_T, _PAD_B = 56, 16, 14, 40
-_COLOR = {"met": "#2e7d32", "missed": "#c62828", "no objective": "#546e7a"}
+_COLOR = {
+    "met": "#2e7d32",
+    "missed": "#c62828",
+    "inconclusive": "#b26a00",
+    "invalid": "#6a1b9a",
+    "no objective": "#546e7a",
+}
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #222; }
@@ -914,7 +1177,10 @@ td, th { white-space: nowrap; }
 .charts { display: flex; flex-wrap: wrap; gap: 0 2em; }
 .legend span { margin-right: 1.5em; }
 .met { color: #2e7d32; } .missed { color: #c62828; font-weight: bold; }
+.inconclusive { color: #b26a00; font-weight: bold; } .invalid { color: #6a1b9a; font-weight: bold; }
 .none { color: #546e7a; }
+.passed { color: #2e7d32; } .failed, .incomplete { color: #c62828; font-weight: bold; }
+td.why { white-space: normal; max-width: 60em; }
 section { margin: 0.5em 0; }
 h2 { font-size: 1.1em; margin: 0.8em 0 0.2em; }
 svg text { font-size: 11px; fill: #444; }
@@ -928,11 +1194,17 @@ def _fmt(seconds: float | None) -> str:
 def _rate_text(trend: ObjectiveTrend) -> str:
     if trend.pass_rate is None:
         return "n/a"
-    return f"{trend.pass_rate:.0%} ({trend.met}/{trend.met + trend.missed})"
+    return f"{trend.pass_rate:.0%} ({trend.met}/{trend.judged})"
 
 
 def _status_class(status: str) -> str:
-    return {"met": "met", "missed": "missed"}.get(status, "none")
+    known = ("met", "missed", "inconclusive", "invalid")
+    return status if status in known else "none"
+
+
+def _verdict_class(verdict: str) -> str:
+    known = ("passed", "failed", "inconclusive", "incomplete")
+    return verdict.replace(" ", "-") if verdict in known else "none"
 
 
 def render_chart(trend: ObjectiveTrend, runs: Sequence[RunSummary]) -> str:
@@ -1000,7 +1272,8 @@ def render_chart(trend: ObjectiveTrend, runs: Sequence[RunSummary]) -> str:
     for p in trend.points:
         tip = (
             f"{p.run_id} ({p.started_utc:%Y-%m-%d %H:%M} UTC): {p.measured_s:.3f} "
-            f"± {p.uncertainty_s:.3f} s, target {_fmt(p.target_s)}, {p.status}"
+            f"± {p.uncertainty_s:.3f} s [{p.measured_s - p.uncertainty_s:.3f}, "
+            f"{p.measured_s + p.uncertainty_s:.3f}], target {_fmt(p.target_s)}, {p.status}"
         )
         parts.append(
             f'<circle cx="{x(p.run_id):.1f}" cy="{y(p.measured_s):.1f}" r="4" '
@@ -1056,8 +1329,27 @@ def render_trend_html(trend: Trend, store: str) -> str:
             '<p class="legend"><span style="color:#1565c0">&#9472;&#9472; worst figure of a run'
             '</span><span style="color:#c62828">- - - target</span><span style="color:#2e7d32">'
             '&#9679; met</span><span style="color:#c62828">&#9679; missed</span><span '
-            'style="color:#546e7a">&#9679; no objective</span> (hover a point for its run)</p>'
+            'style="color:#b26a00">&#9679; inconclusive</span><span style="color:#6a1b9a">'
+            '&#9679; invalid</span><span style="color:#546e7a">&#9679; no objective</span> '
+            "(hover a point for its run and interval)</p>"
         )
+    if runs:
+        lines += [
+            "<h2>Runs</h2>",
+            "<table><thead><tr><th>Run</th><th>Started (UTC)</th><th>Target</th>"
+            "<th>Verdict</th><th>Exit status</th><th>Tests</th><th>Why</th></tr></thead><tbody>",
+        ]
+        for run in runs:
+            tests = ", ".join(f"{n} {o}" for o, n in run.test_counts().items()) or "none"
+            exit_status = "not recorded" if run.exit_status is None else str(run.exit_status)
+            lines.append(
+                f"<tr><td>{e(run.run_id)}</td><td>{run.started_utc:%Y-%m-%d %H:%M}</td>"
+                f"<td>{e(run.target_name)} ({e(run.target_kind)})</td>"
+                f'<td class="{_verdict_class(run.verdict)}">{e(run.verdict)}</td>'
+                f"<td class=num>{exit_status}</td><td>{e(tests)}</td>"
+                f'<td class="why">{e(run.reason)}</td></tr>'
+            )
+        lines.append("</tbody></table>")
     lines.append('<div class="charts">')
     for t in trend.objectives:
         lines += [
@@ -1073,47 +1365,67 @@ def render_trend_html(trend: Trend, store: str) -> str:
 # --- the compliance report ------------------------------------------------------------------
 
 
+def _md_cell(text: str) -> str:
+    return " ".join(text.replace("|", "\\|").split())
+
+
 def render_compliance_markdown(report: ComplianceReport) -> str:
-    """``compliance-YYYY-MM.md``: the month's runs, objectives and evidence."""
+    """``compliance-YYYY-MM.md``: whether the month is compliant and why, then its runs with
+    their verdicts, its objectives and the evidence."""
+    verdict, _, rest = report.verdict_line().partition(" — ")
+    counts = ", ".join(
+        f"{report.runs_with(v)} {v}" for v in Verdict if report.runs_with(v) or v in ("passed",)
+    )
+    accepted = "accepted" if report.accept_inconclusive else "not accepted"
     lines = [
+        f"**{verdict}** — {rest}",
+        "",
         f"# DR compliance report: {report.month}",
         "",
         f"- Generated: {report.generated_utc:%Y-%m-%d %H:%M:%S} UTC from `{report.store}`",
-        f"- Runs: {len(report.runs)} ({report.runs_passed} passed, {report.runs_failed} failed)",
-        f"- Objectives met: {report.met}; missed: {report.missed} (summed over the runs)",
+        f"- Runs: {len(report.runs)} ({counts})",
+        f"- Objectives met: {report.met}; missed: {report.missed}; inconclusive: "
+        f"{report.inconclusive}; invalid: {report.invalid} (summed over the runs)",
+        f"- Compliant only when a drill ran and every run (dry runs aside) passed; an "
+        f"inconclusive run is {accepted}; every report file must still have its digest",
         "",
     ]
+    if report.findings:
+        lines += ["## Why the month is not compliant", ""]
+        lines += [f"- {_md_cell(f)}" for f in report.findings]
+        lines.append("")
     if not report.runs:
         return "\n".join([*lines, "No drill ran this month.", ""])
     lines += [
         "## Runs",
         "",
-        "| Run | Started (UTC) | Target | Outcome | Tests | Met | Missed | Missed objectives |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Run | Started (UTC) | Target | Verdict | Exit status | Tests | Met | Missed | "
+        "Inconclusive | Invalid | Why |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in report.runs:
         tests = ", ".join(f"{n} {o}" for o, n in run.test_counts().items()) or "none"
-        missed = "; ".join(
-            f"{o.label} {o.worst_s:.3f} s > {o.target_s:g} s"
-            for o in run.objectives
-            if o.status == "missed" and o.target_s is not None
-        )
-        outcome = f"**{run.outcome}**" if run.outcome == "failed" else run.outcome
+        verdict_text = run.verdict if report.run_compliant(run) else f"**{run.verdict}**"
+        exit_status = "not recorded" if run.exit_status is None else str(run.exit_status)
         lines.append(
             f"| {run.run_id} | {run.started_utc:%Y-%m-%d %H:%M:%S} | "
-            f"{run.target_name} ({run.target_kind}) | {outcome} | {tests} | {run.met} | "
-            f"{run.missed} | {missed} |"
+            f"{run.target_name} ({run.target_kind}) | {verdict_text} | {exit_status} | {tests} | "
+            f"{run.met} | {run.missed} | {run.inconclusive} | {run.invalid} | "
+            f"{_md_cell(run.reason)} |"
         )
     lines += [
         "",
         "## Objectives over the month",
         "",
-        "| Objective | Runs | Met | Missed | Worst |",
-        "|---|---|---|---|---|",
+        "| Objective | Runs | Met | Missed | Inconclusive | Invalid | Worst |",
+        "|---|---|---|---|---|---|---|",
     ]
     for o in report.objectives():
         name = o.objective if o.kind == "rto" else f"{o.objective} (RPO)"
-        lines.append(f"| {name} | {o.runs} | {o.met} | {o.missed} | {o.worst_s:.3f} s |")
+        lines.append(
+            f"| {name} | {o.runs} | {o.met} | {o.missed} | {o.inconclusive} | {o.invalid} | "
+            f"{o.worst_s:.3f} s |"
+        )
     unmeasured = report.not_measured()
     if unmeasured:
         lines += [
@@ -1121,10 +1433,13 @@ def render_compliance_markdown(report: ComplianceReport) -> str:
             "Objectives of the runbook no run measured this month: "
             + ", ".join(f"{o.label} ({o.target_s:g} s)" for o in unmeasured),
         ]
-    failures = [(r, t) for r in report.runs for t in r.tests if t.outcome in ("failed", "error")]
+    failures = [(r, t) for r in report.runs for t in r.tests if t.outcome != "passed"]
     if failures:
-        lines += ["", "## Failed tests", ""]
-        lines += [f"- {r.run_id} `{t.nodeid}` {t.outcome}: {t.message or ''}" for r, t in failures]
+        lines += ["", "## Tests that did not pass", ""]
+        lines += [
+            f"- {r.run_id} `{t.nodeid}` {t.outcome}: {_md_cell(t.message or '')}"
+            for r, t in failures
+        ]
     lines += [
         "",
         "## Evidence",

@@ -26,7 +26,10 @@ import jinja2
 
 from drdrill import __version__
 from drdrill.measure import Measurement, Result, Status
-from drdrill.report.record import OutageRecord, RpoRecord, RunRecord, TestRecord
+from drdrill.report.figures import error_text, interval_text, status_text, truth_text
+from drdrill.report.figures import worst as worst_figure
+from drdrill.report.record import PASSED, OutageRecord, RpoRecord, RunRecord, TestRecord, Verdict
+from drdrill.report.verdict import verdict_line
 from drdrill.timeline import Event
 
 #: The template, in the package's ``templates`` folder (shipped as package data).
@@ -83,10 +86,6 @@ def _utc_text(when: datetime | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d} UTC"
 
 
-def _error_text(error_ms: float | None) -> str:
-    return "—" if error_ms is None or not math.isfinite(error_ms) else f"{error_ms:+.1f} ms"
-
-
 def _flat(value: Any) -> str:
     """A nested JSON value on one line (a target's description, an event's attributes)."""
     if isinstance(value, Mapping):
@@ -124,9 +123,27 @@ _STATUS_CLASS = {
     Status.MET: "met",
     Status.MISSED: "missed",
     Status.INCONCLUSIVE: "inconclusive",
-    Status.INVALID: "missed",
+    Status.INVALID: "invalid",
     Status.NO_OBJECTIVE: "none",
 }
+#: the colour class of the verdict line at the top of the page
+_VERDICT_CLASS = {
+    Verdict.PASSED: "passed",
+    Verdict.FAILED: "failed",
+    Verdict.INCONCLUSIVE: "inconclusive",
+    Verdict.INCOMPLETE: "incomplete",
+    Verdict.DRY_RUN: "other",
+    Verdict.NO_TESTS: "other",
+    Verdict.SKIPPED: "other",
+}
+
+
+def _status_words(result: Result) -> str:
+    """The status in words and sign, with the interval of an inconclusive figure and the note
+    of an invalid one: ``? inconclusive: [17.850, 18.050] s vs 18 s``."""
+    words = status_text(result)
+    mark = _STATUS_TEXT[result.status]
+    return mark + words[len(str(result.status)) :]
 
 
 # --- the page's values -----------------------------------------------------------------------
@@ -153,6 +170,8 @@ class ObjectiveRow:
     runbook_actual: str
     notes: str
     in_runbook: bool
+    #: the values the figure admits, ``[low, high]``
+    interval: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,6 +196,7 @@ class ResultRow:
     status_class: str
     truth: str
     error: str
+    interval: str = ""
 
 
 @dataclass(frozen=True)
@@ -349,9 +369,12 @@ class OverviewRow:
     downtime: str
     lost_writes: str
     missed: int
-    #: the drill's severity from the runbook's escalation matrix ("P1 - Critical")
+    #: the drill's severity from the runbook's escalation matrix ("P1 - Critical"); a drill
+    #: that passed has none ("—")
     severity: str = ""
     severity_reason: str = ""
+    #: why the test did not pass, in one line
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -362,6 +385,12 @@ class PageView:
     run_id: str
     dry_run: bool
     scale: str
+    #: the run's verdict line, the first thing on the page
+    verdict_line: str
+    verdict_class: str
+    #: the tests the run lost (never ran, interrupted, on a crashed worker), and why
+    lost: tuple[str, ...]
+    interruption: str
     facts: tuple[Fact, ...]
     counts: tuple[Fact, ...]
     target_details: tuple[Fact, ...]
@@ -375,15 +404,12 @@ class PageView:
 
 
 def _worst(results: Sequence[Result]) -> Result | None:
-    finite = [r for r in results if math.isfinite(r.measured.value)]
-    if finite:
-        return max(finite, key=lambda r: r.measured.value)
-    return results[0] if results else None
+    return worst_figure(results)
 
 
-def _error_summary(worst: Result, mine: Sequence[Result]) -> str:
+def _error_summary(shown: Result, mine: Sequence[Result]) -> str:
     """The worst figure's error against ground truth; the largest one too when several had one."""
-    text = _error_text(worst.error_ms)
+    text = error_text(shown)
     errors = [abs(r.error_ms) for r in mine if r.error_ms is not None and math.isfinite(r.error_ms)]
     if len(errors) > 1:
         text += f" (max |error| {max(errors):.1f} ms of {len(errors)})"
@@ -400,26 +426,29 @@ def _objectives_table(run: RunRecord, kind: str, title: str, first: str) -> Obje
         mine = [r for r in results if (r.objective or "").lower() == component.lower()]
         worst = _worst(mine)
         target = row.get("target_s")
+        interval = ""
         if worst is None:
-            measured, status_text, status_class, error = "not measured", "not measured", "", "—"
+            measured, status, status_class, error = "not measured", "not measured", "", "—"
         else:
             measured = format_measurement(worst.measured)
             if len(mine) > 1:
                 measured += f" (worst of {len(mine)})"
-            status_text = _STATUS_TEXT[worst.status]
+            status = _status_words(worst)
             status_class = _STATUS_CLASS[worst.status]
             error = _error_summary(worst, mine)
+            interval = interval_text(worst)
         rows.append(
             ObjectiveRow(
                 component=component,
                 target=_target_text(target if isinstance(target, int | float) else None),
                 measured=measured,
-                status_text=status_text,
+                status_text=status,
                 status_class=status_class,
                 error=error,
                 runbook_actual=str(row.get("actual") or ""),
                 notes=str(row.get("notes") or ""),
                 in_runbook=True,
+                interval=interval,
             )
         )
     # figures no runbook row names (client downtime, ...): grouped by name, worst shown
@@ -438,12 +467,13 @@ def _objectives_table(run: RunRecord, kind: str, title: str, first: str) -> Obje
                 component=name,
                 target=_target_text(worst.target_s),
                 measured=measured,
-                status_text=_STATUS_TEXT[worst.status],
+                status_text=_status_words(worst),
                 status_class=_STATUS_CLASS[worst.status],
                 error=_error_summary(worst, mine),
                 runbook_actual="",
                 notes="not a row of the runbook",
                 in_runbook=False,
+                interval=interval_text(worst),
             )
         )
     return ObjectivesTable(title, first, tuple(rows))
@@ -711,10 +741,11 @@ def _result_row(result: Result) -> ResultRow:
         span=span,
         measured=format_measurement(result.measured),
         target=_target_text(result.target_s),
-        status_text=_STATUS_TEXT[result.status],
+        status_text=_status_words(result),
         status_class=_STATUS_CLASS[result.status],
-        truth=_seconds(result.truth_s),
-        error=_error_text(result.error_ms),
+        truth=truth_text(result),
+        error=error_text(result),
+        interval=interval_text(result),
     )
 
 
@@ -774,6 +805,14 @@ def _drill(index: int, test: TestRecord) -> DrillView:
     )
 
 
+def _largest(results: Sequence[Result]) -> Result | None:
+    """The largest finite figure (a drill's Total RTO among several), else the first."""
+    finite = [r for r in results if math.isfinite(r.measured.value)]
+    if finite:
+        return max(finite, key=lambda r: r.measured.value)
+    return results[0] if results else None
+
+
 def _overview(run: RunRecord, anchors: Mapping[str, str]) -> tuple[OverviewRow, ...]:
     from drdrill.report.severity import run_severities
 
@@ -781,8 +820,8 @@ def _overview(run: RunRecord, anchors: Mapping[str, str]) -> tuple[OverviewRow, 
     rows = []
     for test in run.tests:
         severity = severities.get(test.nodeid)
-        total = _worst([r for r in test.results if (r.objective or "") == "Total RTO"])
-        downtime = _worst([r for r in test.results if r.name == "client downtime"])
+        total = _largest([r for r in test.results if (r.objective or "") == "Total RTO"])
+        downtime = _largest([r for r in test.results if r.name == "client downtime"])
         lost = sum(r.lost_acknowledged for r in test.rpo)
         rows.append(
             OverviewRow(
@@ -797,6 +836,7 @@ def _overview(run: RunRecord, anchors: Mapping[str, str]) -> tuple[OverviewRow, 
                 missed=sum(1 for r in test.results if r.status is Status.MISSED),
                 severity="" if severity is None else severity.label,
                 severity_reason="" if severity is None else severity.reason,
+                message=None if test.outcome == PASSED else test.message,
             )
         )
     return tuple(rows)
@@ -817,8 +857,8 @@ def page_view(run: RunRecord) -> PageView:
     """The values the page shows, computed from the run (what the template draws)."""
     drills = [t for t in run.tests if t.measured_anything]
     anchors = {t.nodeid: _anchor(i) for i, t in enumerate(drills)}
-    counts = Counter(t.outcome for t in run.tests)
-    shown = ["passed", "failed", *sorted(k for k in counts if k not in ("passed", "failed"))]
+    counts = run.counts()
+    shown = ["passed", "failed", *(k for k in counts if k not in ("passed", "failed"))]
     target = run.target
     workers: Mapping[str, Any] = target.get("workers") or {}
     target_text = f"{target.get('name', '?')} ({target.get('kind', '?')})"
@@ -827,7 +867,9 @@ def page_view(run: RunRecord) -> PageView:
     duration = ""
     if run.finished_utc is not None:
         duration = f" ({(run.finished_utc - run.started_utc).total_seconds():.1f} s)"
+    exit_status = "not recorded" if run.exit_status is None else str(run.exit_status)
     facts = (
+        Fact("Verdict", f"{run.verdict} (pytest exit status {exit_status})"),
         Fact("Run", run.run_id),
         Fact("Target", target_text),
         Fact("Started", _utc_text(run.started_utc)),
@@ -840,6 +882,10 @@ def page_view(run: RunRecord) -> PageView:
         run_id=run.run_id,
         dry_run=run.dry_run,
         scale=f"{run.objectives_scale:g}",
+        verdict_line=verdict_line(run),
+        verdict_class=_VERDICT_CLASS[run.verdict],
+        lost=tuple(run.lost),
+        interruption=run.interruption or "",
         facts=facts,
         counts=tuple(Fact(k, str(counts.get(k, 0))) for k in shown),
         target_details=_target_facts(target),

@@ -22,7 +22,7 @@ from drdrill.report.record import (
 from drdrill.timeline import Event, Source
 
 #: Bumped on any change a reader could notice: major for removals/renames, minor for additions.
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 #: the major version this reader understands (``run_from_json`` refuses others)
 _MAJOR = SCHEMA_VERSION.split(".")[0]
 
@@ -37,6 +37,11 @@ def run_to_json(run: RunRecord) -> dict[str, Any]:
             "started_utc": run.started_utc.isoformat(),
             "finished_utc": None if run.finished_utc is None else run.finished_utc.isoformat(),
             "dry_run": run.dry_run,
+            # the run's one verdict, as report.md, report.html, the console and the history say
+            "verdict": str(run.verdict),
+            "exit_status": run.exit_status,
+            "interruption": run.interruption,
+            "lost": list(run.lost),
             **run_metadata(),
         },
         "target": dict(run.target),
@@ -57,10 +62,20 @@ def run_to_json(run: RunRecord) -> dict[str, Any]:
         ],
         "events": [{"test": t.nodeid, **e.to_json()} for t in run.tests for e in t.events],
         # the test a phase belongs to is the record it is in (a result may not name its test)
-        "phases": [{**r.to_json(), "test": t.nodeid} for t in run.tests for r in t.results],
+        "phases": [_phase(r, t.nodeid) for t in run.tests for r in t.results],
         "outages": [{"test": t.nodeid, **o.to_json()} for t in run.tests for o in t.outages],
         "probes": [{"test": t.nodeid, **p.to_json()} for t in run.tests for p in t.probes],
         "rpo": [{"test": t.nodeid, **r.to_json()} for t in run.tests for r in t.rpo],
+    }
+
+
+def _phase(result: Result, nodeid: str) -> dict[str, Any]:
+    low, high = result.low, result.high
+    return {
+        **result.to_json(),
+        "low": low if math.isfinite(low) else None,
+        "high": high if math.isfinite(high) else None,
+        "test": nodeid,
     }
 
 
@@ -123,6 +138,10 @@ class _Reader:
         """A required integer."""
         return cast(int, self.get(key, int))
 
+    def opt_integer(self, key: str) -> int | None:
+        """An integer or null."""
+        return cast("int | None", self.get(key, int, optional=True))
+
     def flag(self, key: str) -> bool:
         """A required boolean."""
         return cast(bool, self.get(key, bool))
@@ -159,6 +178,13 @@ def _name(kind: type | tuple[type, ...]) -> str:
     return names.get(kind, "object")
 
 
+def _texts(r: _Reader, key: str) -> list[str]:
+    values = r.get(key, list)
+    if not all(isinstance(v, str) for v in values):
+        raise InputError(r.where, f"{r.key_path(key)}: not a list of strings")
+    return list(values)
+
+
 def _event(r: _Reader) -> Event:
     try:
         source = Source(r.text("source"))
@@ -193,8 +219,11 @@ def _result(r: _Reader) -> Result:
         start=r.opt_text("start"),
         end=r.opt_text("end"),
         test=r.text("test"),
-        # the ground truth came in 1.1; error_ms is derived from it and not read
+        # the ground truth came in 1.1, its source and the note in 1.2; error_ms, low, high and
+        # status are derived from the figure and not read
         truth_s=r.opt_number("truth_s") if "truth_s" in r.data else None,
+        truth_source=r.opt_text("truth_source") if "truth_source" in r.data else None,
+        note=r.opt_text("note") if "note" in r.data else None,
     )
 
 
@@ -206,6 +235,10 @@ def _outage(r: _Reader) -> OutageRecord:
         duration_s=r.opt_number("duration_s"),
         start_uncertainty_s=r.number("start_uncertainty_s"),
         end_uncertainty_s=r.number("end_uncertainty_s"),
+        # 1.2 and later
+        duration_uncertainty_s=(
+            r.opt_number("duration_uncertainty_s") if "duration_uncertainty_s" in r.data else None
+        ),
     )
 
 
@@ -218,6 +251,9 @@ def _probe(r: _Reader) -> ProbeStatsRecord:
         p50_ms=latency.opt_number("p50"),
         p95_ms=latency.opt_number("p95"),
         p99_ms=latency.opt_number("p99"),
+        # 1.2 and later
+        starved_samples=r.integer("starved_samples") if "starved_samples" in r.data else 0,
+        lag_max_ms=r.opt_number("lag_max_ms") if "lag_max_ms" in r.data else None,
     )
 
 
@@ -260,6 +296,10 @@ def run_from_json(data: Mapping[str, Any], where: str = "report.json") -> RunRec
         dry_run=run.flag("dry_run"),
         started_utc=run.utc("started_utc"),
         finished_utc=run.opt_utc("finished_utc"),
+        # absent before 1.2: the verdict is then derived from the tests and figures alone
+        exit_status=run.opt_integer("exit_status") if "exit_status" in run.data else None,
+        interruption=run.opt_text("interruption") if "interruption" in run.data else None,
+        lost=_texts(run, "lost") if "lost" in run.data else [],
     )
     tests: dict[str, TestRecord] = {}
     for t in top.items("tests"):

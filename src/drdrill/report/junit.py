@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from drdrill.measure import Result
+from drdrill.measure import Result, Status
+from drdrill.report.figures import NO_TRUTH
 
 #: the prefix of every property name, so that ours never collide with another plugin's
 PREFIX = "drdrill"
@@ -33,9 +34,19 @@ def result_properties(result: Result) -> list[tuple[str, str]]:
     props = [
         (f"{base}.measured", _number(result.measured.value, unit)),
         (f"{base}.uncertainty", _number(result.measured.uncertainty, unit)),
+        (f"{base}.low", _number(result.low, unit)),
+        (f"{base}.high", _number(result.high, unit)),
         (f"{base}.target", "" if result.target_s is None else f"{result.target_s:g}"),
         (f"{base}.status", str(result.status)),
     ]
+    if result.status is Status.INVALID and result.note:
+        props.append((f"{base}.note", result.note))
+    if result.truth_s is None:
+        props.append((f"{base}.truth", NO_TRUTH))
+        return props
+    props.append((f"{base}.truth", _number(result.truth_s, unit)))
+    if result.truth_source:
+        props.append((f"{base}.truth_source", result.truth_source))
     error_ms = result.error_ms
     if error_ms is not None:
         props.append((f"{base}.truth_error_ms", _number(error_ms, "ms")))
@@ -45,9 +56,11 @@ def result_properties(result: Result) -> list[tuple[str, str]]:
 def phase_properties(results: Iterable[Result]) -> list[tuple[str, str]]:
     """The JUnit properties of a drill's figures, in the order they were measured.
 
-    Per figure ``N``: ``drdrill.N.measured`` and ``.uncertainty`` (seconds, 3 decimals, or the
-    figure's own unit), ``.target`` (seconds, empty without an objective), ``.status``
-    (``met``, ``missed``, ``no objective``) and, where the stack logs ground truth,
-    ``.truth_error_ms`` (measured minus truth, milliseconds, 3 decimals).
+    Per figure ``N``: ``drdrill.N.measured``, ``.uncertainty``, ``.low`` and ``.high`` (the
+    interval the figure admits; seconds, 3 decimals, or the figure's own unit), ``.target``
+    (seconds, empty without an objective), ``.status`` (``met``, ``missed``, ``inconclusive``,
+    ``invalid``, ``no objective``), ``.note`` for an invalid figure (why), ``.truth`` (the
+    ground truth, or "no ground truth") and, with one, ``.truth_source`` (where it came from,
+    when known) and ``.truth_error_ms`` (measured minus truth, milliseconds, 3 decimals).
     """
     return [prop for result in results for prop in result_properties(result)]

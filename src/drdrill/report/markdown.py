@@ -1,13 +1,17 @@
-"""``report.md``: the runbook's RTO and RPO tables with this run's figures in the Actual column."""
+"""``report.md``: the run's verdict first, then the runbook's RTO and RPO tables with this
+run's figures in the Actual column, every test with its outcome and reason, the severities of
+failed drills, the outages and the write markers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from drdrill.measure import Result, Status
-from drdrill.report.record import RunRecord, TestRecord
+from drdrill.report.figures import error_text, interval_text, measured_text, worst
+from drdrill.report.record import PASSED, RunRecord, TestRecord
+from drdrill.report.verdict import verdict_line
 
 _MARK = {
     Status.MET: "met",
@@ -23,9 +27,20 @@ def _target_text(row: Mapping[str, Any]) -> str:
     return "N/A" if target is None else f"{target:g} s"
 
 
-def _worst(results: Iterable[Result]) -> Result | None:
-    chosen = list(results)
-    return max(chosen, key=lambda r: r.measured.value) if chosen else None
+def _cell(text: str) -> str:
+    """Text made safe for a table cell (a pipe would end it, a newline the row)."""
+    return " ".join(text.replace("|", "\\|").split())
+
+
+def _actual(result: Result) -> str:
+    return f"{measured_text(result)} {interval_text(result)}"
+
+
+def _status(result: Result) -> str:
+    mark = _MARK[result.status]
+    if result.status is Status.INVALID and result.note:
+        return f"{mark}: {_cell(result.note)}"
+    return mark
 
 
 def _table(kind: str, title: str, first: str, run: RunRecord) -> list[str]:
@@ -34,29 +49,31 @@ def _table(kind: str, title: str, first: str, run: RunRecord) -> list[str]:
     lines = [
         f"## {title}",
         "",
-        f"| {first} | Target | Actual (this run) | Status | Runbook's actual | Notes |",
-        "|---|---|---|---|---|---|",
+        f"| {first} | Target | Actual (this run) | Status | Error vs ground truth | "
+        "Runbook's actual | Notes |",
+        "|---|---|---|---|---|---|---|",
     ]
     named = set()
     for component, row in rows.items():
         mine = [r for r in results if (r.objective or "").lower() == component.lower()]
         named.add(component.lower())
-        worst = _worst(mine)
-        if worst is None:
-            actual, status = "not measured", ""
+        shown = worst(mine)
+        if shown is None:
+            actual, status, error = "not measured", "", ""
         else:
-            actual = str(worst.measured)
+            actual = _actual(shown)
             if len(mine) > 1:
                 actual += f" (worst of {len(mine)})"
-            status = _MARK[worst.status]
+            status, error = _status(shown), error_text(shown)
         lines.append(
-            f"| **{component}** | {_target_text(row)} | {actual} | {status} | "
+            f"| **{component}** | {_target_text(row)} | {actual} | {status} | {error} | "
             f"{row.get('actual') or ''} | {row.get('notes') or ''} |"
         )
     for r in results:
         if (r.objective or "").lower() not in named:
             lines.append(
-                f"| {r.name} | N/A | {r.measured} | {_MARK[r.status]} | | {r.test or ''} |"
+                f"| {r.name} | N/A | {_actual(r)} | {_status(r)} | {error_text(r)} | | "
+                f"{r.test or ''} |"
             )
     return [*lines, ""]
 
@@ -80,31 +97,85 @@ def _drill_text(test: TestRecord) -> str:
 
 
 def _severity(run: RunRecord) -> list[str]:
-    """Each drill's customer impact classified with the runbook's escalation matrix."""
+    """Each failed drill's customer impact classified with the runbook's escalation matrix; a
+    drill that passed gets no level (its outage is its design)."""
     from drdrill.report.severity import run_severities
 
     severities = run_severities(run)
     if not severities:
         return []
     lines = [
-        "## Severity (escalation matrix)",
+        "## Severity (escalation matrix, failed drills only)",
         "",
         "| Drill | Severity | Why | Response time | Action |",
         "|---|---|---|---|---|",
     ]
     for nodeid, severity in severities.items():
         lines.append(
-            f"| {nodeid} | {severity.label} | {severity.reason} | "
+            f"| {nodeid} | {severity.label} | {_cell(severity.reason)} | "
             f"{severity.response_time_text} | {severity.action} |"
+        )
+    return [*lines, ""]
+
+
+def _tests(run: RunRecord) -> list[str]:
+    """Every test of the run, drill or not, with its outcome and why it did not pass."""
+    if not run.tests:
+        return ["## Tests", "", "No test ran.", ""]
+    lines = [
+        "## Tests",
+        "",
+        "| Test | Outcome | Worker | Duration | Reason |",
+        "|---|---|---|---|---|",
+    ]
+    for t in run.tests:
+        outcome = t.outcome if t.outcome == PASSED else f"**{t.outcome}**"
+        lines.append(
+            f"| {_cell(t.nodeid)} | {outcome} | {t.worker or ''} | {t.duration_s:.2f} s | "
+            f"{_cell(t.message or '')} |"
+        )
+    lines.append("")
+    if run.lost:
+        lines += [
+            f"Lost ({run.interruption or 'the run did not finish'}): "
+            + ", ".join(f"`{n}`" for n in run.lost),
+            "",
+        ]
+    return lines
+
+
+def _apparatus(run: RunRecord) -> list[str]:
+    """The probes' own health per drill: how late their loop ran, what it set aside."""
+    rows = [(t, t.probes) for t in run.tests if t.probes]
+    if not rows:
+        return []
+    lines = [
+        "## Probes (the apparatus)",
+        "",
+        "| Test | Endpoints | Samples | Probe loop late by up to | "
+        "Failures set aside as the loop's own (starved) |",
+        "|---|---|---|---|---|",
+    ]
+    for test, probes in rows:
+        lags = [p.lag_max_ms for p in probes if p.lag_max_ms is not None]
+        lag = f"{max(lags):.0f} ms" if lags else "not measured"
+        lines.append(
+            f"| {test.nodeid} | {len(probes)} | {sum(p.samples for p in probes)} | {lag} | "
+            f"{sum(p.starved_samples for p in probes)} |"
         )
     return [*lines, ""]
 
 
 def render_markdown(run: RunRecord) -> str:
     """The markdown report of a run."""
+    verdict, _, rest = verdict_line(run).partition(" — ")
+    exit_status = "not recorded" if run.exit_status is None else str(run.exit_status)
     lines = [
+        f"**{verdict}** — {rest}",
+        "",
         f"# DR drill report: run {run.run_id}",
         "",
+        f"- Verdict: {run.verdict} (pytest exit status {exit_status})",
         f"- Target: {run.target.get('name', '?')} ({run.target.get('kind', '?')})",
         *_worker_lines(run.target),
         f"- Started: {run.started_utc.isoformat()}",
@@ -118,6 +189,7 @@ def render_markdown(run: RunRecord) -> str:
         lines += ["**Dry run**: nothing was injected.", ""]
     lines += _table("rto", "Recovery Time Objectives", "Component", run)
     lines += _table("rpo", "Recovery Point Objectives", "Data Type", run)
+    lines += _tests(run)
     lines += _severity(run)
     lines += ["## Outages (client-observed)", ""]
     outages = [(t.nodeid, o) for t in run.tests for o in t.outages]
@@ -131,11 +203,14 @@ def render_markdown(run: RunRecord) -> str:
         for nodeid, o in outages:
             end = o.end_utc.isoformat() if o.end_utc else "still out"
             duration = "open" if o.duration_s is None else f"{o.duration_s:.3f} s"
+            if o.duration_s is not None and o.duration_uncertainty_s is not None:
+                duration = f"{o.duration_s:.3f} ± {o.duration_uncertainty_s:.3f} s"
             lines.append(
                 f"| {nodeid} | {o.endpoint} | {o.start_utc.isoformat()} | {end} | {duration} | "
                 f"±{o.start_uncertainty_s:.3f} / ±{o.end_uncertainty_s:.3f} s |"
             )
         lines.append("")
+    lines += _apparatus(run)
     rpo = [(t.nodeid, r) for t in run.tests for r in t.rpo]
     if rpo:
         lines += [

@@ -91,3 +91,37 @@ def merge_runs(parts: Mapping[str, RunRecord]) -> RunRecord:
         finished_utc=None if None in finished else max(f for f in finished if f is not None),
         tests=tests,
     )
+
+
+def with_outcomes(run: RunRecord, outcomes: RunRecord) -> RunRecord:
+    """The merged parts with the outcomes the xdist controller saw itself.
+
+    The controller's record (every test's outcome from the reports the workers forwarded,
+    collection errors, tests lost with a crashed worker or never run, pytest's exit status) is
+    the authority on how each test ended; the parts bring what each drill measured. Tests keep
+    the controller's order; a test only a part knows of comes after.
+    """
+    measured = {t.nodeid: t for t in run.tests}
+    tests: list[TestRecord] = []
+    for seen in outcomes.tests:
+        base = measured.pop(seen.nodeid, None)
+        if base is None:
+            tests.append(replace(seen))
+            continue
+        tests.append(
+            replace(
+                base,
+                outcome=seen.outcome,
+                message=seen.message,
+                duration_s=seen.duration_s,
+                worker=seen.worker or base.worker,
+            )
+        )
+    tests += measured.values()
+    return replace(
+        run,
+        tests=tests,
+        exit_status=outcomes.exit_status,
+        interruption=outcomes.interruption,
+        lost=list(outcomes.lost),
+    )

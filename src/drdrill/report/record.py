@@ -9,17 +9,24 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 
 from drdrill import __version__
-from drdrill.measure import Result
+from drdrill.measure import FAILING, Result, Status
 from drdrill.probes.stats import EndpointStats
 from drdrill.timeline import Event
 
 
 @dataclass(frozen=True)
 class OutageRecord:
-    """A client-observed outage of one endpoint (times as UTC; open outages have no end)."""
+    """A client-observed outage of one endpoint (times as UTC; open outages have no end).
+
+    Each boundary's time is an upper bound: the true moment lies in ``[utc - uncertainty, utc]``
+    (the outage began before the first failed sample completed, after the last good one was
+    sent; it ended likewise). ``duration_s`` runs between the bounds' midpoints, known to
+    ``± duration_uncertainty_s``.
+    """
 
     endpoint: str
     start_utc: datetime
@@ -27,6 +34,7 @@ class OutageRecord:
     duration_s: float | None
     start_uncertainty_s: float
     end_uncertainty_s: float
+    duration_uncertainty_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The outage at the JSON edge."""
@@ -37,6 +45,7 @@ class OutageRecord:
             "duration_s": self.duration_s,
             "start_uncertainty_s": self.start_uncertainty_s,
             "end_uncertainty_s": self.end_uncertainty_s,
+            "duration_uncertainty_s": self.duration_uncertainty_s,
         }
 
 
@@ -50,6 +59,10 @@ class ProbeStatsRecord:
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    #: failed samples set aside because the probe loop itself was late (never counted as bad)
+    starved_samples: int = 0
+    #: the worst lateness of the probe loop while this endpoint's samples were in flight
+    lag_max_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The statistics at the JSON edge."""
@@ -58,6 +71,8 @@ class ProbeStatsRecord:
             "samples": self.samples,
             "availability": self.availability,
             "latency_ms": {"p50": self.p50_ms, "p95": self.p95_ms, "p99": self.p99_ms},
+            "starved_samples": self.starved_samples,
+            "lag_max_ms": self.lag_max_ms,
         }
 
 
@@ -86,16 +101,113 @@ class RpoRecord:
         }
 
 
+#: how a test ended, as the reports name it (pytest's words, and two for tests that did not end)
+PASSED: Final = "passed"
+FAILED: Final = "failed"
+ERROR: Final = "error"
+SKIPPED: Final = "skipped"
+XFAILED: Final = "xfailed"
+XPASSED: Final = "xpassed"
+#: collected but never started (the run stopped first, or its worker crashed before it)
+NOT_RUN: Final = "not run"
+#: started but never finished (Ctrl-C or SIGTERM in the middle of it)
+INTERRUPTED: Final = "interrupted"
+#: not known yet: the test has started and not reported its call
+UNKNOWN: Final = "unknown"
+#: the order outcomes are counted in, in every report
+OUTCOMES: Final[tuple[str, ...]] = (
+    PASSED,
+    FAILED,
+    ERROR,
+    SKIPPED,
+    XFAILED,
+    XPASSED,
+    NOT_RUN,
+    INTERRUPTED,
+)
+#: outcomes that fail a run
+FAILED_OUTCOMES: Final = frozenset({FAILED, ERROR})
+#: outcomes of tests whose result the run never learnt: the run is incomplete
+LOST_OUTCOMES: Final = frozenset({NOT_RUN, INTERRUPTED, UNKNOWN})
+
+#: pytest's exit statuses (``pytest.ExitCode``) that the verdict reads
+EXIT_OK: Final = 0
+EXIT_TESTS_FAILED: Final = 1
+EXIT_INTERRUPTED: Final = 2
+EXIT_INTERNAL_ERROR: Final = 3
+EXIT_USAGE_ERROR: Final = 4
+EXIT_NO_TESTS: Final = 5
+
+
+class Verdict(StrEnum):
+    """The one verdict of a run, as every report writes it."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+    INCOMPLETE = "incomplete"
+    DRY_RUN = "dry run"
+    NO_TESTS = "no tests"
+    #: every test skipped (or xfailed): nothing passed, nothing failed
+    SKIPPED = "skipped"
+
+
+def decide_verdict(
+    outcomes: Iterable[str],
+    statuses: Iterable[Status | str],
+    *,
+    dry_run: bool = False,
+    exit_status: int | None = None,
+    interrupted: bool = False,
+) -> Verdict:
+    """A run's verdict from its tests' outcomes, its figures' statuses and pytest's exit status.
+
+    ``incomplete`` first (a worker crashed, the run was interrupted or stopped early, a test
+    never ran or never finished), then ``failed`` (a test failed or errored, a figure missed or
+    invalid, exit status 1, 3, 4 or any other non-zero one), then ``dry run`` and ``no tests``,
+    ``inconclusive`` (a figure whose interval straddles its target), ``passed`` (at least one
+    test passed) and ``skipped``. ``exit_status`` None (a report written before it was kept)
+    is judged on the tests and figures alone.
+    """
+    seen = list(outcomes)
+    figures = {Status(s) for s in statuses}
+    if interrupted or exit_status == EXIT_INTERRUPTED or any(o in LOST_OUTCOMES for o in seen):
+        return Verdict.INCOMPLETE
+    if any(o in FAILED_OUTCOMES for o in seen) or figures & FAILING:
+        return Verdict.FAILED
+    if exit_status not in (None, EXIT_OK, EXIT_NO_TESTS):
+        return Verdict.FAILED
+    if dry_run:
+        return Verdict.DRY_RUN
+    if not seen:
+        return Verdict.NO_TESTS
+    if Status.INCONCLUSIVE in figures:
+        return Verdict.INCONCLUSIVE
+    if PASSED in seen and exit_status in (None, EXIT_OK):
+        return Verdict.PASSED
+    return Verdict.SKIPPED
+
+
+def count_outcomes(outcomes: Iterable[str]) -> dict[str, int]:
+    """How many tests ended each way, in :data:`OUTCOMES` order (others after), none at 0."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome] = counts.get(outcome, 0) + 1
+    known = {o: counts[o] for o in OUTCOMES if o in counts}
+    return {**known, **{o: n for o, n in counts.items() if o not in known}}
+
+
 @dataclass
 class TestRecord:
-    """One drill (one pytest test): its outcome and everything it measured."""
+    """One test of the run (a drill or any other): its outcome and everything it measured."""
 
     #: not a test class, whatever its name says (pytest would try to collect it where imported)
     __test__ = False
 
     nodeid: str
-    outcome: str = "unknown"
+    outcome: str = UNKNOWN
     duration_s: float = 0.0
+    #: why it did not pass, in one line (the exception's message, the skip's reason)
     message: str | None = None
     #: the pytest-xdist worker that ran it (``gw0``, ...); None in a run without workers
     worker: str | None = None
@@ -109,6 +221,11 @@ class TestRecord:
     def measured_anything(self) -> bool:
         """Whether the test is a drill (it used the drill fixtures), not just any test."""
         return bool(self.events or self.results or self.outages or self.probes or self.rpo)
+
+    @property
+    def failed(self) -> bool:
+        """Whether it failed the run: failed or errored, or a figure of it missed or invalid."""
+        return self.outcome in FAILED_OUTCOMES or any(r.status in FAILING for r in self.results)
 
 
 def _now() -> datetime:
@@ -128,6 +245,12 @@ class RunRecord:
     started_utc: datetime = field(default_factory=_now)
     finished_utc: datetime | None = None
     tests: list[TestRecord] = field(default_factory=list)
+    #: pytest's exit status (None: not known, a report written before it was kept)
+    exit_status: int | None = None
+    #: why the run did not run every test to its end (a worker crashed, Ctrl-C, ``-x``)
+    interruption: str | None = None
+    #: the tests whose result the run lost: never run, interrupted, on a crashed worker
+    lost: list[str] = field(default_factory=list)
 
     def test(self, nodeid: str) -> TestRecord:
         """The record of a test, made on first use."""
@@ -147,6 +270,21 @@ class RunRecord:
     def results(self) -> list[Result]:
         """Every measured figure of the run, in test order."""
         return [r for t in self.tests for r in t.results]
+
+    @property
+    def verdict(self) -> Verdict:
+        """The run's one verdict (see :func:`decide_verdict`), which every report writes."""
+        return decide_verdict(
+            (t.outcome for t in self.tests),
+            (r.status for r in self.results),
+            dry_run=self.dry_run,
+            exit_status=self.exit_status,
+            interrupted=bool(self.interruption or self.lost),
+        )
+
+    def counts(self) -> dict[str, int]:
+        """How many tests ended each way (``{"passed": 12, "failed": 1}``)."""
+        return count_outcomes(t.outcome for t in self.tests)
 
 
 def run_metadata() -> dict[str, Any]:
@@ -179,6 +317,8 @@ def probe_records(
                 p50_ms=endpoint.latency_p50_ms,
                 p95_ms=endpoint.latency_p95_ms,
                 p99_ms=endpoint.latency_p99_ms,
+                starved_samples=endpoint.starved_samples,
+                lag_max_ms=endpoint.lag_max_ms,
             )
         )
         outages.extend(
@@ -189,6 +329,7 @@ def probe_records(
                 duration_s=o.duration_s,
                 start_uncertainty_s=o.start_uncertainty_s or 0.0,
                 end_uncertainty_s=o.end_uncertainty_s or 0.0,
+                duration_uncertainty_s=o.duration_uncertainty_s,
             )
             for o in endpoint.outages
         )

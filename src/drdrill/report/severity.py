@@ -17,6 +17,10 @@ among them. Tables are found with the same scanner as the objectives tables
 - **P4**, minor: no customer impact seen, but the drill itself failed (an objective missed, a
   check that did not pass);
 - **none**: nothing of the above.
+
+A drill that passed carries no level in the reports (:func:`drill_severity`,
+:func:`run_severities`): the outage a region failover causes is its design, not an incident. Only
+a drill that failed (a test failed or errored, a figure missed or invalid) is classified.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from drdrill.report.record import OutageRecord, RunRecord, TestRecord
 LEVELS: Final[tuple[str, ...]] = ("P1", "P2", "P3", "P4")
 #: the level of a drill with no impact at all (not a row of any matrix).
 NO_SEVERITY: Final = "none"
+#: the level the reports show for a drill that passed: no P-level, whatever its outage
+AS_DESIGNED: Final = "—"
 #: latency p99 over this (seconds) is a performance issue, unless the caller says otherwise.
 DEFAULT_LATENCY_THRESHOLD_S: Final = 1.0
 
@@ -403,13 +409,12 @@ def classify(
             f"no failed sample, but latency p99 {(worst.p99_ms or 0.0) / 1000.0:.3f} s on "
             f"{_short(worst.endpoint)} over the {latency_threshold_s:g} s threshold",
         )
-    if drill is not None and (
-        drill.outcome in ("failed", "error")
-        or any(r.status is Status.MISSED for r in drill.results)
-    ):
+    if drill is not None and drill.failed:
         what = drill.message or (
             "an objective missed"
             if any(r.status is Status.MISSED for r in drill.results)
+            else "a figure invalid"
+            if any(r.status is Status.INVALID for r in drill.results)
             else f"outcome {drill.outcome}"
         )
         return _severity(matrix, "P4", f"no customer impact seen by the probes, but {what}")
@@ -429,14 +434,43 @@ def classify(
     )
 
 
-def run_severities(run: RunRecord) -> dict[str, Severity]:
-    """Each drill of a run classified with its runbook's escalation matrix (drdrill's own when
-    the runbook has none or cannot be read), by node id."""
+def drill_severity(record: TestRecord, matrix: EscalationMatrix | None = None) -> Severity:
+    """The severity a report gives a drill: :func:`classify` for a drill that failed; for one
+    that passed no level ("—", as designed), its impact said only as the reason."""
+    impact = classify(record, matrix)
+    if record.failed:
+        return impact
+    return Severity(
+        level=AS_DESIGNED,
+        name="",
+        criteria="as designed",
+        response_time_s=None,
+        response_time_text="—",
+        action="none",
+        reason=f"as designed (the drill passed): {impact.reason}",
+        source=None,
+    )
+
+
+def run_matrix(run: RunRecord) -> EscalationMatrix:
+    """The escalation matrix of the run's runbook; drdrill's own when the runbook has none or
+    cannot be read."""
     from drdrill.errors import DrillError
 
     try:
         source = run.objectives_source
-        matrix = load_escalation_matrix(Path(source)) if source else default_matrix()
+        return load_escalation_matrix(Path(source)) if source else default_matrix()
     except (DrillError, OSError):
-        matrix = default_matrix()
-    return {record.nodeid: classify(record, matrix) for record in run.drills}
+        return default_matrix()
+
+
+def run_severities(run: RunRecord) -> dict[str, Severity]:
+    """The severity of each drill of a run and of each test that failed, by node id: a level
+    of the runbook's escalation matrix for those that failed, none ("—") for drills that
+    passed."""
+    matrix = run_matrix(run)
+    return {
+        record.nodeid: drill_severity(record, matrix)
+        for record in run.tests
+        if record.measured_anything or record.failed
+    }
