@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from drdrill.observe import poll_until
+from drdrill.observe import expect_effect, poll_until
+from drdrill.targets.base import GroundTruthTarget
 
 
-@pytest.mark.drill(targets=["sandbox", "aws"])
+@pytest.mark.drill(targets=["sandbox", "aws"], phases=["ECS Scale-up"])
 @pytest.mark.parametrize(
     "stop", [{"count": 1}, {"percent": 50.0}], ids=["one-task", "half-the-tasks"]
 )
@@ -23,13 +24,16 @@ def test_service_returns_to_desired_count(
     time.sleep(1.0)
 
     inject(stack.stop_tasks("primary", mode="kill", **stop))
-    poll_until(
+    fault = timeline.get("fault_injected")
+    expect_effect(
         timeline,
         "task_stopped_seen",
         lambda: (
             stack.running_tasks("primary") < desired or stack.healthy_targets("primary") < desired
         ),
-        timeout_s=10,
+        timeout_s=drill_config.drills.effect_timeout,
+        fault=fault,
+        what="fewer running or healthy tasks than desired",
     )
     steady = poll_until(
         timeline,
@@ -41,17 +45,9 @@ def test_service_returns_to_desired_count(
         timeout_s=drill_config.drills.restore_timeout,
     )
     time.sleep(0.5)
-    fault = timeline.get("fault_injected")
-    # ground truth: the load balancer's watcher saw the replacement task healthy (it polls the
-    # same state as the drill, so its event may come a poll after the drill's)
-    truth_since = getattr(stack, "truth_since", None)  # only the sandbox logs ground truth
-    healthy = [
-        e.mono
-        for e in (truth_since(fault.mono, "lb_target_healthy") if truth_since else [])
-        if e.attrs.get("lb") == "alb-primary"
-    ]
-    truth = healthy[-1] - fault.mono if healthy else None
-    measure.phase("ECS Scale-up", fault, steady, truth_s=truth)
+    measure.phase("ECS Scale-up", fault, steady)
+    if isinstance(stack, GroundTruthTarget):  # the sandbox logs what really happened
+        stack.attach_truth(measure, drill="task_failure")
     measure.verify()
 
     for stats in runner.stats():

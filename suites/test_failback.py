@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from drdrill.measure import Measurement
-from drdrill.observe import poll_until
+from drdrill.observe import Watch, poll_until, watching
+from drdrill.targets.base import GroundTruthTarget
 
 
-@pytest.mark.drill(targets=["sandbox"])
+@pytest.mark.drill(targets=["sandbox"], phases=["Database"])
 def test_failback_after_failover(
     stack: Any, probes, writer, inject, timeline, measure, drill_config
 ) -> None:
@@ -35,22 +36,47 @@ def test_failback_after_failover(
 
     public = probes.start()
     writer.start()  # writes made during DR must come back to the primary
-    time.sleep(1.5)
-    timeline.mark("failback_started")
-    stack.run_script("failback.sh", timeout_s=180)
-    done = timeline.mark("failback_script_done")
-    serving = poll_until(
-        timeline,
-        "primary_serving",
-        lambda: stack.dns_answer() == stack.region_ip("primary"),
-        timeout_s=timeout,
-        since=done,
-    )
-    time.sleep(1.5)  # reads and writes on the primary after the switch
-    rpo = writer.verify(stack.present_markers(writer.run_id, region="primary"))
+    resolver = stack.client_resolver("drill")  # a client's resolver, honouring the TTL
+    primary_ip = stack.region_ip("primary")
+    writable = stack.writable_probe("primary")
+    # the old primary comes back from the region outage still writable (a split brain the
+    # failback resolves): the failback's promotion is the first writable after it was rebuilt
+    # as a read-only replica
+    rebuilt: list[bool] = []
 
-    measure.phase("failback", "failback_started", done, objective=None)
+    def promoted() -> bool:
+        if writable():
+            return bool(rebuilt)
+        rebuilt.append(True)
+        return False
+
+    time.sleep(1.5)
+    started = timeline.mark("failback_started")
+    with watching() as watches:
+        # watched from the start of the failback, each in its own thread
+        primary_writable = Watch(timeline, "primary_writable", promoted, timeout, since=started)
+        clients_moved = Watch(
+            timeline, "dns_answers_primary", lambda: resolver.lookup() == primary_ip, timeout
+        )
+        watches += [primary_writable, clients_moved]
+        stack.run_script("failback.sh", timeout_s=180)
+        done = timeline.mark("failback_script_done")
+        writable_at = primary_writable.wait()
+        serving = clients_moved.wait()
+    time.sleep(1.5)  # reads and writes on the primary after the switch
+    # the writer is stopped and drained before the primary is read: its last write in flight
+    # is not taken for lost
+    rpo = writer.verify(
+        lambda: stack.present_markers(writer.run_id, region="primary"), before="failback_started"
+    )
+
+    # the runbook has no failback objective: these figures are for information
+    measure.phase("failback", started, done, objective=None)
+    measure.phase("failback: primary writable", started, writable_at, objective=None)
+    measure.phase("failback: clients on primary", started, serving, objective=None)
     measure.record("Database", Measurement(rpo.data_loss_window_s), kind="rpo")
+    if isinstance(stack, GroundTruthTarget):  # the sandbox logs what really happened
+        stack.attach_truth(measure, drill="failback")
     measure.verify()
 
     assert rpo.acknowledged > 0
@@ -66,4 +92,4 @@ def test_failback_after_failover(
     assert dr["rds"]["read_only"] and dr["rds"]["replication"] == {"io": True, "sql": True}
     assert status["regions"]["primary"]["alb"]["healthy"] >= 1
     assert stack.db_writable("primary")
-    assert serving.mono >= timeline.get("failback_started").mono
+    assert serving.mono >= started.mono

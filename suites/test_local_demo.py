@@ -16,7 +16,7 @@ from drdrill.measure import Measurement
 FREEZE_S = 2.0
 
 
-@pytest.mark.drill(targets=["local"])
+@pytest.mark.drill(targets=["local"], phases=["Total RTO", "Database"])
 def test_app_freeze_recovers_within_total_rto(
     app_process: ProcessRef, probes, writer, inject, timeline, measure
 ) -> None:

@@ -193,3 +193,18 @@ def test_rpo_and_figures_without_objective(line: Timeline) -> None:
     free = measure.record("client downtime", Measurement(3.0), objective=None)
     assert free.status is Status.NO_OBJECTIVE and free.target_s is None
     measure.verify()
+
+
+def test_an_end_whose_interval_reaches_before_the_start_is_clamped_at_zero(
+    line: Timeline, clock: FakeClock
+) -> None:
+    # the checks passed somewhere in [999.95, 1000.03]; the targets were healthy at 1000.0:
+    # the span lies in [0, 0.03] (a phase cannot end before it starts), not around -0.01
+    objectives = parse_runbook_text(RUNBOOK, "runbook.md")
+    measure = Measurements(line, objectives)
+    line.mark("tasks_healthy")
+    line.observe("checks_pass", mono=1000.03, uncertainty_s=0.08)
+    result = measure.phase("ECS Scale-up", "tasks_healthy", "checks_pass")
+    assert result.low == pytest.approx(0.0)
+    assert result.high == pytest.approx(0.03)
+    assert result.status is Status.MET

@@ -18,6 +18,7 @@ import pytest
 from drdrill.errors import ConfigError, DrillError, SafetyError
 from drdrill.faults.base import Fault, FaultInjector, is_destructive
 from drdrill.faults.journal import Journal
+from drdrill.observe import FaultHadNoEffect
 from drdrill.probes.http import Check, Endpoint, ProbeRunner
 from drdrill.probes.stats import OutageEvent
 from drdrill.probes.writes import (
@@ -31,7 +32,7 @@ from drdrill.probes.writes import (
     verify_markers,
 )
 from drdrill.report.record import RpoRecord, probe_records
-from drdrill.timeline import Event, Timeline
+from drdrill.timeline import Event, Source, Timeline
 
 if TYPE_CHECKING:
     from drdrill.config import EndpointConfig
@@ -60,6 +61,50 @@ def to_endpoint(config: EndpointConfig, default_timeout_s: float) -> Endpoint:
     )
 
 
+def make_runner(
+    drill: DrillSession,
+    endpoints: Sequence[EndpointConfig],
+    interval_s: float | None = None,
+    on_event: Callable[[OutageEvent], None] | None = None,
+) -> ProbeRunner:
+    """A probe runner (not started) for ``endpoints``, with the config's timing and the
+    target's way of resolving names."""
+    cfg = drill.config.probes
+    # a target may resolve names its own way (the sandbox: through its DNS server); the probe
+    # loop runs in a process of its own, away from the drill's threads of work
+    spec = getattr(drill.target, "http_client_spec", None)
+    return ProbeRunner(
+        [to_endpoint(e, cfg.timeout) for e in endpoints],
+        interval_s=interval_s or cfg.interval,
+        recovery_samples=cfg.recovery_samples,
+        on_event=on_event,
+        client=spec() if spec is not None else None,
+        mode="process",
+    )
+
+
+def serving_problem(drill: DrillSession, timeout_s: float) -> str | None:
+    """After a drill, whether the stack serves again through its public endpoints: None once
+    every endpoint shows the config's ``recovery_samples`` good samples in a row, else (after
+    ``timeout_s``) what is still failing. A drill that ends with the site down fails."""
+    cfg = drill.config.probes
+    chosen = list(cfg.endpoints or drill.started_target().endpoints())
+    runner = make_runner(drill, chosen)
+    started = time.monotonic()
+    with runner:
+        while time.monotonic() - started < timeout_s:
+            if runner.all_good_since(started, cfg.recovery_samples) is not None:
+                return None
+            time.sleep(0.05)
+        stats = runner.stats()
+    failing = [
+        f"{s.url} ({s.availability or 0.0:.0f}% good)" for s in stats if (s.availability or 0) < 100
+    ]
+    return f"the drill ended with the site down: not serving {timeout_s:g} s after the drill: " + (
+        ", ".join(failing) or "no endpoint on a run of good samples"
+    )
+
+
 class ProbeSession:
     """The ``probes`` fixture: continuous probes whose outages land on the drill's timeline."""
 
@@ -68,13 +113,21 @@ class ProbeSession:
         self._nodeid = nodeid
         self._timeline = timeline
         self.runners: list[ProbeRunner] = []
+        #: the runners whose endpoints must be good before a fault (steady state)
+        self._steady: list[ProbeRunner] = []
 
     def start(
         self,
         endpoints: Sequence[EndpointConfig] | None = None,
         interval_s: float | None = None,
+        steady: bool = True,
     ) -> ProbeRunner:
-        """Start sampling ``endpoints`` (default: the config's, else the target's)."""
+        """Start sampling ``endpoints`` (default: the config's, else the target's).
+
+        ``steady`` says the endpoints serve before the fault (the stack's steady state); pass
+        False for endpoints that are down by design until the drill acts (the DR load balancer of
+        a pilot-light region).
+        """
         cfg = self._drill.config.probes
         chosen = list(endpoints or cfg.endpoints or self._drill.started_target().endpoints())
         if not chosen:
@@ -82,17 +135,42 @@ class ProbeSession:
                 f"{self._drill.config.path}: probes.endpoints", "no endpoint to probe"
             )
         # a target may resolve names its own way (the sandbox: through its DNS server)
-        factory = getattr(self._drill.target, "http_client_factory", None)
-        runner = ProbeRunner(
-            [to_endpoint(e, cfg.timeout) for e in chosen],
-            interval_s=interval_s or cfg.interval,
-            recovery_samples=cfg.recovery_samples,
-            on_event=self._on_event,
-            **({"client_factory": factory} if factory is not None else {}),
-        )
+        runner = make_runner(self._drill, chosen, interval_s, on_event=self._on_event)
         runner.start()
         self.runners.append(runner)
+        if steady:
+            self._steady.append(runner)
         return runner
+
+    def steady_problems(self, samples: int) -> list[str]:
+        """What keeps the probed endpoints from steady state: each ``steady`` endpoint's last
+        ``samples`` samples must all be good. Empty when they are (or nothing is probed)."""
+        problems = []
+        for runner in self._steady:
+            for endpoint in runner.endpoints:
+                last = runner.samples(endpoint.url)[-samples:]
+                if len(last) < samples:
+                    problems.append(f"{endpoint.url}: {len(last)} samples of {samples} yet")
+                elif any(s.bad for s in last):
+                    bad = [s.error or str(s.status) for s in last if s.bad]
+                    problems.append(
+                        f"{endpoint.url}: {len(bad)} of its last {samples} samples failed "
+                        f"({', '.join(sorted(set(bad)))})"
+                    )
+        return problems
+
+    def first_failure_after(self, after: Event, runners: Sequence[ProbeRunner]) -> float | None:
+        """The send time of the first failed sample of any endpoint sent since ``after`` could
+        have happened (its lower bound: a fault acts during the call that injects it), or
+        None."""
+        since = after.mono - after.uncertainty_s
+        first: float | None = None
+        for runner in runners:
+            for endpoint in runner.endpoints:
+                failed = next((s for s in runner.samples(endpoint.url, since) if s.bad), None)
+                if failed is not None and (first is None or failed.send_mono < first):
+                    first = failed.send_mono
+        return first
 
     def _on_event(self, event: OutageEvent) -> None:
         outage = event.outage
@@ -119,23 +197,46 @@ class ProbeSession:
         timeout_s: float = 60.0,
         name: str = "service_restored",
         runner: ProbeRunner | None = None,
+        outage_first: bool = True,
     ) -> Event:
         """Block until every endpoint has passed its recovery run of samples since ``after``.
 
-        Records (and returns) the observed event ``name`` at the first sample of that run, with
-        the gap back to the last failing sample as its uncertainty. ``runner`` limits the wait to
-        the endpoints of one ``start()``; by default all of them count.
+        With ``outage_first`` (the default) the endpoints must first have been seen failing
+        after ``after`` (within the config's ``drills.effect_timeout``): a fault with no visible
+        effect raises FaultHadNoEffect rather than giving a restore of ~0 s; the recovery run is
+        then looked for from that failure on. Without it (endpoints that were down already, such
+        as a pilot-light region's), from ``after``. Records (and returns) the observed event
+        ``name``, bounded as the probes bound it. ``runner`` limits the wait to the endpoints of
+        one ``start()``; by default all of them count.
         """
         if not self.runners:
             raise DrillError("probes.wait_restored() before probes.start()")
         since = self._timeline.get(after) if isinstance(after, str) else after
         runners = [runner] if runner is not None else self.runners
         deadline = time.monotonic() + timeout_s
+        from_mono = since.mono - since.uncertainty_s
+        if outage_first:
+            effect_timeout = self._drill.config.drills.effect_timeout
+            effect_deadline = time.monotonic() + effect_timeout
+            while (failed := self.first_failure_after(since, runners)) is None:
+                if time.monotonic() > effect_deadline:
+                    urls = ", ".join(e.url for r in runners for e in r.endpoints)
+                    raise FaultHadNoEffect(
+                        f"the fault had no effect: no probe failed within {effect_timeout:g} s "
+                        f"of '{since.name}' ({urls})"
+                    )
+                time.sleep(0.02)
+            from_mono = failed
         while True:
-            found = [r.all_good_since(since.mono, r.recovery_samples) for r in runners]
-            if all(f is not None for f in found):
-                last = max((f for f in found if f is not None), key=lambda f: f.send_mono)
-                return self._timeline.observe(name, last.send_mono, last.uncertainty_s)
+            found = [r.all_good_since(from_mono, r.recovery_samples) for r in runners]
+            good = [f for f in found if f is not None]
+            if len(good) == len(found):
+                # every runner's restore lies in its bound: all of them are restored by the
+                # latest upper bound, and not before the latest lower bound
+                high = max(f.mono for f in good)
+                low = max(f.mono - f.uncertainty_s for f in good)
+                lag = max(r.worst_lag(low, high) for r in runners)
+                return self._timeline.observe(name, high, high - low, probe_lag_s=round(lag, 4))
             if time.monotonic() > deadline:
                 raise DrillError(f"endpoints not restored {timeout_s:g} s after '{since.name}'")
             time.sleep(0.02)
@@ -225,38 +326,71 @@ class WriterSession:
     ) -> Event:
         """The first write acknowledged after the writes failed following ``after``.
 
-        Observed at that marker's send time, uncertain by the gap back to the marker before it.
-        If no write failed after ``after``, the first acknowledged one after it counts.
+        Bounded like every observed event: the writes were taken again somewhere between the
+        send of the last write that failed (or ``after``'s lower bound, if none failed) and the
+        acknowledgement of the first that succeeded.
         """
         if self._writer is None:
             raise DrillError("writer.first_ack_after() before writer.start()")
         deadline = time.monotonic() + timeout_s
+        lower_bound = after.mono - after.uncertainty_s
         while True:
-            records = [r for r in self._writer.log().records if r.sent_mono >= after.mono]
+            records = [r for r in self._writer.log().records if r.sent_mono >= lower_bound]
             failed = [i for i, r in enumerate(records) if not r.acknowledged]
             start = failed[0] if failed else 0
             for i in range(start, len(records)):
                 if records[i].acknowledged:
-                    previous = records[i - 1].sent_mono if i > 0 else after.mono
+                    last_failed = max(
+                        (r.sent_mono for r in records[:i] if not r.acknowledged),
+                        default=lower_bound,
+                    )
                     return self._timeline.observe(
                         name,
-                        records[i].sent_mono,
-                        records[i].sent_mono - previous,
+                        records[i].done_mono,
+                        records[i].done_mono - last_failed,
                         marker=records[i].marker_id,
                     )
             if time.monotonic() > deadline:
                 raise DrillError(f"no write acknowledged {timeout_s:g} s after '{after.name}'")
             time.sleep(0.02)
 
-    def verify(self, present_ids: Iterable[int] | None = None) -> RpoResult:
+    def verify(
+        self,
+        present: Iterable[int] | Callable[[], Iterable[int]] | None = None,
+        before: str | Event | None = "fault_injected",
+    ) -> RpoResult:
         """Lost acknowledged writes, given the marker ids in the database that survived.
 
-        Without ``present_ids`` the target is asked (its ``present_markers(run_id)``).
+        The writer is stopped first and its writes in flight drained; only then is ``present``
+        read (call it with a function, e.g. ``lambda: stack.present_markers(...)``, so that the
+        database is read after the last write landed). Without ``present`` the target is asked
+        (its ``present_markers(run_id)``). A drill with nothing to lose fails: no acknowledged
+        write at all, or none acknowledged before ``before`` (the fault, by default, when the
+        drill has one) would make a loss of 0 meaningless.
         """
         log = self.stop()
-        if present_ids is None:
-            present_ids = _capability(self._drill, "present_markers")(self.run_id)
-        result = verify_markers(log, present_ids)
+        acked = [r for r in log.records if r.acknowledged]
+        if not acked:
+            raise NothingToLose(
+                f"nothing to lose: the writer never had a write acknowledged ({log.sent} sent)"
+            )
+        mark = None
+        if before is not None:
+            mark = self._timeline.find(before) if isinstance(before, str) else before
+        if mark is not None and not any(
+            r.done_mono < mark.mono - mark.uncertainty_s for r in acked
+        ):
+            raise NothingToLose(
+                f"nothing to lose: no write acknowledged before '{mark.name}' "
+                f"({len(acked)} acknowledged after it)"
+            )
+        if present is None:
+            ids: Iterable[int] = _capability(self._drill, "present_markers")(self.run_id)
+        elif callable(present):
+            ids = present()
+        else:
+            ids = present
+        result = verify_markers(log, ids)
         self._drill.run.test(self._nodeid).rpo.append(
             RpoRecord(
                 run=self.run_id,
@@ -282,6 +416,14 @@ def _capability(drill: DrillSession, name: str) -> Any:
     if method is None:
         raise DrillError(f"target '{target.name}' has no '{name}'; pass it to the writer")
     return method
+
+
+class NothingToLose(DrillError, AssertionError):
+    """An RPO drill whose writer had nothing acknowledged: a loss of 0 would prove nothing."""
+
+
+class SteadyStateError(DrillError):
+    """The stack was not healthy before the fault: the drill measures nothing."""
 
 
 class Injector:
@@ -335,10 +477,42 @@ class Injector:
             )
         if self._watchdog is not None and self._watchdog.triggered is not None:
             raise self._watchdog.triggered  # the drill was aborted: inject nothing more
-        self._timeline.mark("fault_injected", fault=description, kind=fault.kind)
-        self._faults.inject(fault)
+        if not self._faults.active and self._timeline.find("fault_injected") is None:
+            self._require_steady_state()
+        clock = self._timeline.clock
+        started: list[float] = []
+        self._faults.inject(fault, on_journaled=lambda: started.append(clock.mono()))
+        # the fault acted somewhere between the call's start (after our journal write) and
+        # its return: an action known to within the call's duration
+        done = clock.mono()
+        self._timeline.observe(
+            "fault_injected",
+            done,
+            done - (started[0] if started else done),
+            Source.ACTION,
+            fault=description,
+            kind=fault.kind,
+        )
         self._watch()
         return fault
+
+    def _require_steady_state(self) -> None:
+        """SteadyStateError unless the stack is healthy before the first fault: every steady
+        probe good for the config's ``drills.steady_samples`` samples in a row, and what the
+        target checks itself (replication running, lag within the RPO, the alarm OK). Waits up
+        to ``drills.effect_timeout`` for it to hold, then gives up naming what did not."""
+        drills = self._drill.config.drills
+        deadline = time.monotonic() + drills.effect_timeout
+        while True:
+            problems = self._drill.steady_problems(self._nodeid)
+            if not problems:
+                self._timeline.mark("steady_state_verified")
+                return
+            if time.monotonic() > deadline:
+                raise SteadyStateError(
+                    "stack not healthy before the fault: " + "; ".join(problems[:5])
+                )
+            time.sleep(0.1)
 
     def revert(self, fault: Fault) -> Event:
         """Revert one fault now; the ``fault_reverted`` event."""

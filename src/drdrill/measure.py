@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -231,12 +231,17 @@ class Measurements:
         end_event = self.timeline.get(end) if isinstance(end, str) else end
         measured = Measurement.between(start_event, end_event)
         note = None
-        if measured.value < 0:
+        high = measured.value + measured.uncertainty
+        if high < 0:
+            # the end surely precedes the start: the two events do not measure this phase
             note = (
                 f"it ends before it starts: '{end_event.name}' at {_clock(end_event)} precedes "
                 f"'{start_event.name}' at {_clock(start_event)} by "
                 f"{-measured.value * 1000:.0f} ms"
             )
+        elif measured.value - measured.uncertainty < 0:
+            # a phase ends after it starts: the part of the interval below 0 is impossible
+            measured = Measurement(high / 2, high / 2, measured.unit)
         return self.record(
             name,
             measured,
@@ -286,6 +291,18 @@ class Measurements:
         )
         self.results.append(result)
         return result
+
+    def set_truth(self, name: str, truth_s: float | None, source: str | None) -> Result:
+        """Put the ground truth beside the figure called ``name`` (the last one of that name);
+        ``truth_s`` None says there is none, and ``source`` says where it came from."""
+        for i in range(len(self.results) - 1, -1, -1):
+            if self.results[i].name == name:
+                old = self.results[i]
+                self.results[i] = replace(old, truth_s=truth_s, truth_source=source)
+                if id(old) in self._asserted:
+                    self._asserted.add(id(self.results[i]))
+                return self.results[i]
+        raise DrillError(f"no figure '{name}' measured to put a ground truth beside")
 
     @property
     def missed(self) -> list[Result]:

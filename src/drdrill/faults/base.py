@@ -249,8 +249,12 @@ class FaultInjector:
         """The faults injected and not yet reverted, oldest first."""
         return tuple(a.fault for a in self._active)
 
-    def inject(self, fault: Fault) -> None:
-        """Journal ``fault``, then inject it; if injecting raises, revert at once and re-raise."""
+    def inject(self, fault: Fault, on_journaled: Callable[[], None] | None = None) -> None:
+        """Journal ``fault``, then inject it; if injecting raises, revert at once and re-raise.
+
+        ``on_journaled`` is called between the two (a drill stamps the fault's start there: the
+        journal write is ours, not the fault's).
+        """
         if any(a.fault is fault for a in self._active):
             raise FaultError(f"{fault.describe()}: already injected")
         entry = self.journal.add_inject(
@@ -262,6 +266,8 @@ class FaultInjector:
         active = _Active(fault, entry)
         self._active.append(active)
         try:
+            if on_journaled is not None:
+                on_journaled()
             fault.inject()
         except BaseException as exc:
             outcome, _ = _attempt_revert(

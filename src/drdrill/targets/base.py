@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from drdrill.config import DrillConfig, EndpointConfig
+    from drdrill.measure import Measurements
 
 
 @runtime_checkable
@@ -40,3 +41,24 @@ class TargetFactory(Protocol):
 
     def __call__(self, config: DrillConfig) -> Target:
         """A target for ``config``; ConfigError on bad settings."""
+
+
+@runtime_checkable
+class SteadyStateTarget(Protocol):
+    """A target that can tell whether the stack is healthy before a fault (beyond the probes)."""
+
+    def steady_state_problems(self, rpo_s: float | None) -> list[str]:
+        """What is wrong now (replication stopped, the replica's lag over ``rpo_s``, an alarm
+        not OK); empty when the stack is in steady state."""
+
+
+@runtime_checkable
+class GroundTruthTarget(Protocol):
+    """A target that logs what really happened (the sandbox): it can put a ground truth from
+    its own components' records beside a drill's figures. Optional: without it, reports say
+    "no ground truth"."""
+
+    def attach_truth(
+        self, measure: Measurements, trigger: str = ..., drill: Any = ...
+    ) -> Mapping[str, Any]:
+        """Attach the truth of each figure ``measure`` holds; what was attached."""

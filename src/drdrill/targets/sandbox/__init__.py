@@ -6,30 +6,90 @@ touch the supervisor's internals.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import pymysql
 from pydantic import ValidationError
 
 from drdrill.config import DrillConfig, EndpointConfig
 from drdrill.errors import ConfigError
-from drdrill.faults.sandbox import PauseReplication, RebootDb, RegionDown, StopTasks
+from drdrill.faults.sandbox import (
+    CutReplication,
+    PauseReplication,
+    RebootDb,
+    RegionDown,
+    StopTasks,
+)
+from drdrill.probes.client import ClientSpec
 from drdrill.probes.http import AiohttpClient, HttpClient
+from drdrill.probes.lag import (
+    LagReading,
+    ReplicationState,
+    ensure_heartbeat_table,
+    read_replica_lag,
+)
 from drdrill.probes.resolve import TtlCache, TtlResolver, resolve_a
 from drdrill.probes.writes import HttpSink, Marker, WriteSink
 from drdrill.sandbox import control
-from drdrill.sandbox.settings import RegionKey, SandboxSettings
+from drdrill.sandbox.ground_truth import (
+    PhaseTruth,
+    failback_truths,
+    failover_truths,
+    reboot_truth,
+    task_failure_truth,
+)
+from drdrill.sandbox.observer_log import ObserverTarget, ObserverTransition, read_transitions
+from drdrill.sandbox.settings import DnsClientRole, RegionKey, SandboxSettings
 from drdrill.sandbox.truth import TruthEvent, TruthLog
-from drdrill.timeline import Event, Source, Timeline
+from drdrill.timeline import Timeline
+
+if TYPE_CHECKING:
+    from drdrill.measure import Measurements
 
 #: the runbook's scripts, in the repository's scripts/ folder
 SCRIPTS = Path(__file__).resolve().parents[4] / "scripts"
+
+
+@dataclass(frozen=True)
+class DnsClient:
+    """How one of the drill's DNS clients resolves the public name: the server it asks and the
+    source address its queries carry (which the server's ``dns_answer`` log names)."""
+
+    role: str
+    server_ip: str
+    port: int
+    source_ip: str
+
+
+class ClientResolver:
+    """The public name as one client resolves it: from its own source address, each answer
+    kept for its TTL (:class:`TtlCache`)."""
+
+    def __init__(self, name: str, cache: TtlCache) -> None:
+        self.name = name
+        self.cache = cache
+
+    @property
+    def source_ip(self) -> str | None:
+        """The address the client's queries come from."""
+        return self.cache.source_ip
+
+    def lookup(self) -> str:
+        """The address the client would connect to now."""
+        return self.cache.lookup(self.name)
+
+
+#: the drills the sandbox has a ground truth for (:meth:`SandboxTarget.attach_truth`)
+DrillKind = Literal["region_failover", "task_failure", "db_reboot", "failback"]
 
 
 class SandboxTarget:
@@ -129,21 +189,71 @@ class SandboxTarget:
             ),
         ]
 
+    def http_client_spec(self) -> ClientSpec:
+        """How probes reach the public name (as a picklable description, for the probes'
+        own process): through the sandbox DNS from the ``probes`` client's address, honouring
+        the TTL, a new connection a sample (a kept-alive one would stay on the old region)."""
+        return ClientSpec(
+            resolver=self.dns_server,
+            resolver_source_ip=self.settings.client_ip("probes"),
+            fresh_connections=True,
+        )
+
     def http_client_factory(self, max_connections: int) -> HttpClient:
         """Probe clients that resolve the public name through the sandbox DNS, honouring its TTL.
 
         Each sample is a new client on a new connection, so that the probes follow the DNS
         record as new clients do (a kept-alive connection would stay on the old region).
         """
-        resolver = TtlResolver(*self.dns_server)
+        resolver = TtlResolver(*self.dns_server, source_ip=self.settings.client_ip("probes"))
         self.resolvers.append(resolver)
         return AiohttpClient(max_connections, resolver=resolver, fresh_connections=True)
 
     def write_sink(self, timeout_s: float) -> WriteSink:
         """RPO markers through the public name (resolved with its TTL, like a client)."""
-        cache = TtlCache(*self.dns_server)
+        cache = TtlCache(*self.dns_server, source_ip=self.settings.client_ip("writer"))
         self.caches.append(cache)
         return DnsHttpSink(self.write_url(), cache, timeout_s)
+
+    def dns_client(self, role: DnsClientRole) -> DnsClient:
+        """One DNS client's set-up: ``probes`` (the probes' resolvers), ``writer`` (the RPO
+        writer's cache) or ``drill`` (the drill's own polls: :meth:`dns_answer`,
+        :meth:`client_resolver`)."""
+        server_ip, port = self.dns_server
+        return DnsClient(role, server_ip, port, self.settings.client_ip(role))
+
+    def dns_clients(self) -> dict[str, DnsClient]:
+        """Every DNS client's set-up, by role."""
+        return {role: self.dns_client(role) for role in get_args(DnsClientRole)}
+
+    def client_resolver(self, role: DnsClientRole = "drill") -> ClientResolver:
+        """A resolver of the public name as a client has it: from the role's own address,
+        each answer kept for its TTL (so it sees a DNS switch as clients do)."""
+        client = self.dns_client(role)
+        cache = TtlCache(client.server_ip, client.port, source_ip=client.source_ip)
+        self.caches.append(cache)
+        return ClientResolver(self.settings.app_name, cache)
+
+    def writable_probe(self, region: RegionKey) -> Callable[[], bool]:
+        """A cheap poll of whether a region's database takes the app's writes (read_only off),
+        on one connection kept across calls (a new one after a failure)."""
+        held: list[Any] = []
+
+        def writable() -> bool:
+            try:
+                if not held:
+                    held.append(self._db(region))
+                with held[0].cursor() as cur:
+                    cur.execute("SELECT @@global.read_only")
+                    return int(cur.fetchone()[0]) == 0
+            except (pymysql.err.Error, OSError):
+                for conn in held:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                held.clear()
+                return False
+
+        return writable
 
     def write_url(self) -> str:
         """The app's write endpoint through the public name."""
@@ -174,6 +284,13 @@ class SandboxTarget:
             write_timeout=5,
             autocommit=True,
         )
+
+    def marker_ids_in(self, region: RegionKey, run_id: str) -> set[int]:
+        """The marker ids of a run in a region's database: plain SQL on a connection of its
+        own, independent of the writer's verifier."""
+        with self._db(region) as conn, conn.cursor() as cur:
+            cur.execute("SELECT marker_id FROM drdrill_markers WHERE run_id = %s", (run_id,))
+            return {int(row[0]) for row in cur.fetchall()}
 
     def present_markers(self, run_id: str, region: RegionKey | None = None) -> set[int]:
         """Marker ids of a run in the database that serves writes now (or in ``region``'s)."""
@@ -209,6 +326,11 @@ class SandboxTarget:
     def pause_replication(self) -> PauseReplication:
         """A fault: the DR replica stops applying, its lag builds up."""
         return PauseReplication(self.control_port)
+
+    def cut_replication(self) -> CutReplication:
+        """A fault: the replication link to DR cut (its IO thread stopped); writes acknowledged
+        from then on are lost by a failover."""
+        return CutReplication(self.control_port)
 
     # --- actions -----------------------------------------------------------------------------
 
@@ -283,30 +405,63 @@ class SandboxTarget:
         """How many tasks the DR automation scales a region's service to."""
         return self.settings.region(region).scale_to
 
-    def replication_running(self) -> bool:
-        """The DR replica's IO and SQL threads both run."""
+    def replication_running(self) -> ReplicationState:
+        """Whether the DR replica's IO and SQL threads both run; the reason names what does not."""
         replication = self.status()["regions"]["dr"]["rds"]["replication"]
-        return bool(replication and replication.get("io") and replication.get("sql"))
+        if not replication:
+            return ReplicationState(
+                False, "the DR database reports no replication (down, frozen or not a replica)"
+            )
+        if "error" in replication:
+            return ReplicationState(
+                False, f"the DR database's replication status is unreadable: {replication['error']}"
+            )
+        stopped = [name for key, name in (("io", "IO"), ("sql", "SQL")) if not replication.get(key)]
+        if stopped:
+            what = f"{stopped[0]} thread is" if len(stopped) == 1 else "IO and SQL threads are"
+            return ReplicationState(False, f"the DR replica's {what} stopped")
+        return ReplicationState(True)
 
-    def replica_lag(self, timeline: Timeline, seconds: float = 2.0) -> tuple[float, float] | None:
-        """The worst heartbeat lag over ``seconds`` (value, uncertainty), sampled every 0.1 s."""
-        import time
+    def replica_lag(
+        self, timeline: Timeline, rpo_s: float | None = None, seconds: float = 2.0
+    ) -> LagReading:
+        """The worst heartbeat lag over ``seconds``, sampled every 0.1 s, judged against ``rpo_s``.
 
-        from drdrill.probes.lag import HeartbeatLagSampler, ensure_heartbeat_table
-
+        A heartbeat the DR replica never shows is a proven lower bound, not a missing figure: the
+        sampling goes on until that bound passes ``rpo_s`` (see
+        :func:`~drdrill.probes.lag.read_replica_lag`).
+        """
         with self.db_connection("primary") as conn:
             ensure_heartbeat_table(conn)
-        sampler = HeartbeatLagSampler(
-            lambda: self.db_connection("primary"), lambda: self.db_connection("dr"), 0.1
+        return read_replica_lag(
+            lambda: self.db_connection("primary"),
+            lambda: self.db_connection("dr"),
+            rpo_s,
+            seconds=seconds,
+            interval_s=0.1,
+            timeline=timeline,
         )
-        sampler.start()
-        timeline.mark("lag_sampling_started")
-        time.sleep(seconds)
-        sampler.stop()
-        stats = sampler.stats()
-        if stats.max_s is None:
-            return None
-        return stats.max_s, stats.max_uncertainty_s or 0.0
+
+    def steady_state_problems(self, rpo_s: float | None) -> list[str]:
+        """What keeps the stack from its steady state before a fault: replication not
+        running, the replica's lag over ``rpo_s`` (or not measurable), the alarm not OK, the
+        public name not answering the primary. Empty when all hold."""
+        problems = []
+        state = self.replication_running()
+        if not state:
+            problems.append(state.reason or "the DR database does not replicate")
+        else:
+            lag = self.replica_lag(Timeline(), rpo_s, seconds=0.3)
+            if lag.value is None or lag.lower_bound_only:
+                problems.append(lag.reason or "the replica's lag is not known")
+            elif rpo_s is not None and lag.value - lag.uncertainty > rpo_s:
+                problems.append(f"replica lag {lag.value:.3f} s over the RPO of {rpo_s:g} s")
+        alarm = self.alarm_state()
+        if alarm != "OK":
+            problems.append(f"the health alarm is {alarm}, not OK")
+        if self.dns_answer() != self.region_ip("primary"):
+            problems.append("the public name does not answer the primary region")
+        return problems
 
     def primary_record_healthy(self) -> bool:
         """DNS answers the primary's load balancer, which has healthy targets."""
@@ -314,50 +469,114 @@ class SandboxTarget:
             self.dns_answer() == self.region_ip("primary") and self.healthy_targets("primary") > 0
         )
 
-    def alarm_notifies(self) -> bool:
-        """Whether the alarm has a notification target (the SNS log it appends to)."""
-        return bool(self.status()["alarm"].get("notifies"))
+    def alarm_notifies(self, timeout_s: float = 5.0) -> bool:
+        """Whether the alarm's notifications reach its subscriber: a test message sent through
+        the alarm's delivery path, seen in the subscriber's (the pager's) own log of receipt."""
+        since = time.monotonic()
+        try:
+            sent: dict[str, Any] = self.client.call("test_notification")
+        except control.SandboxError:
+            return False
+        if not sent.get("subscribers"):
+            return False
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for event in self.truth.since(since, "sns_delivered"):
+                if event.attrs.get("message_id") == sent["message_id"]:
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
 
     def running_tasks(self, region: RegionKey) -> int:
         """Running tasks of a region's service."""
         return int(self._light()["regions"][region]["ecs"]["running"])
 
     def dns_answer(self) -> str:
-        """The address the sandbox DNS gives for the public name now."""
-        ip, _ttl = resolve_a(self.settings.app_name, *self.dns_server)
+        """The address the sandbox DNS gives for the public name now (asked from the
+        ``drill`` client's address)."""
+        ip, _ttl = resolve_a(
+            self.settings.app_name, *self.dns_server, source_ip=self.settings.client_ip("drill")
+        )
         return ip
 
     def region_ip(self, region: RegionKey) -> str:
         """A region's load balancer address (what DNS answers when it is active)."""
         return self.settings.region(region).ip(2)
 
-    def put_client_dns_switches(self, timeline: Timeline, since: float) -> list[Event]:
-        """Put on the timeline when the clients' resolvers got each new address since ``since``.
-
-        The times are exact (the resolvers log every answer): ground truth of the DNS failover
-        as clients saw it.
-        """
-        events = []
-        clients = [("probes", r) for r in self.resolvers] + [("writer", c) for c in self.caches]
-        for client, resolver in clients:
-            for switch in resolver.switches()[1:]:  # the first answer is no switch
-                if switch.mono < since:
-                    continue
-                events.append(
-                    timeline.observe(
-                        "client_dns_switched",
-                        switch.mono,
-                        0.0,
-                        Source.REPORTED,
-                        ip=switch.ip,
-                        client=client,
-                    )
-                )
-        return events
-
     def truth_since(self, mono: float, event: str | None = None) -> list[TruthEvent]:
-        """Ground truth the sandbox logged since ``mono``."""
+        """Ground truth the sandbox logged since ``mono``, in time order."""
         return self.truth.since(mono, event)
+
+    def reported_since(self, mono: float, record: str) -> list[TruthEvent]:
+        """The stack's own reports of an action it took since ``mono`` (the DR automation's
+        ``automation_invoked``, ``rds_promotion_requested``, ``ecs_scale_requested``,
+        ``dns_switch_requested``: what its API would answer), in time order. Drills read these;
+        :meth:`attach_truth` does not."""
+        return self.truth.since(mono, record)
+
+    def attach_truth(
+        self,
+        measure: Measurements,
+        trigger: str = "automated",
+        drill: DrillKind = "region_failover",
+    ) -> dict[str, PhaseTruth]:
+        """Put the sandbox's ground truth beside each figure of a drill that ``measure`` holds,
+        from records the drill does not read (docs/ground-truth.md); returns what was attached.
+
+        The span starts at the timeline's ``fault_injected`` (its lower bound), or for a
+        failback at ``failback_started``; ``trigger`` is ``automated``, ``script`` or ``lambda``
+        (which record says when a failover was triggered).
+        """
+        self.flush_truth()
+        line = measure.timeline
+        if drill == "failback":
+            since = line.get("failback_started").mono
+        else:
+            fault = line.get("fault_injected")
+            since = fault.mono - fault.uncertainty_s
+        events = self.truth.since(since)
+        truths: dict[str, PhaseTruth]
+        if drill == "region_failover":
+            truths = failover_truths(
+                events,
+                self.observer_transitions(since, "dr-lb"),
+                trigger=trigger,
+                want=self.scale_to("dr"),
+                dr_ip=self.region_ip("dr"),
+                clients={role: c.source_ip for role, c in self.dns_clients().items()},
+            )
+        elif drill == "task_failure":
+            truths = {"ECS Scale-up": task_failure_truth(events, since)}
+        elif drill == "db_reboot":
+            lb = self.observer_transitions(since, "primary-lb")
+            truths = {"Total RTO": reboot_truth(events, lb, since)}
+        else:
+            truths = failback_truths(
+                events,
+                since,
+                self.region_ip("primary"),
+                self.dns_client("drill").source_ip,
+            )
+        measured = {result.name for result in measure.results}
+        attached = {name: truth for name, truth in truths.items() if name in measured}
+        for name, truth in attached.items():
+            measure.set_truth(name, truth.seconds, truth.source)
+        return attached
+
+    def flush_truth(self) -> int:
+        """Harvest the databases' general logs now (else every 0.1 s), so that their
+        ``db_read_only_changed`` / ``db_replication_*`` events are in the truth log; how many
+        events that added."""
+        result: dict[str, Any] = self.client.call("harvest_truth")
+        return int(result["harvested"])
+
+    def observer_transitions(
+        self, since_mono: float, target: ObserverTarget
+    ) -> list[ObserverTransition]:
+        """The independent observer's transitions of a load balancer (``primary-lb``,
+        ``dr-lb``) whose upper bound is at or after ``since_mono``, in time order."""
+        return read_transitions(self.run_dir / "observer.jsonl", since_mono, target)
 
     def describe(self) -> Mapping[str, Any]:
         """Kind, regions and addresses."""

@@ -1,0 +1,256 @@
+"""The drills' figures against the sandbox's ground truth, from records the drills do not read.
+
+The region failover (every trigger) and the failback run as users run them (``pytest suites``)
+against a sandbox of their own (block 5), twice; every figure that has a ground truth (MariaDB's
+general log, HAProxy's own log lines, the DNS server's log of its answers, the pager's receipt,
+the control server's log, the independent observer: docs/ground-truth.md) must agree with it to
+within one probe interval + 50 ms. Then the phases that must be able to fail do: a slow on-call
+misses Decision; and a replication link cut before a region outage loses acknowledged writes,
+which the drill counts exactly and fails its RPO for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
+from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
+
+ROOT = Path(__file__).resolve().parents[2]
+INTERVAL = 0.05  # probes.interval below
+#: one probe interval + 50 ms for scheduling on a busy 2-core machine
+TOLERANCE_S = INTERVAL + 0.05
+RUNS = 2
+#: the figures each drill must put beside a ground truth
+WITH_TRUTH = {
+    "test_region_failover": (
+        "Detection",
+        "Decision",
+        "RDS Promotion",
+        "ECS Scale-up",
+        "Health Verification",
+        "DNS Update",
+        "Total RTO",
+        "client downtime",
+    ),
+    "test_failback_after_failover": ("failback: primary writable", "failback: clients on primary"),
+}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(mariadb_missing() or haproxy_missing()),
+        reason=f"{mariadb_missing() or haproxy_missing()} (CI installs mariadb-server and haproxy)",
+    ),
+]
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A short temporary folder: HAProxy refuses unix socket paths over 97 characters."""
+    folder = Path(tempfile.mkdtemp(prefix="drdrill-truth-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _config(tmp: Path, block: int, extra: str = "") -> Path:
+    path = tmp / "drdrill.yaml"
+    path.write_text(
+        f"""runbook: {ROOT / "docs" / "runbook.md"}
+target: sandbox
+objectives: {{scale: 0.02}}
+probes: {{interval: {INTERVAL}, timeout: 0.5, recovery_samples: 3}}
+writer: {{sink: http, rate_hz: 20, timeout: 1}}
+journal: {tmp / "journal.jsonl"}
+report_dir: {tmp / "reports"}
+{extra}
+targets:
+  sandbox:
+    run_dir: {tmp / "sandbox"}
+    block: {block}
+"""
+    )
+    return path
+
+
+def _run(config: Path, report_dir: Path, *args: str, timeout: float = 600) -> Any:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *args,
+            "-p",
+            "no:cacheprovider",
+            "--dr-config",
+            str(config),
+            "--dr-report-dir",
+            str(report_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    reports = list(report_dir.glob("*/report.json"))
+    assert len(reports) == 1, result.stdout[-4000:] + result.stderr[-2000:]
+    return result, json.loads(reports[0].read_text())
+
+
+def test_failover_and_failback_figures_agree_with_the_ground_truth(tmp_path: Path) -> None:
+    config = _config(tmp_path, block=5)
+    rows = []
+    for run in range(RUNS):
+        result, report = _run(
+            config,
+            tmp_path / f"run{run}",
+            "suites/test_region_failover.py",
+            "suites/test_failback.py",
+        )
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+        assert report["run"]["verdict"] == "passed"
+        for phase in report["phases"]:
+            drill = phase["test"].rsplit("::", 1)[-1]
+            wanted = WITH_TRUTH.get(drill.split("[", 1)[0], ())
+            if phase["name"] in wanted and not (
+                # the script trigger's moment is our own action: nothing else records it
+                phase["name"] == "Decision" and drill == "test_region_failover[script]"
+            ):
+                assert phase["truth_s"] is not None, (drill, phase["name"], phase["truth_source"])
+            if phase["truth_s"] is None:
+                continue
+            error = phase["measured"] - phase["truth_s"]
+            rows.append((drill, phase["name"], phase["measured"], phase["truth_s"], error))
+        # the promoted database holds exactly what the verifier says survived
+        for rpo in report["rpo"]:
+            assert rpo["acknowledged"] > 0
+    print(f"\n{'drill':42} {'figure':30} {'measured':>9} {'truth':>9} {'error':>9}")
+    for drill, name, measured, truth, error in rows:
+        print(f"{drill:42} {name:30} {measured:9.3f} {truth:9.3f} {error * 1000:+8.1f}ms")
+    bad = [r for r in rows if abs(r[4]) > TOLERANCE_S]
+    assert not bad, f"figures off their ground truth by more than {TOLERANCE_S} s: {bad}"
+    phases_per_run = (
+        sum(len(v) for v in WITH_TRUTH.values()) + 2 * len(WITH_TRUTH["test_region_failover"]) - 1
+    )  # the script trigger's Decision
+    assert len(rows) >= RUNS * phases_per_run
+
+
+def test_a_slow_on_call_misses_decision(tmp_path: Path) -> None:
+    # the runbook's Decision objective (3 minutes) scaled by 0.02 is 3.6 s: an on-call who
+    # takes 4 s to react to the page misses it, whatever else goes well
+    config = _config(tmp_path, block=6, extra="drills: {oncall_delay: 4s}")
+    result, report = _run(
+        config, tmp_path / "run", "suites/test_region_failover.py::test_region_failover[lambda]"
+    )
+    assert result.returncode == 1, result.stdout[-4000:]
+    (decision,) = [p for p in report["phases"] if p["name"] == "Decision"]
+    assert decision["status"] == "missed" and decision["low"] > 3.6, decision
+    (test,) = report["tests"]
+    assert test["outcome"] == "failed"
+    assert "phase 'Decision' measured" in (test["message"] or "")
+    assert report["run"]["verdict"] == "failed"
+
+
+LOSS_DRILL = """
+import json, time
+import pytest
+from drdrill.measure import Measurement
+from drdrill.observe import poll_until
+
+@pytest.mark.drill(targets=["sandbox"], phases=["Database"])
+def test_failover_after_the_replication_link_was_cut(stack, writer, inject, timeline, measure):
+    stack.set_mode("manual")
+    writer.start()
+    time.sleep(1.0)
+    inject(stack.cut_replication())  # the replica stops receiving: the writes go on
+    time.sleep(2.0)
+    region = inject(stack.region_down("primary", mode="kill"))
+    assert stack.invoke_dr({"trigger": "manual", "reason": "disaster_recovery"})["status"] == (
+        "completed"
+    )
+    dr = stack.region_ip("dr")
+    poll_until(timeline, "dns_answers_dr", lambda: stack.dns_answer() == dr, timeout_s=60)
+    time.sleep(1.0)
+    try:
+        rpo = writer.verify()
+        measure.record("Database", Measurement(rpo.data_loss_window_s), kind="rpo")
+    finally:
+        # the truth, read from the databases themselves: what the old primary committed and
+        # the promoted one lacks
+        inject.revert(region)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                primary = stack.marker_ids_in("primary", writer.run_id)
+                break
+            except Exception:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        promoted = stack.marker_ids_in("dr", writer.run_id)
+        log = writer.stop()
+        acked = sorted(r.marker_id for r in log.records if r.acknowledged)
+        with open("truth.json", "w") as out:
+            json.dump({"primary": sorted(primary), "promoted": sorted(promoted),
+                       "acked": acked}, out)
+    measure.verify()
+"""
+
+
+def test_a_real_loss_of_acknowledged_writes_is_counted_exactly(tmp_path: Path) -> None:
+    config = _config(tmp_path, block=7)
+    drill = tmp_path / "test_loss.py"
+    drill.write_text(LOSS_DRILL)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(drill),
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "fixtures.drills",
+            "--rootdir",
+            str(tmp_path),
+            "--dr-config",
+            str(config),
+            "--dr-report-dir",
+            str(tmp_path / "reports"),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout[-4000:] + result.stderr[-2000:]
+    (report_path,) = (tmp_path / "reports").glob("*/report.json")
+    report = json.loads(report_path.read_text())
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    committed_not_promoted = set(truth["primary"]) - set(truth["promoted"])
+    truly_lost = sorted(committed_not_promoted & set(truth["acked"]))
+    (rpo,) = report["rpo"]
+    assert truly_lost, f"the cut lost nothing: {truth}"
+    assert rpo["lost_acknowledged"] == len(truly_lost), (rpo, truly_lost)
+    assert rpo["lost_ids"] == truly_lost
+    # every acknowledged write was committed on the primary (an ack is a commit)
+    assert set(truth["acked"]) <= set(truth["primary"])
+    # 2 s of writes lost: the loss window is over the 1.2 s RPO, so the drill fails on it
+    (database,) = [p for p in report["phases"] if p["name"] == "Database"]
+    assert database["status"] == "missed", database
+    assert result.returncode == 1, output
+    assert report["run"]["verdict"] == "failed"
+    (test,) = report["tests"]
+    assert "data loss 'Database' measured" in (test["message"] or ""), test
