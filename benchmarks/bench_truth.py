@@ -69,6 +69,7 @@ def main() -> int:
     errors: dict[str, list[tuple[float, float, float, float]]] = defaultdict(list)
     no_truth: dict[str, set[str]] = defaultdict(set)
     verdicts = []
+    failures: list[str] = []
     hogs = _hogs(args.hog)
     started = time.monotonic()
     try:
@@ -97,6 +98,11 @@ def main() -> int:
             (path,) = out.glob("*/report.json")
             report: dict[str, Any] = json.loads(path.read_text())
             verdicts.append(report["run"]["verdict"])
+            for test in report["tests"]:
+                if test["outcome"] not in ("passed", "skipped"):
+                    failures.append(
+                        f"run {run}: {test['outcome']} {test['nodeid']}: {test['message']}"
+                    )
             for phase in report["phases"]:
                 drill = phase["test"].rsplit("::", 1)[-1]
                 key = f"{drill} {phase['name']}"
@@ -130,6 +136,8 @@ def main() -> int:
             f"{key:62} {len(rows):>2} {statistics.mean(errs):+8.1f}ms {worst:+8.1f}ms "
             f"{inside:>4}/{len(rows):<5} {width:6.0f}ms"
         )
+    for line in failures:
+        print(line)
     for key in sorted(no_truth):
         print(f"{key:62} no ground truth: {'; '.join(sorted(no_truth[key]))}")
     return 0

@@ -10,32 +10,20 @@ import threading
 import time
 
 import pytest
+from tests.fake_clock import FakeClock
 
 from drdrill.observe import FaultHadNoEffect, NotObserved, Watch, expect_effect, poll_until
-from drdrill.timeline import Clock, Timeline
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def mono(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return 1_800_000_000.0 + self.t
+from drdrill.timeline import Timeline
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(100.0)
 
 
 @pytest.fixture
 def line(clock: FakeClock) -> Timeline:
-    return Timeline(Clock(mono=clock.mono, wall=clock.wall))
+    return clock.timeline()
 
 
 def _slow_condition(clock: FakeClock, becomes_true_at: float, poll_s: float) -> object:
@@ -97,7 +85,7 @@ def test_a_fault_with_no_effect_is_named_as_such(line: Timeline, clock: FakeCloc
     fault = line.mark("fault_injected")
     with pytest.raises(FaultHadNoEffect, match="the fault had no effect: 'task_stopped_seen'"):
         expect_effect(
-            Timeline(Clock(mono=clock.mono, wall=clock.wall)),
+            clock.timeline(),
             "task_stopped_seen",
             lambda: clock.__setattr__("t", clock.t + 0.05) or False,
             timeout_s=1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tests.fake_clock import FakeClock
 
 from drdrill.errors import DrillError, ObjectiveMissed
 from drdrill.measure import (
@@ -13,7 +14,7 @@ from drdrill.measure import (
     UnmappedPhase,
 )
 from drdrill.objectives import parse_runbook_text
-from drdrill.timeline import Clock, Source, Timeline
+from drdrill.timeline import Source, Timeline
 
 RUNBOOK = """
 ## Recovery Time Objectives
@@ -32,19 +33,6 @@ RUNBOOK = """
 """
 
 
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def mono(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return 1_800_000_000.0 + self.t
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -52,7 +40,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def line(clock: FakeClock) -> Timeline:
-    return Timeline(Clock(mono=clock.mono, wall=clock.wall))
+    return clock.timeline()
 
 
 def test_events_keep_wall_and_monotonic_times_in_order(line: Timeline, clock: FakeClock) -> None:

@@ -109,8 +109,8 @@ def replicating(
 
 
 @pytest.fixture
-def target(pair: tuple[MariaDBServer, MariaDBServer], tmp_path: Path) -> SandboxTarget:
-    """A sandbox target whose regions' databases are this module's pair."""
+def lag_target(pair: tuple[MariaDBServer, MariaDBServer], tmp_path: Path) -> SandboxTarget:
+    """A sandbox lag_target whose regions' databases are this module's pair."""
     port = pair[0].config.port
     config = tmp_path / "drdrill.yaml"
     config.write_text(
@@ -139,19 +139,19 @@ def _heartbeats_on(server: MariaDBServer) -> int:
 
 
 def test_the_target_points_at_this_modules_pair(
-    target: SandboxTarget, pair: tuple[MariaDBServer, MariaDBServer]
+    lag_target: SandboxTarget, pair: tuple[MariaDBServer, MariaDBServer]
 ) -> None:
     """Guard for the others: the target's databases are the pair, not some sandbox's."""
-    assert target.db_address("primary") == (pair[0].config.host, pair[0].config.port)
-    assert target.db_address("dr") == (pair[1].config.host, pair[1].config.port)
+    assert lag_target.db_address("primary") == (pair[0].config.host, pair[0].config.port)
+    assert lag_target.db_address("dr") == (pair[1].config.host, pair[1].config.port)
 
 
 def test_replicating_gives_the_measured_lag_within_the_rpo(
-    target: SandboxTarget, replicating: Any
+    lag_target: SandboxTarget, replicating: Any
 ) -> None:
     timeline = Timeline()
     started = time.monotonic()
-    reading = target.replica_lag(timeline, HEALTHY_RPO_S, seconds=1.0)
+    reading = lag_target.replica_lag(timeline, HEALTHY_RPO_S, seconds=1.0)
     ran_s = time.monotonic() - started
 
     assert not reading.lower_bound_only and reading.reason is None, reading
@@ -167,7 +167,7 @@ def test_replicating_gives_the_measured_lag_within_the_rpo(
 
 @pytest.mark.parametrize("thread", ["IO_THREAD", "SQL_THREAD"])
 def test_a_stopped_replica_thread_is_a_lower_bound_over_the_rpo(
-    target: SandboxTarget, replicating: tuple[MariaDBServer, MariaDBServer], thread: str
+    lag_target: SandboxTarget, replicating: tuple[MariaDBServer, MariaDBServer], thread: str
 ) -> None:
     """Stopped before the check: none of its heartbeats ever shows, so only a lower bound is
     known, and the check samples on until that bound is over the RPO. Before the fix this was
@@ -175,7 +175,7 @@ def test_a_stopped_replica_thread_is_a_lower_bound_over_the_rpo(
     _primary, replica = replicating
     _stop(replica, thread)
     started = time.monotonic()
-    reading = target.replica_lag(Timeline(), RPO_S, seconds=0.3)
+    reading = lag_target.replica_lag(Timeline(), RPO_S, seconds=0.3)
     ran_s = time.monotonic() - started
 
     assert reading.lower_bound_only, reading
@@ -191,7 +191,7 @@ def test_a_stopped_replica_thread_is_a_lower_bound_over_the_rpo(
 
 @pytest.mark.parametrize("thread", ["IO_THREAD", "SQL_THREAD"])
 def test_a_thread_stopped_while_the_heartbeat_runs_fails_with_the_lower_bound(
-    target: SandboxTarget, replicating: tuple[MariaDBServer, MariaDBServer], thread: str
+    lag_target: SandboxTarget, replicating: tuple[MariaDBServer, MariaDBServer], thread: str
 ) -> None:
     """Stopped mid-check, after the replica showed one of the check's heartbeats: the lag is
     bracketed (the stale heartbeat gives an upper bound) and its lower bound is over the RPO."""
@@ -199,7 +199,7 @@ def test_a_thread_stopped_while_the_heartbeat_runs_fails_with_the_lower_bound(
     before = _heartbeats_on(replica)
     result: list[LagReading] = []
     check = threading.Thread(
-        target=lambda: result.append(target.replica_lag(Timeline(), RPO_S, seconds=0.3))
+        target=lambda: result.append(lag_target.replica_lag(Timeline(), RPO_S, seconds=0.3))
     )
     started = time.monotonic()
     check.start()

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.sandbox.sandbox_project import ROOT, short_folder, write_config
 
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
-
-ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.slow,
@@ -46,30 +43,13 @@ def test_leaves_the_site_down(stack, probes, inject):
 
 @pytest.fixture
 def folder() -> Iterator[Path]:
-    """A short temporary folder: HAProxy refuses unix socket paths over 97 characters."""
-    path = Path(tempfile.mkdtemp(prefix="drdrill-down-"))
-    try:
+    """A short temporary folder (HAProxy's socket paths)."""
+    with short_folder("drdrill-down-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_a_drill_that_leaves_the_site_down_fails(folder: Path) -> None:
-    config = folder / "drdrill.yaml"
-    config.write_text(
-        f"""runbook: {ROOT / "docs" / "runbook.md"}
-target: sandbox
-objectives: {{scale: 0.02}}
-probes: {{interval: 0.05, timeout: 0.5, recovery_samples: 3}}
-drills: {{restore_timeout: 5s}}
-journal: {folder / "journal.jsonl"}
-report_dir: {folder / "reports"}
-targets:
-  sandbox:
-    run_dir: {folder / "sbx"}
-    block: 10
-"""
-    )
+    config = write_config(folder, block=10, extra="drills: {restore_timeout: 5s}")
     (folder / "test_down.py").write_text(DRILL)
     result = subprocess.run(
         [

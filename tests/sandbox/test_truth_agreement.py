@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.sandbox.sandbox_project import INTERVAL, ROOT, short_folder, write_config
 
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
 
-ROOT = Path(__file__).resolve().parents[2]
-INTERVAL = 0.05  # probes.interval below
 #: one probe interval + 50 ms for scheduling on a busy 2-core machine
 TOLERANCE_S = INTERVAL + 0.05
 RUNS = 2
@@ -57,32 +54,13 @@ pytestmark = [
 
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
-    """A short temporary folder: HAProxy refuses unix socket paths over 97 characters."""
-    folder = Path(tempfile.mkdtemp(prefix="drdrill-truth-"))
-    try:
+    """A short temporary folder (HAProxy's socket paths)."""
+    with short_folder("drdrill-truth-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _config(tmp: Path, block: int, extra: str = "") -> Path:
-    path = tmp / "drdrill.yaml"
-    path.write_text(
-        f"""runbook: {ROOT / "docs" / "runbook.md"}
-target: sandbox
-objectives: {{scale: 0.02}}
-probes: {{interval: {INTERVAL}, timeout: 0.5, recovery_samples: 3}}
-writer: {{sink: http, rate_hz: 20, timeout: 1}}
-journal: {tmp / "journal.jsonl"}
-report_dir: {tmp / "reports"}
-{extra}
-targets:
-  sandbox:
-    run_dir: {tmp / "sandbox"}
-    block: {block}
-"""
-    )
-    return path
+    return write_config(tmp, block, extra)
 
 
 def _run(config: Path, report_dir: Path, *args: str, timeout: float = 600) -> Any:

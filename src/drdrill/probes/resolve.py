@@ -164,11 +164,13 @@ class _TtlBase:
         server_ip: str,
         port: int,
         *,
-        timeout: float,
-        clock: Callable[[], float],
-        history_limit: int,
-        source_ip: str | None,
+        timeout: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        history_limit: int = DEFAULT_HISTORY,
+        source_ip: str | None = None,
     ) -> None:
+        """Ask ``server_ip:port`` (from ``source_ip`` when given); each query waits up to
+        ``timeout`` seconds."""
         self.server_ip = server_ip
         self.port = port
         self.timeout = timeout
@@ -237,27 +239,6 @@ class TtlCache(_TtlBase):
 
     Safe to share between threads; two threads that miss at once both query.
     """
-
-    def __init__(
-        self,
-        server_ip: str,
-        port: int,
-        *,
-        timeout: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-        history_limit: int = DEFAULT_HISTORY,
-        source_ip: str | None = None,
-    ) -> None:
-        """Ask ``server_ip:port`` (from ``source_ip`` when given); each query waits up to
-        ``timeout`` seconds."""
-        super().__init__(
-            server_ip,
-            port,
-            timeout=timeout,
-            clock=clock,
-            history_limit=history_limit,
-            source_ip=source_ip,
-        )
 
     def lookup(self, name: str) -> str:
         """``name``'s address (an IP literal is returned as is); raises :class:`ResolveError`."""

@@ -6,6 +6,13 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from tests.targets.aws.provision import (
+    ProvisionedStack,
+    keep_tasks_running,
+    provision_stack,
+    set_tasks_transition,
+    stack_settings,
+)
 
 from drdrill.targets.aws.session import AwsClients
 
@@ -36,3 +43,11 @@ def moto_endpoint() -> Iterator[str]:
 def aws(moto_endpoint: str) -> AwsClients:
     """Clients against the moto server; their calls are logged."""
     return AwsClients(endpoint_url=moto_endpoint)
+
+
+@pytest.fixture
+def stack(moto_endpoint: str) -> Iterator[ProvisionedStack]:
+    """The two-region stack provisioned in moto, its tasks kept running for the test."""
+    before = keep_tasks_running(moto_endpoint)
+    yield provision_stack(AwsClients(endpoint_url=moto_endpoint), stack_settings())
+    set_tasks_transition(moto_endpoint, before)

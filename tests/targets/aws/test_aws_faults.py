@@ -3,10 +3,7 @@ alone (a killed run), against a stack in moto."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from drdrill.faults.aws import AwsAccess, ScaleServiceToZero, StopEcsTasks
 from drdrill.faults.base import FaultInjector, recover
@@ -16,18 +13,7 @@ from drdrill.targets.aws.session import AwsClients
 
 from .provision import (
     ProvisionedStack,
-    keep_tasks_running,
-    provision_stack,
-    set_tasks_transition,
-    stack_settings,
 )
-
-
-@pytest.fixture
-def stack(moto_endpoint: str) -> Iterator[ProvisionedStack]:
-    before = keep_tasks_running(moto_endpoint)
-    yield provision_stack(AwsClients(endpoint_url=moto_endpoint), stack_settings())
-    set_tasks_transition(moto_endpoint, before)
 
 
 def test_scale_to_zero_left_open_by_a_killed_run_is_reverted_by_recover(

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from drdrill.errors import DrillError
 from drdrill.targets.aws import cloudwatch, ecs, elbv2, lambda_, rds, route53, s3, sns, sts
@@ -20,10 +18,6 @@ from drdrill.targets.aws.session import AwsClients
 
 from .provision import (
     ProvisionedStack,
-    keep_tasks_running,
-    provision_stack,
-    set_tasks_transition,
-    stack_settings,
 )
 
 POLICY = Path(__file__).resolve().parents[3] / "docs" / "iam-policy.json"
@@ -36,13 +30,6 @@ def _policy_actions() -> set[str]:
         assert statement["Effect"] == "Allow"
         actions.update(statement["Action"])
     return actions
-
-
-@pytest.fixture
-def stack(moto_endpoint: str) -> Iterator[ProvisionedStack]:
-    before = keep_tasks_running(moto_endpoint)
-    yield provision_stack(AwsClients(endpoint_url=moto_endpoint), stack_settings())
-    set_tasks_transition(moto_endpoint, before)
 
 
 def test_every_adapter_call_is_allowed_by_the_policy(

@@ -9,7 +9,6 @@ sets the replica's ``read replication`` entry on moto's model of it). The target
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,30 +17,18 @@ import yaml
 
 from drdrill.config import load_config
 from drdrill.probes.lag import ReplicaReadiness
-from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.target import AwsTarget
 from drdrill.timeline import Timeline
 
 from .provision import (
     ProvisionedStack,
-    keep_tasks_running,
-    provision_stack,
     put_replica_lag,
     set_read_replication,
-    set_tasks_transition,
-    stack_settings,
 )
 
 
 @pytest.fixture
-def stack(moto_endpoint: str) -> Iterator[ProvisionedStack]:
-    before = keep_tasks_running(moto_endpoint)
-    yield provision_stack(AwsClients(endpoint_url=moto_endpoint), stack_settings())
-    set_tasks_transition(moto_endpoint, before)
-
-
-@pytest.fixture
-def target(stack: ProvisionedStack, tmp_path: Path) -> AwsTarget:
+def aws_target(stack: ProvisionedStack, tmp_path: Path) -> AwsTarget:
     path = tmp_path / "drdrill.yaml"
     aws = stack.settings.model_dump(mode="json", exclude_none=True)
     path.write_text(yaml.safe_dump({"target": "aws", "targets": {"aws": aws}}))
@@ -52,15 +39,17 @@ def _replica(stack: ProvisionedStack) -> str:
     return stack.settings.dr.rds.instance_id
 
 
-def test_the_aws_target_has_the_readiness_capability(target: AwsTarget) -> None:
-    assert isinstance(target, ReplicaReadiness)
+def test_the_aws_target_has_the_readiness_capability(aws_target: AwsTarget) -> None:
+    assert isinstance(aws_target, ReplicaReadiness)
 
 
-def test_a_current_replica_lag_is_a_figure(target: AwsTarget, stack: ProvisionedStack) -> None:
-    put_replica_lag(target.aws, stack.dr.region, _replica(stack), [(timedelta(seconds=20), 2.0)])
+def test_a_current_replica_lag_is_a_figure(aws_target: AwsTarget, stack: ProvisionedStack) -> None:
+    put_replica_lag(
+        aws_target.aws, stack.dr.region, _replica(stack), [(timedelta(seconds=20), 2.0)]
+    )
     timeline = Timeline()
 
-    reading = target.replica_lag(timeline, 60.0)
+    reading = aws_target.replica_lag(timeline, 60.0)
 
     assert (reading.value, reading.uncertainty) == (2.0, 1.0)
     assert not reading.lower_bound_only and reading.reason is None
@@ -68,14 +57,14 @@ def test_a_current_replica_lag_is_a_figure(target: AwsTarget, stack: Provisioned
 
 
 def test_replica_lag_of_minus_one_fails_with_the_reason(
-    target: AwsTarget, stack: ProvisionedStack
+    aws_target: AwsTarget, stack: ProvisionedStack
 ) -> None:
     """-1 is what CloudWatch holds while replication is not active; before the fix it passed as
     a lag of -1 s, well within any RPO."""
     replica = _replica(stack)
-    put_replica_lag(target.aws, stack.dr.region, replica, [(timedelta(seconds=20), -1.0)])
+    put_replica_lag(aws_target.aws, stack.dr.region, replica, [(timedelta(seconds=20), -1.0)])
 
-    reading = target.replica_lag(Timeline(), 60.0)
+    reading = aws_target.replica_lag(Timeline(), 60.0)
 
     assert reading.value is None and reading.reason is not None
     assert "\n" not in reading.reason
@@ -84,21 +73,21 @@ def test_replica_lag_of_minus_one_fails_with_the_reason(
 
 
 def test_no_replica_lag_datapoint_in_the_window_fails_with_the_reason(
-    target: AwsTarget, stack: ProvisionedStack
+    aws_target: AwsTarget, stack: ProvisionedStack
 ) -> None:
     """Before the fix no datapoint was no reading at all, which the suite skipped."""
     replica = _replica(stack)
     # one datapoint, older than the window the check looks at
-    put_replica_lag(target.aws, stack.dr.region, replica, [(timedelta(minutes=8), 0.0)])
+    put_replica_lag(aws_target.aws, stack.dr.region, replica, [(timedelta(minutes=8), 0.0)])
 
-    reading = target.replica_lag(Timeline(), 60.0)
+    reading = aws_target.replica_lag(Timeline(), 60.0)
 
     assert reading.value is None
     assert reading.reason == f"no ReplicaLag datapoints for {replica} in the last 5 minutes"
 
 
-def test_a_replicating_replica_is_running(target: AwsTarget) -> None:
-    state = target.replication_running()  # provisioning made it "replicating"
+def test_a_replicating_replica_is_running(aws_target: AwsTarget) -> None:
+    state = aws_target.replication_running()  # provisioning made it "replicating"
     assert state and state.reason is None
 
 
@@ -111,14 +100,14 @@ def test_a_replicating_replica_is_running(target: AwsTarget) -> None:
     ],
 )
 def test_a_replica_whose_replication_stopped_is_not_running(
-    target: AwsTarget, stack: ProvisionedStack, status: str, message: str | None
+    aws_target: AwsTarget, stack: ProvisionedStack, status: str, message: str | None
 ) -> None:
     """Before the fix a replica with a source counted as replicating, whatever its state."""
     replica = _replica(stack)
-    set_read_replication(target.aws, stack.dr.region, replica, status, message=message)
-    before = len(target.aws.log.calls)
+    set_read_replication(aws_target.aws, stack.dr.region, replica, status, message=message)
+    before = len(aws_target.aws.log.calls)
 
-    state = target.replication_running()
+    state = aws_target.replication_running()
 
     assert not state
     assert state.reason is not None and "\n" not in state.reason
@@ -127,5 +116,5 @@ def test_a_replica_whose_replication_stopped_is_not_running(
     )
     if message is not None:
         assert state.reason.endswith(f": {message}")
-    calls = [c.operation for c in target.aws.log.calls[before:]]
+    calls = [c.operation for c in aws_target.aws.log.calls[before:]]
     assert calls == ["DescribeDBInstances"]  # read from RDS, not inferred

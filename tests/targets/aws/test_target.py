@@ -4,7 +4,6 @@ the alarm history (which moto does not implement)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,23 +12,11 @@ import yaml
 from drdrill.config import load_config
 from drdrill.errors import DrillError
 from drdrill.sandbox.dns import FailoverDns
-from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.target import AwsTarget
 
 from .provision import (
     ProvisionedStack,
-    keep_tasks_running,
-    provision_stack,
-    set_tasks_transition,
-    stack_settings,
 )
-
-
-@pytest.fixture
-def stack(moto_endpoint: str) -> Iterator[ProvisionedStack]:
-    before = keep_tasks_running(moto_endpoint)
-    yield provision_stack(AwsClients(endpoint_url=moto_endpoint), stack_settings())
-    set_tasks_transition(moto_endpoint, before)
 
 
 def _target(tmp: Path, stack: ProvisionedStack, **extra: object) -> AwsTarget:
