@@ -196,3 +196,14 @@ def test_an_end_whose_interval_reaches_before_the_start_is_clamped_at_zero(
     assert result.low == pytest.approx(0.0)
     assert result.high == pytest.approx(0.03)
     assert result.status is Status.MET
+
+
+def test_a_late_probe_loop_is_named_on_the_figure(line: Timeline, clock: FakeClock) -> None:
+    objectives = parse_runbook_text(RUNBOOK, "runbook.md")
+    measure = Measurements(line, objectives)
+    line.mark("fault_injected")
+    line.observe("service_restored", mono=clock.t + 3.0, uncertainty_s=0.4, probe_lag_s=0.3)
+    result = measure.phase("Total RTO", "fault_injected", "service_restored")
+    assert result.note is not None and "probe loop ran up to 300 ms late" in result.note
+    quiet = measure.phase("Total RTO", "fault_injected", "fault_injected")
+    assert quiet.note is None

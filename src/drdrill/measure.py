@@ -58,6 +58,9 @@ class Status(StrEnum):
     NO_OBJECTIVE = "no objective"
 
 
+#: probe-loop lateness near a phase's events worth a note on the figure (seconds)
+APPARATUS_LAG_NOTE_S = 0.05
+
 #: the statuses that fail a drill
 FAILING: frozenset[Status] = frozenset({Status.MISSED, Status.INVALID})
 
@@ -242,6 +245,13 @@ class Measurements:
         elif measured.value - measured.uncertainty < 0:
             # a phase ends after it starts: the part of the interval below 0 is impossible
             measured = Measurement(high / 2, high / 2, measured.unit)
+        lag = max(float(e.attrs.get("probe_lag_s", 0.0) or 0.0) for e in (start_event, end_event))
+        if note is None and lag > APPARATUS_LAG_NOTE_S:
+            # the bounds already widen with it; say why the interval is as wide as it is
+            note = (
+                f"the probe loop ran up to {lag * 1000:.0f} ms late near these events "
+                "(the interval includes it)"
+            )
         return self.record(
             name,
             measured,

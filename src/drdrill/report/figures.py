@@ -59,9 +59,12 @@ def status_text(result: Result) -> str:
     ``invalid: it ends before it starts: ...``; ``met``, ``missed`` and ``no objective`` alone."""
     status = result.status
     if status is Status.INCONCLUSIVE:
-        return f"inconclusive: {interval_text(result)} vs {target_text(result)}"
+        why = f"; {result.note}" if result.note else ""
+        return f"inconclusive: {interval_text(result)} vs {target_text(result)}{why}"
     if status is Status.INVALID:
         return f"invalid: {result.note or 'not a possible figure'}"
+    if status is Status.MISSED and result.note:
+        return f"missed; {result.note}"
     return str(status)
 
 
