@@ -396,8 +396,11 @@ def test_allure3_renders_the_results_offline(pytester: pytest.Pytester) -> None:
         for entry in json.loads(p.read_text())["steps"]
     ]
     rendered = {e["name"]: e["status"] for e in entries if e["type"] == "step"}
-    assert rendered["Total RTO: 2.547 ± 0.003 s (objective 18 s): met"] == "passed"
-    assert rendered["Detection: 149.750 ± 0.250 s (objective 120 s): missed"] == "failed"
+    assert rendered["Total RTO: 2.547 ± 0.003 s [2.544, 2.550] s (objective 18 s): met"] == (
+        "passed"
+    )
+    detection = "Detection: 149.750 ± 0.250 s [149.500, 150.000] s (objective 120 s): missed"
+    assert rendered[detection] == "failed"
     links = [e["link"] for e in entries if e["type"] == "attachment"]
     assert sorted((a["name"], a["contentType"]) for a in links) == [
         ("drdrill drill.json", "application/json"),
