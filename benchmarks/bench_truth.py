@@ -63,6 +63,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--hog", action="store_true", help="a busy process on every core")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="copy a failed run's report and logs here"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="drdrill-bench-"))
     config = _config(folder)
@@ -98,11 +101,15 @@ def main() -> int:
             (path,) = out.glob("*/report.json")
             report: dict[str, Any] = json.loads(path.read_text())
             verdicts.append(report["run"]["verdict"])
-            for test in report["tests"]:
-                if test["outcome"] not in ("passed", "skipped"):
-                    failures.append(
-                        f"run {run}: {test['outcome']} {test['nodeid']}: {test['message']}"
-                    )
+            failed = [t for t in report["tests"] if t["outcome"] not in ("passed", "skipped")]
+            for test in failed:
+                failures.append(f"run {run}: {test['outcome']} {test['nodeid']}: {test['message']}")
+            if failed and args.keep is not None:
+                # the report and the sandbox's logs of a failed run, for a look afterwards
+                kept = args.keep / f"run{run}"
+                shutil.copytree(out, kept / "reports", dirs_exist_ok=True)
+                shutil.copytree(folder / "sbx", kept / "sandbox", dirs_exist_ok=True)
+                failures.append(f"run {run}: kept in {kept}")
             for phase in report["phases"]:
                 drill = phase["test"].rsplit("::", 1)[-1]
                 key = f"{drill} {phase['name']}"

@@ -26,13 +26,13 @@ from drdrill.config import load_config
 from drdrill.faults import KINDS
 from drdrill.faults.base import FaultInjector, recover
 from drdrill.faults.journal import Journal
-from drdrill.faults.sandbox import CutReplication
 from drdrill.sandbox import control
 from drdrill.sandbox.ground_truth import failover_truths
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
 from drdrill.sandbox.truth import TruthEvent
 from drdrill.targets.sandbox import SandboxTarget
+from drdrill.targets.sandbox.faults import CutReplication
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = 8  # ports stay under the kernel's ephemeral range (32768+)
@@ -303,7 +303,7 @@ def test_a_cut_replication_link_is_journaled_and_recoverable(
     assert entry.kind == "sandbox.cut_replication"
     assert entry.record == {"control_port": stack.control_port}
     assert not _io_running(stack)
-    kinds = {**KINDS, CutReplication.kind: "drdrill.faults.sandbox:CutReplication"}
+    kinds = {**KINDS, CutReplication.kind: "drdrill.targets.sandbox.faults:CutReplication"}
     [outcome] = recover(journal, include_live=True, kinds=kinds)
     assert outcome.ok and outcome.note == "replication link restored", outcome.line()
     wait_for("the io thread", lambda: _io_running(stack), timeout=10)

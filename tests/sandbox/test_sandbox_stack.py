@@ -100,7 +100,7 @@ def test_kill_9_during_region_outage_then_recover(stack: Path, tmp_path: Path) -
         f"""
 import time
 from pathlib import Path
-from drdrill.faults.sandbox import RegionDown
+from drdrill.targets.sandbox.faults import RegionDown
 
 def test_region_down_and_hang(inject):
     inject(RegionDown({int(status["control"].rsplit(":", 1)[1])}, "primary", "kill"))

@@ -25,14 +25,14 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "process.freeze": "drdrill.faults.process:FreezeProcess",
         "process.stop": "drdrill.faults.process:StopProcess",
         "process.kill": "drdrill.faults.process:KillProcess",
-        "sandbox.stop_tasks": "drdrill.faults.sandbox:StopTasks",
-        "sandbox.reboot_db": "drdrill.faults.sandbox:RebootDb",
-        "sandbox.region_down": "drdrill.faults.sandbox:RegionDown",
-        "sandbox.pause_replication": "drdrill.faults.sandbox:PauseReplication",
-        "sandbox.cut_replication": "drdrill.faults.sandbox:CutReplication",
-        "aws.ecs.stop_tasks": "drdrill.faults.aws:StopEcsTasks",
-        "aws.ecs.scale_to_zero": "drdrill.faults.aws:ScaleServiceToZero",
-        "aws.rds.reboot": "drdrill.faults.aws:RebootDbInstance",
+        "sandbox.stop_tasks": "drdrill.targets.sandbox.faults:StopTasks",
+        "sandbox.reboot_db": "drdrill.targets.sandbox.faults:RebootDb",
+        "sandbox.region_down": "drdrill.targets.sandbox.faults:RegionDown",
+        "sandbox.pause_replication": "drdrill.targets.sandbox.faults:PauseReplication",
+        "sandbox.cut_replication": "drdrill.targets.sandbox.faults:CutReplication",
+        "aws.ecs.stop_tasks": "drdrill.targets.aws.faults:StopEcsTasks",
+        "aws.ecs.scale_to_zero": "drdrill.targets.aws.faults:ScaleServiceToZero",
+        "aws.rds.reboot": "drdrill.targets.aws.faults:RebootDbInstance",
     }
 )
 

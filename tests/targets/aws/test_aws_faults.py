@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drdrill.faults.aws import AwsAccess, ScaleServiceToZero, StopEcsTasks
 from drdrill.faults.base import FaultInjector, recover
 from drdrill.faults.journal import Journal
 from drdrill.targets.aws import ecs
+from drdrill.targets.aws.faults import AwsAccess, ScaleServiceToZero, StopEcsTasks
 from drdrill.targets.aws.session import AwsClients
 
 from .provision import (

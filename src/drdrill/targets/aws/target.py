@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 from drdrill.config import DrillConfig, EndpointConfig
 from drdrill.errors import DrillError
-from drdrill.faults.aws import AwsAccess, RebootDbInstance, ScaleServiceToZero, StopEcsTasks
 from drdrill.faults.base import Fault, is_destructive
 from drdrill.probes.lag import LagReading, ReplicationState
 from drdrill.targets.aws import cloudwatch, ecs, elbv2, lambda_, rds, route53, s3, sns, terraform
+from drdrill.targets.aws.faults import AwsAccess, RebootDbInstance, ScaleServiceToZero, StopEcsTasks
 from drdrill.targets.aws.safety import StopConditions, blast_radius, check_destructive
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.settings import AwsSettings, RegionSettings, load_aws_settings

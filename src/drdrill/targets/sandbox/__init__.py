@@ -22,13 +22,6 @@ from pydantic import ValidationError
 
 from drdrill.config import DrillConfig, EndpointConfig
 from drdrill.errors import ConfigError
-from drdrill.faults.sandbox import (
-    CutReplication,
-    PauseReplication,
-    RebootDb,
-    RegionDown,
-    StopTasks,
-)
 from drdrill.probes.client import ClientSpec
 from drdrill.probes.http import AiohttpClient, HttpClient
 from drdrill.probes.lag import (
@@ -50,6 +43,13 @@ from drdrill.sandbox.ground_truth import (
 from drdrill.sandbox.observer_log import ObserverTarget, ObserverTransition, read_transitions
 from drdrill.sandbox.settings import DnsClientRole, RegionKey, SandboxSettings
 from drdrill.sandbox.truth import TruthEvent, TruthLog
+from drdrill.targets.sandbox.faults import (
+    CutReplication,
+    PauseReplication,
+    RebootDb,
+    RegionDown,
+    StopTasks,
+)
 from drdrill.timeline import Timeline
 
 if TYPE_CHECKING:
