@@ -7,29 +7,40 @@ from typing import Any
 
 import pytest
 
+from drdrill.config import DrillConfig
+from drdrill.drill_fixtures import Injector, ProbeSession
+from drdrill.measure import Measurements
 from drdrill.observe import expect_effect, poll_until
-from drdrill.targets.base import GroundTruthTarget
+from drdrill.targets.base import GroundTruthTarget, ServiceStack
+from drdrill.timeline import Timeline
 
 
-@pytest.mark.drill(targets=["sandbox", "aws"], phases=["ECS Scale-up"])
+@pytest.mark.drill(phases=["ECS Scale-up"])
 @pytest.mark.parametrize(
     "stop", [{"count": 1}, {"percent": 50.0}], ids=["one-task", "half-the-tasks"]
 )
 def test_service_returns_to_desired_count(
-    stack: Any, stop: dict[str, Any], probes, inject, timeline, measure, drill_config
+    service_stack: ServiceStack,
+    stop: dict[str, Any],
+    probes: ProbeSession,
+    inject: Injector,
+    timeline: Timeline,
+    measure: Measurements,
+    drill_config: DrillConfig,
 ) -> None:
     """Stop tasks in the primary region: ECS Scale-up timed, availability kept through the LB."""
-    desired = stack.desired("primary")
-    runner = probes.start(stack.endpoints("primary"))
+    desired = service_stack.desired("primary")
+    runner = probes.start(service_stack.endpoints("primary"))
     time.sleep(1.0)
 
-    inject(stack.stop_tasks("primary", mode="kill", **stop))
+    inject(service_stack.stop_tasks("primary", mode="kill", **stop))
     fault = timeline.get("fault_injected")
     expect_effect(
         timeline,
         "task_stopped_seen",
         lambda: (
-            stack.running_tasks("primary") < desired or stack.healthy_targets("primary") < desired
+            service_stack.running_tasks("primary") < desired
+            or service_stack.healthy_targets("primary") < desired
         ),
         timeout_s=drill_config.drills.effect_timeout,
         fault=fault,
@@ -39,15 +50,15 @@ def test_service_returns_to_desired_count(
         timeline,
         "service_steady",
         lambda: (
-            stack.running_tasks("primary") == desired
-            and stack.healthy_targets("primary") == desired
+            service_stack.running_tasks("primary") == desired
+            and service_stack.healthy_targets("primary") == desired
         ),
         timeout_s=drill_config.drills.restore_timeout,
     )
     time.sleep(0.5)
     measure.phase("ECS Scale-up", fault, steady)
-    if isinstance(stack, GroundTruthTarget):  # the sandbox logs what really happened
-        stack.attach_truth(measure, drill="task_failure")
+    if isinstance(service_stack, GroundTruthTarget):  # the sandbox logs what really happened
+        service_stack.attach_truth(measure, drill="task_failure")
     measure.verify()
 
     for stats in runner.stats():

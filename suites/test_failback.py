@@ -7,20 +7,40 @@ no acknowledged write lost (the writes made during DR come back), no service int
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
-from drdrill.measure import Measurement
+from drdrill.config import DrillConfig
+from drdrill.drill_fixtures import Injector, ProbeSession, WriterSession
+from drdrill.measure import Measurement, Measurements
 from drdrill.observe import Watch, poll_until, watching
-from drdrill.targets.base import GroundTruthTarget
+from drdrill.targets.base import (
+    FailoverStack,
+    GroundTruthTarget,
+    ReplicaReadiness,
+    ScriptedStack,
+    WriteTarget,
+)
+from drdrill.timeline import Timeline
 
 
-@pytest.mark.drill(targets=["sandbox"], phases=["Database"])
+@pytest.mark.drill(phases=["Database"])
 def test_failback_after_failover(
-    stack: Any, probes, writer, inject, timeline, measure, drill_config
+    failover_stack: FailoverStack,
+    probes: ProbeSession,
+    writer: WriterSession,
+    inject: Injector,
+    timeline: Timeline,
+    measure: Measurements,
+    drill_config: DrillConfig,
 ) -> None:
     """Fail over, restore the primary region, fail back under reads and writes."""
+    stack = failover_stack
+    for capability in (ScriptedStack, WriteTarget, ReplicaReadiness):
+        if not isinstance(stack, capability):
+            pytest.skip(f"target '{stack.name}' lacks the capability {capability.__name__}")
+    assert isinstance(stack, ScriptedStack) and isinstance(stack, WriteTarget)
+    assert isinstance(stack, ReplicaReadiness)
     timeout = drill_config.drills.restore_timeout
     stack.set_mode("manual")
     outage = inject(stack.region_down("primary", mode="kill"))
@@ -29,7 +49,7 @@ def test_failback_after_failover(
     poll_until(
         timeline,
         "serving_from_dr",
-        lambda: stack.dns_answer() == stack.region_ip("dr"),
+        lambda: stack.region_of(stack.dns_answer()) == "dr",
         timeout_s=timeout,
     )
     inject.revert(outage)  # the primary region's processes are back; service stays on DR
@@ -37,7 +57,6 @@ def test_failback_after_failover(
     public = probes.start()
     writer.start()  # writes made during DR must come back to the primary
     resolver = stack.client_resolver("drill")  # a client's resolver, honouring the TTL
-    primary_ip = stack.region_ip("primary")
     writable = stack.writable_probe("primary")
     # the old primary comes back from the region outage still writable (a split brain the
     # failback resolves): the failback's promotion is the first writable after it was rebuilt
@@ -56,7 +75,10 @@ def test_failback_after_failover(
         # watched from the start of the failback, each in its own thread
         primary_writable = Watch(timeline, "primary_writable", promoted, timeout, since=started)
         clients_moved = Watch(
-            timeline, "dns_answers_primary", lambda: resolver.lookup() == primary_ip, timeout
+            timeline,
+            "dns_answers_primary",
+            lambda: stack.region_of(resolver.lookup()) == "primary",
+            timeout,
         )
         watches += [primary_writable, clients_moved]
         stack.run_script("failback.sh", timeout_s=180)
@@ -86,10 +108,11 @@ def test_failback_after_failover(
         assert stats.availability >= drill_config.drills.min_availability, (
             f"{stats.url}: availability {stats.availability:.1f}% during failback"
         )
-    status = stack.status()
-    dr = status["regions"]["dr"]
-    assert dr["ecs"]["desired"] == 0 and dr["ecs"]["running"] == 0, dr["ecs"]
-    assert dr["rds"]["read_only"] and dr["rds"]["replication"] == {"io": True, "sql": True}
-    assert status["regions"]["primary"]["alb"]["healthy"] >= 1
+    # the runbook's failback success criteria: DR back at pilot light and replicating again
+    assert stack.desired("dr") == 0 and stack.running_tasks("dr") == 0, "DR not at pilot light"
+    assert not stack.db_writable("dr"), "the DR database still takes writes"
+    replication = stack.replication_running()
+    assert replication, f"DR does not replicate from the primary again: {replication.reason}"
+    assert stack.healthy_targets("primary") >= 1
     assert stack.db_writable("primary")
     assert serving.mono >= started.mono

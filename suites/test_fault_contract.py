@@ -7,22 +7,28 @@ faults with real recovery.)
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from drdrill.drill_fixtures import Injector
 from drdrill.errors import SafetyError
 from drdrill.observe import poll_until
+from drdrill.targets.aws.target import AwsTarget
+from drdrill.targets.base import Target
+from drdrill.timeline import Timeline
 
 
 @pytest.fixture
-def aws_stack(target: Any) -> Any:
+def aws_stack(target: Target) -> AwsTarget:
     """The AWS target (these contracts are what an emulator can show)."""
+    if not isinstance(target, AwsTarget):
+        pytest.skip(f"the fault contracts are the aws target's, not '{target.name}'s")
     return target
 
 
-@pytest.mark.drill(targets=["aws"])
-def test_stop_tasks_injects_and_reverts(aws_stack: Any, inject, timeline) -> None:
+@pytest.mark.drill()
+def test_stop_tasks_injects_and_reverts(
+    aws_stack: AwsTarget, inject: Injector, timeline: Timeline
+) -> None:
     """Stopping a task shows in the service's running tasks; the revert restores its desired."""
     desired = aws_stack.desired("primary")
     running = aws_stack.running_tasks("primary")
@@ -38,8 +44,10 @@ def test_stop_tasks_injects_and_reverts(aws_stack: Any, inject, timeline) -> Non
     assert aws_stack.desired("primary") == desired
 
 
-@pytest.mark.drill(targets=["aws"])
-def test_region_down_scales_to_zero_and_back(aws_stack: Any, inject, timeline) -> None:
+@pytest.mark.drill()
+def test_region_down_scales_to_zero_and_back(
+    aws_stack: AwsTarget, inject: Injector, timeline: Timeline
+) -> None:
     """The primary service loses every task; the revert puts its desired count back."""
     desired = aws_stack.desired("primary")
     fault = inject(aws_stack.region_down("primary"))
@@ -49,8 +57,10 @@ def test_region_down_scales_to_zero_and_back(aws_stack: Any, inject, timeline) -
     assert aws_stack.desired("primary") == desired
 
 
-@pytest.mark.drill(targets=["aws"])
-def test_failover_reboot_refused_on_a_single_az_database(aws_stack: Any, inject) -> None:
+@pytest.mark.drill()
+def test_failover_reboot_refused_on_a_single_az_database(
+    aws_stack: AwsTarget, inject: Injector
+) -> None:
     """A reboot with failover on a database that is not Multi-AZ is refused before any call."""
     if aws_stack.database_multi_az("primary"):
         pytest.skip("the primary database is Multi-AZ: a failover reboot is allowed")

@@ -10,15 +10,22 @@ import time
 
 import pytest
 
+from drdrill.drill_fixtures import Injector, ProbeSession, WriterSession
 from drdrill.faults.process import FreezeProcess, ProcessRef
-from drdrill.measure import Measurement
+from drdrill.measure import Measurement, Measurements
+from drdrill.timeline import Timeline
 
 FREEZE_S = 2.0
 
 
-@pytest.mark.drill(targets=["local"], phases=["Total RTO", "Database"])
+@pytest.mark.drill(phases=["Total RTO", "Database"])
 def test_app_freeze_recovers_within_total_rto(
-    app_process: ProcessRef, probes, writer, inject, timeline, measure
+    app_process: ProcessRef,
+    probes: ProbeSession,
+    writer: WriterSession,
+    inject: Injector,
+    timeline: Timeline,
+    measure: Measurements,
 ) -> None:
     """Freeze the app for 2 s: outage seen, service restored within Total RTO, no write lost."""
     probes.start()

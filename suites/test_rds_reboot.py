@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Literal
 
 import pytest
 
-from drdrill.measure import Measurement
-from drdrill.targets.base import GroundTruthTarget
+from drdrill.config import DrillConfig
+from drdrill.drill_fixtures import Injector, ProbeSession, WriterSession
+from drdrill.measure import Measurement, Measurements
+from drdrill.targets.base import DatabaseServiceStack, GroundTruthTarget
+from drdrill.timeline import Timeline
 
 
-@pytest.mark.drill(targets=["sandbox"], phases=["Total RTO", "Database"])
+@pytest.mark.drill(phases=["Total RTO", "Database"])
 @pytest.mark.parametrize("mode", ["clean", "crash"])
 def test_reboot_primary_under_writes(
-    stack: Any, mode: str, probes, writer, inject, timeline, measure, drill_config
+    database_stack: DatabaseServiceStack,
+    mode: Literal["clean", "crash"],
+    probes: ProbeSession,
+    writer: WriterSession,
+    inject: Injector,
+    timeline: Timeline,
+    measure: Measurements,
+    drill_config: DrillConfig,
 ) -> None:
     """Reboot the primary database: app downtime measured, no acknowledged write lost."""
-    probes.start(stack.endpoints("primary"))
+    probes.start(database_stack.endpoints("primary"))
     writer.start()
     time.sleep(1.0)
 
-    inject(stack.reboot_db("primary", mode=mode))
+    inject(database_stack.reboot_db("primary", mode=mode))
     restored = probes.wait_restored("fault_injected", timeout_s=drill_config.drills.restore_timeout)
     time.sleep(1.0)  # writes after the reboot
     rpo = writer.verify()
@@ -29,8 +39,8 @@ def test_reboot_primary_under_writes(
     # the runbook's end-to-end objective holds for any outage: fault -> every check passes again
     measure.phase("Total RTO", "fault_injected", restored)
     measure.record("Database", Measurement(rpo.data_loss_window_s), kind="rpo")
-    if isinstance(stack, GroundTruthTarget):  # the sandbox logs what really happened
-        stack.attach_truth(measure, drill="db_reboot")
+    if isinstance(database_stack, GroundTruthTarget):  # the sandbox logs what really happened
+        database_stack.attach_truth(measure, drill="db_reboot")
     measure.verify()
     assert rpo.acknowledged > 0
     assert rpo.lost_acknowledged == 0, f"lost acknowledged writes: {rpo.lost_ids}"

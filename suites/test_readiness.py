@@ -14,31 +14,65 @@ import pytest
 from drdrill.errors import ObjectiveMissed
 from drdrill.measure import Measurement, Measurements
 from drdrill.objectives import Objectives
-from drdrill.probes.lag import ReplicaReadiness
+from drdrill.targets.base import (
+    AlarmReadiness,
+    LocalHostStack,
+    RecoveryLimited,
+    ReplicaReadiness,
+    ResettableStack,
+    ServiceStack,
+    StaticAssetsStack,
+    Target,
+)
 from drdrill.timeline import Timeline
 
 
+def _lacks(target: Target, capability: str) -> str:
+    return f"target '{target.name}' lacks the capability {capability} this check needs"
+
+
 @pytest.fixture
-def ready_stack(target: Any) -> Any:
+def ready_target(target: Target) -> Target:
     """The stack; the sandbox is brought to its baseline if a destructive drill changed it."""
-    if not isinstance(target, ReplicaReadiness):
-        pytest.skip(
-            f"target '{target.name}' has no readiness checks (no replication_running/replica_lag)"
-        )
-    baseline = getattr(target, "ensure_baseline", None)
-    if baseline is not None and getattr(target, "cannot_recover", None) is None:
-        baseline()
+    if isinstance(target, ResettableStack) and not (
+        isinstance(target, RecoveryLimited) and target.cannot_recover
+    ):
+        target.ensure_baseline()
     return target
 
 
-@pytest.mark.drill(targets=["sandbox", "aws"], destructive=False)
+@pytest.fixture
+def ready_stack(ready_target: Target) -> ReplicaReadiness:
+    """The stack's DR database readiness."""
+    if not isinstance(ready_target, ReplicaReadiness):
+        pytest.skip(_lacks(ready_target, "ReplicaReadiness"))
+    return ready_target
+
+
+@pytest.fixture
+def service_ready(ready_target: Target) -> ServiceStack:
+    """The stack's services."""
+    if not isinstance(ready_target, ServiceStack):
+        pytest.skip(_lacks(ready_target, "ServiceStack"))
+    return ready_target
+
+
+@pytest.fixture
+def alarm_ready(ready_target: Target) -> AlarmReadiness:
+    """The stack's alarm and failover record."""
+    if not isinstance(ready_target, AlarmReadiness):
+        pytest.skip(_lacks(ready_target, "AlarmReadiness"))
+    return ready_target
+
+
+@pytest.mark.drill(destructive=False)
 def test_replication_is_running(ready_stack: ReplicaReadiness) -> None:
     """The DR database replicates from the primary (the target says why not)."""
     state = ready_stack.replication_running()
     assert state, f"the DR database does not replicate: {state.reason}"
 
 
-@pytest.mark.drill(targets=["sandbox", "aws"], destructive=False, phases=["Database"])
+@pytest.mark.drill(destructive=False, phases=["Database"])
 def test_replica_lag_within_rpo(
     ready_stack: ReplicaReadiness,
     measure: Measurements,
@@ -72,35 +106,40 @@ def test_replica_lag_within_rpo(
         raise ObjectiveMissed(f"{exc}: {reading.reason}") from None
 
 
-@pytest.mark.drill(targets=["sandbox", "aws"], destructive=False)
-def test_dr_region_is_at_pilot_light(ready_stack: Any) -> None:
+@pytest.mark.drill(destructive=False)
+def test_dr_region_is_at_pilot_light(service_ready: ServiceStack) -> None:
     """The DR service exists with a desired count of 0 and nothing running."""
-    assert ready_stack.desired("dr") == 0
-    assert ready_stack.running_tasks("dr") == 0
+    assert service_ready.desired("dr") == 0
+    assert service_ready.running_tasks("dr") == 0
 
 
-@pytest.mark.drill(targets=["sandbox", "aws"], destructive=False)
-def test_alarm_is_wired_to_notifications(ready_stack: Any) -> None:
+@pytest.mark.drill(destructive=False)
+def test_alarm_is_wired_to_notifications(alarm_ready: AlarmReadiness) -> None:
     """The health alarm is OK and notifies somebody."""
-    assert ready_stack.alarm_state() == "OK"
-    assert ready_stack.alarm_notifies(), "the alarm has no notification target"
+    assert alarm_ready.alarm_state() == "OK"
+    assert alarm_ready.alarm_notifies(), "the alarm's notifications reach nobody"
 
 
-@pytest.mark.drill(targets=["sandbox", "aws"], destructive=False)
-def test_failover_record_points_at_a_healthy_primary(ready_stack: Any) -> None:
+@pytest.mark.drill(destructive=False)
+def test_failover_record_points_at_a_healthy_primary(alarm_ready: AlarmReadiness) -> None:
     """The failover record's primary side is what answers, and it is healthy."""
-    assert ready_stack.primary_record_healthy()
+    assert alarm_ready.primary_record_healthy()
 
 
-@pytest.mark.drill(targets=["aws"], destructive=False)
-def test_static_assets_replicate(ready_stack: Any) -> None:
+@pytest.mark.drill(destructive=False)
+def test_static_assets_replicate(ready_target: Target) -> None:
     """The primary bucket replicates into the DR region (the Static Assets RPO)."""
-    assert ready_stack.static_assets_replicated()
+    if not isinstance(ready_target, StaticAssetsStack):
+        pytest.skip(_lacks(ready_target, "StaticAssetsStack"))
+    assert ready_target.static_assets_replicated()
 
 
-@pytest.mark.drill(targets=["sandbox"], destructive=False)
-def test_database_and_load_balancer_processes_on_the_host(ready_stack: Any, host: Any) -> None:
+@pytest.mark.drill(destructive=False)
+def test_database_and_load_balancer_processes_on_the_host(ready_target: Target, host: Any) -> None:
     """Host level, through testinfra: mariadbd and haproxy run, their ports listen."""
+    if not isinstance(ready_target, LocalHostStack):
+        pytest.skip(_lacks(ready_target, "LocalHostStack"))
+    ready_stack = ready_target
     assert host.process.filter(comm="mariadbd"), "no mariadbd process"
     assert host.process.filter(comm="haproxy"), "no haproxy process"
     for region in ("primary", "dr"):

@@ -16,21 +16,25 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from drdrill.measure import Measurement
+from drdrill.config import DrillConfig
+from drdrill.drill_fixtures import Injector, ProbeSession, WriterSession
+from drdrill.measure import Measurement, Measurements
 from drdrill.observe import Watch, watching
-from drdrill.targets.base import GroundTruthTarget
+from drdrill.targets.base import FailoverStack, GroundTruthTarget, ScriptedStack
 from drdrill.timeline import PHASES, Event, Timeline
 
 #: every RTO row of a failover, and the database's RPO
 FAILOVER_FIGURES = [*PHASES, "Database"]
 
 
-def _reported(stack: Any, timeline: Timeline, record: str, name: str, since: float) -> Event:
+def _reported(
+    stack: FailoverStack, timeline: Timeline, record: str, name: str, since: float
+) -> Event:
     """The stack's own record of an action it took (its API's answer, like an RDS event or a
     Lambda log line), put on the timeline as a reported event."""
     deadline = time.monotonic() + 60
@@ -40,10 +44,11 @@ def _reported(stack: Any, timeline: Timeline, record: str, name: str, since: flo
     return timeline.report(name, found[0].utc, record=record)
 
 
-def _trigger(stack: Any, trigger: str, outcome: dict[str, Any]) -> None:
+def _trigger(stack: FailoverStack, trigger: str, outcome: dict[str, Any]) -> None:
     """Run the on-call's failover: the manual script unattended, or the Lambda."""
     try:
         if trigger == "script":
+            assert isinstance(stack, ScriptedStack)
             stack.run_script("failover.sh", "--yes")
         else:
             result = stack.invoke_dr({"trigger": "manual", "reason": "disaster_recovery"})
@@ -53,12 +58,22 @@ def _trigger(stack: Any, trigger: str, outcome: dict[str, Any]) -> None:
         outcome["error"] = f"{type(exc).__name__}: {exc}"
 
 
-@pytest.mark.drill(targets=["sandbox"], phases=FAILOVER_FIGURES)
+@pytest.mark.drill(phases=FAILOVER_FIGURES)
 @pytest.mark.parametrize("trigger", ["automated", "script", "lambda"])
 def test_region_failover(
-    stack: Any, trigger: str, probes, writer, inject, timeline, measure, drill_config
+    failover_stack: FailoverStack,
+    trigger: str,
+    probes: ProbeSession,
+    writer: WriterSession,
+    inject: Injector,
+    timeline: Timeline,
+    measure: Measurements,
+    drill_config: DrillConfig,
 ) -> None:
     """Primary region down: detection, decision, promotion, scale-up, checks, DNS, total, RPO."""
+    stack = failover_stack
+    if trigger == "script" and not isinstance(stack, ScriptedStack):
+        pytest.skip(f"target '{stack.name}' lacks the capability ScriptedStack (failover.sh)")
     timeout = drill_config.drills.restore_timeout
     stack.set_mode("automated" if trigger == "automated" else "manual")
     public = probes.start()  # the runbook's endpoints through the public name (DNS)
@@ -67,7 +82,7 @@ def test_region_failover(
     writer.start()
     # a client's resolver honouring the record's TTL: DNS Update as clients see it
     resolver = stack.client_resolver("drill")
-    dr_ip, want = stack.region_ip("dr"), stack.scale_to("dr")
+    want = stack.scale_to("dr")
     writable = stack.writable_probe("dr")
     time.sleep(1.5)
 
@@ -81,13 +96,18 @@ def test_region_failover(
         tasks_healthy = Watch(
             timeline, "dr_tasks_healthy", lambda: stack.healthy_targets("dr") >= want, timeout
         )
-        dns_dr = Watch(timeline, "dns_answers_dr", lambda: resolver.lookup() == dr_ip, timeout)
+        dns_dr = Watch(
+            timeline, "dns_answers_dr", lambda: stack.region_of(resolver.lookup()) == "dr", timeout
+        )
         watches += [alarm_seen, replica_writable, tasks_healthy, dns_dr]
 
         # Detection: fault -> the alarm in ALARM, as its history (CloudWatch's) reports it
         alarm_seen.wait()
+        fault_utc = start.utc - timedelta(seconds=start.uncertainty_s)
         (changed,) = [
-            h for h in stack.alarm_history() if h["state"] == "ALARM" and h["mono"] >= since
+            h
+            for h in stack.alarm_history()
+            if h["state"] == "ALARM" and datetime.fromisoformat(h["utc"]) >= fault_utc
         ][:1]
         alarm = timeline.report("alarm_raised", datetime.fromisoformat(changed["utc"]))
 
@@ -151,4 +171,4 @@ def test_region_failover(
     # the runbook's post-failover checks
     assert stack.db_writable("dr"), "the promoted database does not take writes"
     assert stack.running_tasks("dr") == want, "the DR service is not at its scaled count"
-    assert stack.dns_answer() == dr_ip
+    assert stack.region_of(stack.dns_answer()) == "dr", "the public name does not answer DR"

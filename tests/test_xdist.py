@@ -243,10 +243,13 @@ def test_the_sandbox_target_of_a_worker_drills_its_own_sandbox(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = load_config(_sandbox_config(tmp_path))
-    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     alone: Any = make_target("sandbox", config, "target")
+    # the worker id comes from the plugin (xdist's workerinput), not from the environment,
+    # which any pytest a worker's test starts inherits
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
-    worker: Any = make_target("sandbox", config, "target")
+    still_alone: Any = make_target("sandbox", config, "target")
+    assert still_alone.run_dir == tmp_path / "sbx"
+    worker: Any = make_target("sandbox", config, "target", worker="gw1")
     assert alone.run_dir == tmp_path / "sbx" and alone.settings.block == 0
     assert worker.run_dir == tmp_path / "sbx-gw1" and worker.settings.block == 2
     assert worker.control_port == 28999 + 400 and worker.client.port == worker.control_port
@@ -259,8 +262,7 @@ def test_a_worker_without_room_for_its_block_is_bad_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = load_config(_sandbox_config(tmp_path, "    block: 40\n"))
-    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
     with pytest.raises(ConfigError) as caught:
-        make_target("sandbox", config, "target")
+        make_target("sandbox", config, "target", worker="gw0")
     assert caught.value.where.endswith("drdrill.yaml: targets.sandbox.block")
     assert "no sandbox block for pytest-xdist worker 'gw0'" in caught.value.message

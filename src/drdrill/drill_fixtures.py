@@ -32,6 +32,7 @@ from drdrill.probes.writes import (
     verify_markers,
 )
 from drdrill.report.record import RpoRecord, probe_records
+from drdrill.targets.base import DryRunnable, GuardedTarget, ProbeClients, WriteTarget
 from drdrill.timeline import Event, Source, Timeline
 
 if TYPE_CHECKING:
@@ -72,13 +73,13 @@ def make_runner(
     cfg = drill.config.probes
     # a target may resolve names its own way (the sandbox: through its DNS server); the probe
     # loop runs in a process of its own, away from the drill's threads of work
-    spec = getattr(drill.target, "http_client_spec", None)
+    target = drill.target
     return ProbeRunner(
         [to_endpoint(e, cfg.timeout) for e in endpoints],
         interval_s=interval_s or cfg.interval,
         recovery_samples=cfg.recovery_samples,
         on_event=on_event,
-        client=spec() if spec is not None else None,
+        client=target.http_client_spec() if isinstance(target, ProbeClients) else None,
         mode="process",
     )
 
@@ -292,12 +293,14 @@ class WriterSession:
                 write_timeout_s=cfg.timeout,
             )
             return MySqlSink(endpoint.connect)
-        make_sink = getattr(self._drill.target, "write_sink", None)
-        if cfg.url is None and make_sink is not None:
-            sink: WriteSink = make_sink(cfg.timeout)
-            return sink
-        url = cfg.url or _capability(self._drill, "write_url")()
-        return HttpSink(str(url), timeout_s=cfg.timeout)
+        if cfg.url is not None:
+            return HttpSink(cfg.url, timeout_s=cfg.timeout)
+        target = self._drill.started_target()
+        if not isinstance(target, WriteTarget):
+            raise DrillError(
+                f"target '{target.name}' is no WriteTarget: give writer.url or pass a sink"
+            )
+        return target.write_sink(cfg.timeout)
 
     def start(self, sink: WriteSink | None = None, rate_hz: float | None = None) -> MarkerWriter:
         """Start writing markers at ``rate_hz`` (default: the config's) through ``sink``."""
@@ -385,7 +388,12 @@ class WriterSession:
                 f"({len(acked)} acknowledged after it)"
             )
         if present is None:
-            ids: Iterable[int] = _capability(self._drill, "present_markers")(self.run_id)
+            target = self._drill.started_target()
+            if not isinstance(target, WriteTarget):
+                raise DrillError(
+                    f"target '{target.name}' is no WriteTarget: pass the present marker ids"
+                )
+            ids: Iterable[int] = target.present_markers(self.run_id)
         elif callable(present):
             ids = present()
         else:
@@ -410,14 +418,6 @@ class WriterSession:
             self.stop()
 
 
-def _capability(drill: DrillSession, name: str) -> Any:
-    target = drill.started_target()
-    method = getattr(target, name, None)
-    if method is None:
-        raise DrillError(f"target '{target.name}' has no '{name}'; pass it to the writer")
-    return method
-
-
 class NothingToLose(DrillError, AssertionError):
     """An RPO drill whose writer had nothing acknowledged: a loss of 0 would prove nothing."""
 
@@ -438,11 +438,11 @@ class Injector:
 
     def _watch(self) -> None:
         """Poll the target's stop conditions once a fault is in (targets that have them)."""
-        make = getattr(self._drill.target, "stop_conditions", None)
-        if self._watchdog is not None or make is None:
+        target = self._drill.target
+        if self._watchdog is not None or not isinstance(target, GuardedTarget):
             return
-        conditions = make(lambda: self._drill.availability_of(self._nodeid))
-        interval = float(getattr(self._drill.target, "stop_condition_interval_s", 1.0))
+        conditions = target.stop_conditions(lambda: self._drill.availability_of(self._nodeid))
+        interval = float(target.stop_condition_interval_s)
         self._watchdog = StopWatchdog(conditions, interval, self._abort)
         self._watchdog.start()
 
@@ -458,14 +458,14 @@ class Injector:
         target = self._drill.target
         if self._drill.dry_run:
             self._timeline.mark("fault_planned", fault=description, kind=fault.kind)
-            if getattr(target, "set_dry_run", None) is not None:
+            if isinstance(target, DryRunnable):
                 # the target intercepts every changing call in a dry run: running the fault
                 # sends nothing and lists, with their parameters, the calls it would make
                 fault.inject()
             pytest.skip(f"dry run: would inject: {description}")
-        guard = getattr(target, "guard", None)
-        if guard is not None:
-            guard(fault, self._drill.allow_destructive)  # the target's own checks (accounts...)
+        if isinstance(target, GuardedTarget):
+            # the target's own checks (accounts, regions, blast radius)
+            target.guard(fault, self._drill.allow_destructive)
         elif (
             is_destructive(fault)
             and target.needs_destructive_flag

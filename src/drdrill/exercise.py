@@ -64,6 +64,17 @@ from drdrill.report.severity import (
     classify,
     default_matrix,
 )
+from drdrill.targets.base import (
+    ExerciseStack,
+    FailoverMode,
+    FailoverStack,
+    GuardedTarget,
+    ModeAware,
+    ProbeClients,
+    ReplicaReadiness,
+    ResettableStack,
+    ScriptedStack,
+)
 from drdrill.timeline import Clock, Event, Timeline
 
 Trigger = Literal["script", "lambda", "automated"]
@@ -77,21 +88,6 @@ SCHEMA_VERSION: Final = 1
 
 #: the runbook's Lambda payload
 LAMBDA_PAYLOAD: Final[Mapping[str, str]] = {"trigger": "manual", "reason": "disaster_recovery"}
-
-#: capabilities every exercise needs, and those of each trigger
-_NEEDED: Final = (
-    "region_down",
-    "alarm_state",
-    "dns_answer",
-    "region_ip",
-    "endpoints",
-    "run_script",
-)
-_NEEDED_BY_TRIGGER: Final[Mapping[Trigger, tuple[str, ...]]] = {
-    "script": ("run_script",),
-    "lambda": ("invoke_dr",),
-    "automated": ("set_mode",),
-}
 
 #: how each step reads in the message's "Actions Taken" (the others are not actions taken)
 _ACTIONS: Final[Mapping[str, str]] = {
@@ -460,9 +456,13 @@ class ExerciseOptions:
 
 
 def missing_capabilities(target: object, trigger: Trigger) -> list[str]:
-    """The capability methods ``target`` lacks for an exercise with ``trigger``."""
-    needed = dict.fromkeys([*_NEEDED, *_NEEDED_BY_TRIGGER[trigger]])
-    return [name for name in needed if not callable(getattr(target, name, None))]
+    """The capabilities ``target`` lacks for an exercise (any ``trigger``: the failback runs
+    the runbook's failback script)."""
+    needed: list[tuple[str, type]] = [
+        ("FailoverStack", FailoverStack),
+        ("ScriptedStack", ScriptedStack),
+    ]
+    return [name for name, capability in needed if not isinstance(target, capability)]
 
 
 def new_exercise_id(now: datetime) -> str:
@@ -483,7 +483,7 @@ class Exercise:
 
     def __init__(
         self,
-        target: Any,
+        target: ExerciseStack,
         *,
         journal: Journal,
         probes: ProbesConfig,
@@ -513,7 +513,7 @@ class Exercise:
         self.steps: list[StepRecord] = []
         self.notes: list[str] = []
         self._runner: ProbeRunner | None = None
-        self._mode_before: str | None = None
+        self._mode_before: FailoverMode | None = None
         self._failed_over = False
         self._failed_back = False
 
@@ -549,8 +549,11 @@ class Exercise:
         raise _Declined(title)
 
     def _client_factory(self) -> HttpClientFactory:
-        factory: HttpClientFactory | None = getattr(self.target, "http_client_factory", None)
-        return factory if factory is not None else AiohttpClient
+        target = self.target
+        if isinstance(target, ProbeClients):
+            spec = target.http_client_spec()
+            return lambda limit: spec.build(limit)[0]
+        return AiohttpClient
 
     def _endpoints(self) -> list[Endpoint]:
         configs = list(self.probes_config.endpoints or self.target.endpoints())
@@ -576,9 +579,11 @@ class Exercise:
 
     def _dns_on(self, region: str) -> Callable[[], str | None]:
         def check() -> str | None:
-            want = self.target.region_ip(region)
             got = self.target.dns_answer()
-            return None if got == want else f"dns answers {got}, not the {region} region {want}"
+            on = self.target.region_of(got)
+            if on == region:
+                return None
+            return f"dns answers {got} ({on or 'no region'}), not the {region} region"
 
         return check
 
@@ -587,9 +592,8 @@ class Exercise:
     def _readiness(self) -> str:
         target = self.target
         target.start()
-        baseline = getattr(target, "ensure_baseline", None)
-        if callable(baseline):
-            baseline()
+        if isinstance(target, ResettableStack):
+            target.ensure_baseline()
         problems: list[str] = []
         alarm = target.alarm_state()
         if alarm != "OK":
@@ -597,15 +601,13 @@ class Exercise:
         dns = self._dns_on("primary")()
         if dns is not None:
             problems.append(dns)
-        replication = getattr(target, "replication_running", None)
-        if callable(replication) and not (state := replication()):
-            reason = getattr(state, "reason", None)
+        if isinstance(target, ReplicaReadiness) and not (state := target.replication_running()):
+            reason = state.reason
             problems.append(
                 "the DR database does not replicate" + (f": {reason}" if reason else "")
             )
-        desired = getattr(target, "desired", None)
-        if callable(desired) and desired("dr") != 0:
-            problems.append(f"DR not at pilot light ({desired('dr')} tasks desired)")
+        if (desired := target.desired("dr")) != 0:
+            problems.append(f"DR not at pilot light ({desired} tasks desired)")
         results = check_endpoints(self._endpoints(), self._client_factory())
         problems += [f"{r.name}: {r.detail}" for r in results if not r.ok]
         if problems:
@@ -624,18 +626,15 @@ class Exercise:
             client_factory=self._client_factory(),
         )
         self._runner.start()
-        set_mode = getattr(self.target, "set_mode", None)
-        if callable(set_mode):
-            status = getattr(self.target, "status", None)
-            if callable(status):
-                self._mode_before = status().get("mode")
-            set_mode("automated" if self.options.trigger == "automated" else "manual")
+        if isinstance(self.target, ModeAware):
+            self._mode_before = self.target.failover_mode()
+        self.target.set_mode("automated" if self.options.trigger == "automated" else "manual")
 
     def _inject(self) -> tuple[Fault, Event]:
         fault: Fault = self.target.region_down("primary", mode="kill")
-        guard = getattr(self.target, "guard", None)
-        if callable(guard):
-            guard(fault, True)  # consent was given at the checkpoint; the target's own checks
+        if isinstance(self.target, GuardedTarget):
+            # consent was given at the checkpoint; the target's own checks still apply
+            self.target.guard(fault, True)
         event = self.timeline.mark("fault_injected", fault=fault.describe(), kind=fault.kind)
         self.injector.inject(fault)
         return fault, event
@@ -649,18 +648,14 @@ class Exercise:
             timeout_s=timeout,
             since=fault,
         )
-        history = getattr(self.target, "alarm_history", None)
-        if callable(history):
-            changes = [
-                h
-                for h in history()
-                if h.get("state") == "ALARM" and datetime.fromisoformat(h["utc"]) >= fault.utc
-            ]
-            if changes:
-                # the alarm's own record of its change (like CloudWatch's history): exact
-                return self.timeline.report(
-                    "alarm_raised", datetime.fromisoformat(changes[0]["utc"])
-                )
+        changes = [
+            h
+            for h in self.target.alarm_history()
+            if h.get("state") == "ALARM" and datetime.fromisoformat(h["utc"]) >= fault.utc
+        ]
+        if changes:
+            # the alarm's own record of its change (like CloudWatch's history): exact
+            return self.timeline.report("alarm_raised", datetime.fromisoformat(changes[0]["utc"]))
         return self.timeline.observe("alarm_raised", seen.mono, seen.uncertainty_s)
 
     def _trigger(self, fault: Event, alarm: Event) -> str:
@@ -689,21 +684,13 @@ class Exercise:
         return done
 
     def _automated_trigger(self, fault: Event, alarm: Event) -> None:
-        """When the alarm's automation started, from the target's own log if it keeps one."""
-        truth = getattr(self.target, "truth_since", None)
-        if callable(truth):
-            deadline = time.monotonic() + self.options.timeout_s
-            while not (found := truth(fault.mono, "failover_triggered")):
-                if time.monotonic() > deadline:
-                    raise ExerciseStopped("the alarm never triggered the DR automation")
-                time.sleep(0.05)
-            self.timeline.report("failover_triggered", found[0].utc, trigger="automated")
-            return
-        self.notes.append(
-            "automated trigger: the target keeps no log of when its automation started; "
-            "Response Time is taken as 0 (the alarm triggers the failover)"
-        )
-        self.timeline.add(Event("failover_triggered", alarm.utc, alarm.mono, alarm.source, 0.0, {}))
+        """When the alarm's automation started, from the stack's own record of it."""
+        deadline = time.monotonic() + self.options.timeout_s
+        while not (found := self.target.reported_since(fault.mono, "automation_invoked")):
+            if time.monotonic() > deadline:
+                raise ExerciseStopped("the alarm never triggered the DR automation")
+            time.sleep(0.05)
+        self.timeline.report("failover_triggered", found[0].utc, trigger="automated")
 
     def _wait_restored(self, fault: Event) -> str:
         runner = self._runner
@@ -728,8 +715,7 @@ class Exercise:
     def _post_failover_checks(self) -> str:
         def extra() -> str | None:
             problem = self._dns_on("dr")()
-            writable = getattr(self.target, "db_writable", None)
-            if problem is None and callable(writable) and not writable("dr"):
+            if problem is None and not self.target.db_writable("dr"):
                 problem = "the promoted DR database does not take writes"
             return problem
 
@@ -848,10 +834,9 @@ class Exercise:
             lines.append(result.line())
             self.timeline.mark("fault_reverted", fault=result.description, note=result.note)
             self.say(f"[{_hms(self._now())}] {result.line()}")
-        set_mode = getattr(self.target, "set_mode", None)
-        if callable(set_mode) and self._mode_before in ("automated", "manual"):
+        if self._mode_before is not None:
             try:
-                set_mode(self._mode_before)
+                self.target.set_mode(self._mode_before)
             except DrillError as exc:  # the stack may be down after a failure: say so, go on
                 self.notes.append(f"alarm mode not restored to {self._mode_before}: {exc}")
         return lines
@@ -917,7 +902,7 @@ class Exercise:
         try:
             described = dict(self.target.describe())
         except Exception as exc:  # a failed stack must not cost us the report
-            described = {"name": getattr(self.target, "name", "?"), "describe_error": str(exc)}
+            described = {"name": self.target.name, "describe_error": str(exc)}
         return ExerciseReport(
             exercise_id=self.exercise_id,
             started_utc=self.started_utc,

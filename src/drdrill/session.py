@@ -26,6 +26,7 @@ from drdrill.measure import Measurements
 from drdrill.objectives import Objectives, parse_runbook
 from drdrill.report.record import RunRecord
 from drdrill.targets import make_target
+from drdrill.targets.base import DryRunnable
 from drdrill.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -255,10 +256,9 @@ class DrillSession:
         objectives = load_objectives(config)
         name = target or config.target
         where = "--dr-target" if target else f"{config.path}: target"
-        the_target = make_target(name, config, where)
-        set_dry_run = getattr(the_target, "set_dry_run", None)
-        if dry_run and set_dry_run is not None:
-            set_dry_run(True)  # the target intercepts every changing call
+        the_target = make_target(name, config, where, worker=worker)
+        if dry_run and isinstance(the_target, DryRunnable):
+            the_target.set_dry_run(True)  # the target intercepts every changing call
         run = RunRecord(
             run_id=run_id or new_run_id(),
             target=the_target.describe(),
@@ -470,9 +470,8 @@ class DrillSession:
         """The console summary: the figures, a dry run's plan, the report paths, and last the
         run's verdict line."""
         lines = run_summary_lines(self.run, self._written, width)
-        plan = getattr(self.target, "plan", None)
-        if self.dry_run and plan is not None:
-            calls = plan()
+        if self.dry_run and isinstance(self.target, DryRunnable):
+            calls = self.target.plan()
             planned = ["", f"drdrill dry run: {len(calls)} calls to the target's API"]
             planned += [f"  {call}" for call in calls]
             # the verdict stays the last line

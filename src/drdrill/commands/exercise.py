@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from drdrill.config import DEFAULT_CONFIG
+from drdrill.targets.base import ExerciseStack
 
 DESCRIPTION = (
     "The runbook's quarterly full DR exercise against the configured target: readiness check, "
@@ -97,11 +98,11 @@ def run(args: argparse.Namespace) -> int:
         template, template_source = load_template(runbook)
     target = make_target(config.target, config, f"{config.path}: target")
     missing = missing_capabilities(target, args.trigger)
-    if missing:
+    if missing or not isinstance(target, ExerciseStack):
         raise ConfigError(
             f"{config.path}: target",
             f"target '{target.name}' cannot run the exercise with trigger '{args.trigger}' "
-            f"(it lacks {', '.join(missing)})",
+            f"(it lacks {', '.join(missing) or 'ExerciseStack'})",
         )
     out_dir = args.out if args.out is not None else config.resolve(config.report_dir)
 

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import pymysql.cursors
 
@@ -463,17 +463,6 @@ class ReplicationState:
 
     def __bool__(self) -> bool:
         return self.running
-
-
-@runtime_checkable
-class ReplicaReadiness(Protocol):
-    """What the readiness suite asks of a target about its DR database."""
-
-    def replication_running(self) -> ReplicationState:
-        """Whether the DR database replicates from the primary now, and why not."""
-
-    def replica_lag(self, timeline: Timeline, rpo_s: float | None = None) -> LagReading:
-        """The DR database's lag now, judged against ``rpo_s`` where the target can."""
 
 
 def _settled(previous: LagSample | None, sample: LagSample, rpo_s: float | None) -> bool:

@@ -16,8 +16,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drdrill.config import Seconds
+from drdrill.targets.base import Region
 
-RegionKey = Literal["primary", "dr"]
+#: the two regions, named as every target names them (one region type)
+RegionKey = Region
 #: the drill's DNS clients, each sending its queries from its own address so that the sandbox's
 #: DNS server's log tells them apart: the probes, the RPO writer, the drill's own DNS polls
 DnsClientRole = Literal["probes", "writer", "drill"]

@@ -22,13 +22,18 @@ TARGETS = MappingProxyType(
 )
 
 
-def make_target(name: str, config: DrillConfig, where: str) -> Target:
-    """The target called ``name``; UnknownTargetError (naming ``where``) for an unknown name."""
+def make_target(name: str, config: DrillConfig, where: str, worker: str | None = None) -> Target:
+    """The target called ``name``; UnknownTargetError (naming ``where``) for an unknown name.
+
+    ``worker`` is the pytest-xdist worker the target is for (the plugin knows it from xdist's
+    ``workerinput``; the environment's PYTEST_XDIST_WORKER is inherited by any pytest a worker's
+    test starts, which is no worker).
+    """
     spec = TARGETS.get(name)
     if spec is None:
         known = ", ".join(sorted(TARGETS))
         raise UnknownTargetError(where, f"unknown target '{name}' (known: {known})")
     module_name, _, attr = spec.partition(":")
     factory = getattr(importlib.import_module(module_name), attr)
-    target: Target = factory(config)
+    target: Target = factory(config, worker=worker)
     return target

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from drdrill.config import DrillConfig, EndpointConfig
 from drdrill.errors import ConfigError, DrillError
+from drdrill.probes.writes import HttpSink, WriteSink
 
 
 class DemoSettings(BaseModel):
@@ -65,7 +66,8 @@ class LocalTarget:
     name = "local"
     needs_destructive_flag = False
 
-    def __init__(self, config: DrillConfig) -> None:
+    def __init__(self, config: DrillConfig, worker: str | None = None) -> None:
+        """The demo app of ``targets.local`` (one a run, whatever the ``worker``)."""
         try:
             self.settings = LocalSettings.model_validate(config.target_settings("local"))
         except ValidationError as exc:
@@ -165,7 +167,11 @@ class LocalTarget:
         """The app's write endpoint for RPO markers."""
         return f"{self.base_url}/api.php?action=write"
 
-    def present_markers(self, run_id: str) -> set[int]:
+    def write_sink(self, timeout_s: float) -> WriteSink:
+        """RPO markers through the app's write endpoint."""
+        return HttpSink(self.write_url(), timeout_s=timeout_s)
+
+    def present_markers(self, run_id: str, region: str | None = None) -> set[int]:
         """The marker ids of a run that are in the app's database (read directly, not via HTTP)."""
         import sqlite3
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from drdrill.config import load_config
-from drdrill.probes.lag import ReplicaReadiness
 from drdrill.targets.aws.target import AwsTarget
+from drdrill.targets.base import ReplicaReadiness
 from drdrill.timeline import Timeline
 
 from .provision import (

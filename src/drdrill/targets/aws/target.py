@@ -49,7 +49,8 @@ class AwsTarget:
     name = "aws"
     needs_destructive_flag = True
 
-    def __init__(self, config: DrillConfig) -> None:
+    def __init__(self, config: DrillConfig, worker: str | None = None) -> None:
+        """The stack of ``targets.aws`` (the same one for every ``worker``)."""
         self.config = config
         self.settings: AwsSettings = load_aws_settings(config)
         self.aws: AwsClients = self.settings.clients()

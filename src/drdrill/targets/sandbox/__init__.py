@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import pymysql
 from pydantic import ValidationError
@@ -98,10 +98,10 @@ class SandboxTarget:
     name = "sandbox"
     needs_destructive_flag = False
 
-    def __init__(self, config: DrillConfig) -> None:
+    def __init__(self, config: DrillConfig, worker: str | None = None) -> None:
+        """The sandbox ``config`` describes; a pytest-xdist ``worker`` drills its own."""
         self.config = config
         settings, run_dir = control.load_settings(config)
-        worker = os.environ.get("PYTEST_XDIST_WORKER")
         self._worker = worker
         if worker:
             # each pytest-xdist worker drills its own sandbox: block, ports, addresses, folder
@@ -226,10 +226,13 @@ class SandboxTarget:
         """Every DNS client's set-up, by role."""
         return {role: self.dns_client(role) for role in get_args(DnsClientRole)}
 
-    def client_resolver(self, role: DnsClientRole = "drill") -> ClientResolver:
+    def client_resolver(self, role: str = "drill") -> ClientResolver:
         """A resolver of the public name as a client has it: from the role's own address,
         each answer kept for its TTL (so it sees a DNS switch as clients do)."""
-        client = self.dns_client(role)
+        roles = get_args(DnsClientRole)
+        if role not in roles:
+            raise ConfigError("client_resolver", f"unknown dns client '{role}' (known: {roles})")
+        client = self.dns_client(cast(DnsClientRole, role))
         cache = TtlCache(client.server_ip, client.port, source_ip=client.source_ip)
         self.caches.append(cache)
         return ClientResolver(self.settings.app_name, cache)
@@ -337,6 +340,11 @@ class SandboxTarget:
     def scale(self, region: RegionKey, desired: int) -> None:
         """Change a service's desired count."""
         self.client.call("scale", region=region, desired=desired)
+
+    def failover_mode(self) -> Literal["automated", "manual"] | None:
+        """Whether the alarm runs the DR automation by itself now."""
+        mode = self.status().get("mode")
+        return mode if mode in ("automated", "manual") else None
 
     def set_mode(self, mode: Literal["automated", "manual"]) -> None:
         """Whether the alarm runs the DR automation by itself."""
@@ -499,6 +507,13 @@ class SandboxTarget:
             self.settings.app_name, *self.dns_server, source_ip=self.settings.client_ip("drill")
         )
         return ip
+
+    def region_of(self, address: str | None) -> RegionKey | None:
+        """The region whose load balancer ``address`` is (what DNS answers for it)."""
+        for region in get_args(RegionKey):
+            if address == self.region_ip(region):
+                return cast(RegionKey, region)
+        return None
 
     def region_ip(self, region: RegionKey) -> str:
         """A region's load balancer address (what DNS answers when it is active)."""
