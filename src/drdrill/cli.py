@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "history",
     "compliance",
     "exercise",
+    "fis",
 )
 
 

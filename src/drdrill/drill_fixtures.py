@@ -458,6 +458,14 @@ class Injector:
         target = self._drill.target
         if self._drill.dry_run:
             self._timeline.mark("fault_planned", fault=description, kind=fault.kind)
+            if isinstance(target, GuardedTarget):
+                try:
+                    # as the destructive run would judge it (the guard only reads): the plan
+                    # says what the real run would refuse, whatever the flag says now
+                    target.guard(fault, True)
+                except SafetyError as exc:
+                    self._timeline.mark("fault_refused", fault=description, reason=str(exc))
+                    pytest.skip(f"dry run: would refuse: {description}: {exc}")
             if isinstance(target, DryRunnable):
                 # the target intercepts every changing call in a dry run: running the fault
                 # sends nothing and lists, with their parameters, the calls it would make

@@ -33,6 +33,8 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "aws.ecs.stop_tasks": "drdrill.targets.aws.faults:StopEcsTasks",
         "aws.ecs.scale_to_zero": "drdrill.targets.aws.faults:ScaleServiceToZero",
         "aws.rds.reboot": "drdrill.targets.aws.faults:RebootDbInstance",
+        "aws.region_down": "drdrill.targets.aws.faults:RegionDown",
+        "aws.fis.experiment": "drdrill.targets.aws.fis:FisExperiment",
     }
 )
 

@@ -351,3 +351,42 @@ class ExerciseStack(FailoverStack, ScriptedStack, Protocol):
 
     def describe(self) -> Mapping[str, Any]:
         """What the report says about the target."""
+
+
+@runtime_checkable
+class StaticObject(Protocol):
+    """What a bucket says of one object (S3's HeadObject), as :class:`StaticAssetsDrill` reads
+    it."""
+
+    @property
+    def key(self) -> str:
+        """The object's key."""
+
+    @property
+    def replication_status(self) -> str | None:
+        """``PENDING``, ``COMPLETED``, ``FAILED`` on a source, ``REPLICA`` on a copy; None where
+        no replication rule covers the object or the API does not say (moto)."""
+
+
+@runtime_checkable
+class StaticAssetsDrill(StaticAssetsStack, Protocol):
+    """A stack whose static assets replication a drill can time: it writes marker objects into
+    the primary bucket and looks for each one in the DR bucket (the "Static Assets" RPO)."""
+
+    def static_assets_buckets(self) -> Mapping[Region, str]:
+        """Each region's bucket, for the report (``{"primary": ..., "dr": ...}``)."""
+
+    def static_marker_root(self) -> str:
+        """The key prefix marker objects go under: one the primary bucket's replication covers
+        (``""`` when it covers the whole bucket)."""
+
+    def put_static_marker(self, key: str, body: bytes) -> None:
+        """Write one marker object into the primary bucket; returns once it is acknowledged."""
+
+    def static_marker(self, region: Region, key: str) -> StaticObject | None:
+        """The marker object in a region's bucket now; None while it is not there (an error,
+        never None, when the bucket cannot tell)."""
+
+    def delete_static_markers(self, prefix: str) -> Mapping[Region, int]:
+        """Delete every version of every object under ``prefix`` in both buckets; how many
+        went from each."""

@@ -117,6 +117,8 @@ class ProvisionedStack:
     health_check_ids: tuple[str, str]
     replication_role_arn: str
     settings: AwsSettings
+    #: the settings it was built from: names only (zone, target groups, load balancers)
+    names: AwsSettings | None = None
 
 
 def stack_settings(suffix: str | None = None, endpoint_url: str | None = None) -> AwsSettings:
@@ -164,7 +166,9 @@ def suffixed(settings: AwsSettings, suffix: str) -> AwsSettings:
 
     for key in ("primary", "dr"):
         region = data[key]
-        region["ecs"] = {k: rename(v) for k, v in region["ecs"].items()}
+        region["ecs"] = {
+            k: rename(v) if k in ("cluster", "service") else v for k, v in region["ecs"].items()
+        }
         for name in ("name", "target_group_name"):
             region["alb"][name] = rename(region["alb"][name])
         region["rds"]["instance_id"] = rename(region["rds"]["instance_id"])
@@ -710,7 +714,22 @@ def provision_stack(
         health_check_ids=checks,
         replication_role_arn=replication_role,
         settings=_pointed(names, aws, primary, dr, zone_id),
+        names=names,
     )
+
+
+def names_only_settings(stack: ProvisionedStack) -> AwsSettings:
+    """Settings for ``stack`` as a team that names its resources writes them: the hosted zone
+    by ``zone_name``, each target group by ``target_group_name``, each load balancer by
+    ``name``, and no ARN nor id anywhere (the SNS topics are left out: an ARN is their only
+    name, and the readiness check then takes any topic the alarm notifies)."""
+    if stack.names is None:
+        raise ValueError("the stack was not built by provision_stack")
+    data = stack.names.model_dump()
+    data["endpoint_url"] = stack.settings.endpoint_url
+    for key in ("primary", "dr"):
+        data[key]["sns_topic_arn"] = None
+    return AwsSettings.model_validate(data)
 
 
 def _pointed(
@@ -731,3 +750,63 @@ def _pointed(
     data["route53"]["zone_id"] = zone_id
     data["route53"]["zone_name"] = None
     return AwsSettings.model_validate(data)
+
+
+# --- records AWS keeps of a failover, where moto keeps none --------------------------------
+
+
+def put_rds_event(aws: AwsClients, region: str, db_id: str, message: str, when: datetime) -> None:
+    """Make the moto server hold an RDS event on the instance, as RDS records one (moto's
+    DescribeEvents is real but it records no promotion): the event goes onto moto's own model,
+    in this process, and the adapters' DescribeEvents calls stay real."""
+    from moto.backends import get_backend
+    from moto.rds.models import Event
+
+    _require_emulator(aws)
+    backend = get_backend("rds")[MOTO_ACCOUNT][region]
+    instance = backend.databases[db_id]
+    # moto's Event takes only the kinds it emits itself: built bare, with what it serializes
+    event = object.__new__(Event)
+    event.source_identifier = db_id
+    event.source_type = "db-instance"
+    event.message = message
+    event.event_categories = ["read replica"]
+    event.source_arn = instance.arn
+    event.date = when
+    backend.events.append(event)
+
+
+def put_service_event(
+    aws: AwsClients, region: str, cluster: str, service: str, message: str, when: datetime
+) -> None:
+    """Make the moto server hold a service event, as ECS's scheduler writes one (moto keeps an
+    empty event list and never writes to it): put onto moto's own model, in this process;
+    DescribeServices stays real."""
+    from moto.backends import get_backend
+
+    _require_emulator(aws)
+    model = get_backend("ecs")[MOTO_ACCOUNT][region].services[f"{cluster}:{service}"]
+    model.events.append({"id": uuid.uuid4().hex, "createdAt": when, "message": message})
+
+
+def put_function_log(
+    aws: AwsClients, region: str, function: str, lines: list[tuple[datetime, str]]
+) -> None:
+    """Write log lines into a function's log group, as the Lambda runtime and the function
+    would (moto runs no function code without Docker): real CloudWatch Logs calls."""
+    import contextlib
+
+    _require_emulator(aws)
+    logs = aws.client("logs", region)
+    group = f"/aws/lambda/{function}"
+    stream = f"2026/01/01/[$LATEST]{uuid.uuid4().hex}"
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[
+            {"timestamp": int(when.timestamp() * 1000), "message": text} for when, text in lines
+        ],
+    )

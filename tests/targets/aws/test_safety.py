@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
+import yaml
 
-from drdrill.config import SafetyConfig
+from drdrill.config import SafetyConfig, load_config
 from drdrill.errors import SafetyError
+from drdrill.faults.base import Fault, RevertResult
 from drdrill.targets.aws.safety import (
     StopConditions,
     StopConditionTriggered,
@@ -20,6 +25,9 @@ from drdrill.targets.aws.safety import (
 )
 from drdrill.targets.aws.session import AwsClients, is_read_only
 from drdrill.targets.aws.settings import AwsSettings, GuardAlarm
+from drdrill.targets.aws.target import AwsTarget
+
+from .provision import ProvisionedStack
 
 MOTO_ACCOUNT = "123456789012"
 REGIONS = ("eu-west-1", "eu-central-1")
@@ -147,13 +155,15 @@ def test_blast_radius_allows(
             4,
             3,
             None,
-            "refused: stopping 3 of 4 tasks (75%) exceeds blast_radius.max_tasks_percent 50%",
+            "refused: stopping 3 of 4 tasks (75%) exceeds "
+            "targets.aws.blast_radius.max_tasks_percent 50% (raise it to 75 to allow this)",
         ),
         (
             1,
             None,
             50,
-            "refused: stopping 1 of 1 task (100%) exceeds blast_radius.max_tasks_percent 50%",
+            "refused: stopping 1 of 1 task (100%) exceeds "
+            "targets.aws.blast_radius.max_tasks_percent 50% (raise it to 100 to allow this)",
         ),
         (2, 3, None, "refused: stopping 3 tasks but only 2 running"),
         (0, 1, None, "refused: stopping 1 task but only 0 running"),
@@ -161,7 +171,8 @@ def test_blast_radius_allows(
             3,
             None,
             100,
-            "refused: stopping 3 of 3 tasks (100%) exceeds blast_radius.max_tasks_percent 50%",
+            "refused: stopping 3 of 3 tasks (100%) exceeds "
+            "targets.aws.blast_radius.max_tasks_percent 50% (raise it to 100 to allow this)",
         ),
     ],
 )
@@ -313,3 +324,103 @@ def test_from_settings_polls_both_regions_guards_and_stop_condition_arns(aws: Aw
     )
     polled = {c.region for c in aws.log.calls if c.operation == "DescribeAlarms"}
     assert polled == {"eu-west-1", "eu-central-1"}
+
+
+# --- the aws target's guard: every fault, region down included -------------------------------
+
+
+def _guarded(
+    tmp: Path, stack: ProvisionedStack, accounts: list[str], max_percent: float | None = None
+) -> AwsTarget:
+    aws = stack.settings.model_dump(mode="json", exclude_none=True)
+    if max_percent is not None:
+        aws["blast_radius"] = {"max_tasks_percent": max_percent}
+    path = tmp / "drdrill.yaml"
+    safety = {"allowed_accounts": accounts, "allowed_regions": list(REGIONS)}
+    path.write_text(yaml.safe_dump({"target": "aws", "safety": safety, "targets": {"aws": aws}}))
+    return AwsTarget(load_config(path))
+
+
+def _changing(target: AwsTarget) -> list[str]:
+    return [c.operation for c in target.aws.log.calls if not is_read_only(c.operation)]
+
+
+@dataclass(frozen=True)
+class _RegionDown:
+    """A composite fault as a region down is one: it takes down what its parts take down."""
+
+    kind: ClassVar[str] = "test.region_down"
+    parts: tuple[Fault, ...]
+
+    def describe(self) -> str:
+        return "region down"
+
+    def inject(self) -> None:
+        raise AssertionError("a refused fault is never injected")
+
+    def revert(self) -> RevertResult:
+        return RevertResult("nothing")
+
+    def to_record(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> _RegionDown:
+        return cls(())
+
+
+def test_a_region_down_needs_a_blast_radius_of_100(stack: ProvisionedStack, tmp_path: Path) -> None:
+    target = _guarded(tmp_path, stack, [MOTO_ACCOUNT])
+    p = stack.settings.primary
+    fault = target.region_down("primary")
+    with pytest.raises(SafetyError) as caught:
+        target.guard(fault, allow_destructive=True)
+    assert str(caught.value) == (
+        f"refused: scale ecs service '{p.ecs.service}' in {p.region} to 0 (was 2) takes down "
+        "100% of its tasks, over targets.aws.blast_radius.max_tasks_percent 50% (a region "
+        "down takes every task: raise it to 100 to allow this)"
+    )
+    assert isinstance(caught.value, pytest.fail.Exception) and not caught.value.pytrace
+    # composed into a bigger fault it is refused all the same
+    with pytest.raises(SafetyError, match="takes down 100% of its tasks"):
+        target.guard(_RegionDown((target.reboot_db("primary"), fault)), allow_destructive=True)
+    assert _changing(target) == []
+    allowed = _guarded(tmp_path, stack, [MOTO_ACCOUNT], max_percent=100)
+    allowed.guard(allowed.region_down("primary"), allow_destructive=True)
+
+
+def test_stopping_tasks_is_refused_over_the_radius_and_allowed_within_it(
+    stack: ProvisionedStack, tmp_path: Path
+) -> None:
+    target = _guarded(tmp_path, stack, [MOTO_ACCOUNT])
+    p = stack.settings.primary
+    target.guard(target.stop_tasks("primary", count=1), allow_destructive=True)
+    target.guard(target.stop_tasks("primary", percent=50), allow_destructive=True)
+    with pytest.raises(SafetyError) as caught:
+        target.guard(target.stop_tasks("primary", count=2), allow_destructive=True)
+    assert str(caught.value) == (
+        f"refused: stopping 2 of 2 tasks of ecs service '{p.ecs.service}' in {p.region} (100%) "
+        "exceeds targets.aws.blast_radius.max_tasks_percent 50% (raise it to 100 to allow this)"
+    )
+    assert _changing(target) == []
+    # the account is read once a run, however many faults are guarded
+    assert [c.operation for c in target.aws.log.calls].count("GetCallerIdentity") == 1
+
+
+def test_a_dry_run_guard_says_everything_the_real_run_would_refuse(
+    stack: ProvisionedStack, tmp_path: Path
+) -> None:
+    """What a dry run evaluates (it sends only reads): the account, the flag and the blast
+    radius named together in one line."""
+    target = _guarded(tmp_path, stack, ["999999999999"])
+    target.set_dry_run(True)
+    with pytest.raises(SafetyError) as caught:
+        target.guard(target.region_down("primary"), allow_destructive=False)
+    message = str(caught.value)
+    assert message.startswith(
+        f"refused: account {MOTO_ACCOUNT} is not in safety.allowed_accounts; "
+        "--dr-allow-destructive not given; scale ecs service "
+    )
+    assert message.endswith("raise it to 100 to allow this)")
+    assert "\n" not in message
+    assert all(c.sent and is_read_only(c.operation) for c in target.aws.log.calls)

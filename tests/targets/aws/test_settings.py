@@ -217,3 +217,85 @@ def test_the_compose_file_offers_moto_and_localstack_on_loopback_only() -> None:
     # the token comes from the environment, never from the file
     assert "LOCALSTACK_AUTH_TOKEN" in localstack["environment"]
     assert "paid plans" in COMPOSE.read_text()
+
+
+# --- LocalStack ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_emulator_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """An environment that names no emulator (the tests set what they need)."""
+    for name in ("AWS_ENDPOINT_URL", "LOCALSTACK_HOST", "USE_SSL"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_localstack_points_the_clients_at_its_edge_port(
+    tmp_path: Path, no_emulator_env: pytest.MonkeyPatch
+) -> None:
+    settings = load(tmp_path, "    localstack: true\n")
+    assert (settings.localstack, settings.endpoint_url) == (True, "http://localhost:4566")
+    clients = settings.clients()
+    assert (clients.localstack, clients.endpoint_url) == (True, "http://localhost:4566")
+    given = load(tmp_path, "    localstack: true\n    endpoint_url: http://127.0.0.1:4510\n")
+    assert given.endpoint_url == "http://127.0.0.1:4510"
+    assert not load(tmp_path, "    {}\n").clients().localstack
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "endpoint"),
+    [
+        ("LOCALSTACK_HOST", "127.0.0.1:4599", "http://127.0.0.1:4599"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ],
+)
+def test_an_emulator_in_the_environment_turns_localstack_on(
+    tmp_path: Path,
+    no_emulator_env: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    endpoint: str,
+) -> None:
+    no_emulator_env.setenv(variable, value)
+    settings = load(tmp_path, "    {}\n")
+    assert (settings.localstack, settings.endpoint_url) == (True, endpoint)
+    # unless the config says no: boto3 then reads AWS_ENDPOINT_URL itself
+    off = load(tmp_path, "    localstack: false\n")
+    assert (off.localstack, off.endpoint_url) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("section", "env", "key", "what"),
+    [
+        ("    localstack: true\n    profile: dr\n", {}, "targets.aws.profile", "not used on"),
+        (
+            "    role_arn: arn:aws:iam::123456789012:role/drdrill\n",
+            {"LOCALSTACK_HOST": "127.0.0.1:4566"},
+            "targets.aws.role_arn",
+            "localstack-client signs every call with LocalStack's test credentials",
+        ),
+        (
+            "    localstack: true\n    endpoint_url: http://127.0.0.1:4566\n",
+            {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"},
+            "targets.aws.endpoint_url",
+            "localstack-client would call http://127.0.0.1:5000 instead",
+        ),
+        ("    localstack: true\n", {"LOCALSTACK_HOST": "a:b:c"}, "LOCALSTACK_HOST", "a:b:c"),
+    ],
+)
+def test_what_localstack_cannot_honour_is_one_line_naming_the_key(
+    tmp_path: Path,
+    no_emulator_env: pytest.MonkeyPatch,
+    section: str,
+    env: dict[str, str],
+    key: str,
+    what: str,
+) -> None:
+    for name, value in env.items():
+        no_emulator_env.setenv(name, value)
+    path = config_with(tmp_path, section)
+    with pytest.raises(ConfigError) as caught:
+        load_aws_settings(load_config(path))
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {key}: "), message
+    assert what in message and "\n" not in message

@@ -31,5 +31,5 @@ def test_no_endpoint_is_an_error(moto_endpoint: str) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     gone = AwsClients(endpoint_url=f"http://127.0.0.1:{port}")
-    with pytest.raises(DrillError, match="sts: cannot tell which aws account"):
+    with pytest.raises(DrillError, match="aws endpoint unreachable: Could not connect"):
         sts.account_id(gone)

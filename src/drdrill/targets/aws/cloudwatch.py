@@ -2,6 +2,9 @@
 times) and their actions (the SNS topics they notify); and a metric's latest datapoint (the
 readiness checks read RDS's ``ReplicaLag`` with it).
 
+Whether the alarm starts the failover by itself is whether its actions are enabled: its SNS
+notification is what invokes the DR automation.
+
 Emulator limits: moto (5.2) does not implement ``DescribeAlarmHistory`` (the server answers
 500), so :func:`alarm_history` raises there; it keeps no history a drill could read. A new
 alarm starts ``OK`` in moto, ``INSUFFICIENT_DATA`` on AWS.
@@ -63,6 +66,24 @@ def alarm_state(aws: AwsClients, region: str, name: str) -> str:
 def alarm_actions(aws: AwsClients, region: str, name: str) -> list[str]:
     """The ARNs the alarm notifies when it goes into ALARM (SNS topics, mostly)."""
     return [str(arn) for arn in _alarm(aws, region, name).get("AlarmActions", [])]
+
+
+def actions_enabled(aws: AwsClients, region: str, name: str) -> bool:
+    """Whether the alarm runs its actions (notifies its SNS topics) when its state changes."""
+    return bool(_alarm(aws, region, name).get("ActionsEnabled", True))
+
+
+def set_actions_enabled(aws: AwsClients, region: str, name: str, enabled: bool) -> None:
+    """Let the alarm run its actions, or keep it from running them (Enable/DisableAlarmActions):
+    the alarm still changes state either way."""
+    client = aws.client("cloudwatch", region)
+    try:
+        if enabled:
+            client.enable_alarm_actions(AlarmNames=[name])
+        else:
+            client.disable_alarm_actions(AlarmNames=[name])
+    except ClientError as exc:
+        raise DrillError(f"cloudwatch alarm '{name}' in {region}: {exc}") from exc
 
 
 def put_alarm_state(aws: AwsClients, region: str, name: str, state: str, reason: str) -> None:

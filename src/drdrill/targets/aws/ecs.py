@@ -4,15 +4,21 @@ A service's tasks are found by listing and then checking each task ourselves (it
 ``service:<name>``, it is meant to run and it runs): emulators ignore ``ListTasks`` filters, and
 on real AWS a stopped task stays ``RUNNING`` for its stop timeout with ``desiredStatus`` already
 ``STOPPED``, which a drill must not count.
+
+When a service was scaled up is ECS's own record: the service's events (``has started N tasks``,
+the scheduler acting on the new desired count), which ECS keeps (the last 100) with their times.
+moto (5.2) keeps an empty event list and never writes to it.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -258,3 +264,48 @@ def wait_steady(
                 f"({state.describe()})"
             )
         sleep(max(0.0, interval_s - (clock() - at)))
+
+
+#: the service event ECS writes when its scheduler starts tasks for a (new) desired count
+STARTED_TASKS = re.compile(r"has started \d+ tasks?")
+
+
+@dataclass(frozen=True)
+class ServiceEvent:
+    """One event of a service, as ECS recorded it."""
+
+    id: str
+    utc: datetime
+    message: str
+
+    @property
+    def resolution_s(self) -> float:
+        """How finely ECS stamped it: a millisecond, or a second when its time has no fraction."""
+        return 0.001 if self.utc.microsecond else 1.0
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).astimezone(UTC)
+
+
+def service_events(aws: AwsClients, region: str, cluster: str, service: str) -> list[ServiceEvent]:
+    """The events ECS keeps of the service, oldest first."""
+    found = [
+        ServiceEvent(str(e.get("id", "")), _utc(e["createdAt"]), str(e.get("message", "")))
+        for e in _describe_service(aws, region, cluster, service).get("events", [])
+    ]
+    found.sort(key=lambda e: e.utc)
+    return found
+
+
+def tasks_started_events(
+    aws: AwsClients, region: str, cluster: str, service: str, since: datetime
+) -> list[ServiceEvent]:
+    """The service's ``has started N tasks`` events at or after ``since``, oldest first."""
+    return [
+        e
+        for e in service_events(aws, region, cluster, service)
+        if e.utc >= since and STARTED_TASKS.search(e.message)
+    ]

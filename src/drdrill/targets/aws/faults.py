@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
+from drdrill.errors import FaultError
 from drdrill.faults.base import RevertResult
 from drdrill.targets.aws.session import AwsClients
 
@@ -143,6 +144,11 @@ class ScaleServiceToZero(_EcsServiceFault):
 
     kind: ClassVar[str] = "aws.ecs.scale_to_zero"
 
+    @property
+    def tasks_stopped_percent(self) -> float:
+        """The share of the service's running tasks the fault stops: all of them."""
+        return 100.0
+
     def describe(self) -> str:
         """One line naming the fault."""
         return (
@@ -166,6 +172,164 @@ class ScaleServiceToZero(_EcsServiceFault):
     def from_record(cls, record: Mapping[str, Any]) -> Self:
         """Rebuild from the journal."""
         return cls(**cls._common(record))
+
+
+@dataclass(frozen=True)
+class FailHealthCheck:
+    """Fail a Route53 health check by inverting it: Route53 then answers the other side of the
+    failover record it guards. The revert puts ``Inverted`` back as it was. A part of
+    :class:`RegionDown` (which ``drdrill recover`` rebuilds it through)."""
+
+    kind: ClassVar[str] = "aws.route53.fail_health_check"
+    access: AwsAccess
+    health_check_id: str
+    #: the health check's ``Inverted`` before the fault
+    inverted_before: bool = False
+    #: the target's clients (shared call log, dry run); never journaled
+    clients: AwsClients | None = field(default=None, compare=False, repr=False)
+
+    def _aws(self) -> AwsClients:
+        return self.clients or self.access.clients()
+
+    def describe(self) -> str:
+        """One line naming the fault."""
+        return f"fail route53 health check '{self.health_check_id}' (inverted)"
+
+    def inject(self) -> None:
+        """Invert the health check (a healthy check then fails)."""
+        from drdrill.targets.aws import route53
+
+        route53.set_health_check_inverted(
+            self._aws(), self.health_check_id, not self.inverted_before
+        )
+
+    def revert(self) -> RevertResult:
+        """``Inverted`` as before (nothing sent when it already is)."""
+        from drdrill.targets.aws import route53
+
+        aws = self._aws()
+        if route53.health_check_inverted(aws, self.health_check_id) == self.inverted_before:
+            return RevertResult(f"health check '{self.health_check_id}' as it was")
+        route53.set_health_check_inverted(aws, self.health_check_id, self.inverted_before)
+        return RevertResult(
+            f"health check '{self.health_check_id}' inverted={self.inverted_before} again"
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {
+            "access": self.access.to_record(),
+            "health_check_id": self.health_check_id,
+            "inverted_before": self.inverted_before,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        return cls(
+            AwsAccess.from_record(record["access"]),
+            str(record["health_check_id"]),
+            bool(record.get("inverted_before", False)),
+        )
+
+
+@dataclass(frozen=True)
+class RegionDown:
+    """A whole region down, as far as AWS lets a drill take one down: its side of the Route53
+    failover record failed (:class:`FailHealthCheck`), so that Route53 answers the other side
+    once that is healthy, and its service scaled to 0 with its running tasks stopped
+    (:class:`ScaleServiceToZero`). AWS has nothing to freeze: a region is stopped either way.
+
+    The journal holds every part's undo (the health check's ``Inverted`` and the desired count
+    before) before the first part acts. A part that fails to inject reverts the parts already
+    in, newest first, before the error goes on. The revert goes newest first too: the service
+    gets its tasks back before Route53 may send clients to it again; every part is attempted,
+    and each is skipped when already undone, so it is safe after a partial inject.
+    """
+
+    kind: ClassVar[str] = "aws.region_down"
+    #: the region's AWS name (``eu-west-1``)
+    region: str
+    scale: ScaleServiceToZero
+    #: None: the region has no health-checked side of a failover record to fail
+    health_check: FailHealthCheck | None = None
+    #: the service's running tasks when the fault was built: what it stops
+    running_before: int = 0
+
+    @property
+    def parts(self) -> tuple[FailHealthCheck | ScaleServiceToZero, ...]:
+        """The faults it injects, in order (a guard reads what each takes down)."""
+        return (self.scale,) if self.health_check is None else (self.health_check, self.scale)
+
+    @property
+    def tasks_stopped(self) -> int:
+        """How many running tasks the fault stops: all the service has."""
+        return self.running_before
+
+    @property
+    def tasks_stopped_percent(self) -> float:
+        """The share of the service's running tasks the fault stops: all of them."""
+        return 100.0
+
+    def describe(self) -> str:
+        """One line naming the fault and everything it takes down."""
+        check = (
+            "no route53 health check to fail, "
+            if self.health_check is None
+            else f"fail route53 health check '{self.health_check.health_check_id}', "
+        )
+        return (
+            f"region {self.region} down: {check}scale ecs service '{self.scale.service}' to 0 "
+            f"(was {self.scale.desired_before}) and stop its {self.running_before} running tasks"
+        )
+
+    def inject(self) -> None:
+        """Each part in turn; on a failure, the parts already in are reverted first."""
+        done: list[FailHealthCheck | ScaleServiceToZero] = []
+        for part in self.parts:
+            try:
+                part.inject()
+            except BaseException as exc:
+                for earlier in reversed(done):
+                    try:
+                        earlier.revert()
+                    except Exception as undo:
+                        exc.add_note(f"reverting '{earlier.describe()}' failed too: {undo}")
+                raise
+            done.append(part)
+
+    def revert(self) -> RevertResult:
+        """Every part reverted, newest first; a FaultError naming each that failed."""
+        notes: list[str] = []
+        failed: list[str] = []
+        for part in reversed(self.parts):
+            try:
+                notes.append(part.revert().note)
+            except Exception as exc:
+                failed.append(f"{part.describe()}: {exc}")
+        if failed:
+            raise FaultError(f"region {self.region} down not reverted: {'; '.join(failed)}")
+        return RevertResult(", ".join(notes))
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs: every part's undo."""
+        return {
+            "region": self.region,
+            "running_before": self.running_before,
+            "scale": self.scale.to_record(),
+            "health_check": None if self.health_check is None else self.health_check.to_record(),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        check = record.get("health_check")
+        return cls(
+            str(record["region"]),
+            ScaleServiceToZero.from_record(record["scale"]),
+            None if check is None else FailHealthCheck.from_record(check),
+            int(record.get("running_before", 0)),
+        )
 
 
 @dataclass(frozen=True)

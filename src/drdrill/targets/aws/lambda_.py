@@ -9,6 +9,8 @@ payload back, or a queued result, and never a function error.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -37,6 +39,27 @@ def error_message(raw: bytes) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """One synchronous invocation we made: when it was sent and answered (our wall clock), the
+    request id Lambda gave it (its log's ``START RequestId``), and its answer or error."""
+
+    function: str
+    request_id: str | None
+    #: when the request left (the invocation cannot have started before)
+    utc: datetime
+    #: when the answer came back
+    answered_utc: datetime
+    answer: dict[str, Any] | None
+    #: the function's error (``FunctionError``: its message), None when it answered
+    error: str | None = None
+
+    @property
+    def resolution_s(self) -> float:
+        """Where in the round trip the invocation started is not known: the whole of it."""
+        return (self.answered_utc - self.utc).total_seconds()
+
+
 def invoke(aws: AwsClients, region: str, function: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Invoke ``function`` synchronously with ``payload``; its decoded JSON answer.
 
@@ -45,6 +68,20 @@ def invoke(aws: AwsClients, region: str, function: str, payload: dict[str, Any])
     an answer that is not a JSON object is an error. In a dry run nothing is invoked and
     the answer is ``{}``.
     """
+    done = invoke_function(aws, region, function, payload)
+    if done.error is not None:
+        raise DrillError(done.error)
+    return done.answer or {}
+
+
+def invoke_function(
+    aws: AwsClients, region: str, function: str, payload: dict[str, Any]
+) -> Invocation:
+    """Invoke ``function`` synchronously with ``payload``: the :class:`Invocation`, with the
+    function's error in it rather than raised (it was invoked all the same). A call Lambda
+    refused (no such function, no permission) raises :class:`DrillError`, as does an answer
+    that is not a JSON object."""
+    sent = datetime.now(UTC)
     try:
         response = aws.client("lambda", region).invoke(
             FunctionName=function,
@@ -57,13 +94,20 @@ def invoke(aws: AwsClients, region: str, function: str, payload: dict[str, Any])
         raise DrillError(f"lambda function '{function}' in {region}: {exc}") from exc
     stream = response.get("Payload")
     raw: bytes = stream.read() if stream is not None else b""
+    answered = datetime.now(UTC)
+    request_id = response.get("ResponseMetadata", {}).get("RequestId")
+
+    def done(answer: dict[str, Any] | None, error: str | None = None) -> Invocation:
+        return Invocation(function, request_id, sent, answered, answer, error)
+
     if response.get("FunctionError"):
-        raise DrillError(
+        return done(
+            None,
             f"lambda function '{function}' failed ({response['FunctionError']}): "
-            f"{error_message(raw)}"
+            f"{error_message(raw)}",
         )
     if not raw.strip():
-        return {}
+        return done({})
     try:
         data = json.loads(raw)
     except ValueError as exc:
@@ -71,9 +115,9 @@ def invoke(aws: AwsClients, region: str, function: str, payload: dict[str, Any])
             f"lambda function '{function}' answered no json: {error_message(raw)}"
         ) from exc
     if data is None:
-        return {}
+        return done({})
     if not isinstance(data, dict):
         raise DrillError(
             f"lambda function '{function}' answered a json {type(data).__name__}, not an object"
         )
-    return data
+    return done(data)

@@ -6,14 +6,19 @@ described, promoted and measured in its own (the DR) region.
 Whether a replica replicates is what RDS says in its ``StatusInfos`` (``read replication``:
 ``replicating`` and normal, or ``error``/``stopped``/``terminated``...), not merely that it has a
 source. Its lag is CloudWatch's ``ReplicaLag``, which is -1 while replication is not active.
+
+When a promotion was asked is RDS's own event on the replica (``DescribeEvents``). moto (5.2)
+answers DescribeEvents but records no event for a promotion (nor for a reboot).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -322,3 +327,70 @@ def replica_lag(
         {"DBInstanceIdentifier": db_id},
         minutes=minutes,
     )
+
+
+#: what RDS says of a replica's promotion in its events: the promotion itself, or the stop of
+#: replication it begins with ("Replication for the Read Replica has been manually stopped",
+#: RDS-EVENT-0062). The catalog gives no id of its own to a MySQL replica's promotion, so the
+#: message is matched.
+PROMOTION_MESSAGE = re.compile(
+    r"promot|replication for the read replica has been manually stopped", re.IGNORECASE
+)
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class RdsEvent:
+    """One event RDS recorded about an instance (``DescribeEvents``)."""
+
+    source_id: str
+    utc: datetime
+    message: str
+    categories: tuple[str, ...] = ()
+
+    @property
+    def resolution_s(self) -> float:
+        """How finely RDS stamped it: a millisecond, or a second when its time has no fraction."""
+        return 0.001 if self.utc.microsecond else 1.0
+
+
+def events(aws: AwsClients, region: str, db_id: str, since: datetime) -> list[RdsEvent]:
+    """The instance's events RDS recorded at or after ``since`` (it keeps 14 days), oldest
+    first. ``region`` is the instance's."""
+    client = aws.client("rds", region)
+    params: dict[str, Any] = {
+        "SourceIdentifier": db_id,
+        "SourceType": "db-instance",
+        "StartTime": since,
+    }
+    found: list[RdsEvent] = []
+    with _errors(_instance(db_id, region)):
+        while True:
+            page = client.describe_events(**params)
+            for item in page.get("Events", []):
+                event = RdsEvent(
+                    source_id=str(item.get("SourceIdentifier", "")),
+                    utc=_utc(item["Date"]),
+                    message=str(item.get("Message", "")),
+                    categories=tuple(str(c) for c in item.get("EventCategories", [])),
+                )
+                # an emulator may ignore the filters
+                if event.source_id == db_id and event.utc >= since:
+                    found.append(event)
+            marker = page.get("Marker")
+            if not marker:
+                break
+            params["Marker"] = marker
+    found.sort(key=lambda e: e.utc)
+    return found
+
+
+def promotion_events(aws: AwsClients, region: str, db_id: str, since: datetime) -> list[RdsEvent]:
+    """The events of the replica's promotion since ``since``, oldest first (see
+    :data:`PROMOTION_MESSAGE`)."""
+    return [e for e in events(aws, region, db_id, since) if PROMOTION_MESSAGE.search(e.message)]

@@ -4,14 +4,20 @@ what resolvers answer.
 Route53 is a global service: its client is made for ``us-east-1`` whatever the stack's regions.
 Emulators answer every change ``INSYNC`` at once (moto does, even for an unknown change id) and
 report every health check healthy, so the waiting and the unhealthy paths only ever run
-against real AWS (and the tests' loopback stand-in).
+against real AWS (and the tests' loopback stand-in). moto's GetChange makes its answer up: any
+id is INSYNC, submitted at the moment of the GetChange itself.
+
+A health check can be failed on purpose by inverting it (a region-down fault does, so that
+Route53 answers the failover record's other side); its undo puts ``Inverted`` back.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 import dns.exception
@@ -221,6 +227,14 @@ def wait_insync(
         sleep(min(interval_s, remaining))
 
 
+@dataclass(frozen=True)
+class DnsAnswer:
+    """The A record addresses a name resolved to (sorted), and how long they may be kept."""
+
+    addresses: tuple[str, ...]
+    ttl: int
+
+
 def resolve(
     name: str,
     nameservers: list[str] | None = None,
@@ -235,6 +249,18 @@ def resolve(
     soon as the servers answer it. NXDOMAIN, a refusal or a timeout raise
     :class:`~drdrill.probes.resolve.ResolveError`.
     """
+    return list(resolve_ttl(name, nameservers, port, lifetime_s=lifetime_s).addresses)
+
+
+def resolve_ttl(
+    name: str,
+    nameservers: list[str] | None = None,
+    port: int = 53,
+    *,
+    lifetime_s: float = 5.0,
+) -> DnsAnswer:
+    """:func:`resolve` with the answer's TTL (0 when there is no address): what a client may
+    keep it for. Through a caching resolver the TTL is what is left of its cached copy."""
     if nameservers is None:
         resolver = dns.resolver.Resolver()
     else:
@@ -246,7 +272,7 @@ def resolve(
     try:
         answer = resolver.resolve(name, "A", lifetime=lifetime_s, search=False)
     except dns.resolver.NoAnswer:
-        return []
+        return DnsAnswer((), 0)
     except dns.resolver.NXDOMAIN as exc:
         raise ResolveError(f"dns name '{name}' does not exist ({where})") from exc
     except dns.resolver.LifetimeTimeout as exc:
@@ -257,4 +283,78 @@ def resolve(
         raise ResolveError(f"dns name '{name}': no server answered it ({where})") from exc
     except dns.exception.DNSException as exc:
         raise ResolveError(f"dns name '{name}': {exc} ({where})") from exc
-    return sorted(str(rdata.address) for rdata in answer)
+    ttl = int(answer.rrset.ttl) if answer.rrset is not None else 0
+    return DnsAnswer(tuple(sorted(str(rdata.address) for rdata in answer)), ttl)
+
+
+# --- health checks failed on purpose, and the record changes a failover made -----------------
+
+
+def _health_check(aws: AwsClients, health_check_id: str) -> Mapping[str, Any]:
+    try:
+        answer = _client(aws).get_health_check(HealthCheckId=health_check_id)
+    except ClientError as exc:
+        if _code(exc) == "NoSuchHealthCheck":
+            raise DrillError(f"route53 health check '{health_check_id}' not found") from exc
+        raise DrillError(f"route53 health check '{health_check_id}': {exc}") from exc
+    check: Mapping[str, Any] = answer.get("HealthCheck", {})
+    return check
+
+
+def health_check_inverted(aws: AwsClients, health_check_id: str) -> bool:
+    """Whether the health check is inverted now (healthy when its endpoint fails)."""
+    config = _health_check(aws, health_check_id).get("HealthCheckConfig", {})
+    return bool(config.get("Inverted", False))
+
+
+def set_health_check_inverted(aws: AwsClients, health_check_id: str, inverted: bool) -> None:
+    """Invert the health check, or put it back: inverting a healthy check fails it, and
+    Route53 answers the failover record's other side."""
+    try:
+        _client(aws).update_health_check(HealthCheckId=health_check_id, Inverted=inverted)
+    except ClientError as exc:
+        if _code(exc) == "NoSuchHealthCheck":
+            raise DrillError(f"route53 health check '{health_check_id}' not found") from exc
+        raise DrillError(f"route53 health check '{health_check_id}': {exc}") from exc
+
+
+#: a Route53 change id as the API and the aws CLI print it (``"Id": "/change/C2682N5HXP0BZ4"``)
+CHANGE_ID = re.compile(r"/change/([A-Za-z0-9]+)")
+
+
+def change_ids(text: str) -> list[str]:
+    """The Route53 change ids in ``text`` (a script's output, a function's log line or its
+    answer), in order of appearance, each once."""
+    return list(dict.fromkeys(CHANGE_ID.findall(text)))
+
+
+@dataclass(frozen=True)
+class RecordChange:
+    """A change Route53 recorded: its id, its status and when it was submitted."""
+
+    id: str
+    status: str
+    utc: datetime
+
+    @property
+    def resolution_s(self) -> float:
+        """How finely Route53 stamped it: a millisecond, or a second without a fraction."""
+        return 0.001 if self.utc.microsecond else 1.0
+
+
+def get_change(aws: AwsClients, change_id: str) -> RecordChange:
+    """The change as Route53 recorded it (``GetChange``): its ``SubmittedAt`` is when the
+    record change was asked for."""
+    bare = change_id.removeprefix("/change/")
+    try:
+        info = _client(aws).get_change(Id=bare)["ChangeInfo"]
+    except ClientError as exc:
+        if _code(exc) == "NoSuchChange":
+            raise DrillError(f"route53 change '{bare}' not found") from exc
+        raise DrillError(f"route53 change '{bare}': {exc}") from exc
+    submitted = info["SubmittedAt"]
+    if isinstance(submitted, datetime):
+        utc = submitted.astimezone(UTC) if submitted.tzinfo else submitted.replace(tzinfo=UTC)
+    else:
+        utc = datetime.fromisoformat(str(submitted)).astimezone(UTC)
+    return RecordChange(str(info["Id"]).removeprefix("/change/"), str(info["Status"]), utc)

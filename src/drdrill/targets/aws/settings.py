@@ -13,23 +13,27 @@ us-east-1}`` keeps the DR replica's default name rather than taking the primary'
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from drdrill.config import DrillConfig
+from drdrill.config import DrillConfig, Seconds
 from drdrill.errors import ConfigError
 from drdrill.targets.aws.session import AwsClients
 
@@ -70,6 +74,9 @@ class EcsSettings(_Model):
 
     cluster: str = Field(default="visitor-analytics", min_length=1)
     service: str = Field(default="visitor-analytics", min_length=1)
+    #: how many tasks the DR automation scales this service to in a failover (unset: the
+    #: primary service's desired count before the drill)
+    scale_to: int | None = Field(default=None, ge=1)
 
 
 class AlbSettings(_Model):
@@ -114,6 +121,91 @@ class S3Settings(_Model):
     bucket: str | None = None
 
 
+class DatabaseSettings(_Model):
+    """How drdrill connects to the region's database itself: to ask it whether it takes writes
+    (``@@global.read_only``) and to read the RPO markers back. The password is never printed
+    nor logged: give the name of an environment variable that holds it (``password_env``), or
+    the password itself (``password``)."""
+
+    user: str = Field(min_length=1)
+    password: SecretStr | None = None
+    password_env: str | None = Field(default=None, min_length=1)
+    #: the database (schema) the app writes to, where the RPO marker table is
+    name: str = Field(default="visitor_analytics", min_length=1)
+    #: unset: the instance's endpoint as RDS reports it; a tunnel's address otherwise
+    host: str | None = Field(default=None, min_length=1)
+    #: unset: the instance's port as RDS reports it
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        # a number in YAML is still a password, taken as text; anything else is refused here,
+        # without the type error that would quote the input (the password) in its message
+        if value is None or isinstance(value, str | SecretStr):
+            return value
+        if isinstance(value, int | float):
+            return str(value)
+        raise ValueError("must be text (its value is not shown)")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> DatabaseSettings:
+        if (self.password is None) == (self.password_env is None):
+            raise ValueError("give password or password_env (one of them)")
+        return self
+
+    def secret(self) -> str | None:
+        """The password; None when ``password_env`` names a variable that is not set."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        return os.environ.get(self.password_env or "")
+
+
+class ScriptsSettings(_Model):
+    """The team's own runbook scripts, each a command line (a relative program path is taken
+    from the config file's folder); they run with the target's credentials, profile, region
+    and endpoint in their environment."""
+
+    #: runbook option 2, run unattended by the drills (``failover.sh --yes``)
+    failover: str | None = None
+    #: the failback, after a failover
+    failback: str | None = None
+
+    @field_validator("failover", "failback")
+    @classmethod
+    def _command(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"'{value}' is not a command line: {exc}") from None
+        if not words:
+            raise ValueError("empty command line")
+        return value
+
+
+class DnsSettings(_Model):
+    """Where drdrill resolves the public name and the load balancers' names, as clients do."""
+
+    #: name servers to ask (addresses; the hosted zone's own, or a resolver's); empty: the
+    #: system resolver
+    name_servers: list[str] = Field(default_factory=list)
+    port: int = Field(default=53, ge=1, le=65535)
+    #: how long one lookup may take
+    timeout: Seconds = 2.0
+
+    @field_validator("name_servers")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for server in value:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError:
+                raise ValueError(f"'{server}' is not an ip address") from None
+        return value
+
+
 class RegionSettings(_Model):
     """One region of the stack."""
 
@@ -126,6 +218,8 @@ class RegionSettings(_Model):
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     sns_topic_arn: str | None = None
     s3: S3Settings = Field(default_factory=S3Settings)
+    #: drdrill's own connection to the region's database (unset: RDS's word only)
+    database: DatabaseSettings | None = None
 
     @field_validator("region")
     @classmethod
@@ -193,6 +287,52 @@ class StopConditionSettings(_Model):
     min_availability_percent: float | None = Field(default=None, ge=0, le=100)
 
 
+_SUBNET = re.compile(r"subnet-[0-9a-f]+")
+#: the longest an ``aws:network:disrupt-connectivity`` action may last (12 hours)
+FIS_MAX_DISRUPTION_S = 12 * 3600.0
+
+
+def _subnet_id(value: str) -> str:
+    if not _SUBNET.fullmatch(value):
+        raise ValueError(f"'{value}' is not a subnet id (like subnet-0abc123)")
+    return value
+
+
+SubnetId = Annotated[str, AfterValidator(_subnet_id)]
+
+
+class FisSettings(_Model):
+    """AWS Fault Injection Service: the role its experiments run as and how the region-down
+    experiment disrupts the network (see docs/fis.md)."""
+
+    #: the IAM role FIS assumes to run drdrill's experiments (required by fault_backend: fis
+    #: and by ``drdrill fis export``)
+    role_arn: str | None = None
+    #: how long the region-down experiment cuts the primary's subnets off; drdrill stops the
+    #: experiment (and so the disruption) when the drill ends, FIS ends it after this anyway
+    disrupt_duration: Seconds = 1800.0
+    #: ``all``: every packet in and out of the subnets; ``availability-zone``: traffic to the
+    #: other zones of the VPC only
+    disrupt_scope: Literal["all", "availability-zone"] = "all"
+    #: more subnets to cut off in a region down, beside the ECS service's own (the database's)
+    subnets: list[SubnetId] = Field(default_factory=list)
+    #: how long an experiment may take to start its actions before the fault counts as failed
+    start_timeout: Seconds = 120.0
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        return _arn(value, "iam")
+
+    @field_validator("disrupt_duration")
+    @classmethod
+    def _duration(cls, value: float) -> float:
+        # FIS takes whole seconds from one minute to 12 hours
+        if not 60 <= value <= FIS_MAX_DISRUPTION_S or value != int(value):
+            raise ValueError(f"{value:g} s is not a whole number of seconds from 1 min to 12 h")
+        return value
+
+
 PRIMARY_DEFAULTS: dict[str, Any] = {
     "region": "eu-west-1",
     "rds": {"instance_id": "visitor-analytics-db"},
@@ -231,13 +371,28 @@ class AwsSettings(_Model):
     endpoint_url: str | None = None
     profile: str | None = None
     role_arn: str | None = None
+    #: build the clients through localstack-client (LocalStack's edge port and test credentials:
+    #: endpoint_url, else AWS_ENDPOINT_URL, else LOCALSTACK_HOST, else localhost:4566); unset:
+    #: when AWS_ENDPOINT_URL or LOCALSTACK_HOST is set. Its token stays in LOCALSTACK_AUTH_TOKEN.
+    localstack: bool | None = None
     #: a JSON file of ``terraform output -json``, or a command line whose first word is terraform
     terraform_outputs: str | None = None
+    #: the team's runbook scripts (a drill's ``script`` trigger, the failback)
+    scripts: ScriptsSettings = Field(default_factory=ScriptsSettings)
+    #: how the public name and the load balancers' names are resolved
+    dns: DnsSettings = Field(default_factory=DnsSettings)
+    #: the app's write endpoint the RPO markers go to (unset: ``writer.url``, else
+    #: ``http://<route53.record_name>/api.php?action=write``)
+    write_url: str | None = None
     primary: RegionSettings = Field(default_factory=lambda: RegionSettings(**PRIMARY_DEFAULTS))
     dr: RegionSettings = Field(default_factory=lambda: RegionSettings(**DR_DEFAULTS))
     route53: Route53Settings = Field(default_factory=Route53Settings)
     blast_radius: BlastRadius = Field(default_factory=BlastRadius)
     stop_conditions: StopConditionSettings = Field(default_factory=StopConditionSettings)
+    #: who injects the faults: drdrill through the service APIs (``api``), or AWS FIS
+    #: experiments that drdrill generates from the same faults (``fis``)
+    fault_backend: Literal["api", "fis"] = "api"
+    fis: FisSettings = Field(default_factory=FisSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -250,7 +405,7 @@ class AwsSettings(_Model):
                 merged[key] = _merge(defaults, merged[key])
         return merged
 
-    @field_validator("endpoint_url")
+    @field_validator("endpoint_url", "write_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -273,6 +428,12 @@ class AwsSettings(_Model):
     def _two_regions(self) -> AwsSettings:
         if self.primary.region == self.dr.region:
             raise ValueError(f"primary and dr are both in {self.primary.region}")
+        return self
+
+    @model_validator(mode="after")
+    def _fis_role(self) -> AwsSettings:
+        if self.fault_backend == "fis" and self.fis.role_arn is None:
+            raise ValueError("fis.role_arn is required when fault_backend is fis")
         return self
 
     @property
@@ -314,6 +475,7 @@ class AwsSettings(_Model):
             profile=self.profile,
             role_arn=self.role_arn,
             dry_run=dry_run,
+            localstack=bool(self.localstack),
         )
 
 
@@ -339,4 +501,47 @@ def load_aws_settings(config: DrillConfig) -> AwsSettings:
     if settings.terraform_outputs is not None and not settings.terraform_is_command():
         path = config.resolve(Path(settings.terraform_outputs))
         settings = settings.model_copy(update={"terraform_outputs": str(path)})
-    return settings
+    return with_localstack(settings, str(config.path), os.environ)
+
+
+def with_localstack(settings: AwsSettings, path: str, environ: Mapping[str, str]) -> AwsSettings:
+    """``settings`` on LocalStack when it says so, or says nothing and ``AWS_ENDPOINT_URL`` or
+    ``LOCALSTACK_HOST`` is set in ``environ`` (the process's: localstack-client reads it too):
+    ``localstack`` true and ``endpoint_url`` the edge port that localstack-client will call
+    (so that the run, its report and its journal name it). Otherwise unchanged.
+
+    ConfigError naming the key for what LocalStack cannot honour: a profile or a role
+    (localstack-client signs with LocalStack's test credentials), an ``endpoint_url`` other than
+    the one localstack-client would call (it takes ``AWS_ENDPOINT_URL`` first).
+    """
+    asked = settings.localstack
+    if asked is None:
+        asked = bool(environ.get("AWS_ENDPOINT_URL", "").strip()) or bool(
+            environ.get("LOCALSTACK_HOST", "").strip()
+        )
+    if not asked:
+        return settings
+    # imported here: only a run on LocalStack needs it
+    from localstack_client import config as localstack_config  # type: ignore[import-untyped]
+
+    for key in ("profile", "role_arn"):
+        if getattr(settings, key) is not None:
+            raise ConfigError(
+                f"{path}: targets.aws.{key}",
+                "not used on localstack (localstack-client signs every call with LocalStack's "
+                "test credentials): remove it, or set targets.aws.localstack: false",
+            )
+    given = settings.endpoint_url
+    host = urlsplit(given).netloc if given else None
+    try:
+        endpoint = str(localstack_config.get_service_endpoint("sts", localstack_host=host))
+    except RuntimeError as exc:
+        # localstack-client's own parse of LOCALSTACK_HOST ("could not parse x into ...")
+        raise ConfigError(f"{path}: LOCALSTACK_HOST", str(exc)) from None
+    if given is not None and given.rstrip("/") != endpoint.rstrip("/"):
+        raise ConfigError(
+            f"{path}: targets.aws.endpoint_url",
+            f"localstack-client would call {endpoint} instead (it takes AWS_ENDPOINT_URL, and "
+            "USE_SSL for https): make them agree",
+        )
+    return settings.model_copy(update={"localstack": True, "endpoint_url": given or endpoint})
