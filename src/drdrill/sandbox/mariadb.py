@@ -56,6 +56,18 @@ _MAX_SOCKET_PATH = 107
 _ERROR_TAIL_LINES = 8
 #: What mariadbd logs when its TCP port is taken.
 _PORT_TAKEN = "Address already in use"
+#: How often a start that dies from a signal (mariadbd 10.11 segfaults now and then in crash
+#: recovery after a kill -9 under writes) is tried again before the start fails.
+_START_CRASH_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class StartCrash:
+    """A ``mariadbd`` that died from a signal while starting, and was started again."""
+
+    at: float  # wall clock (time.time())
+    signal: int
+    error_log_tail: str
 
 
 class MariaDBError(DrillError):
@@ -295,6 +307,9 @@ class MariaDBServer:
         self._ever_ready = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._frozen = False
+        #: starts that died from a signal and were tried again (also in ``start-crashes.log``)
+        self.start_crashes: list[StartCrash] = []
+        self.start_crash_log = self.run_dir / "start-crashes.log"
         _live_servers.add(self)
 
     def __repr__(self) -> str:
@@ -395,6 +410,7 @@ class MariaDBServer:
         """
         deadline = time.monotonic() + timeout
         last: str = "no attempt"
+        crashes = 0
         while True:
             proc = self._proc
             if proc is not None and proc.poll() is not None:
@@ -404,8 +420,16 @@ class MariaDBServer:
                     self.config = replace(self.config, port=free_port(self.config.host))
                     self._spawn()
                     continue
+                if proc.returncode < 0 and crashes < _START_CRASH_RETRIES:
+                    # Killed by a signal, not refused by its configuration: try again, and
+                    # keep the record (the error log is appended to, never lost).
+                    crashes += 1
+                    self._record_start_crash(-proc.returncode, tail)
+                    self._spawn()
+                    continue
                 raise MariaDBStartError(
                     f"{self.label} exited with status {proc.returncode} while starting"
+                    + (f" (after {crashes} restart(s) of a crashed start)" if crashes else "")
                     + _tail_text(tail)
                 )
             try:
@@ -596,6 +620,14 @@ class MariaDBServer:
         return ""
 
     # - internals -
+
+    def _record_start_crash(self, signum: int, tail: str) -> None:
+        crash = StartCrash(at=time.time(), signal=signum, error_log_tail=tail)
+        self.start_crashes.append(crash)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(crash.at))
+        with self.start_crash_log.open("a") as log:
+            log.write(f"{stamp}Z {self.label} died from signal {signum} while starting; ")
+            log.write("started again. Error log tail:\n" + tail + "\n\n")
 
     def _require_running(self, what: str) -> subprocess.Popen[bytes]:
         if self._proc is None or not self.is_running():

@@ -394,9 +394,19 @@ class Sandbox:
         else:
             db.stop()
         self.truth.append("db_down", f"rds-{region}", mode=mode)
-        db.start(wait=True, timeout=60)
+        self._start_db(region)
         self.truth.append("db_available", f"rds-{region}")
         return {"region": region, "mode": mode, "pid": db.pid}
+
+    def _start_db(self, region: RegionKey) -> None:
+        """Start a region's database; a start that crashed and was retried is in the truth."""
+        db = self.db[region]
+        before = len(db.start_crashes)
+        try:
+            db.start(wait=True, timeout=60)
+        finally:
+            for crash in db.start_crashes[before:]:
+                self.truth.append("db_start_crashed", f"rds-{region}", signal=crash.signal)
 
     def region_down(self, region: RegionKey, mode: str = "kill") -> dict[str, Any]:
         """Take a whole region down: its database, load balancer and tasks.
@@ -434,7 +444,7 @@ class Sandbox:
                 ecs.thaw_all()
             else:
                 if not db.is_running():
-                    db.start(wait=True, timeout=60)
+                    self._start_db(region)
                 lb.restart()
             ecs.resume()
             self.region_state[region] = "up"
