@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from drdrill.config import DrillConfig
 from drdrill.errors import ConfigError, DrillError
+from drdrill.sandbox import blocklock
 from drdrill.sandbox.settings import SandboxSettings
 
 
@@ -101,8 +102,11 @@ def client_for(settings: SandboxSettings) -> SandboxClient:
 
 
 def up(settings: SandboxSettings, run_dir: Path, timeout_s: float = 90.0) -> dict[str, Any]:
-    """Start the sandbox unless it runs already (idempotent); its status once ready."""
+    """Start the sandbox unless it runs already (idempotent); its status once ready.
+    :class:`~drdrill.sandbox.blocklock.BlockTaken` when another run folder's sandbox holds the
+    block (nothing is started)."""
     client = client_for(settings)
+    blocklock.check(settings.block, run_dir)
     if client.alive():
         return client.status()
     # a stack that is not running starts fresh: the last one's databases may have failed over
@@ -133,8 +137,11 @@ def up(settings: SandboxSettings, run_dir: Path, timeout_s: float = 90.0) -> dic
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = (run_dir / "supervisor.log").read_text(errors="replace")[-1500:]
+            if proc.returncode == blocklock.EXIT_TAKEN:  # taken since the check: its one line
+                raise blocklock.BlockTaken((tail.strip().splitlines() or ["block taken"])[-1])
             raise SandboxError(f"sandbox supervisor exited with {proc.returncode}: {tail}")
-        if client.alive():
+        # the control API is ours once no other run folder's sandbox holds the block
+        if client.alive() and blocklock.other_owner(settings.block, run_dir) is None:
             return _wait_serving(client, settings, deadline)
         time.sleep(0.1)
     proc.kill()
@@ -200,7 +207,10 @@ def down(settings: SandboxSettings, run_dir: Path, timeout_s: float = 60.0) -> l
     done: list[str] = []
     client = client_for(settings)
     pid = _supervisor_pid(run_dir)
-    if client.alive():
+    other = blocklock.other_owner(settings.block, run_dir)
+    if other is not None:  # the block's control API is another sandbox's: not ours to stop
+        done.append(f"block {settings.block} is another sandbox's ({other.describe()}): left alone")
+    elif client.alive():
         client.call("shutdown")
         done.append("asked the supervisor to shut down")
         deadline = time.monotonic() + timeout_s

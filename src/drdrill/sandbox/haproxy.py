@@ -47,7 +47,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 import weakref
@@ -55,9 +54,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psutil
-
 from drdrill.errors import DrillError
+from drdrill.sandbox.children import Child
 from drdrill.sandbox.mariadb import free_port
 from drdrill.sandbox.settings import Timings
 from drdrill.sandbox.truth import TruthLog, mono_of_wall
@@ -252,8 +250,13 @@ class HAProxyLB:
         self.log_path = self.run_dir / f"{name}.log"
         if len(str(self.socket_path)) > _MAX_SOCKET_PATH:
             raise HAProxyError(f"{self.label}: admin socket path too long: {self.socket_path}")
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._frozen = False
+        self._child = Child(
+            lambda: self.label,
+            (self.log_path,),
+            tail_heading="haproxy log tail",
+            error=HAProxyError,
+            start_error=HAProxyStartError,
+        )
         self._ever_ready = False
         # registry: slot -> target; guarded by _lock, as is _health
         self._lock = threading.Lock()
@@ -294,29 +297,18 @@ class HAProxyLB:
     @property
     def pid(self) -> int | None:
         """The process id while it runs, else None."""
-        proc = self._proc
-        return proc.pid if proc is not None and self.is_running() else None
+        return self._child.pid
 
     @property
     def is_frozen(self) -> bool:
         """Stopped with SIGSTOP and not yet continued."""
-        return self._frozen and self.is_running()
+        return self._child.is_frozen
 
     # - life cycle -
 
     def is_running(self) -> bool:
         """The child process exists and is not a zombie (a frozen one counts)."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return False
-        try:
-            # Zombies can be reaped late: a Z process is dead already.
-            return psutil.Process(proc.pid).status() not in (
-                psutil.STATUS_ZOMBIE,
-                psutil.STATUS_DEAD,
-            )
-        except psutil.NoSuchProcess:
-            return False
+        return self._child.is_running()
 
     def start(self, timeout: float = 10.0) -> None:
         """Write the config, start HAProxy and wait until its port and admin socket answer.
@@ -326,15 +318,17 @@ class HAProxyLB:
         """
         if self.is_running():
             return
-        self._reap()
+        self._child.reap()
         with self._lock:
             self._targets.clear()
             self._health.clear()
         self._spawn()
         try:
-            self._wait_ready(timeout)
+            self._child.wait_ready(
+                self._answers, timeout=timeout, interval=0.02, on_exit=self._exited_while_starting
+            )
         except HAProxyError:
-            self._kill_proc()
+            self._child.kill()
             raise
         self._ever_ready = True
         self._start_watcher()
@@ -343,35 +337,22 @@ class HAProxyLB:
     def stop(self, timeout: float = 5.0, grace: float = 2.0) -> None:
         """Graceful stop (SIGUSR1: finish requests in flight, up to ``grace`` s), then SIGTERM,
         then SIGKILL; returns once the process is reaped."""
-        proc = self._proc
         self._stop_watcher()
-        if proc is None or not self.is_running():
-            self._reap()
+        if not self.is_running():
+            self._child.reap()
             return
-        if self._frozen:
+        if self._child.frozen:
             self.thaw()  # a stopped process would keep the signal pending forever
-        for sig, wait_s in ((signal.SIGUSR1, grace), (signal.SIGTERM, timeout)):
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(wait_s)
-                break
-        else:
-            self._kill_proc()
+        if not self._child.stop(((signal.SIGUSR1, grace), (signal.SIGTERM, timeout))):
+            self._child.kill()
             self._record("lb_killed", reason="did not stop")
             raise HAProxyError(f"{self.label} did not stop within {grace + timeout:.1f} s; killed")
-        self._reap()
         self._record("lb_stopped")
 
     def kill(self, timeout: float = 10.0) -> None:
         """SIGKILL: the load balancer vanishes (a region outage); returns once it is reaped."""
         self._stop_watcher()
-        proc = self._proc
-        if proc is None:
-            return
-        was_running = proc.poll() is None
-        self._kill_proc(timeout)
-        if was_running:
+        if self._child.kill(timeout):
             self._record("lb_killed")
 
     def freeze(self, timeout: float = 5.0) -> None:
@@ -380,18 +361,12 @@ class HAProxyLB:
         Returns once the kernel reports it stopped. The watcher's polls time out meanwhile and
         no target events are logged until :meth:`thaw`.
         """
-        proc = self._require_running("freeze")
-        os.kill(proc.pid, signal.SIGSTOP)
-        self._frozen = True
-        self._wait_state(proc.pid, stopped=True, timeout=timeout)
+        self._child.freeze(timeout)
         self._record("lb_frozen")
 
     def thaw(self, timeout: float = 5.0) -> None:
         """SIGCONT: undo :meth:`freeze`; returns once it runs again."""
-        proc = self._require_running("thaw")
-        os.kill(proc.pid, signal.SIGCONT)
-        self._frozen = False
-        self._wait_state(proc.pid, stopped=False, timeout=timeout)
+        self._child.thaw(timeout)
         self._record("lb_thawed")
 
     def restart(self, timeout: float = 10.0) -> None:
@@ -478,11 +453,7 @@ class HAProxyLB:
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         """The last lines of HAProxy's console output (warnings, server state changes)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.rstrip().splitlines()[-lines:])
+        return self._child.log_tail(lines)
 
     def owner_at(self, slot: int, wall: float) -> str | None:
         """The target a slot held at a wall-clock time (the last one given it by then)."""
@@ -729,94 +700,23 @@ backend {BACKEND}
         # A socket file left by a killed process must not block or confuse the start.
         self.socket_path.unlink(missing_ok=True)
         self._write_config()
-        with self.log_path.open("ab") as console:
-            try:
-                self._proc = subprocess.Popen(
-                    [self.haproxy, "-db", "-f", str(self.config_path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=console,
-                    stderr=console,
-                    # Our own session: a Ctrl-C meant for the harness must not reach it first.
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise HAProxyStartError(f"{self.label}: cannot run {self.haproxy}: {exc}") from exc
-        self._frozen = False
+        self._child.spawn([self.haproxy, "-db", "-f", str(self.config_path)], self.log_path)
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last = "no attempt"
-        while True:
-            proc = self._proc
-            if proc is not None and proc.poll() is not None:
-                tail = self.log_tail()
-                if self._auto_port and not self._ever_ready and _PORT_TAKEN in tail:
-                    self._auto_port = False  # once: a second clash is not bad luck
-                    self.port = free_port(self.bind_ip)
-                    self._spawn()
-                    continue
-                raise HAProxyStartError(
-                    f"{self.label} exited with status {proc.returncode} while starting"
-                    + _indent(tail)
-                )
-            try:
-                with socket.create_connection((self.bind_ip, self.port), timeout=0.5):
-                    pass
-                self._send("show info", timeout=1.0)
-                return
-            except (OSError, HAProxyError) as exc:
-                last = str(exc)
-            if time.monotonic() >= deadline:
-                raise HAProxyStartError(
-                    f"{self.label} not ready after {timeout:.1f} s: {last}"
-                    + _indent(self.log_tail())
-                )
-            time.sleep(0.02)
-
-    def _kill_proc(self, timeout: float = 10.0) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                raise HAProxyError(
-                    f"{self.label}: pid {proc.pid} still there {timeout:.1f} s after SIGKILL"
-                ) from None
-        self._reap()
-
-    def _reap(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.poll() is not None:
-            self._proc = None
-            self._frozen = False
-
-    def _require_running(self, what: str) -> subprocess.Popen[bytes]:
-        proc = self._proc
-        if proc is None or not self.is_running():
-            raise HAProxyError(f"{self.label}: cannot {what}: not running")
-        return proc
-
-    def _wait_state(self, pid: int, *, stopped: bool, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                state = psutil.Process(pid).status()
-            except psutil.NoSuchProcess:
-                return
-            if (state == psutil.STATUS_STOPPED) == stopped or state == psutil.STATUS_ZOMBIE:
-                return
-            if time.monotonic() >= deadline:
-                what = "stop" if stopped else "continue"
-                raise HAProxyError(f"{self.label}: did not {what} within {timeout:.1f} s")
-            time.sleep(0.005)
-
-
-def _indent(tail: str) -> str:
-    lines = [line for line in tail.splitlines() if line.strip()]
-    if not lines:
+    def _exited_while_starting(self, returncode: int, tail: str) -> str | None:
+        """A start that lost its auto-picked port (its very first) moves to a new one, once."""
+        if self._auto_port and not self._ever_ready and _PORT_TAKEN in tail:
+            self._auto_port = False  # once: a second clash is not bad luck
+            self.port = free_port(self.bind_ip)
+            self._spawn()
+            return None
         return ""
-    return "\n  haproxy log tail:\n" + "\n".join(f"    {line}" for line in lines)
+
+    def _answers(self) -> str | None:
+        """None once the port accepts connections and the admin socket answers, else why not."""
+        try:
+            with socket.create_connection((self.bind_ip, self.port), timeout=0.5):
+                pass
+            self._send("show info", timeout=1.0)
+        except (OSError, HAProxyError) as exc:
+            return str(exc)
+        return None

@@ -37,11 +37,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import psutil
 import pymysql
 import pymysql.cursors
 
 from drdrill.errors import DrillError
+from drdrill.sandbox.children import Child, format_tail
 
 #: Where Debian and the CI image install the server binaries.
 MARIADBD = "/usr/sbin/mariadbd"
@@ -227,7 +227,7 @@ def _run_install_db(config: MariaDBConfig, cnf: Path, name: str) -> None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise MariaDBError(f"mariadb '{name}': mariadb-install-db failed: {exc}") from exc
     if done.returncode != 0:
-        tail = _tail_text(done.stdout + done.stderr)
+        tail = format_tail(done.stdout + done.stderr, "error log tail", _ERROR_TAIL_LINES)
         raise MariaDBError(
             f"mariadb '{name}': mariadb-install-db exited with status {done.returncode}{tail}"
         )
@@ -305,8 +305,13 @@ class MariaDBServer:
             raise MariaDBError(f"{self.label}: socket path too long: {self.socket_path}")
         self.read_only = config.read_only
         self._ever_ready = False
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._frozen = False
+        self._child = Child(
+            lambda: self.label,
+            (self.error_log, self.console_log),
+            tail_heading="error log tail",
+            error=MariaDBError,
+            start_error=MariaDBStartError,
+        )
         #: starts that died from a signal and were tried again (also in ``start-crashes.log``)
         self.start_crashes: list[StartCrash] = []
         self.start_crash_log = self.run_dir / "start-crashes.log"
@@ -351,12 +356,12 @@ class MariaDBServer:
     @property
     def pid(self) -> int | None:
         """The process id while it runs, else None."""
-        return self._proc.pid if self.is_running() and self._proc is not None else None
+        return self._child.pid
 
     @property
     def is_frozen(self) -> bool:
         """Stopped with SIGSTOP and not yet continued."""
-        return self._frozen and self.is_running()
+        return self._child.is_frozen
 
     # - life cycle -
 
@@ -376,23 +381,13 @@ class MariaDBServer:
 
     def is_running(self) -> bool:
         """The child process exists and is not a zombie (a stopped, frozen one counts)."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return False
-        try:
-            # Zombies are reaped late on this machine (1-2 s): a Z process is dead already.
-            return psutil.Process(proc.pid).status() not in (
-                psutil.STATUS_ZOMBIE,
-                psutil.STATUS_DEAD,
-            )
-        except psutil.NoSuchProcess:
-            return False
+        return self._child.is_running()
 
     def start(self, wait: bool = True, timeout: float = 30.0) -> None:
         """Start the process (no-op while it runs); with ``wait``, until it accepts connections."""
         if self.is_running():
             return
-        self._reap()
+        self._child.reap()
         self.install()
         self._spawn()
         if wait:
@@ -408,46 +403,26 @@ class MariaDBServer:
         A server whose port was picked automatically and lost to another process before
         ``mariadbd`` bound it (only on its very first start) is moved to a new port once.
         """
-        deadline = time.monotonic() + timeout
-        last: str = "no attempt"
         crashes = 0
-        while True:
-            proc = self._proc
-            if proc is not None and proc.poll() is not None:
-                tail = self.error_log_tail()
-                if self._auto_port and not self._ever_ready and _PORT_TAKEN in tail:
-                    self._auto_port = False  # once: a second clash is not bad luck
-                    self.config = replace(self.config, port=free_port(self.config.host))
-                    self._spawn()
-                    continue
-                if proc.returncode < 0 and crashes < _START_CRASH_RETRIES:
-                    # Killed by a signal, not refused by its configuration: try again, and
-                    # keep the record (the error log is appended to, never lost).
-                    crashes += 1
-                    self._record_start_crash(-proc.returncode, tail)
-                    self._spawn()
-                    continue
-                raise MariaDBStartError(
-                    f"{self.label} exited with status {proc.returncode} while starting"
-                    + (f" (after {crashes} restart(s) of a crashed start)" if crashes else "")
-                    + _tail_text(tail)
-                )
-            try:
-                conn = self.connect("root", connect_timeout=1.0, read_timeout=1.0)
-                try:
-                    with conn.cursor() as cur:
-                        cur.execute("SELECT 1")
-                finally:
-                    conn.close()
-                self._ever_ready = True
-                return
-            except (pymysql.err.Error, OSError) as exc:
-                last = _short(exc)
-            if time.monotonic() >= deadline:
-                raise MariaDBStartError(
-                    f"{self.label} not ready after {timeout:.1f} s: {last}" + self._log_tail()
-                )
-            time.sleep(0.05)
+
+        def on_exit(returncode: int, tail: str) -> str | None:
+            nonlocal crashes
+            if self._auto_port and not self._ever_ready and _PORT_TAKEN in tail:
+                self._auto_port = False  # once: a second clash is not bad luck
+                self.config = replace(self.config, port=free_port(self.config.host))
+                self._spawn()
+                return None
+            if returncode < 0 and crashes < _START_CRASH_RETRIES:
+                # Killed by a signal, not refused by its configuration: try again, and
+                # keep the record (the error log is appended to, never lost).
+                crashes += 1
+                self._record_start_crash(-returncode, tail)
+                self._spawn()
+                return None
+            return f" (after {crashes} restart(s) of a crashed start)" if crashes else ""
+
+        self._child.wait_ready(self._answers, timeout=timeout, interval=0.05, on_exit=on_exit)
+        self._ever_ready = True
 
     def kill_orphan(self) -> int | None:
         """Kill a ``mariadbd`` left running on this run directory by an earlier harness process.
@@ -455,23 +430,7 @@ class MariaDBServer:
         Only a process whose command line names this very config file is killed (the pid file
         alone may be stale and reused). Returns the pid killed, or None.
         """
-        try:
-            pid = int(self.pid_path.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if self._proc is not None and self._proc.pid == pid:
-            return None  # ours: use stop() or kill()
-        try:
-            orphan = psutil.Process(pid)
-            if f"--defaults-file={self.cnf_path}" not in orphan.cmdline():
-                return None
-            orphan.kill()
-            orphan.wait(10)
-        except psutil.NoSuchProcess:
-            return None
-        except psutil.TimeoutExpired:
-            raise MariaDBError(f"{self.label}: orphan pid {pid} survived SIGKILL") from None
-        return pid
+        return self._child.kill_orphan(self.pid_path, f"--defaults-file={self.cnf_path}")
 
     def _spawn(self) -> None:
         # A pid or socket file left by a killed process must not block or confuse the start.
@@ -479,74 +438,35 @@ class MariaDBServer:
             stale.unlink(missing_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._write_cnf()
-        with self.console_log.open("ab") as console:
-            try:
-                self._proc = subprocess.Popen(
-                    # --defaults-file must be the first option; it also skips /etc/mysql.
-                    [self.config.mariadbd, f"--defaults-file={self.cnf_path}"],
-                    stdin=subprocess.DEVNULL,
-                    stdout=console,
-                    stderr=console,
-                    # Our own session: a Ctrl-C meant for the harness must not reach the
-                    # database before the harness has had a chance to revert its faults.
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise MariaDBStartError(
-                    f"{self.label}: cannot run {self.config.mariadbd}: {exc}"
-                ) from exc
-        self._frozen = False
+        # --defaults-file must be the first option; it also skips /etc/mysql.
+        self._child.spawn(
+            [self.config.mariadbd, f"--defaults-file={self.cnf_path}"], self.console_log
+        )
 
     def stop(self, timeout: float = 30.0) -> None:
         """Clean shutdown (SIGTERM, wait); a server that does not stop in time is killed."""
-        proc = self._proc
-        if proc is None or not self.is_running():
-            self._reap()
+        # a frozen one is thawed first: a stopped process would keep the SIGTERM pending forever
+        if self._child.stop(((signal.SIGTERM, timeout),)):
             return
-        if self._frozen:
-            self.thaw()  # a stopped process would keep the SIGTERM pending forever
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise MariaDBError(
-                f"{self.label} did not shut down within {timeout:.1f} s; killed" + self._log_tail()
-            ) from None
-        self._reap()
+        self.kill()
+        raise MariaDBError(
+            f"{self.label} did not shut down within {timeout:.1f} s; killed" + self._log_tail()
+        )
 
     def kill(self, timeout: float = 10.0) -> None:
         """SIGKILL: a crash, no shutdown; returns once the process is gone."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                raise MariaDBError(
-                    f"{self.label}: pid {proc.pid} still there {timeout:.1f} s after SIGKILL"
-                ) from None
-        self._reap()
+        self._child.kill(timeout)
 
     def freeze(self, timeout: float = 5.0) -> None:
         """SIGSTOP: the process hangs with its sockets open, like a stalled host.
 
         Returns once the kernel reports it stopped (delivery is asynchronous).
         """
-        proc = self._require_running("freeze")
-        os.kill(proc.pid, signal.SIGSTOP)
-        self._frozen = True
-        self._wait_state(proc.pid, stopped=True, timeout=timeout)
+        self._child.freeze(timeout)
 
     def thaw(self, timeout: float = 5.0) -> None:
         """SIGCONT: undo :meth:`freeze`; returns once it runs again."""
-        proc = self._require_running("thaw")
-        os.kill(proc.pid, signal.SIGCONT)
-        self._frozen = False
-        self._wait_state(proc.pid, stopped=False, timeout=timeout)
+        self._child.thaw(timeout)
 
     def restart(self, timeout: float = 30.0) -> None:
         """Clean stop, then start and wait until ready."""
@@ -610,14 +530,7 @@ class MariaDBServer:
 
     def error_log_tail(self, lines: int = _ERROR_TAIL_LINES) -> str:
         """The last lines of the error log (or of the console output before the log opened)."""
-        for path in (self.error_log, self.console_log):
-            try:
-                text = path.read_text(errors="replace")
-            except OSError:
-                continue
-            if text.strip():
-                return "\n".join(text.rstrip().splitlines()[-lines:])
-        return ""
+        return self._child.log_tail(lines)
 
     # - internals -
 
@@ -629,34 +542,21 @@ class MariaDBServer:
             log.write(f"{stamp}Z {self.label} died from signal {signum} while starting; ")
             log.write("started again. Error log tail:\n" + tail + "\n\n")
 
-    def _require_running(self, what: str) -> subprocess.Popen[bytes]:
-        if self._proc is None or not self.is_running():
-            raise MariaDBError(f"{self.label}: cannot {what}: not running")
-        return self._proc
-
-    def _wait_state(self, pid: int, *, stopped: bool, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+    def _answers(self) -> str | None:
+        """None once a root connection over the socket answers ``SELECT 1``, else why not."""
+        try:
+            conn = self.connect("root", connect_timeout=1.0, read_timeout=1.0)
             try:
-                state = psutil.Process(pid).status()
-            except psutil.NoSuchProcess:
-                return
-            if (state == psutil.STATUS_STOPPED) == stopped or state == psutil.STATUS_ZOMBIE:
-                return
-            if time.monotonic() >= deadline:
-                what = "stop" if stopped else "continue"
-                raise MariaDBError(f"{self.label}: did not {what} within {timeout:.1f} s")
-            time.sleep(0.005)
-
-    def _reap(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.poll() is not None:
-            self._proc = None
-            self._frozen = False
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 1")
+            finally:
+                conn.close()
+        except (pymysql.err.Error, OSError) as exc:
+            return _short(exc)
+        return None
 
     def _log_tail(self) -> str:
-        tail = self.error_log_tail()
-        return _tail_text(tail)
+        return self._child.formatted_tail()
 
     def _write_cnf(self) -> None:
         c = self.config
@@ -906,10 +806,3 @@ def _short(exc: BaseException) -> str:
     """An error as one short line: ``OperationalError(2003, "Can't connect ...")``."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}"[:300]
-
-
-def _tail_text(text: str) -> str:
-    lines = [line for line in text.rstrip().splitlines() if line.strip()][-_ERROR_TAIL_LINES:]
-    if not lines:
-        return ""
-    return "\n  error log tail:\n" + "\n".join(f"    {line}" for line in lines)

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
@@ -32,7 +33,7 @@ from drdrill.probes.lag import (
 )
 from drdrill.probes.resolve import TtlCache, TtlResolver, resolve_a
 from drdrill.probes.writes import HttpSink, Marker, WriteSink
-from drdrill.sandbox import control
+from drdrill.sandbox import blocklock, control
 from drdrill.sandbox.ground_truth import (
     PhaseTruth,
     failback_truths,
@@ -55,8 +56,8 @@ from drdrill.timeline import Timeline
 if TYPE_CHECKING:
     from drdrill.measure import Measurements
 
-#: the runbook's scripts, in the repository's scripts/ folder
-SCRIPTS = Path(__file__).resolve().parents[4] / "scripts"
+#: the runbook's scripts, shipped as package data (``drdrill/scripts/``)
+SCRIPTS = resources.files("drdrill") / "scripts"
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,9 @@ class SandboxTarget:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Bring the sandbox up unless it runs (then it is left running at the end)."""
+        """Bring the sandbox up unless it runs (then it is left running at the end); refused
+        (``BlockTaken``, one line naming the owner) when another sandbox holds the block."""
+        blocklock.check(self.settings.block, self.run_dir)
         if not self.client.alive():
             control.up(self.settings, self.run_dir)
             self._started_here = True
