@@ -51,17 +51,36 @@ def _summary(status: dict[str, Any]) -> list[str]:
     dns = status["dns"]
     lines.append(f"  dns {dns['address']}: {dns['name']} -> {dns['active']} (ttl {dns['ttl']} s)")
     lines.append(f"  alarm {status['alarm']['name']}: {status['alarm']['state']}")
+    aws = status.get("aws")
+    if aws:
+        lines.append(f"  aws api {aws['endpoint_url']}; drills through it: {aws.get('config')}")
     return lines
+
+
+def _write_aws_config(config: Any, settings: Any, run_dir: Path, status: dict[str, Any]) -> None:
+    """``<run_dir>/drdrill-aws.yaml``: this sandbox drilled through its AWS API."""
+    from drdrill.sandbox.aws.stack import drill_config
+
+    aws = status.get("aws")
+    if not aws:
+        return
+    path = run_dir / "drdrill-aws.yaml"
+    regions = [settings.primary.name, settings.dr.name]
+    path.write_text(drill_config(Path(config.path), aws["target"], regions, run_dir))
+    aws["config"] = str(path)
 
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the action."""
-    from drdrill.sandbox import control
+    from drdrill.sandbox import blocklock, control
 
     config = load_config(args.config)
     settings, run_dir = control.load_settings(config)
+    if args.action not in ("up", "down", "logs"):  # up checks itself; down leaves others alone
+        blocklock.check(settings.block, run_dir)  # never drive another run folder's sandbox
     if args.action == "up":
         status = control.up(settings, run_dir)
+        _write_aws_config(config, settings, run_dir, status)
         print(json.dumps(status, indent=2) if args.json else "\n".join(_summary(status)))
         return 0
     if args.action == "down":

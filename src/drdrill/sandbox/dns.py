@@ -168,6 +168,8 @@ class FailoverDns:
         self._threads: list[threading.Thread] = []
         self._label = DNSLabel(self.name)
         self._zone_label = DNSLabel(self.zone)
+        self._static: dict[DNSLabel, str] = {}
+        self._static_ttl = 60
 
     def __repr__(self) -> str:
         return f"<FailoverDns {self.name} -> {self.active} on {self.address}>"
@@ -263,6 +265,12 @@ class FailoverDns:
             thread.start()
             self._threads.append(thread)
 
+    def add_static(self, name: str, ip: str, ttl: int = 60) -> None:
+        """Also answer ``name`` (outside the zone too) with ``ip``: the load balancers' own
+        DNS names, as the sandbox's AWS API reports them, resolve to their regions' addresses."""
+        self._static[DNSLabel(_fqdn(name))] = str(ipaddress.IPv4Address(ip))
+        self._static_ttl = ttl
+
     def stop(self) -> None:
         """Stop serving and close the sockets (the port is free when this returns)."""
         for server in self._servers:
@@ -331,6 +339,11 @@ class FailoverDns:
             return reply
         qname = request.q.qname
         qtype = request.q.qtype
+        static = self._static.get(qname)
+        if static is not None:
+            if qtype in (QTYPE.A, QTYPE.ANY):
+                reply.add_answer(RR(qname, QTYPE.A, rdata=A(static), ttl=self._static_ttl))
+            return reply
         if qname == self._label:
             if qtype in (QTYPE.A, QTYPE.ANY):
                 reply.add_answer(RR(self._label, QTYPE.A, rdata=A(answer.ip), ttl=self.ttl))

@@ -346,6 +346,19 @@ class ServiceScheduler:
         self._wake.set()
         return [t.task_id for t in chosen]
 
+    def stop_task(self, task_id: str, mode: StopMode = "graceful", reason: str = "") -> bool:
+        """Stop one task by id (ECS's ``StopTask``: graceful, then killed after the stop
+        timeout); it is replaced after the scheduler delay. False when it is not live."""
+        if mode not in ("graceful", "kill"):
+            raise SchedulerError(f"{self.component}: stop mode {mode!r} is not graceful or kill")
+        with self._lock:
+            task = next((t for t in self._tasks if t.task_id == task_id and t.live), None)
+            if task is None:
+                return False
+            self._stop(task, mode, reason=reason or "stop_task", replace=True)
+        self._wake.set()
+        return True
+
     def tasks(self) -> list[TaskState]:
         """Every task, live ones and the recently stopped, oldest first."""
         with self._lock:

@@ -95,6 +95,8 @@ class Ports(_Model):
     syslog: int = Field(default=28991, ge=1, le=_HIGHEST_PORT)
     #: HTTP, on 127.0.0.1: the pager that subscribes to the alarm's notifications
     pager: int = Field(default=28992, ge=1, le=_HIGHEST_PORT)
+    #: HTTP, on 127.0.0.1: the AWS API endpoint (moto, kept true to the processes)
+    aws: int = Field(default=28993, ge=1, le=_HIGHEST_PORT)
 
     def highest(self, name: str) -> int:
         """The highest port a base gives within one block (tasks take a span above theirs)."""
@@ -115,6 +117,8 @@ class Timings(_Model):
     dns_ttl: int = Field(default=2, ge=0, le=3600)
     #: how long the DR automation waits after the alarm (automated mode) before it acts
     automation_delay: Seconds = Field(default=0.0, ge=0)
+    #: how long S3 takes to copy a new asset to the DR region's bucket (cross-region replication)
+    s3_replication_delay: Seconds = Field(default=0.2, ge=0)
     #: how often the independent observer samples each load balancer
     observer_interval: Seconds = Field(default=0.02, gt=0)
     #: how long one of the observer's requests may take before it counts as failed

@@ -30,6 +30,11 @@ from typing import Any
 
 from drdrill.errors import DrillError
 from drdrill.sandbox.automation import DrAutomation
+from drdrill.sandbox.aws.stack import CREDENTIALS as AWS_CREDENTIALS
+from drdrill.sandbox.aws.stack import SandboxAws
+from drdrill.sandbox.aws.stack import serve as serve_aws
+from drdrill.sandbox.aws.stack import target_section as aws_target_section
+from drdrill.sandbox.blocklock import EXIT_TAKEN, BlockLock, BlockTaken
 from drdrill.sandbox.children import ChildProcess
 from drdrill.sandbox.dblog import GENERAL_LOG_OPTIONS, GeneralLogHarvester
 from drdrill.sandbox.dns import FailoverDns
@@ -131,6 +136,8 @@ class Sandbox:
         for key in REGIONS:
             self.ecs[key] = self._scheduler(key)
         self.automation = DrAutomation(self)
+        #: the AWS API endpoint and its reconciler, once up
+        self.aws: SandboxAws | None = None
         self.harvester = GeneralLogHarvester(
             {"primary": lambda: self.db["primary"], "dr": lambda: self.db["dr"]}, self.truth
         )
@@ -225,6 +232,18 @@ class Sandbox:
         self.monitor.subscribers = [f"http://{self.pager_address}/notify"]
         self.monitor.start()
         self.observer.start()
+        self.aws = serve_aws(
+            self.settings,
+            self.ecs,
+            self.lb,
+            reboot_db=lambda key, mode: self.reboot_db(key, mode),
+            db_running=lambda key: self.db[key].is_running(),
+            monitor=self.monitor,
+            replication=lambda: replication_status(self.db["dr"]),
+            region_up=lambda key: self.region_state[key] == "up",
+        )
+        for key, built in (("primary", self.aws.stack.primary), ("dr", self.aws.stack.dr)):
+            self.dns.add_static(built.load_balancer_dns, self.settings.region(key).ip(2))
         self.truth.append("sandbox_up", "supervisor", pid=os.getpid())
 
     def shutdown(self) -> dict[str, Any]:
@@ -235,6 +254,8 @@ class Sandbox:
     def down(self) -> None:
         """Stop every component; no process and no port left behind."""
         steps: list[Callable[[], None]] = [self.observer.stop, self.monitor.stop]
+        if self.aws is not None:
+            steps.insert(0, self.aws.stop)
         steps += [self.automation.stop, self.pager.stop]
         steps += [self.ecs[k].shutdown for k in REGIONS]
         steps += [self.lb[k].stop for k in REGIONS]
@@ -353,6 +374,28 @@ class Sandbox:
             },
             "alarm": self.alarm(),
             "failover": self.automation.state,
+            "aws": self._aws_status(),
+        }
+
+    def _aws_status(self) -> dict[str, Any] | None:
+        """The AWS API endpoint, and ``targets.aws`` for drills through it."""
+        if self.aws is None:
+            return None
+        dbs = {
+            key: (
+                db.host,
+                db.port,
+                db.config.app_user,
+                db.config.app_password,
+                db.config.database,
+            )
+            for key, db in self.db.items()
+        }
+        return {
+            "endpoint_url": self.aws.endpoint.url,
+            "env": dict(AWS_CREDENTIALS),
+            "target": aws_target_section(self.aws, self.settings, dbs),
+            "errors": list(self.aws.reconciler.errors),
         }
 
     def alarm(self) -> dict[str, Any]:
@@ -617,6 +660,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = SandboxSettings.model_validate_json(Path(args.settings).read_text())
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    # the block's lock, held for this process's whole life, before anything is started
+    block_lock = BlockLock(settings.block, run_dir)
+    try:
+        block_lock.acquire()
+    except DrillError as exc:
+        print(exc, file=sys.stderr, flush=True)  # the last line: control.up reports it
+        return EXIT_TAKEN if isinstance(exc, BlockTaken) else 1
     sandbox = Sandbox(settings, run_dir)
     signal.signal(signal.SIGTERM, lambda *_: sandbox.shutdown_requested.set())
     signal.signal(signal.SIGINT, lambda *_: sandbox.shutdown_requested.set())
@@ -639,6 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     control.server_close()
     sandbox.down()
     (run_dir / "supervisor.pid").unlink(missing_ok=True)
+    block_lock.release()
     time.sleep(0.05)
     return 0
 

@@ -18,6 +18,7 @@ TARGETS = MappingProxyType(
         "local": "drdrill.targets.local:LocalTarget",
         "sandbox": "drdrill.targets.sandbox:SandboxTarget",
         "aws": "drdrill.targets.aws.target:AwsTarget",
+        "sandbox-aws": "drdrill.targets.sandbox.aws:SandboxAwsTarget",
     }
 )
 

@@ -9,9 +9,8 @@ from typing import Any
 import yaml
 
 from drdrill.config import load_config
+from drdrill.sandbox.aws.provision import ProvisionedStack
 from drdrill.targets.aws.target import AwsTarget
-
-from .provision import ProvisionedStack
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

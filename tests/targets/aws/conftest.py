@@ -6,14 +6,14 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from tests.targets.aws.provision import (
+
+from drdrill.sandbox.aws.provision import (
     ProvisionedStack,
     keep_tasks_running,
     provision_stack,
     set_tasks_transition,
     stack_settings,
 )
-
 from drdrill.targets.aws.session import AwsClients
 
 PRIMARY = "eu-west-1"

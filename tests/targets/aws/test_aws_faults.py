@@ -7,13 +7,12 @@ from pathlib import Path
 
 from drdrill.faults.base import FaultInjector, recover
 from drdrill.faults.journal import Journal
+from drdrill.sandbox.aws.provision import (
+    ProvisionedStack,
+)
 from drdrill.targets.aws import ecs
 from drdrill.targets.aws.faults import AwsAccess, ScaleServiceToZero, StopEcsTasks
 from drdrill.targets.aws.session import AwsClients
-
-from .provision import (
-    ProvisionedStack,
-)
 
 
 def test_scale_to_zero_left_open_by_a_killed_run_is_reverted_by_recover(

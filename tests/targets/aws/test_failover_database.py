@@ -16,11 +16,11 @@ import pytest
 
 from drdrill.errors import ConfigError, DrillError
 from drdrill.probes.writes import ensure_marker_table
+from drdrill.sandbox.aws.provision import ProvisionedStack
 from drdrill.sandbox.mariadb import MariaDBConfig, MariaDBServer, setup_primary, unavailable_reason
 from drdrill.targets.aws.target import AwsTarget
 
 from .aws_target import aws_target
-from .provision import ProvisionedStack
 
 PASSWORD_ENV = "DRDRILL_TEST_DB_PASSWORD"
 

@@ -21,6 +21,12 @@ from pathlib import Path
 import pytest
 
 from drdrill.errors import DrillError
+from drdrill.sandbox.aws.provision import (
+    ProvisionedStack,
+    put_function_log,
+    put_rds_event,
+    put_service_event,
+)
 from drdrill.targets.aws import ecs, lambda_, logs, rds, route53
 from drdrill.targets.aws.failover import ScaleRequest
 from drdrill.targets.aws.session import AwsClients
@@ -28,7 +34,6 @@ from drdrill.targets.aws.target import AwsTarget
 from drdrill.timeline import Timeline
 
 from .aws_target import aws_target
-from .provision import ProvisionedStack, put_function_log, put_rds_event, put_service_event
 
 
 def _target(tmp_path: Path, stack: ProvisionedStack) -> AwsTarget:

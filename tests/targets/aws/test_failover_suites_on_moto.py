@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .provision import ProvisionedStack
+from drdrill.sandbox.aws.provision import ProvisionedStack
 
 ROOT = Path(__file__).resolve().parents[3]
 DRILLS = (

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from drdrill.errors import ConfigError
+from drdrill.sandbox.aws.provision import PRIMARY_TASKS, ProvisionedStack
 from drdrill.targets.aws import cloudwatch
 from drdrill.targets.aws.database import rds_writable_probe
 from drdrill.targets.aws.session import AwsClients
@@ -27,7 +28,6 @@ from drdrill.targets.base import (
 )
 
 from .aws_target import aws_target
-from .provision import PRIMARY_TASKS, ProvisionedStack
 
 
 def test_the_aws_target_is_every_capability_a_failover_drill_asks_for(

@@ -32,6 +32,7 @@ from drdrill.errors import ConfigError, SafetyError
 from drdrill.faults import fault_class
 from drdrill.faults.base import FaultInjector, recover
 from drdrill.faults.journal import Journal
+from drdrill.sandbox.aws.provision import MOTO_ACCOUNT, ProvisionedStack
 from drdrill.targets.aws import ecs
 from drdrill.targets.aws.faults import (
     AwsAccess,
@@ -55,8 +56,6 @@ from drdrill.targets.aws.safety import blast_problems
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.settings import AwsSettings
 from drdrill.targets.aws.target import AwsTarget
-
-from .provision import MOTO_ACCOUNT, ProvisionedStack
 
 ROLE = f"arn:aws:iam::{MOTO_ACCOUNT}:role/drdrill-fis"
 DRDRILL = str(Path(sys.executable).parent / "drdrill")

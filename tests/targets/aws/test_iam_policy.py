@@ -18,6 +18,12 @@ import yaml
 
 from drdrill.config import load_config
 from drdrill.errors import DrillError
+from drdrill.sandbox.aws.provision import (
+    MOTO_ACCOUNT,
+    ProvisionedStack,
+    _state_manager,
+    names_only_settings,
+)
 from drdrill.targets.aws import (
     cloudwatch,
     ecs,
@@ -33,13 +39,6 @@ from drdrill.targets.aws import (
 from drdrill.targets.aws.names import StackNames
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.target import AwsTarget
-
-from .provision import (
-    MOTO_ACCOUNT,
-    ProvisionedStack,
-    _state_manager,
-    names_only_settings,
-)
 
 POLICY = Path(__file__).resolve().parents[3] / "docs" / "iam-policy.json"
 

@@ -13,12 +13,11 @@ import yaml
 
 from drdrill.config import load_config
 from drdrill.errors import ConfigError
+from drdrill.sandbox.aws.provision import ProvisionedStack, names_only_settings
 from drdrill.targets.aws.names import UnresolvedName
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.settings import AwsSettings
 from drdrill.targets.aws.target import AwsTarget
-
-from .provision import ProvisionedStack, names_only_settings
 
 
 def _target(tmp: Path, settings: AwsSettings) -> tuple[AwsTarget, Path]:

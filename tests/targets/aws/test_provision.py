@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.targets.aws.provision import (
+
+from drdrill.config import load_config
+from drdrill.sandbox.aws.provision import (
     CONTAINER,
     PRIMARY_TASKS,
     ProvisionedStack,
@@ -18,8 +20,6 @@ from tests.targets.aws.provision import (
     suffixed,
     tasks_transition,
 )
-
-from drdrill.config import load_config
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.settings import AwsSettings, load_aws_settings
 

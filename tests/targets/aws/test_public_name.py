@@ -21,12 +21,12 @@ from dnslib.zoneresolver import ZoneResolver
 
 from drdrill.probes.resolve import ResolveError
 from drdrill.probes.writes import Marker, WriteRejected
+from drdrill.sandbox.aws.provision import ProvisionedStack
 from drdrill.sandbox.dns import FailoverDns
 from drdrill.targets.aws.resolver import DnsLookup, PublicNameSink
 from drdrill.targets.aws.target import AwsTarget
 
 from .aws_target import aws_target
-from .provision import ProvisionedStack
 
 PRIMARY_LB = ("127.0.1.2", "127.0.1.3")  # an ALB has an address a zone
 DR_LB = "127.0.2.2"

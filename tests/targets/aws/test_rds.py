@@ -19,11 +19,10 @@ import pytest
 
 from drdrill.errors import DrillError, FaultError, SafetyError
 from drdrill.observe import NotObserved
+from drdrill.sandbox.aws.provision import put_replica_lag, set_read_replication
 from drdrill.targets.aws import rds
 from drdrill.targets.aws.session import AwsClients
 from drdrill.timeline import Clock, Timeline
-
-from .provision import put_replica_lag, set_read_replication
 
 PRIMARY = "eu-west-1"
 DR = "eu-central-1"

@@ -16,15 +16,14 @@ import pytest
 import yaml
 
 from drdrill.config import load_config
-from drdrill.targets.aws.target import AwsTarget
-from drdrill.targets.base import ReplicaReadiness
-from drdrill.timeline import Timeline
-
-from .provision import (
+from drdrill.sandbox.aws.provision import (
     ProvisionedStack,
     put_replica_lag,
     set_read_replication,
 )
+from drdrill.targets.aws.target import AwsTarget
+from drdrill.targets.base import ReplicaReadiness
+from drdrill.timeline import Timeline
 
 
 @pytest.fixture

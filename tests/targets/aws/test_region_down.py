@@ -16,6 +16,7 @@ from drdrill.errors import DrillError
 from drdrill.faults import fault_class
 from drdrill.faults.base import FaultInjector, recover
 from drdrill.faults.journal import Journal
+from drdrill.sandbox.aws.provision import PRIMARY_TASKS, ProvisionedStack
 from drdrill.targets.aws import ecs, route53
 from drdrill.targets.aws.faults import (
     AwsAccess,
@@ -26,7 +27,6 @@ from drdrill.targets.aws.faults import (
 from drdrill.targets.aws.session import AwsClients
 
 from .aws_target import aws_target
-from .provision import PRIMARY_TASKS, ProvisionedStack
 
 
 def _primary(stack: ProvisionedStack) -> tuple[str, str, str]:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from drdrill.errors import ConfigError, DrillError
+from drdrill.sandbox.aws.provision import MOTO_ACCOUNT, ProvisionedStack
 from drdrill.targets.aws import route53
 from drdrill.targets.aws.session import AwsClients
 
 from .aws_target import aws_target
-from .provision import MOTO_ACCOUNT, ProvisionedStack
 
 _SHOW_ENV = """#!/bin/sh
 echo "args=$*"

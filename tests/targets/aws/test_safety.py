@@ -17,6 +17,7 @@ import yaml
 from drdrill.config import SafetyConfig, load_config
 from drdrill.errors import SafetyError
 from drdrill.faults.base import Fault, RevertResult
+from drdrill.sandbox.aws.provision import ProvisionedStack
 from drdrill.targets.aws.safety import (
     StopConditions,
     StopConditionTriggered,
@@ -26,8 +27,6 @@ from drdrill.targets.aws.safety import (
 from drdrill.targets.aws.session import AwsClients, is_read_only
 from drdrill.targets.aws.settings import AwsSettings, GuardAlarm
 from drdrill.targets.aws.target import AwsTarget
-
-from .provision import ProvisionedStack
 
 MOTO_ACCOUNT = "123456789012"
 REGIONS = ("eu-west-1", "eu-central-1")

@@ -28,14 +28,13 @@ import yaml
 
 from drdrill.config import load_config
 from drdrill.probes.stats import percentile
+from drdrill.sandbox.aws.provision import ProvisionedStack
 from drdrill.targets.aws import s3
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.target import AwsTarget
 from drdrill.targets.base import StaticAssetsDrill
 from drdrill.targets.sandbox import SandboxTarget
 from drdrill.timeline import Timeline
-
-from .provision import ProvisionedStack
 
 pytest_plugins = ["pytester"]
 

@@ -18,11 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drdrill.targets.aws import ecs
-from drdrill.targets.aws.session import AwsClients
-from drdrill.targets.aws.settings import AwsSettings
-
-from .provision import (
+from drdrill.sandbox.aws.provision import (
     ProvisionedStack,
     keep_tasks_running,
     names_only_settings,
@@ -32,6 +28,9 @@ from .provision import (
     set_tasks_transition,
     stack_settings,
 )
+from drdrill.targets.aws import ecs
+from drdrill.targets.aws.session import AwsClients
+from drdrill.targets.aws.settings import AwsSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 MOTO_ACCOUNT = "123456789012"

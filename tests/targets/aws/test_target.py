@@ -11,12 +11,11 @@ import yaml
 
 from drdrill.config import load_config
 from drdrill.errors import DrillError
-from drdrill.sandbox.dns import FailoverDns
-from drdrill.targets.aws.target import AwsTarget
-
-from .provision import (
+from drdrill.sandbox.aws.provision import (
     ProvisionedStack,
 )
+from drdrill.sandbox.dns import FailoverDns
+from drdrill.targets.aws.target import AwsTarget
 
 
 def _target(tmp: Path, stack: ProvisionedStack, **extra: object) -> AwsTarget:

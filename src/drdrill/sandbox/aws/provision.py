@@ -382,6 +382,7 @@ def _ecs(
     target_group_arn: str,
     subnets: list[str],
     group: str,
+    start_tasks: bool = True,
 ) -> _Ecs:
     ecs = aws.client("ecs", r.region)
     cluster = ecs.create_cluster(clusterName=r.ecs.cluster)["cluster"]
@@ -424,7 +425,7 @@ def _ecs(
         ],
     )["service"]
     tasks: list[dict[str, Any]] = []
-    if desired:
+    if desired and start_tasks:
         # moto's scheduler starts nothing: start the service's tasks as ECS would
         tasks = ecs.run_task(
             cluster=r.ecs.cluster,
@@ -545,7 +546,9 @@ def _function(aws: AwsClients, r: RegionSettings, settings: AwsSettings) -> str 
     return str(answer["FunctionArn"])
 
 
-def _databases(aws: AwsClients, settings: AwsSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+def _databases(
+    aws: AwsClients, settings: AwsSettings, multi_az: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     primary = aws.client("rds", settings.primary.region).create_db_instance(
         DBInstanceIdentifier=settings.primary.rds.instance_id,
         Engine="mysql",
@@ -556,7 +559,7 @@ def _databases(aws: AwsClients, settings: AwsSettings) -> tuple[dict[str, Any], 
         MasterUserPassword="not-a-secret-1",
         DBName="visitor_analytics",
         BackupRetentionPeriod=7,  # a source of read replicas must keep backups
-        MultiAZ=False,
+        MultiAZ=multi_az,
     )["DBInstance"]
     replica = aws.client("rds", settings.dr.region).create_db_instance_read_replica(
         DBInstanceIdentifier=settings.dr.rds.instance_id,
@@ -645,9 +648,19 @@ def _dns(
 
 
 def provision_stack(
-    aws: AwsClients, names: AwsSettings, *, alert_email: str = "oncall@example.com"
+    aws: AwsClients,
+    names: AwsSettings,
+    *,
+    alert_email: str = "oncall@example.com",
+    desired: tuple[int, int] = (PRIMARY_TASKS, 0),
+    start_tasks: bool = True,
+    multi_az: bool = False,
 ) -> ProvisionedStack:
     """Build the pilot-light stack ``names`` describes in the emulator ``aws`` points at.
+
+    ``desired`` is the (primary, DR) services' desired counts. With ``start_tasks`` the
+    primary's tasks are started with RunTask (moto starts none); the sandbox leaves that to its
+    reconciler, whose tasks are its scheduler's real processes.
 
     Every name the settings leave empty that the stack needs (ALB and target group names,
     alarms, topics, buckets, the zone and record) is a ValueError before anything is created.
@@ -668,15 +681,15 @@ def provision_stack(
 
     regions: list[ProvisionedRegion] = []
     albs: list[_Alb] = []
-    primary_db, replica = _databases(aws, names)
-    for r, desired, db in (
-        (names.primary, PRIMARY_TASKS, primary_db),
-        (names.dr, 0, replica),
+    primary_db, replica = _databases(aws, names, multi_az)
+    for r, count, db in (
+        (names.primary, desired[0], primary_db),
+        (names.dr, desired[1], replica),
     ):
         vpc, subnets, group = _network(aws, r.region)
         alb = _alb(aws, r, vpc, subnets, group)
         albs.append(alb)
-        ecs = _ecs(aws, r, desired, alb.target_group_arn, subnets, group)
+        ecs = _ecs(aws, r, count, alb.target_group_arn, subnets, group, start_tasks)
         topic, subscriptions = _alerts(aws, r, alert_email)
         health_arn, guard_arns = _alarms(aws, r, alb, topic)
         regions.append(

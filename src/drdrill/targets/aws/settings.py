@@ -381,6 +381,13 @@ class AwsSettings(_Model):
     scripts: ScriptsSettings = Field(default_factory=ScriptsSettings)
     #: how the public name and the load balancers' names are resolved
     dns: DnsSettings = Field(default_factory=DnsSettings)
+    #: whether the stack behind the endpoint recovers by itself (replaces tasks, restarts
+    #: and promotes databases): unset, it does on AWS and not on an emulator on loopback;
+    #: ``true`` for an emulator with real dynamics (``drdrill sandbox``'s AWS API)
+    real_recovery: bool | None = None
+    #: the port the public name and the load balancers serve HTTP on (80 on AWS; an
+    #: emulator's load balancers, the sandbox's among them, may listen elsewhere)
+    http_port: int = Field(default=80, ge=1, le=65535)
     #: the app's write endpoint the RPO markers go to (unset: ``writer.url``, else
     #: ``http://<route53.record_name>/api.php?action=write``)
     write_url: str | None = None

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from drdrill.config import DrillConfig, EndpointConfig
 from drdrill.errors import ConfigError, DrillError
 from drdrill.faults.base import Fault, is_destructive
+from drdrill.probes.client import ClientSpec
 from drdrill.probes.lag import LagReading, ReplicationState
 from drdrill.targets.aws import cloudwatch, ecs, elbv2, lambda_, rds, route53, s3, sns, terraform
 from drdrill.targets.aws.database import DatabaseAccess, rds_writable_probe
@@ -129,7 +130,10 @@ class AwsTarget:
     @property
     def cannot_recover(self) -> str | None:
         """Why drills that need real recovery cannot run here (None on real AWS)."""
-        return EMULATOR_LIMITS if self.on_emulator else None
+        real = self.settings.real_recovery
+        if real is None:
+            real = not self.on_emulator
+        return None if real else EMULATOR_LIMITS
 
     def start(self) -> None:
         """Nothing to start: the stack is AWS's."""
@@ -217,7 +221,7 @@ class AwsTarget:
                 f"nothing to probe: give route53.record_name, or {where}.alb.dns_name or "
                 f"{where}.alb.name",
             )
-        base = f"http://{host}"
+        base = self._http(host)
         return [
             EndpointConfig(url=f"{base}/health-simple.php", name="health"),
             EndpointConfig(url=f"{base}/", name="home"),
@@ -655,8 +659,21 @@ class AwsTarget:
         return (
             self.config.writer.url
             or self.settings.write_url
-            or f"http://{self._public_name()}/api.php?action=write"
+            or f"{self._http(self._public_name())}/api.php?action=write"
         )
+
+    def _http(self, host: str) -> str:
+        """``http://host``, with ``targets.aws.http_port`` when it is not 80."""
+        port = self.settings.http_port
+        return f"http://{host}" if port == 80 else f"http://{host}:{port}"
+
+    def http_client_spec(self) -> ClientSpec:
+        """How the probes' process reaches the stack: through ``targets.aws.dns``'s name
+        servers when given (honouring each answer's TTL), else the system resolver; a new
+        connection a sample, so that a probe follows the DNS failover as a new client would."""
+        servers = self.settings.dns.name_servers
+        resolver = (servers[0], self.settings.dns.port) if servers else None
+        return ClientSpec(resolver=resolver, fresh_connections=True)
 
     def write_sink(self, timeout_s: float) -> PublicNameSink:
         """RPO markers through the write endpoint by its name, resolved like a client does

@@ -1,0 +1,202 @@
+"""The sandbox's AWS API endpoint: moto, in this process, as the protocol and state layer.
+
+moto answers every call (its serializers, its resource state, its errors); the sandbox's
+processes are the data plane. Calls that must act on that data plane (``StopTask`` kills the
+task's process, ``UpdateService`` drives the scheduler, ...) are *intercepted*: a hook named by
+``(service, action)`` runs before moto answers, with the call's region and parameters. The
+reconciler (:mod:`drdrill.sandbox.aws.reconcile`) keeps moto's state true to the processes.
+
+The endpoint listens on loopback only; one endpoint serves both regions (the region is the one
+of the call's SigV4 credential scope, as on AWS).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from xml.sax.saxutils import escape
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import BaseWSGIServer, make_server
+
+#: ``Credential=AKID/20261130/eu-west-1/ecs/aws4_request``
+_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One AWS API call as the endpoint received it."""
+
+    service: str  # the SigV4 signing name: ecs, rds, elasticloadbalancing, monitoring, ...
+    region: str
+    action: str  # StopTask, RebootDBInstance, ...
+    params: Mapping[str, Any]  # JSON body, or the query/form parameters (first value each)
+    path: str
+    protocol: str = "json"  # json (X-Amz-Target) or query (Action=...; XML answers)
+
+
+#: A hook runs before moto answers; it may raise to refuse the call (moto never sees it).
+Hook = Callable[[Call], None]
+#: Runs after moto answered the call with a 2xx status.
+AfterHook = Callable[[Call], None]
+
+
+def parse_call(environ: Environ, body: bytes) -> Call | None:
+    """Which service, region and action a request is, or None when it is not a signed call."""
+    scope = _SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+    if scope is None:
+        return None
+    region, service = scope.group(1), scope.group(2)
+    path = str(environ.get("PATH_INFO", ""))
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    params: dict[str, Any] = {}
+    action = ""
+    if target:  # JSON protocol: X-Amz-Target: AmazonEC2ContainerServiceV20141113.StopTask
+        action = target.rsplit(".", 1)[-1]
+        try:
+            loaded = json.loads(body or b"{}")
+        except ValueError:
+            loaded = {}
+        params = loaded if isinstance(loaded, dict) else {}
+    else:  # query protocol: Action=RebootDBInstance in the form body or the query string
+        query = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", "")))
+        content_type = str(environ.get("CONTENT_TYPE", ""))
+        if "x-www-form-urlencoded" in content_type:
+            query.update(urllib.parse.parse_qs(body.decode(errors="replace")))
+        params = {k: v[0] for k, v in query.items()}
+        action = str(params.get("Action", ""))
+    return Call(
+        service=service,
+        region=region,
+        action=action,
+        params=params,
+        path=path,
+        protocol="json" if target else "query",
+    )
+
+
+class HookedApp:
+    """moto's WSGI application with hooks before and after chosen calls."""
+
+    def __init__(self) -> None:
+        self._moto = DomainDispatcherApplication(create_backend_app)
+        self._before: dict[tuple[str, str], Hook] = {}
+        self._after: dict[tuple[str, str], AfterHook] = {}
+        #: every intercepted call, in order (what the sandbox did on behalf of the API)
+        self.calls: list[Call] = []
+        self._lock = threading.Lock()
+
+    def before(self, service: str, action: str, hook: Hook) -> None:
+        """Run ``hook`` before moto answers ``service:action``."""
+        self._before[(service, action)] = hook
+
+    def after(self, service: str, action: str, hook: AfterHook) -> None:
+        """Run ``hook`` once moto has answered ``service:action`` successfully."""
+        self._after[(service, action)] = hook
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        call = parse_call(environ, body)
+        if call is None:
+            return self._moto(environ, start_response)  # type: ignore[no-any-return]
+        key = (call.service, call.action)
+        hook = self._before.get(key)
+        if hook is not None:
+            with self._lock:
+                self.calls.append(call)
+            try:
+                hook(call)
+            except ApiError as exc:
+                return exc.respond(start_response, call.protocol)
+        after = self._after.get(key)
+        if after is None:
+            return self._moto(environ, start_response)  # type: ignore[no-any-return]
+        status: list[str] = []
+
+        def capture(code: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
+            status.append(code)
+            return start_response(code, headers, *rest)
+
+        answer = list(self._moto(environ, capture))
+        if status and status[0].startswith("2"):
+            after(call)
+        return answer
+
+
+class ApiError(Exception):
+    """An error the sandbox answers instead of moto (as AWS would answer it)."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+    def respond(self, start_response: StartResponse, protocol: str = "json") -> list[bytes]:
+        """The error as the protocol writes one (JSON ``__type``/``message``, or the query
+        protocol's XML ``ErrorResponse``), readable by botocore."""
+        if protocol == "query":
+            body = (
+                "<ErrorResponse><Error><Type>Sender</Type>"
+                f"<Code>{escape(self.code)}</Code><Message>{escape(self.message)}</Message>"
+                "</Error><RequestId>drdrill-sandbox</RequestId></ErrorResponse>"
+            ).encode()
+            content_type = "text/xml"
+        else:
+            body = json.dumps({"__type": self.code, "message": self.message}).encode()
+            content_type = "application/x-amz-json-1.1"
+        start_response(
+            f"{self.status} Error",
+            [
+                ("Content-Type", content_type),
+                ("x-amzn-ErrorType", self.code),
+                ("Content-Length", str(len(body))),
+            ],
+        )
+        return [body]
+
+
+class AwsEndpoint:
+    """The HTTP server of :class:`HookedApp` on ``host:port``, in a thread of this process."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.app = HookedApp()
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``: what ``AWS_ENDPOINT_URL`` is set to."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        """Bind and serve (raises OSError when the port is taken)."""
+        self._server = make_server(
+            self.host, self.port, self.app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="aws-endpoint", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

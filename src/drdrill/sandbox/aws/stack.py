@@ -1,0 +1,213 @@
+"""The sandbox's stack in its AWS API: built once at ``sandbox up``, then kept true.
+
+:func:`serve` starts the endpoint, builds the runbook's pilot-light stack in it under the
+runbook's names (:func:`names`), hooks the reconciler to the supervisor's processes and returns
+what a drill needs to point the AWS target at it (:func:`target_section`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from drdrill.sandbox.aws.endpoint import AwsEndpoint
+from drdrill.sandbox.aws.provision import ProvisionedRegion, ProvisionedStack, provision_stack
+from drdrill.sandbox.aws.reconcile import ACCOUNT, BucketReplication, Reconciler, RegionPlane
+from drdrill.targets.aws.session import AwsClients
+from drdrill.targets.aws.settings import AwsSettings
+
+if TYPE_CHECKING:
+    from drdrill.sandbox.settings import RegionKey, SandboxSettings
+
+#: the credentials every client of the sandbox's endpoint uses (moto takes any)
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "sandbox",
+    "AWS_SECRET_ACCESS_KEY": "sandbox",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+}
+#: the runbook's resources are named after its application
+BASE = "visitor-analytics"
+
+
+def names(settings: SandboxSettings) -> AwsSettings:
+    """The runbook's names for the sandbox's stack (regions as the sandbox names them)."""
+    zone = settings.app_name.split(".", 1)[1]
+
+    def region(key: str, region_name: str, db: str) -> dict[str, Any]:
+        return {
+            "region": region_name,
+            "ecs": {"cluster": BASE, "service": BASE},
+            "alb": {"name": f"{BASE}-{key}", "target_group_name": f"{BASE}-{key}"},
+            "rds": {"instance_id": db},
+            "alarms": {"health": f"{BASE}-{key}-health", "guards": []},
+            "sns_topic_arn": f"arn:aws:sns:{region_name}:{ACCOUNT}:{BASE}-alerts",
+            "s3": {"bucket": f"{BASE}-assets-{region_name}"},
+        }
+
+    primary = region("primary", settings.primary.name, f"{BASE}-db")
+    primary["lambda_function"] = f"{BASE}-dr-automation"
+    dr = region("dr", settings.dr.name, f"{BASE}-db-replica")
+    dr["ecs"]["scale_to"] = settings.dr.scale_to
+    return AwsSettings.model_validate(
+        {
+            "primary": primary,
+            "dr": dr,
+            "route53": {"zone_name": zone, "record_name": settings.app_name},
+        }
+    )
+
+
+@dataclass
+class SandboxAws:
+    """The endpoint, the stack built in it and the reconciler keeping it true."""
+
+    endpoint: AwsEndpoint
+    stack: ProvisionedStack
+    reconciler: Reconciler
+
+    def stop(self) -> None:
+        """Stop mirroring, then serving."""
+        self.reconciler.stop()
+        self.endpoint.stop()
+
+
+def serve(
+    settings: SandboxSettings,
+    schedulers: Mapping[RegionKey, Any],
+    lbs: Mapping[RegionKey, Any],
+    reboot_db: Callable[[RegionKey, str], Any] | None = None,
+    db_running: Callable[[RegionKey], bool] | None = None,
+    monitor: Any = None,
+    replication: Callable[[], Any] | None = None,
+    region_up: Callable[[RegionKey], bool] | None = None,
+) -> SandboxAws:
+    """Start the endpoint on ``127.0.0.1:<ports.aws>``, build the stack, start reconciling.
+
+    ``monitor`` is the primary's health monitor: the primary health alarm's state and history;
+    ``replication`` reads the DR replica's ``SHOW SLAVE STATUS`` (StatusInfos, ReplicaLag).
+    """
+    endpoint = AwsEndpoint("127.0.0.1", settings.port("aws"))
+    endpoint.start()
+    try:
+        for key, value in CREDENTIALS.items():
+            os.environ.setdefault(key, value)
+        aws = AwsClients(endpoint_url=endpoint.url)
+        stack = provision_stack(
+            aws,
+            names(settings),
+            desired=(settings.primary.desired, settings.dr.desired),
+            start_tasks=False,
+            # a crash reboot is the sandbox's Multi-AZ failover: ForceFailover is allowed
+            multi_az=True,
+        )
+        built = stack.settings
+        planes: dict[str, RegionPlane] = {}
+        built_regions: tuple[tuple[RegionKey, ProvisionedRegion], ...] = (
+            ("primary", stack.primary),
+            ("dr", stack.dr),
+        )
+        for key, region in built_regions:
+            r = built.primary if key == "primary" else built.dr
+            planes[key] = RegionPlane(
+                key=key,
+                region=region.region,
+                cluster=r.ecs.cluster,
+                service=r.ecs.service,
+                target_group_arn=region.target_group_arn,
+                scheduler=schedulers[key],
+                lb=lbs[key],
+                db_instance_id=r.rds.instance_id,
+                reboot_db=None if reboot_db is None else partial(reboot_db, key),
+                db_running=None if db_running is None else partial(db_running, key),
+                alarm_name=r.alarms.health or "",
+                monitor=monitor if key == "primary" else None,
+                replication=replication if key == "dr" else None,
+            )
+        up = region_up or (lambda key: True)
+        assets = BucketReplication(
+            source=built.primary.s3.bucket or "",
+            destination=built.dr.s3.bucket or "",
+            delay_s=settings.timings.s3_replication_delay,
+            # S3 copies while both regions are up (no copy out of, or into, a region down)
+            link_up=lambda: up("primary") and up("dr"),
+        )
+        reconciler = Reconciler(
+            endpoint.app,
+            planes,
+            cloudwatch=lambda region: aws.client("cloudwatch", region),
+            assets=assets,
+        )
+        reconciler.start()
+    except BaseException:
+        endpoint.stop()
+        raise
+    return SandboxAws(endpoint=endpoint, stack=stack, reconciler=reconciler)
+
+
+def target_section(
+    aws: SandboxAws,
+    settings: SandboxSettings,
+    db: Mapping[RegionKey, tuple[str, int, str, str, str]],
+) -> dict[str, Any]:
+    """``targets.aws`` for a drill of this sandbox through its AWS API.
+
+    ``db`` is each region's (host, port, user, password, database) of the app's database.
+    """
+    data: dict[str, Any] = aws.stack.settings.model_dump(mode="json", exclude_none=True)
+    data["endpoint_url"] = aws.endpoint.url
+    data["dns"] = {"name_servers": [settings.dns_ip], "port": settings.port("dns")}
+    data["blast_radius"] = {"max_tasks_percent": 100}
+    data["http_port"] = settings.port("lb")
+    data["real_recovery"] = True
+    for key in ("primary", "dr"):
+        host, port, user, password, name = db[key]
+        data[key]["database"] = {
+            "user": user,
+            "password": password,
+            "name": name,
+            "host": host,
+            "port": port,
+        }
+    return data
+
+
+def drill_config(
+    sandbox_config: Path, target: dict[str, Any], regions: list[str], run_dir: Path
+) -> str:
+    """A drill config (YAML) for this sandbox through its AWS API: the sandbox config's own
+    objectives, probes, writer and drill settings, with ``target: aws`` and ``targets.aws``
+    pointed at the endpoint (every path made absolute, so that it works from anywhere)."""
+    raw = yaml.safe_load(sandbox_config.read_text()) if sandbox_config.is_file() else {}
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{sandbox_config}: not a mapping")
+    base = sandbox_config.resolve().parent
+    data: dict[str, Any] = {k: v for k, v in raw.items() if k not in ("targets", "target")}
+    for key in ("runbook", "journal", "report_dir", "history"):
+        if data.get(key) is not None:
+            data[key] = str((base / str(data[key])).resolve())
+    # the AWS target probes and writes through its own names (the record, the ALBs)
+    probes = dict(data.get("probes") or {})
+    probes.pop("endpoints", None)
+    data["probes"] = probes
+    writer = dict(data.get("writer") or {})
+    writer.pop("url", None)
+    data["writer"] = writer
+    data["safety"] = {"allowed_accounts": [ACCOUNT], "allowed_regions": regions}
+    sandbox = dict((raw.get("targets") or {}).get("sandbox") or {})
+    sandbox["run_dir"] = str(run_dir.resolve())
+    data["target"] = "sandbox-aws"
+    data["targets"] = {"aws": target, "sandbox": sandbox}
+    header = (
+        "# Generated by `drdrill sandbox up`: the sandbox drilled through its AWS API\n"
+        "# (target sandbox-aws: the AWS target's calls, the sandbox's ground truth; with\n"
+        "# --dr-target aws the same drills without ground truth, credentials from\n"
+        "# `drdrill sandbox status --json`'s aws.env).\n"
+    )
+    return header + yaml.safe_dump(data, sort_keys=False)
