@@ -27,9 +27,10 @@ def short_folder(prefix: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_config(folder: Path, block: int, extra: str = "") -> Path:
+def write_config(folder: Path, block: int, extra: str = "", sandbox_extra: str = "") -> Path:
     """``drdrill.yaml`` for the sandbox in ``block``, its run folder, journal and reports in
-    ``folder``; ``extra`` adds top-level keys (e.g. ``drills: {oncall_delay: 4s}``)."""
+    ``folder``; ``extra`` adds top-level keys (e.g. ``drills: {oncall_delay: 4s}``),
+    ``sandbox_extra`` keys of ``targets.sandbox`` (e.g. ``aws_api: true``)."""
     path = folder / "drdrill.yaml"
     path.write_text(
         f"""runbook: {ROOT / "docs" / "runbook.md"}
@@ -44,6 +45,7 @@ targets:
   sandbox:
     run_dir: {folder / "sandbox"}
     block: {block}
+    {sandbox_extra}
 """
     )
     return path

@@ -58,13 +58,14 @@ def _summary(status: dict[str, Any]) -> list[str]:
 
 
 def _write_aws_config(config: Any, settings: Any, run_dir: Path, status: dict[str, Any]) -> None:
-    """``<run_dir>/drdrill-aws.yaml``: this sandbox drilled through its AWS API."""
+    """``<run_dir>-aws.yaml``: this sandbox drilled through its AWS API."""
     from drdrill.sandbox.aws.stack import drill_config
 
     aws = status.get("aws")
     if not aws:
         return
-    path = run_dir / "drdrill-aws.yaml"
+    # beside the run folder, which a reset of the sandbox empties
+    path = run_dir.parent / f"{run_dir.name}-aws.yaml"
     regions = [settings.primary.name, settings.dr.name]
     path.write_text(drill_config(Path(config.path), aws["target"], regions, run_dir))
     aws["config"] = str(path)

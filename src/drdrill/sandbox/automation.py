@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from drdrill.errors import DrillError
@@ -40,9 +42,13 @@ class DrAutomation:
         self._waiting: threading.Thread | None = None
         self._stopping = threading.Event()
         self._done: set[str] = set()
+        #: told of each step as it is recorded (event, attributes, when): the AWS API's records
+        self.listeners: list[Callable[[str, dict[str, Any], datetime], None]] = []
 
     def _truth(self, event: str, **attrs: Any) -> None:
-        self.sandbox.truth.append(event, "dr-automation", **attrs)
+        recorded = self.sandbox.truth.append(event, "dr-automation", **attrs)
+        for listener in list(self.listeners):
+            listener(event, attrs, recorded.utc)
 
     def after_alarm(self) -> None:
         """The alarm's invocation: after ``timings.automation_delay``, in the background."""

@@ -70,6 +70,21 @@ def failover_truths(
     (``probes``, ``writer``, ``drill``).
     """
     down = _first(events, "region_down", float("-inf"))
+    down_source = "supervisor's region_down"
+    if down is None:
+        # through the AWS API the region goes down as AWS lets a drill take it: its service
+        # scaled to nothing (the scheduler's own record of the desired count)
+        down = next(
+            (
+                e
+                for e in events
+                if e.event == "service_desired_changed"
+                and e.component == "ecs-primary"
+                and e.attrs.get("new") == 0
+            ),
+            None,
+        )
+        down_source = "ECS scheduler's primary desired count 0"
     start = _mono(down)
     alarm = _first(events, "sns_delivered", start, test=False)
     at_alarm = _mono(alarm)
@@ -129,7 +144,7 @@ def failover_truths(
         "Detection": _span(
             start,
             at_alarm,
-            "supervisor's region_down; the pager's receipt of the ALARM notification",
+            f"{down_source}; the pager's receipt of the ALARM notification",
             "no region_down or no ALARM delivered to the pager",
         ),
         "Decision": (
@@ -142,6 +157,16 @@ def failover_truths(
                 "script's first call, after its start-up",
             )
             if trigger == "script"
+            else PhaseTruth(
+                None,
+                "no ground truth: the Invoke is our own action; the AWS API logs its arrival "
+                "only after the client's own set-up (a boto3 client's first call)",
+            )
+            if trigger == "lambda"
+            and decided is None
+            and any(
+                e.event == "api_request" and e.attrs.get("call") == "lambda:Invoke" for e in events
+            )
             else _span(at_alarm, decided, decided_source, "no trigger recorded")
         ),
         "RDS Promotion": _span(
@@ -166,13 +191,13 @@ def failover_truths(
         "Total RTO": _span(
             start,
             done,
-            "region_down; DNS answers to the probes, the observer (dr-lb), the first DR write",
+            f"{down_source}; DNS answers to the probes, the observer (dr-lb), the first DR write",
             "no DR answer to the probes, no observer pass or no write on DR",
         ),
         "client downtime": _span(
             start,
             restored,
-            "region_down; DNS answers to the probes, the observer (dr-lb)",
+            f"{down_source}; DNS answers to the probes, the observer (dr-lb)",
             "no DR answer to the probes or no observer pass",
         ),
     }

@@ -131,6 +131,10 @@ class SandboxSettings(_Model):
     run_dir: Path = Path(".drdrill/sandbox")
     app_name: str = "app.visitor-analytics.test"
     mode: Literal["automated", "manual"] = "manual"
+    #: also serve the AWS API, kept true to the processes (the ``sandbox-aws`` target drills
+    #: through it); off by default: its reconciler shares the supervisor's interpreter with the
+    #: components whose records are the ground truth, and moto takes seconds to start
+    aws_api: bool = False
     block: int = Field(default=0, ge=0, le=MAX_BLOCK)
     primary: RegionSettings = RegionSettings(name="eu-west-1", subnet="127.0.1", desired=2)
     dr: RegionSettings = RegionSettings(name="eu-central-1", subnet="127.0.2", desired=0)

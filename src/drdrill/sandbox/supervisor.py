@@ -232,6 +232,12 @@ class Sandbox:
         self.monitor.subscribers = [f"http://{self.pager_address}/notify"]
         self.monitor.start()
         self.observer.start()
+        if self.settings.aws_api:
+            self._serve_aws()
+        self.truth.append("sandbox_up", "supervisor", pid=os.getpid())
+
+    def _serve_aws(self) -> None:
+        """The AWS API endpoint, kept true to the processes (``targets.sandbox.aws_api``)."""
         self.aws = serve_aws(
             self.settings,
             self.ecs,
@@ -241,10 +247,16 @@ class Sandbox:
             monitor=self.monitor,
             replication=lambda: replication_status(self.db["dr"]),
             region_up=lambda key: self.region_state[key] == "up",
+            automation=self.automation,
+            set_mode=self.set_mode,
+            mode=self.mode,
+            on_call=lambda call: self.truth.append(
+                "api_request", "aws-api", call=f"{call.service}:{call.action}", region=call.region
+            ),
         )
-        for key, built in (("primary", self.aws.stack.primary), ("dr", self.aws.stack.dr)):
+        stack = self.aws.stack
+        for key, built in zip(REGIONS, (stack.primary, stack.dr), strict=True):
             self.dns.add_static(built.load_balancer_dns, self.settings.region(key).ip(2))
-        self.truth.append("sandbox_up", "supervisor", pid=os.getpid())
 
     def shutdown(self) -> dict[str, Any]:
         """Ask the supervisor to stop everything and exit."""

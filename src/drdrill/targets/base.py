@@ -269,14 +269,6 @@ class ResettableStack(Protocol):
 
 
 @runtime_checkable
-class PartlyImplemented(Protocol):
-    """A target that has a capability's methods but cannot yet carry its drills through."""
-
-    def not_yet(self, capability: str) -> str | None:
-        """Why the drills needing ``capability`` cannot run here yet; None where they can."""
-
-
-@runtime_checkable
 class RecoveryLimited(Protocol):
     """A target where recovery may not happen by itself (an API emulator)."""
 

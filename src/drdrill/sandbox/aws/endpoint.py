@@ -29,6 +29,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+#: Lambda's REST path of ``Invoke``
+_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 #: ``Credential=AKID/20261130/eu-west-1/ecs/aws4_request``
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 
@@ -52,6 +54,8 @@ class Call:
 Hook = Callable[[Call], None]
 #: Runs after moto answered the call with a 2xx status.
 AfterHook = Callable[[Call], None]
+#: Answers the call instead of moto: (status, headers, body); LookupError lets moto answer.
+Responder = Callable[[Call, bytes], tuple[int, dict[str, str], bytes]]
 
 
 def parse_call(environ: Environ, body: bytes) -> Call | None:
@@ -64,6 +68,10 @@ def parse_call(environ: Environ, body: bytes) -> Call | None:
     target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
     params: dict[str, Any] = {}
     action = ""
+    invoke = _INVOKE.match(path) if service == "lambda" else None
+    if invoke is not None:  # REST: the function in the path, the payload is the body
+        name = urllib.parse.unquote(invoke.group(1))
+        return Call(service, region, "Invoke", {"FunctionName": name}, path, "rest-json")
     if target:  # JSON protocol: X-Amz-Target: AmazonEC2ContainerServiceV20141113.StopTask
         action = target.rsplit(".", 1)[-1]
         try:
@@ -95,9 +103,18 @@ class HookedApp:
         self._moto = DomainDispatcherApplication(create_backend_app)
         self._before: dict[tuple[str, str], Hook] = {}
         self._after: dict[tuple[str, str], AfterHook] = {}
+        self._responders: dict[tuple[str, str], Responder] = {}
         #: every intercepted call, in order (what the sandbox did on behalf of the API)
         self.calls: list[Call] = []
+        #: told of each call the sandbox acts on or answers (the API's own log of them)
+        self.on_call: Callable[[Call], object] | None = None
         self._lock = threading.Lock()
+
+    def _note(self, call: Call) -> None:
+        with self._lock:
+            self.calls.append(call)
+        if self.on_call is not None:
+            self.on_call(call)
 
     def before(self, service: str, action: str, hook: Hook) -> None:
         """Run ``hook`` before moto answers ``service:action``."""
@@ -107,6 +124,11 @@ class HookedApp:
         """Run ``hook`` once moto has answered ``service:action`` successfully."""
         self._after[(service, action)] = hook
 
+    def respond(self, service: str, action: str, responder: Responder) -> None:
+        """Answer ``service:action`` with ``responder`` instead of moto (what moto cannot do,
+        like running a function)."""
+        self._responders[(service, action)] = responder
+
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
@@ -115,10 +137,24 @@ class HookedApp:
         if call is None:
             return self._moto(environ, start_response)  # type: ignore[no-any-return]
         key = (call.service, call.action)
+        responder = self._responders.get(key)
+        if responder is not None:
+            self._note(call)
+            try:
+                code, headers, reply = responder(call, body)
+            except LookupError:
+                pass
+            except ApiError as exc:
+                return exc.respond(start_response, call.protocol)
+            else:
+                start_response(
+                    f"{code} {'OK' if code < 300 else 'Error'}",
+                    [*headers.items(), ("Content-Length", str(len(reply)))],
+                )
+                return [reply]
         hook = self._before.get(key)
         if hook is not None:
-            with self._lock:
-                self.calls.append(call)
+            self._note(call)
             try:
                 hook(call)
             except ApiError as exc:

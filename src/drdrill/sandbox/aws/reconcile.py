@@ -238,6 +238,8 @@ class Reconciler:
         self.regions = dict(regions)
         self._cloudwatch = cloudwatch
         self.assets = assets
+        #: more work of each pass (the failover mode from the alarm's actions)
+        self.each_pass: list[Callable[[], None]] = []
         self._pending: dict[str, float] = {}  # source key -> when its copy is due (monotonic)
         if assets is not None:
             _install_replication_status()
@@ -300,6 +302,8 @@ class Reconciler:
                 self._sync_region(key, plane)
             if self.assets is not None:
                 self._sync_assets(self.assets)
+            for work in self.each_pass:
+                work()
 
     # --- S3 -------------------------------------------------------------------------------------
 

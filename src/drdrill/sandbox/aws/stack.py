@@ -8,15 +8,20 @@ what a drill needs to point the AWS target at it (:func:`target_section`).
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from moto.moto_api._internal import mock_random
 
-from drdrill.sandbox.aws.endpoint import AwsEndpoint
+from drdrill.sandbox.aws.endpoint import AwsEndpoint, Call
+from drdrill.sandbox.aws.failover import DrFunction
 from drdrill.sandbox.aws.provision import ProvisionedRegion, ProvisionedStack, provision_stack
 from drdrill.sandbox.aws.reconcile import ACCOUNT, BucketReplication, Reconciler, RegionPlane
 from drdrill.targets.aws.session import AwsClients
@@ -31,6 +36,8 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "sandbox",
     "AWS_DEFAULT_REGION": "eu-west-1",
 }
+#: moto's random ids are seeded with this before the stack is built
+SEED = 20261130
 #: the runbook's resources are named after its application
 BASE = "visitor-analytics"
 
@@ -86,6 +93,10 @@ def serve(
     monitor: Any = None,
     replication: Callable[[], Any] | None = None,
     region_up: Callable[[RegionKey], bool] | None = None,
+    automation: Any = None,
+    set_mode: Callable[[str], Any] | None = None,
+    mode: str = "manual",
+    on_call: Callable[[Call], object] | None = None,
 ) -> SandboxAws:
     """Start the endpoint on ``127.0.0.1:<ports.aws>``, build the stack, start reconciling.
 
@@ -93,11 +104,15 @@ def serve(
     ``replication`` reads the DR replica's ``SHOW SLAVE STATUS`` (StatusInfos, ReplicaLag).
     """
     endpoint = AwsEndpoint("127.0.0.1", settings.port("aws"))
+    endpoint.app.on_call = on_call
     endpoint.start()
     try:
         for key, value in CREDENTIALS.items():
             os.environ.setdefault(key, value)
         aws = AwsClients(endpoint_url=endpoint.url)
+        # the same ids at every start (target group ARNs, the zone): a config written at one
+        # `sandbox up` stays true after the stack is reset
+        mock_random.seed(SEED)
         stack = provision_stack(
             aws,
             names(settings),
@@ -143,6 +158,24 @@ def serve(
             cloudwatch=lambda region: aws.client("cloudwatch", region),
             assets=assets,
         )
+        if automation is not None and set_mode is not None:
+            function = DrFunction(
+                endpoint.app,
+                region=stack.primary.region,
+                function=built.primary.lambda_function or "",
+                dr_region=stack.dr.region,
+                replica_id=built.dr.rds.instance_id,
+                zone_id=stack.zone_id,
+                record_name=stack.record_name,
+                dr_alb=(stack.dr.load_balancer_dns, stack.dr.load_balancer_zone_id),
+                alarm=(stack.primary.region, built.primary.alarms.health or ""),
+                invoke=lambda payload: automation.invoke(payload, wait=True),
+                set_mode=set_mode,
+                route53=lambda: aws.client("route53", "us-east-1"),
+            )
+            function.match_mode(mode)
+            automation.listeners.append(function.on_automation)
+            reconciler.each_pass.append(function.sync_mode)
         reconciler.start()
     except BaseException:
         endpoint.stop()
@@ -202,6 +235,23 @@ def drill_config(
     data["safety"] = {"allowed_accounts": [ACCOUNT], "allowed_regions": regions}
     sandbox = dict((raw.get("targets") or {}).get("sandbox") or {})
     sandbox["run_dir"] = str(run_dir.resolve())
+    sandbox["aws_api"] = True  # a reset must bring the endpoint back
+    # the runbook's scripts (they drive this sandbox through drdrill, with this config)
+    scripts = Path(str(resources.files("drdrill") / "scripts"))
+    drdrill = Path(sys.executable).parent / "drdrill"
+    config = run_dir.resolve().parent / f"{run_dir.name}-aws.yaml"
+
+    def command(script: str, *args: str) -> str:
+        words = ["/usr/bin/env", f"DRDRILL={drdrill}", f"DRDRILL_CONFIG={config}"]
+        return shlex.join([*words, str(scripts / script), *args])
+
+    target = {
+        **target,
+        "scripts": {
+            "failover": command("failover.sh", "--yes"),
+            "failback": command("failback.sh"),
+        },
+    }
     data["target"] = "sandbox-aws"
     data["targets"] = {"aws": target, "sandbox": sandbox}
     header = (

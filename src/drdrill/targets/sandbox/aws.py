@@ -3,8 +3,9 @@
 Every drill call goes the AWS target's way (boto3 against the sandbox's endpoint, the same
 adapters as on a real account); what only a sandbox has, its components' own records of what
 really happened, is put beside each figure as on the ``sandbox`` target. ``drdrill sandbox up``
-writes a config for it (``<run_dir>/drdrill-aws.yaml``): ``targets.aws`` pointed at the
-endpoint, ``targets.sandbox`` naming the sandbox.
+(with ``targets.sandbox.aws_api``) writes a config for it beside the run folder
+(``<run_dir>-aws.yaml``): ``targets.aws`` pointed at the endpoint, ``targets.sandbox`` naming
+the sandbox.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from drdrill.config import DrillConfig
 from drdrill.errors import ConfigError
 from drdrill.faults.base import Fault
 from drdrill.measure import Measurements
+from drdrill.probes.client import ClientSpec
 from drdrill.sandbox.aws.stack import CREDENTIALS
 from drdrill.sandbox.ground_truth import PhaseTruth
-from drdrill.targets.aws.target import AwsTarget
+from drdrill.targets.aws.database import DatabaseAccess
+from drdrill.targets.aws.failover import FailoverRecords
+from drdrill.targets.aws.target import AwsTarget, _FailoverState
 from drdrill.targets.sandbox import DrillKind, SandboxTarget
 
 
@@ -42,15 +46,33 @@ class SandboxAwsTarget(AwsTarget):
         super().__init__(config, worker=None)
         self.sandbox = SandboxTarget(config)
 
-    def not_yet(self, capability: str) -> str | None:
-        """What the sandbox's AWS API does not carry yet (reported as missing, not faked)."""
-        if capability == "FailoverStack":
-            return (
-                "not yet on the sandbox's AWS API: Route53 health checks and record changes, "
-                "the DR Lambda and PromoteReadReplica are not wired to the sandbox's processes "
-                "(use target sandbox for this drill)"
-            )
-        return None
+    # the sandbox's own DNS clients (each from its own address, which the DNS server's log
+    # tells apart), so that the ground truth knows when each client saw the switch
+
+    def http_client_spec(self) -> ClientSpec:
+        """The probes resolve through the sandbox DNS from the probes' own address."""
+        return self.sandbox.http_client_spec()
+
+    def client_resolver(self, role: str = "drill") -> Any:
+        """A resolver of the public name from the ``role``'s own address."""
+        return self.sandbox.client_resolver(role)
+
+    def write_sink(self, timeout_s: float) -> Any:
+        """RPO markers through the public name, resolved from the writer's own address."""
+        return self.sandbox.write_sink(timeout_s)
+
+    def ensure_baseline(self) -> None:
+        """The sandbox at its baseline (reset when a drill left it failed over); what this
+        target learnt of the old stack (names, connections, records) is forgotten. The stack's
+        ids are the same after a reset (the sandbox seeds them), so the config stays true."""
+        if self.sandbox.client.alive() and self.sandbox.at_baseline():
+            return
+        self.sandbox.reset()
+        self.databases.close()
+        self.__dict__.pop("stack_names", None)
+        self._failover_state = _FailoverState()
+        self.records = FailoverRecords(self.aws, self.settings)
+        self.databases = DatabaseAccess(self.aws, self.settings, str(self.config.path))
 
     def guard(self, fault: Fault, allow_destructive: bool) -> None:
         """The AWS target's guard (account, regions, blast radius) without the flag: the
