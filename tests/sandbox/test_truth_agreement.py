@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.sandbox.sandbox_project import INTERVAL, ROOT, short_folder, write_config
+from tests.sandbox.sandbox_project import (
+    FAILOVER_WITH_TRUTH,
+    INTERVAL,
+    ROOT,
+    short_folder,
+    write_config,
+)
 
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
@@ -29,19 +35,7 @@ from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
 TOLERANCE_S = INTERVAL + 0.05
 RUNS = 2
 #: the figures each drill must put beside a ground truth
-WITH_TRUTH = {
-    "test_region_failover": (
-        "Detection",
-        "Decision",
-        "RDS Promotion",
-        "ECS Scale-up",
-        "Health Verification",
-        "DNS Update",
-        "Total RTO",
-        "client downtime",
-    ),
-    "test_failback_after_failover": ("failback: primary writable", "failback: clients on primary"),
-}
+WITH_TRUTH = FAILOVER_WITH_TRUTH
 
 pytestmark = [
     pytest.mark.slow,
