@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drdrill.config import DEFAULT_CONFIG, load_config
+
+if TYPE_CHECKING:
+    from drdrill.config import DrillConfig
+    from drdrill.sandbox.settings import SandboxSettings
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,7 +61,9 @@ def _summary(status: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _write_aws_config(config: Any, settings: Any, run_dir: Path, status: dict[str, Any]) -> None:
+def _write_aws_config(
+    config: DrillConfig, settings: SandboxSettings, run_dir: Path, status: dict[str, Any]
+) -> None:
     """``<run_dir>-aws.yaml``: this sandbox drilled through its AWS API."""
     from drdrill.sandbox.aws.stack import drill_config
 

@@ -168,8 +168,7 @@ class FailoverDns:
         self._threads: list[threading.Thread] = []
         self._label = DNSLabel(self.name)
         self._zone_label = DNSLabel(self.zone)
-        self._static: dict[DNSLabel, str] = {}
-        self._static_ttl = 60
+        self._static: dict[DNSLabel, tuple[str, int]] = {}  # name -> (address, ttl)
 
     def __repr__(self) -> str:
         return f"<FailoverDns {self.name} -> {self.active} on {self.address}>"
@@ -268,8 +267,7 @@ class FailoverDns:
     def add_static(self, name: str, ip: str, ttl: int = 60) -> None:
         """Also answer ``name`` (outside the zone too) with ``ip``: the load balancers' own
         DNS names, as the sandbox's AWS API reports them, resolve to their regions' addresses."""
-        self._static[DNSLabel(_fqdn(name))] = str(ipaddress.IPv4Address(ip))
-        self._static_ttl = ttl
+        self._static[DNSLabel(_fqdn(name))] = (str(ipaddress.IPv4Address(ip)), ttl)
 
     def stop(self) -> None:
         """Stop serving and close the sockets (the port is free when this returns)."""
@@ -342,7 +340,7 @@ class FailoverDns:
         static = self._static.get(qname)
         if static is not None:
             if qtype in (QTYPE.A, QTYPE.ANY):
-                reply.add_answer(RR(qname, QTYPE.A, rdata=A(static), ttl=self._static_ttl))
+                reply.add_answer(RR(qname, QTYPE.A, rdata=A(static[0]), ttl=static[1]))
             return reply
         if qname == self._label:
             if qtype in (QTYPE.A, QTYPE.ANY):

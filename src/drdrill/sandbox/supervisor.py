@@ -242,7 +242,7 @@ class Sandbox:
             self.settings,
             self.ecs,
             self.lb,
-            reboot_db=lambda key, mode: self.reboot_db(key, mode),
+            reboot_db=self.reboot_db,
             db_running=lambda key: self.db[key].is_running(),
             monitor=self.monitor,
             replication=lambda: replication_status(self.db["dr"]),

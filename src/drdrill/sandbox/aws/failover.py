@@ -26,6 +26,7 @@ from typing import Any
 from moto.backends import get_backend
 
 from drdrill.sandbox.aws.endpoint import Call, HookedApp
+from drdrill.sandbox.aws.provision import record_rds_event
 from drdrill.sandbox.aws.reconcile import ACCOUNT
 
 #: change id (bare) -> when it was submitted
@@ -133,7 +134,13 @@ class DrFunction:
                 self._request = str(uuid.uuid4())
             self._log([f"START RequestId: {self._request} Version: $LATEST"], when)
         elif event == "rds_promotion_requested":
-            self._rds_event("Promoted Read Replica to a stand-alone database instance.", when)
+            record_rds_event(
+                self.dr_region,
+                self.replica_id,
+                "Promoted Read Replica to a stand-alone database instance.",
+                "read replica",
+                when,
+            )
         elif event == "replica_writable":
             instance = get_backend("rds")[ACCOUNT][self.dr_region].databases[self.replica_id]
             instance.is_replica = False
@@ -151,20 +158,6 @@ class DrFunction:
                 [f"END RequestId: {self._request}", f"REPORT RequestId: {self._request}"], when
             )
             self._request = None
-
-    def _rds_event(self, message: str, when: datetime) -> None:
-        from moto.rds.models import Event
-
-        backend = get_backend("rds")[ACCOUNT][self.dr_region]
-        instance = backend.databases[self.replica_id]
-        event = object.__new__(Event)  # moto's Event takes only the kinds it emits itself
-        event.source_identifier = self.replica_id
-        event.source_type = "db-instance"
-        event.message = message
-        event.event_categories = ["read replica"]
-        event.source_arn = instance.arn
-        event.date = when
-        backend.events.append(event)
 
     def _change_record(self, when: datetime) -> None:
         """The primary failover record pointed at DR, as the automation's DNS step asks; the

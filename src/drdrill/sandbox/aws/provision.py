@@ -772,10 +772,15 @@ def put_rds_event(aws: AwsClients, region: str, db_id: str, message: str, when: 
     """Make the moto server hold an RDS event on the instance, as RDS records one (moto's
     DescribeEvents is real but it records no promotion): the event goes onto moto's own model,
     in this process, and the adapters' DescribeEvents calls stay real."""
+    _require_emulator(aws)
+    record_rds_event(region, db_id, message, "read replica", when)
+
+
+def record_rds_event(region: str, db_id: str, message: str, category: str, when: datetime) -> None:
+    """Put an RDS event on moto's model of the instance (in this process), as RDS records one."""
     from moto.backends import get_backend
     from moto.rds.models import Event
 
-    _require_emulator(aws)
     backend = get_backend("rds")[MOTO_ACCOUNT][region]
     instance = backend.databases[db_id]
     # moto's Event takes only the kinds it emits itself: built bare, with what it serializes
@@ -783,7 +788,7 @@ def put_rds_event(aws: AwsClients, region: str, db_id: str, message: str, when: 
     event.source_identifier = db_id
     event.source_type = "db-instance"
     event.message = message
-    event.event_categories = ["read replica"]
+    event.event_categories = [category]
     event.source_arn = instance.arn
     event.date = when
     backend.events.append(event)

@@ -29,9 +29,10 @@ from moto.backends import get_backend
 from moto.ecs.models import Task
 
 from drdrill.sandbox.aws.endpoint import ApiError, Call, HookedApp
+from drdrill.sandbox.aws.provision import MOTO_ACCOUNT, record_rds_event
 
 #: the account every sandbox resource lives in (moto's default)
-ACCOUNT = "123456789012"
+ACCOUNT = MOTO_ACCOUNT
 
 #: HAProxy's first status word -> (ELBv2 state, reason, description)
 _HEALTH: dict[str, tuple[str, str | None, str | None]] = {
@@ -196,7 +197,6 @@ class SandboxTask(Task):
 
     created_at: datetime
     started_at: datetime
-    stopping_at: datetime
     stopped_at: datetime
     sandbox_task_id: str
 
@@ -476,19 +476,7 @@ class Reconciler:
             instance.status = "failed"  # its process is gone (a region down)
 
     def _rds_event(self, plane: RegionPlane, message: str, category: str) -> None:
-        from moto.rds.models import Event
-
-        backend = self._rds(plane)
-        instance = backend.databases[plane.db_instance_id]
-        # moto's Event takes only the kinds it emits itself: built bare, with what it serializes
-        event = object.__new__(Event)
-        event.source_identifier = plane.db_instance_id
-        event.source_type = "db-instance"
-        event.message = message
-        event.event_categories = [category]
-        event.source_arn = instance.arn
-        event.date = datetime.now(UTC)
-        backend.events.append(event)
+        record_rds_event(plane.region, plane.db_instance_id, message, category, datetime.now(UTC))
 
     def _reboot_db(self, call: Call) -> None:
         db_id = str(call.params.get("DBInstanceIdentifier", ""))
@@ -581,7 +569,6 @@ class Reconciler:
         elif task.state == "stopping":
             model.status = "DEACTIVATING"
             model.desired_status = "STOPPED"
-            model.stopping_at = datetime.now(UTC)
             self._once(mirror, service, "stopped", None, plane, short)
         elif task.state == "stopped":
             model.status = "STOPPED"
