@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the probes' sampling interval in these projects (seconds)
@@ -29,6 +30,31 @@ FAILOVER_WITH_TRUTH: dict[str, tuple[str, ...]] = {
     ),
     "test_failback_after_failover": ("failback: primary writable", "failback: clients on primary"),
 }
+
+
+#: the widest interval (± seconds) a figure may state and still count as agreeing with its
+#: truth by holding it: a wider one would agree with anything
+MAX_STATED_UNCERTAINTY_S = 0.5
+
+
+def truth_error(phase: dict[str, Any], tolerance_s: float) -> float | None:
+    """How far a report's figure is off its ground truth, beyond what it may be: ``None`` when
+    it agrees, otherwise measured - truth (seconds).
+
+    A figure agrees when it is within ``tolerance_s`` of the truth, or when the interval it
+    states (value ± uncertainty, at most :data:`MAX_STATED_UNCERTAINTY_S` wide) holds the
+    truth. The second matters where a phase may be shorter than the probes can resolve: a
+    Health Verification whose checks pass on the first samples after the targets are healthy
+    is reported as the midpoint of ``[0, high]`` (a phase cannot be negative), ± half of it,
+    while its truth is 0 (the observer passed before the last target was UP).
+    """
+    error = float(phase["measured"]) - float(phase["truth_s"])
+    stated = float(phase.get("uncertainty") or 0.0)
+    if abs(error) <= tolerance_s:
+        return None
+    if abs(error) <= stated <= MAX_STATED_UNCERTAINTY_S:
+        return None
+    return error
 
 
 @contextmanager
