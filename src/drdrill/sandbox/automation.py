@@ -90,10 +90,16 @@ class DrAutomation:
             return {"status": "failed", "FunctionError": "Unhandled", "error": self.last_error}
         return {"status": "completed", "state": self.state}
 
-    def step(self, name: str) -> dict[str, Any]:
-        """One step of the manual failover."""
+    def step(self, name: str, via: str = "manual-script") -> dict[str, Any]:
+        """One step of the manual failover; ``via`` names who asked in the ground truth
+        (``manual-script``: drdrill's step API; ``aws-api``: a call to the sandbox's AWS API,
+        such as an aws-CLI script's ``promote-read-replica``)."""
         if name not in STEPS:
             raise DrillError(f"unknown failover step '{name}' (steps: {', '.join(STEPS)})")
+        self._begin_steps(via)
+        return self._step(name)
+
+    def _begin_steps(self, via: str) -> None:
         with self._lock:
             if self.state == "primary":
                 self.state = "failing_over"
@@ -102,20 +108,36 @@ class DrAutomation:
             else:
                 first = False
         if first:
-            self._truth("automation_invoked", trigger="manual-script")
-            self._truth("failover_triggered", trigger="manual-script", reason="step by step")
-        return self._step(name)
+            self._truth("automation_invoked", trigger=via)
+            self._truth("failover_triggered", trigger=via, reason="step by step")
+
+    def dns_changed(self, to: str, via: str = "aws-api") -> dict[str, Any]:
+        """The failover record pointed at ``to`` (``primary`` or ``dr``) by someone else than
+        the automation (a Route53 change through the sandbox's AWS API): the sandbox's DNS
+        answers it from now on. Pointing it at DR counts as the failover's DNS step."""
+        if to == "dr":
+            self._begin_steps(via)
+            if "switch_dns" in self._done:
+                return {"step": "switch_dns", "status": "already done"}
+        self._truth("dns_switch_requested", to=to, via=via)
+        self.sandbox.dns.switch("primary" if to == "primary" else "dr")
+        if to == "dr":
+            self._mark_done("switch_dns")
+        return {"active": self.sandbox.dns.active}
 
     def _step(self, name: str) -> dict[str, Any]:
         if name in self._done:
             return {"step": name, "status": "already done"}
         result = getattr(self, f"_do_{name}")()
+        self._mark_done(name)
+        return {"step": name, **result}
+
+    def _mark_done(self, name: str) -> None:
         self._done.add(name)
         if self._done >= set(STEPS):
             with self._lock:
                 self.state = "dr"
             self._truth("failover_completed")
-        return {"step": name, **result}
 
     def promote(self) -> dict[str, Any]:
         """Promote the DR replica on its own (also a fault: a split brain if misused)."""
@@ -171,7 +193,7 @@ class DrAutomation:
            rebuilt as a replica of the primary.
         """
         with self._lock:
-            if self.state != "dr":
+            if self.state != "dr" and not self._failed_over():
                 raise DrillError(f"failback needs a completed failover (state: {self.state})")
             self.state = "failing_back"
         try:
@@ -180,6 +202,12 @@ class DrAutomation:
             with self._lock:
                 self.state = "dr"
             raise
+
+    def _failed_over(self) -> bool:
+        """Whether the stack serves from DR, however it got there (a failover through the AWS
+        API may scale the DR service itself, so not every step passes through here): the DR
+        database takes the writes and the name answers DR."""
+        return self.sandbox.writer_region == "dr" and self.sandbox.dns.active == "dr"
 
     def _failback(self) -> dict[str, Any]:
         sandbox = self.sandbox
@@ -202,6 +230,7 @@ class DrAutomation:
         promote_replica(primary, timeout=30)
         sandbox.writer_region = "primary"
         self._truth("primary_writable")
+        self._truth("dns_switch_requested", to="primary")
         sandbox.dns.switch("primary")
         time.sleep(timings.dns_ttl + 0.5)  # clients holding the DR answer move on
         sandbox.ecs["dr"].set_desired(sandbox.settings.dr.desired)

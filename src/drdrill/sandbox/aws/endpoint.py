@@ -31,6 +31,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 #: Lambda's REST path of ``Invoke``
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+#: Route53's REST path of ChangeResourceRecordSets (POST)
+_RRSET = re.compile(r"^/2013-04-01/hostedzone/([^/]+)/rrset/?$")
 #: ``Credential=AKID/20261130/eu-west-1/ecs/aws4_request``
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 
@@ -72,6 +74,12 @@ def parse_call(environ: Environ, body: bytes) -> Call | None:
     if invoke is not None:  # REST: the function in the path, the payload is the body
         name = urllib.parse.unquote(invoke.group(1))
         return Call(service, region, "Invoke", {"FunctionName": name}, path, "rest-json")
+    rrset = _RRSET.match(path) if service == "route53" else None
+    if rrset is not None and environ.get("REQUEST_METHOD") == "POST":  # REST-XML
+        zone = urllib.parse.unquote(rrset.group(1))
+        return Call(
+            service, region, "ChangeResourceRecordSets", {"HostedZoneId": zone}, path, "rest-xml"
+        )
     if target:  # JSON protocol: X-Amz-Target: AmazonEC2ContainerServiceV20141113.StopTask
         action = target.rsplit(".", 1)[-1]
         try:
@@ -104,6 +112,7 @@ class HookedApp:
         self._before: dict[tuple[str, str], Hook] = {}
         self._after: dict[tuple[str, str], AfterHook] = {}
         self._responders: dict[tuple[str, str], Responder] = {}
+        self._noted: set[tuple[str, str]] = set()
         #: every intercepted call, in order (what the sandbox did on behalf of the API)
         self.calls: list[Call] = []
         #: told of each call the sandbox acts on or answers (the API's own log of them)
@@ -123,6 +132,11 @@ class HookedApp:
     def after(self, service: str, action: str, hook: AfterHook) -> None:
         """Run ``hook`` once moto has answered ``service:action`` successfully."""
         self._after[(service, action)] = hook
+
+    def note(self, service: str, action: str) -> None:
+        """Put ``service:action`` in the API's log (:attr:`on_call`) though no hook runs for
+        it: a call that moto answers and the sandbox acts on inside moto's own handler."""
+        self._noted.add((service, action))
 
     def respond(self, service: str, action: str, responder: Responder) -> None:
         """Answer ``service:action`` with ``responder`` instead of moto (what moto cannot do,
@@ -153,6 +167,8 @@ class HookedApp:
                 )
                 return [reply]
         hook = self._before.get(key)
+        if hook is None and key in self._noted:
+            self._note(call)
         if hook is not None:
             self._note(call)
             try:

@@ -16,6 +16,7 @@ ground truth reads); here it is reached and reported the way AWS reaches and rep
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import uuid
@@ -25,10 +26,12 @@ from typing import Any
 
 from moto.backends import get_backend
 
-from drdrill.sandbox.aws.endpoint import Call, HookedApp
+from drdrill.sandbox.aws.endpoint import ApiError, Call, HookedApp
 from drdrill.sandbox.aws.provision import record_rds_event
 from drdrill.sandbox.aws.reconcile import ACCOUNT
 
+#: who runs the failover step by step rather than as the function (no Lambda log for them)
+STEP_TRIGGERS = ("manual-script", "aws-api")
 #: change id (bare) -> when it was submitted
 _SUBMITTED: dict[str, datetime] = {}
 
@@ -45,10 +48,37 @@ def _get_change(self: Any) -> Any:
     )
 
 
-def _install_get_change() -> None:
+#: told of every record change made through the API: (zone id, moto's change list)
+_CHANGE_LISTENERS: list[Callable[[str, list[dict[str, Any]]], None]] = []
+
+
+def _install_route53() -> None:
+    """``GetChange`` with the change's real ``SubmittedAt``; ``ChangeResourceRecordSets``
+    with a change id of its own (moto answers one fixed id to every change) and its moment,
+    after the sandbox has acted on the change (:data:`_CHANGE_LISTENERS`)."""
+    from moto.core.responses import ActionResult
     from moto.route53.responses import Route53
 
+    if getattr(Route53, "_drdrill_installed", False):
+        return
+    moto_change = Route53.change_resource_record_sets
+
+    def change_resource_record_sets(self: Any) -> Any:
+        submitted = datetime.now(UTC)
+        result = moto_change(self)  # refuses a bad batch before the sandbox acts on it
+        zone = str(self._get_param("HostedZoneId"))
+        changes = self._get_param("ChangeBatch.Changes") or []
+        for listener in list(_CHANGE_LISTENERS):
+            listener(zone, list(changes))
+        change = "C" + uuid.uuid4().hex[:13].upper()
+        _SUBMITTED[change] = submitted
+        del result
+        info = {"Id": f"/change/{change}", "Status": "PENDING", "SubmittedAt": submitted}
+        return ActionResult({"ChangeInfo": info})
+
+    Route53.change_resource_record_sets = change_resource_record_sets  # type: ignore[method-assign]
     Route53.get_change = _get_change  # type: ignore[method-assign]
+    Route53._drdrill_installed = True  # type: ignore[attr-defined]
 
 
 class DrFunction:
@@ -69,15 +99,25 @@ class DrFunction:
         invoke: Callable[[dict[str, Any]], dict[str, Any]],
         set_mode: Callable[[str], Any],
         route53: Callable[[], Any],
+        primary_alb: tuple[str, str] | None = None,
+        step: Callable[[str, str], Any] | None = None,
+        dns_changed: Callable[[str], Any] | None = None,
     ) -> None:
         """``invoke`` runs the sandbox's automation (waiting for it); ``set_mode`` sets the
         failover mode; ``route53()`` is a Route53 client of the endpoint; ``dr_alb`` the DR
-        load balancer's (DNS name, hosted zone id); ``alarm`` the health alarm's (region,
-        name)."""
+        load balancer's (DNS name, hosted zone id), ``primary_alb`` the primary's;
+        ``alarm`` the health alarm's (region, name). ``step(name, via)`` runs one step of the
+        automation for a call of the API (``PromoteReadReplica`` of the DR replica runs
+        ``promote``); ``dns_changed(side)`` points the sandbox's DNS at ``primary`` or ``dr``
+        when a Route53 change through the API points the failover record there."""
         self.region, self.function = region, function
         self.dr_region, self.replica_id = dr_region, replica_id
         self.zone_id, self.record_name, self.dr_alb = zone_id, record_name, dr_alb
+        self.primary_alb = primary_alb
         self.alarm = alarm
+        self._step, self._dns_changed = step, dns_changed
+        #: set while the automation's own record change is in flight (not a change to act on)
+        self._own_change = threading.Event()
         instance = get_backend("rds")[ACCOUNT][dr_region].databases[replica_id]
         #: what the DR replica replicates from (its source again after a failback)
         self.source_arn = instance.source_db_instance_identifier
@@ -87,8 +127,69 @@ class DrFunction:
         self._stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
         self._actions: bool | None = None
         self.errors: list[str] = []
-        _install_get_change()
+        _install_route53()
+        _CHANGE_LISTENERS.append(self._on_record_change)
         app.respond("lambda", "Invoke", self._on_invoke)
+        app.before("rds", "PromoteReadReplica", self._on_promote)
+        app.note("route53", "ChangeResourceRecordSets")
+
+    def close(self) -> None:
+        """Stop listening to record changes (the endpoint is going down)."""
+        with contextlib.suppress(ValueError):
+            _CHANGE_LISTENERS.remove(self._on_record_change)
+
+    # --- calls of the API that fail over (an aws-CLI runbook script's) -------------------------
+
+    def _on_promote(self, call: Call) -> None:
+        """``PromoteReadReplica`` of the DR replica promotes it for real, in the background as
+        RDS does: ``modifying`` until the database takes writes, then ``available`` and no
+        longer a replica (the automation's records). Other instances: moto answers."""
+        db_id = str(call.params.get("DBInstanceIdentifier", ""))
+        if self._step is None or call.region != self.dr_region or db_id != self.replica_id:
+            return
+        instance: Any = get_backend("rds")[ACCOUNT][self.dr_region].databases[self.replica_id]
+        with self._lock:
+            if getattr(instance, "sandbox_status_hold", None):
+                raise ApiError(
+                    "InvalidDBInstanceState", f"DB instance {db_id} is not in available state."
+                )
+            if not instance.source_db_instance_identifier:
+                raise ApiError(
+                    "InvalidDBInstanceState", f"DB instance {db_id} is not a read replica."
+                )
+            instance.sandbox_status_hold = instance.status = "modifying"
+        step = self._step
+
+        def promote() -> None:
+            try:
+                step("promote", "aws-api")
+            except Exception as exc:
+                self.errors = [*self.errors[-9:], f"promote {db_id}: {type(exc).__name__}: {exc}"]
+            finally:
+                instance.sandbox_status_hold = None
+
+        threading.Thread(target=promote, name=f"promote-{db_id}", daemon=True).start()
+
+    def _on_record_change(self, zone: str, changes: list[dict[str, Any]]) -> None:
+        """A change of the failover record through the API: the sandbox's DNS answers the
+        region its alias now points at (the automation's own change is already acted on)."""
+        if self._dns_changed is None or self._own_change.is_set():
+            return
+        if zone.removeprefix("/hostedzone/") != self.zone_id.removeprefix("/hostedzone/"):
+            return
+        for change in changes:
+            record = change.get("ResourceRecordSet") or {}
+            if change.get("Action") not in ("UPSERT", "CREATE"):
+                continue
+            if str(record.get("Name", "")).rstrip(".") != self.record_name.rstrip("."):
+                continue
+            if record.get("Failover", "PRIMARY") != "PRIMARY":
+                continue  # the secondary record answers only when the primary's check fails
+            alias = str((record.get("AliasTarget") or {}).get("DNSName", "")).rstrip(".").lower()
+            if alias == self.dr_alb[0].rstrip(".").lower():
+                self._dns_changed("dr")
+            elif self.primary_alb and alias == self.primary_alb[0].rstrip(".").lower():
+                self._dns_changed("primary")
 
     # --- the Lambda -----------------------------------------------------------------------------
 
@@ -129,7 +230,7 @@ class DrFunction:
             self.errors = [*self.errors[-9:], f"{event}: {type(exc).__name__}: {exc}"]
 
     def _record(self, event: str, attrs: Mapping[str, Any], when: datetime) -> None:
-        if event == "automation_invoked" and attrs.get("trigger") != "manual-script":
+        if event == "automation_invoked" and attrs.get("trigger") not in STEP_TRIGGERS:
             with self._lock:
                 self._request = str(uuid.uuid4())
             self._log([f"START RequestId: {self._request} Version: $LATEST"], when)
@@ -151,21 +252,29 @@ class DrFunction:
             instance = rds[self.dr_region].databases[self.replica_id]
             instance.is_replica = True
             instance.source_db_instance_identifier = self.source_arn
-        elif event == "dns_switch_requested":
-            self._change_record(when)
+        elif event == "dns_switch_requested" and attrs.get("via") is None:
+            self._own_change.set()
+            try:
+                self._change_record(when, str(attrs.get("to", "dr")))
+            finally:
+                self._own_change.clear()
         elif event in ("failover_completed", "failover_failed") and self._request:
             self._log(
                 [f"END RequestId: {self._request}", f"REPORT RequestId: {self._request}"], when
             )
             self._request = None
 
-    def _change_record(self, when: datetime) -> None:
-        """The primary failover record pointed at DR, as the automation's DNS step asks; the
-        change id goes to the function's log, where the AWS target finds it."""
+    def _change_record(self, when: datetime, to: str) -> None:
+        """The primary failover record pointed at ``to``'s load balancer, as the automation's
+        DNS step (DR) or the failback's (primary) asks; the change id goes to the function's
+        log, where the AWS target finds it."""
+        alb = self.primary_alb if to == "primary" else self.dr_alb
+        if alb is None:
+            return
         answer = self._route53().change_resource_record_sets(
             HostedZoneId=self.zone_id,
             ChangeBatch={
-                "Comment": "DR failover",
+                "Comment": "DR failover" if to == "dr" else "DR failback",
                 "Changes": [
                     {
                         "Action": "UPSERT",
@@ -175,8 +284,8 @@ class DrFunction:
                             "SetIdentifier": "primary",
                             "Failover": "PRIMARY",
                             "AliasTarget": {
-                                "HostedZoneId": self.dr_alb[1],
-                                "DNSName": self.dr_alb[0],
+                                "HostedZoneId": alb[1],
+                                "DNSName": alb[0],
                                 "EvaluateTargetHealth": True,
                             },
                         },
@@ -187,8 +296,9 @@ class DrFunction:
         info = answer["ChangeInfo"]
         change = str(info["Id"]).removeprefix("/change/")
         _SUBMITTED[change] = when
-        line = json.dumps({"ChangeInfo": {"Id": f"/change/{change}", "Status": "PENDING"}})
-        self._log([line], when)
+        if to == "dr":  # the failback is the failback script's, not the function's
+            line = json.dumps({"ChangeInfo": {"Id": f"/change/{change}", "Status": "PENDING"}})
+            self._log([line], when)
 
     # --- the failover mode ----------------------------------------------------------------------
 

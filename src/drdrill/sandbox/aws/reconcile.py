@@ -468,7 +468,10 @@ class Reconciler:
         if instance is None:
             return
         reboot = self._rebooting.get(key)
-        if reboot is not None and reboot.is_alive():
+        hold = getattr(instance, "sandbox_status_hold", None)
+        if hold:  # a change in progress that the sandbox runs (a promotion: modifying)
+            instance.status = hold
+        elif reboot is not None and reboot.is_alive():
             instance.status = "rebooting"
         elif plane.db_running():
             instance.status = "available"

@@ -77,10 +77,13 @@ class SandboxAws:
     endpoint: AwsEndpoint
     stack: ProvisionedStack
     reconciler: Reconciler
+    function: DrFunction | None = None
 
     def stop(self) -> None:
         """Stop mirroring, then serving."""
         self.reconciler.stop()
+        if self.function is not None:
+            self.function.close()
         self.endpoint.stop()
 
 
@@ -172,15 +175,20 @@ def serve(
                 invoke=lambda payload: automation.invoke(payload, wait=True),
                 set_mode=set_mode,
                 route53=lambda: aws.client("route53", "us-east-1"),
+                primary_alb=(stack.primary.load_balancer_dns, stack.primary.load_balancer_zone_id),
+                step=automation.step,
+                dns_changed=automation.dns_changed,
             )
             function.match_mode(mode)
             automation.listeners.append(function.on_automation)
             reconciler.each_pass.append(function.sync_mode)
+        else:
+            function = None
         reconciler.start()
     except BaseException:
         endpoint.stop()
         raise
-    return SandboxAws(endpoint=endpoint, stack=stack, reconciler=reconciler)
+    return SandboxAws(endpoint=endpoint, stack=stack, reconciler=reconciler, function=function)
 
 
 def target_section(
@@ -210,6 +218,41 @@ def target_section(
     return data
 
 
+def script_env(target: Mapping[str, Any]) -> list[str]:
+    """``/usr/bin/env NAME=value ...``: what the runbook's aws-CLI scripts
+    (``drdrill/scripts/aws``) need to find this sandbox's stack: its names, the sandbox's
+    credentials (moto takes any; with them set the CLI never asks an instance metadata
+    service) and this Python's ``aws`` first on the PATH."""
+    primary, dr = target["primary"], target["dr"]
+
+    def group(alb: Mapping[str, Any]) -> str:
+        # by name, or the name inside its ARN (...:targetgroup/<name>/<id>)
+        return str(alb.get("target_group_name") or str(alb["target_group_arn"]).split("/")[1])
+
+    env = {
+        **CREDENTIALS,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "CLUSTER": dr["ecs"]["cluster"],
+        "SERVICE": dr["ecs"]["service"],
+        "DB_PRIMARY": primary["rds"]["instance_id"],
+        "DB_REPLICA": dr["rds"]["instance_id"],
+        "PRIMARY_ALB": primary["alb"]["name"],
+        "DR_ALB": dr["alb"]["name"],
+        "PRIMARY_TARGET_GROUP": group(primary["alb"]),
+        "DR_TARGET_GROUP": group(dr["alb"]),
+        "RECORD_NAME": target["route53"]["record_name"],
+        "ZONE_ID": str(target["route53"].get("zone_id") or ""),
+        "ZONE_NAME": str(
+            target["route53"].get("zone_name")
+            or str(target["route53"]["record_name"]).split(".", 1)[1]
+        ),
+        "DR_DESIRED": str(dr["ecs"].get("scale_to") or 1),
+        "HTTP_PORT": str(target.get("http_port") or 80),
+    }
+    return ["/usr/bin/env", *(f"{k}={v}" for k, v in env.items())]
+
+
 def drill_config(
     sandbox_config: Path, target: dict[str, Any], regions: list[str], run_dir: Path
 ) -> str:
@@ -236,20 +279,25 @@ def drill_config(
     sandbox = dict((raw.get("targets") or {}).get("sandbox") or {})
     sandbox["run_dir"] = str(run_dir.resolve())
     sandbox["aws_api"] = True  # a reset must bring the endpoint back
-    # the runbook's scripts (they drive this sandbox through drdrill, with this config)
     scripts = Path(str(resources.files("drdrill") / "scripts"))
-    drdrill = Path(sys.executable).parent / "drdrill"
     config = run_dir.resolve().parent / f"{run_dir.name}-aws.yaml"
-
-    def command(script: str, *args: str) -> str:
-        words = ["/usr/bin/env", f"DRDRILL={drdrill}", f"DRDRILL_CONFIG={config}"]
-        return shlex.join([*words, str(scripts / script), *args])
-
     target = {
         **target,
         "scripts": {
-            "failover": command("failover.sh", "--yes"),
-            "failback": command("failback.sh"),
+            # the runbook's failover as aws CLI calls to the endpoint (AWS_ENDPOINT_URL and
+            # the regions come from the AWS target; the names and credentials from here)
+            "failover": shlex.join(
+                [*script_env(target), str(scripts / "aws" / "failover.sh"), "--yes"]
+            ),
+            # the failback still drives the sandbox through drdrill, with this config
+            "failback": shlex.join(
+                [
+                    "/usr/bin/env",
+                    f"DRDRILL={Path(sys.executable).parent / 'drdrill'}",
+                    f"DRDRILL_CONFIG={config}",
+                    str(scripts / "failback.sh"),
+                ]
+            ),
         },
     }
     data["target"] = "sandbox-aws"
