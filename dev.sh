@@ -39,15 +39,20 @@ apt_install() {
 }
 
 venv() {
+  # $1: the extras to install (drill: what the drills need; test: everything)
+  local extras=$1
   "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || { echo "dev.sh: python >= 3.11 needed ($PY is $("$PY" --version))" >&2; exit 2; }
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  local stamp="$VENV/.drdrill-installed" want
-  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  local stamp="$VENV/.drdrill-installed" sha have
+  sha=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  have=$(cat "$stamp" 2>/dev/null || true)
+  # the test extras hold the drill's: a venv set up for the tests serves the drills as is
+  if [ "$have" != "$sha $extras" ] && [ "$have" != "$sha test" ]; then
+    echo "dev.sh: installing drdrill[$extras] into $VENV" >&2
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
     "$VENV/bin/python" -c 'import drdrill.plugin' || { echo "dev.sh: install failed" >&2; exit 1; }
-    echo "$want" > "$stamp"
+    echo "$sha $extras" > "$stamp"
   fi
 }
 
@@ -68,12 +73,12 @@ shift || true
 case "$cmd" in
   drill)
     apt_install
-    venv
+    venv sandbox,testinfra
     exec "$VENV/bin/pytest" suites "$@"
     ;;
   test)
     apt_install test
-    venv
+    venv test
     allure3
     "$VENV/bin/ruff" check src tests benchmarks suites fixtures
     "$VENV/bin/mypy"

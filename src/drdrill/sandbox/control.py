@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from drdrill.config import DrillConfig
 from drdrill.errors import ConfigError, DrillError
 from drdrill.sandbox import blocklock
+from drdrill.sandbox.aws import unavailable_reason as aws_api_unavailable
 from drdrill.sandbox.settings import SandboxSettings
 
 
@@ -109,6 +110,8 @@ def up(settings: SandboxSettings, run_dir: Path, timeout_s: float = 90.0) -> dic
     blocklock.check(settings.block, run_dir)
     if client.alive():
         return client.status()
+    if settings.aws_api and (missing := aws_api_unavailable()):
+        raise ConfigError("targets.sandbox.aws_api", missing)  # before anything starts
     # a stack that is not running starts fresh: the last one's databases may have failed over
     _stop_leftovers(run_dir)
     if run_dir.exists():

@@ -26,14 +26,11 @@ import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drdrill.errors import DrillError
 from drdrill.sandbox.automation import DrAutomation
-from drdrill.sandbox.aws.stack import CREDENTIALS as AWS_CREDENTIALS
-from drdrill.sandbox.aws.stack import SandboxAws
-from drdrill.sandbox.aws.stack import serve as serve_aws
-from drdrill.sandbox.aws.stack import target_section as aws_target_section
+from drdrill.sandbox.aws import unavailable_reason as aws_api_unavailable
 from drdrill.sandbox.blocklock import EXIT_TAKEN, BlockLock, BlockTaken
 from drdrill.sandbox.children import ChildProcess
 from drdrill.sandbox.dblog import GENERAL_LOG_OPTIONS, GeneralLogHarvester
@@ -51,6 +48,9 @@ from drdrill.sandbox.monitor import HealthMonitor
 from drdrill.sandbox.settings import RegionKey, SandboxSettings
 from drdrill.sandbox.syslog_receiver import SyslogMessage, SyslogReceiver
 from drdrill.sandbox.truth import TruthLog
+
+if TYPE_CHECKING:
+    from drdrill.sandbox.aws.stack import SandboxAws
 
 REGIONS: tuple[RegionKey, RegionKey] = ("primary", "dr")
 #: ops the control API exposes (public methods of Sandbox)
@@ -238,6 +238,11 @@ class Sandbox:
 
     def _serve_aws(self) -> None:
         """The AWS API endpoint, kept true to the processes (``targets.sandbox.aws_api``)."""
+        missing = aws_api_unavailable()
+        if missing:
+            raise DrillError(f"targets.sandbox.aws_api: {missing}")
+        from drdrill.sandbox.aws.stack import serve as serve_aws
+
         self.aws = serve_aws(
             self.settings,
             self.ecs,
@@ -403,6 +408,9 @@ class Sandbox:
             )
             for key, db in self.db.items()
         }
+        from drdrill.sandbox.aws.stack import CREDENTIALS as AWS_CREDENTIALS
+        from drdrill.sandbox.aws.stack import target_section as aws_target_section
+
         return {
             "endpoint_url": self.aws.endpoint.url,
             "env": dict(AWS_CREDENTIALS),

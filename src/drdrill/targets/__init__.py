@@ -6,7 +6,7 @@ import importlib
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from drdrill.errors import UnknownTargetError
+from drdrill.errors import ConfigError, UnknownTargetError
 
 if TYPE_CHECKING:
     from drdrill.config import DrillConfig
@@ -19,6 +19,16 @@ TARGETS = MappingProxyType(
         "sandbox": "drdrill.targets.sandbox:SandboxTarget",
         "aws": "drdrill.targets.aws.target:AwsTarget",
         "sandbox-aws": "drdrill.targets.sandbox.aws:SandboxAwsTarget",
+    }
+)
+
+#: a package a target needs -> the extra that brings it
+EXTRAS = MappingProxyType(
+    {
+        "boto3": "drdrill[aws]",
+        "botocore": "drdrill[aws]",
+        "dnslib": "drdrill[sandbox]",
+        "moto": "drdrill[aws-api]",
     }
 )
 
@@ -35,6 +45,15 @@ def make_target(name: str, config: DrillConfig, where: str, worker: str | None =
         known = ", ".join(sorted(TARGETS))
         raise UnknownTargetError(where, f"unknown target '{name}' (known: {known})")
     module_name, _, attr = spec.partition(":")
-    factory = getattr(importlib.import_module(module_name), attr)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get(str(exc.name).split(".")[0])
+        if extra is None:
+            raise
+        raise ConfigError(
+            where, f"target '{name}' needs {exc.name}, not installed: pip install '{extra}'"
+        ) from None
+    factory = getattr(module, attr)
     target: Target = factory(config, worker=worker)
     return target
