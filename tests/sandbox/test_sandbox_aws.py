@@ -469,6 +469,7 @@ def test_the_aws_drills_run_through_the_api_and_agree_with_the_ground_truth(
     run_dir = Path(sandbox["status"]["run_dir"])
     generated = run_dir.parent / f"{run_dir.name}-aws.yaml"
     assert generated.is_file(), "sandbox up writes the config of the AWS path"
+    assert _status(sandbox)["aws"]["config"] == str(generated), "status names it"
     data = yaml.safe_load(generated.read_text())
     assert data["target"] == "sandbox-aws"
     report_dir = sandbox["folder"] / "aws-reports"

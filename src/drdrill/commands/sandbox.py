@@ -57,7 +57,8 @@ def _summary(status: dict[str, Any]) -> list[str]:
     lines.append(f"  alarm {status['alarm']['name']}: {status['alarm']['state']}")
     aws = status.get("aws")
     if aws:
-        lines.append(f"  aws api {aws['endpoint_url']}; drills through it: {aws.get('config')}")
+        drills = aws.get("config") or "not written (sandbox up writes it)"
+        lines.append(f"  aws api {aws['endpoint_url']}; drills through it: {drills}")
     return lines
 
 
@@ -100,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"running": False}) if args.json else "sandbox: not running")
             return 3
         status = client.status()
+        aws_config = run_dir.parent / f"{run_dir.name}-aws.yaml"
+        if status.get("aws") and aws_config.is_file():  # written by `sandbox up`
+            status["aws"]["config"] = str(aws_config)
         print(json.dumps(status, indent=2) if args.json else "\n".join(_summary(status)))
         return 0
     if args.action == "check":
