@@ -135,16 +135,14 @@ def test_static_assets_replicate(ready_target: Target) -> None:
 
 
 @pytest.mark.drill(destructive=False)
-def test_database_and_load_balancer_processes_on_the_host(
-    ready_target: Target, request: pytest.FixtureRequest
-) -> None:
+def test_database_and_load_balancer_processes_on_the_host(ready_target: Target) -> None:
     """Host level, through testinfra: mariadbd and haproxy run, their ports listen."""
     if not isinstance(ready_target, LocalHostStack):
         pytest.skip(_lacks(ready_target, "LocalHostStack"))
-    try:
-        host: Any = request.getfixturevalue("host")  # pytest-testinfra's
-    except pytest.FixtureLookupError:
-        pytest.skip("pytest-testinfra is not installed: pip install 'drdrill[testinfra]'")
+    testinfra = pytest.importorskip(
+        "testinfra", reason="pytest-testinfra is not installed: pip install 'drdrill[testinfra]'"
+    )
+    host: Any = testinfra.get_host("local://")  # what its ``host`` fixture gives by default
     ready_stack = ready_target
     assert host.process.filter(comm="mariadbd"), "no mariadbd process"
     assert host.process.filter(comm="haproxy"), "no haproxy process"

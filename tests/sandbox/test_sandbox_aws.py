@@ -345,7 +345,10 @@ def test_alarm_actions_are_the_failover_mode_and_invoke_runs_the_dr_automation(
     cloudwatch.disable_alarm_actions(AlarmNames=[alarm])
     _until("and back", lambda: _status(sandbox)["mode"] == "manual")
 
-    # the DR Lambda, invoked as the on-call does: the sandbox's automation really fails over
+    # the DR Lambda, invoked as the on-call does: its code (boto3 calls to the API, which the
+    # sandbox acts on) really fails the stack over
+    truth = Path(sandbox["status"]["run_dir"]) / "truth.jsonl"
+    since = len(truth.read_text().splitlines())
     answer = clients("lambda", "eu-west-1").invoke(
         FunctionName=target["primary"]["lambda_function"],
         Payload=json.dumps({"trigger": "manual", "reason": "disaster_recovery"}).encode(),
@@ -362,7 +365,7 @@ def test_alarm_actions_are_the_failover_mode_and_invoke_runs_the_dr_automation(
     )["events"]
     lines = [e["message"] for e in logs]
     assert any(line.startswith("START RequestId: ") for line in lines), lines
-    change = next(json.loads(line)["ChangeInfo"]["Id"] for line in lines if "/change/" in line)
+    change = next(m.group(0) for line in lines if (m := re.search(r"/change/\w+", line)))
     got = clients("route53", "us-east-1").get_change(Id=change)["ChangeInfo"]
     assert got["Status"] == "INSYNC"
     rds = clients("rds", "eu-central-1")
@@ -372,6 +375,18 @@ def test_alarm_actions_are_the_failover_mode_and_invoke_runs_the_dr_automation(
         SourceIdentifier=target["dr"]["rds"]["instance_id"], SourceType="db-instance"
     )["Events"]
     assert any("Promoted Read Replica" in e["Message"] for e in events)
+    # the function's code made the calls, and the sandbox acted on them
+    recorded = [json.loads(line) for line in truth.read_text().splitlines()[since:]]
+    calls = [e["call"] for e in recorded if e["event"] == "api_request"]
+    for call in ("rds:PromoteReadReplica", "ecs:UpdateService", "route53:ChangeResourceRecordSets"):
+        assert call in calls, calls
+    invoked = [e["trigger"] for e in recorded if e["event"] == "automation_invoked"]
+    assert invoked == ["dr-lambda"], invoked
+    function = clients("lambda", "eu-west-1").get_function_configuration(
+        FunctionName=target["primary"]["lambda_function"]
+    )
+    assert function["Handler"] == "dr_lambda.handler"
+    assert function["Environment"]["Variables"]["DB_REPLICA"] == target["dr"]["rds"]["instance_id"]
     # back to the baseline for the next test: the runbook's failback
     back = _drdrill("sandbox", "failback", "--config", str(sandbox["config"]), timeout=300)
     assert back.returncode == 0, back.stdout + back.stderr

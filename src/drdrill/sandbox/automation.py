@@ -122,6 +122,10 @@ class DrAutomation:
         self._truth("dns_switch_requested", to=to, via=via)
         self.sandbox.dns.switch("primary" if to == "primary" else "dr")
         if to == "dr":
+            if self.sandbox.writer_region == "dr":
+                # the runbook's last step, after the promotion: the failover is complete, though
+                # the API's caller scaled the DR service itself (not through these steps)
+                self._done.update(STEPS)
             self._mark_done("switch_dns")
         return {"active": self.sandbox.dns.active}
 

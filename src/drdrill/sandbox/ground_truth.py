@@ -96,7 +96,14 @@ def failover_truths(
     if stop_io is not None and stop_io.attrs.get("session_mono") is not None:
         promoting = float(stop_io.attrs["session_mono"])
     decided: float | None
-    if trigger == "automated":
+    notified = _first(events, "api_request", at_alarm, call="sns:Publish")
+    if trigger == "automated" and notified is not None:
+        # through the AWS API the alarm's action is a notification to SNS, whose lambda
+        # subscription runs the DR function: its arrival is the automation's reaction (the
+        # function's own start-up and calls come after it, as on AWS)
+        decided = notified.mono
+        decided_source = "the AWS API's log of the alarm's notification reaching SNS"
+    elif trigger == "automated":
         decided = promoting
         decided_source = "MariaDB general log (the automation's promotion session connects)"
     else:

@@ -593,7 +593,12 @@ class Sandbox:
         return {"mode": mode}
 
     def _on_alarm(self) -> None:
-        if self.mode == "automated":
+        if self.mode != "automated":
+            return
+        if self.aws is not None and self.aws.runs_function_code:
+            # through the AWS API: alarm -> SNS -> the DR function's code, after the delay
+            self.aws.notify_alarm(self.settings.timings.automation_delay, "no healthy target")
+        else:
             self.automation.after_alarm()  # after timings.automation_delay
 
     def test_notification(self) -> dict[str, Any]:

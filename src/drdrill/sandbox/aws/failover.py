@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -30,8 +32,9 @@ from drdrill.sandbox.aws.endpoint import ApiError, Call, HookedApp
 from drdrill.sandbox.aws.provision import record_rds_event
 from drdrill.sandbox.aws.reconcile import ACCOUNT
 
-#: who runs the failover step by step rather than as the function (no Lambda log for them)
-STEP_TRIGGERS = ("manual-script", "aws-api")
+#: who runs the failover step by step rather than as the function's own automation (no
+#: START line for them: the function's code writes its own)
+STEP_TRIGGERS = ("manual-script", "aws-api", "dr-lambda")
 #: change id (bare) -> when it was submitted
 _SUBMITTED: dict[str, datetime] = {}
 
@@ -46,6 +49,36 @@ def _get_change(self: Any) -> Any:
     return ActionResult(
         {"ChangeInfo": {"Id": f"/change/{change_id}", "Status": "INSYNC", "SubmittedAt": submitted}}
     )
+
+
+#: the sandbox's functions by (region, name): what an SNS lambda subscription delivers to
+_FUNCTIONS: dict[tuple[str, str], DrFunction] = {}
+
+
+def _install_sns_delivery() -> None:
+    """moto delivers an SNS message to a ``lambda`` subscription by running the function in
+    Docker; a sandbox function runs its code here instead, asynchronously as SNS invokes."""
+    from moto.awslambda.models import LambdaBackend
+
+    if getattr(LambdaBackend, "_drdrill_installed", False):
+        return
+    moto_send = LambdaBackend.send_sns_message
+
+    def send_sns_message(
+        self: Any,
+        function_name: str,
+        message: str,
+        subject: str | None = None,
+        qualifier: str | None = None,
+    ) -> None:
+        function = _FUNCTIONS.get((self.region_name, function_name.rsplit(":", 1)[-1]))
+        if function is None:
+            moto_send(self, function_name, message, subject=subject, qualifier=qualifier)
+            return
+        function.deliver_sns(message, subject)
+
+    LambdaBackend.send_sns_message = send_sns_message  # type: ignore[method-assign]
+    LambdaBackend._drdrill_installed = True  # type: ignore[attr-defined]
 
 
 #: told of every record change made through the API: (zone id, moto's change list)
@@ -81,6 +114,17 @@ def _install_route53() -> None:
     Route53._drdrill_installed = True  # type: ignore[attr-defined]
 
 
+class _LogWriter(logging.Handler):
+    """Each record a line of the function's log, at the moment it is logged."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self._write = write
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._write(f"[{record.levelname}]\t{record.getMessage()}")
+
+
 class DrFunction:
     """The DR automation as the ``<primary>.lambda_function`` of the API, and its records."""
 
@@ -101,7 +145,9 @@ class DrFunction:
         route53: Callable[[], Any],
         primary_alb: tuple[str, str] | None = None,
         step: Callable[[str, str], Any] | None = None,
-        dns_changed: Callable[[str], Any] | None = None,
+        dns_changed: Callable[[str, str], Any] | None = None,
+        code: Mapping[str, str] | None = None,
+        endpoint_url: str | None = None,
     ) -> None:
         """``invoke`` runs the sandbox's automation (waiting for it); ``set_mode`` sets the
         failover mode; ``route53()`` is a Route53 client of the endpoint; ``dr_alb`` the DR
@@ -109,7 +155,12 @@ class DrFunction:
         ``alarm`` the health alarm's (region, name). ``step(name, via)`` runs one step of the
         automation for a call of the API (``PromoteReadReplica`` of the DR replica runs
         ``promote``); ``dns_changed(side)`` points the sandbox's DNS at ``primary`` or ``dr``
-        when a Route53 change through the API points the failover record there."""
+        when a Route53 change through the API points the failover record there.
+
+        ``code`` is the function's environment: with it, an invocation runs the DR automation
+        as its Lambda code is written (:mod:`drdrill.sandbox.aws.dr_lambda`: boto3 calls to
+        ``endpoint_url``, which the sandbox acts on); without it, the sandbox's own automation
+        (``invoke``)."""
         self.region, self.function = region, function
         self.dr_region, self.replica_id = dr_region, replica_id
         self.zone_id, self.record_name, self.dr_alb = zone_id, record_name, dr_alb
@@ -118,6 +169,11 @@ class DrFunction:
         self._step, self._dns_changed = step, dns_changed
         #: set while the automation's own record change is in flight (not a change to act on)
         self._own_change = threading.Event()
+        self.code = dict(code) if code is not None else None
+        self.endpoint_url = endpoint_url
+        #: who the API's failover calls are from, in the ground truth: the function while it runs
+        self._via = "aws-api"
+        self._running = threading.Lock()
         instance = get_backend("rds")[ACCOUNT][dr_region].databases[replica_id]
         #: what the DR replica replicates from (its source again after a failback)
         self.source_arn = instance.source_db_instance_identifier
@@ -128,15 +184,20 @@ class DrFunction:
         self._actions: bool | None = None
         self.errors: list[str] = []
         _install_route53()
+        _install_sns_delivery()
         _CHANGE_LISTENERS.append(self._on_record_change)
+        _FUNCTIONS[(region, function)] = self
         app.respond("lambda", "Invoke", self._on_invoke)
         app.before("rds", "PromoteReadReplica", self._on_promote)
         app.note("route53", "ChangeResourceRecordSets")
+        app.note("sns", "Publish")  # the alarm's notification (the automated Decision's truth)
 
     def close(self) -> None:
         """Stop listening to record changes (the endpoint is going down)."""
         with contextlib.suppress(ValueError):
             _CHANGE_LISTENERS.remove(self._on_record_change)
+        if _FUNCTIONS.get((self.region, self.function)) is self:
+            del _FUNCTIONS[(self.region, self.function)]
 
     # --- calls of the API that fail over (an aws-CLI runbook script's) -------------------------
 
@@ -158,11 +219,11 @@ class DrFunction:
                     "InvalidDBInstanceState", f"DB instance {db_id} is not a read replica."
                 )
             instance.sandbox_status_hold = instance.status = "modifying"
-        step = self._step
+        step, via = self._step, self._via
 
         def promote() -> None:
             try:
-                step("promote", "aws-api")
+                step("promote", via)
             except Exception as exc:
                 self.errors = [*self.errors[-9:], f"promote {db_id}: {type(exc).__name__}: {exc}"]
             finally:
@@ -187,9 +248,9 @@ class DrFunction:
                 continue  # the secondary record answers only when the primary's check fails
             alias = str((record.get("AliasTarget") or {}).get("DNSName", "")).rstrip(".").lower()
             if alias == self.dr_alb[0].rstrip(".").lower():
-                self._dns_changed("dr")
+                self._dns_changed("dr", self._via)
             elif self.primary_alb and alias == self.primary_alb[0].rstrip(".").lower():
-                self._dns_changed("primary")
+                self._dns_changed("primary", self._via)
 
     # --- the Lambda -----------------------------------------------------------------------------
 
@@ -201,11 +262,78 @@ class DrFunction:
             payload = json.loads(body or b"{}")
         except ValueError:
             payload = {}
-        result = self._invoke(payload if isinstance(payload, dict) else {})
+        event = payload if isinstance(payload, dict) else {}
+        result = self.run_code(event) if self.code is not None else self._invoke(event)
         headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
-        if result.get("status") == "failed":
+        if result.get("status") == "failed" or "errorType" in result:
             headers["X-Amz-Function-Error"] = "Unhandled"
         return 200, headers, json.dumps(result, default=str).encode()
+
+    def deliver_sns(self, message: str, subject: str | None) -> None:
+        """An SNS notification to the function (its topic's ``lambda`` subscription): the
+        code runs in the background with the event SNS sends, as an asynchronous invocation."""
+        event = {
+            "Records": [
+                {
+                    "EventSource": "aws:sns",
+                    "EventVersion": "1.0",
+                    "Sns": {
+                        "Type": "Notification",
+                        "MessageId": str(uuid.uuid4()),
+                        "Subject": subject,
+                        "Message": message,
+                        "Timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    },
+                }
+            ]
+        }
+        if self.code is None:
+            runner: Callable[[], object] = lambda: self._invoke({"trigger": "alarm"})  # noqa: E731
+        else:
+            runner = lambda: self.run_code(event)  # noqa: E731
+        threading.Thread(target=runner, name=f"{self.function}-sns", daemon=True).start()
+
+    def run_code(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """One invocation of the function's code (one at a time, as with a reserved
+        concurrency of 1): its log (``START``, what it logs, ``END``/``REPORT``) and its result;
+        a failure's result is Lambda's ``errorMessage``/``errorType``."""
+        import boto3
+
+        from drdrill.sandbox.aws import dr_lambda
+
+        assert self.code is not None
+        with self._running:
+            request = str(uuid.uuid4())
+            started = time.monotonic()
+            self._log([f"START RequestId: {request} Version: $LATEST"], datetime.now(UTC))
+            logger = logging.getLogger(f"drdrill.dr_lambda.{request}")
+            logger.propagate, logger.level = False, logging.INFO
+            writer = _LogWriter(lambda line: self._log([line], datetime.now(UTC)))
+            logger.addHandler(writer)
+            self._via = "dr-lambda"
+            try:
+                session = boto3.session.Session(
+                    aws_access_key_id="sandbox", aws_secret_access_key="sandbox"
+                )
+                result = dr_lambda.failover(
+                    event, self.code, session, logger, endpoint_url=self.endpoint_url
+                )
+            except Exception as exc:
+                result = {"errorMessage": str(exc), "errorType": type(exc).__name__}
+                self._log([f"[ERROR] {type(exc).__name__}: {exc}"], datetime.now(UTC))
+            finally:
+                self._via = "aws-api"
+                logger.removeHandler(writer)
+                logging.Logger.manager.loggerDict.pop(logger.name, None)
+            millis = (time.monotonic() - started) * 1000
+            self._log(
+                [
+                    f"END RequestId: {request}",
+                    f"REPORT RequestId: {request}\tDuration: {millis:.2f} ms",
+                ],
+                datetime.now(UTC),
+            )
+            return result
 
     def _log(self, lines: list[str], when: datetime) -> None:
         backend = get_backend("logs")[ACCOUNT][self.region]

@@ -7,11 +7,14 @@ what a drill needs to point the AWS target at it (:func:`target_section`).
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -78,9 +81,48 @@ class SandboxAws:
     stack: ProvisionedStack
     reconciler: Reconciler
     function: DrFunction | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def runs_function_code(self) -> bool:
+        """Whether the DR function is its Lambda code (then the alarm reaches it through SNS)."""
+        return self.function is not None and self.function.code is not None
+
+    def notify_alarm(self, delay_s: float, reason: str) -> None:
+        """The health alarm's action, as CloudWatch takes it: after ``delay_s`` (the sandbox's
+        ``timings.automation_delay``), a notification to the alerts topic, whose ``lambda``
+        subscription runs the DR function (in the background)."""
+        primary = self.stack.primary
+        alarm = self.stack.settings.primary.alarms.health or ""
+
+        def publish() -> None:
+            if self._stopping.wait(delay_s):
+                return  # the sandbox is going down
+            message = {
+                "AlarmName": alarm,
+                "NewStateValue": "ALARM",
+                "NewStateReason": reason,
+                "StateChangeTime": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "Region": primary.region,
+                "AlarmArn": primary.health_alarm_arn,
+            }
+            try:
+                AwsClients(endpoint_url=self.endpoint.url).client("sns", primary.region).publish(
+                    TopicArn=primary.sns_topic_arn,
+                    Subject=f'ALARM: "{alarm}" in {primary.region}',
+                    Message=json.dumps(message),
+                )
+            except Exception as exc:  # the failover then never starts: say why
+                self.reconciler.errors = [
+                    *self.reconciler.errors[-9:],
+                    f"alarm notification: {type(exc).__name__}: {exc}",
+                ]
+
+        threading.Thread(target=publish, name="alarm-to-sns", daemon=True).start()
 
     def stop(self) -> None:
         """Stop mirroring, then serving."""
+        self._stopping.set()
         self.reconciler.stop()
         if self.function is not None:
             self.function.close()
@@ -162,6 +204,40 @@ def serve(
             assets=assets,
         )
         if automation is not None and set_mode is not None:
+            # the DR function's code (dr_lambda) reads this environment, as on AWS
+            code = {
+                "DR_REGION": stack.dr.region,
+                "DB_REPLICA": built.dr.rds.instance_id,
+                "CLUSTER": built.dr.ecs.cluster,
+                "SERVICE": built.dr.ecs.service,
+                "DR_DESIRED": str(settings.dr.scale_to),
+                "DR_TARGET_GROUP_ARN": stack.dr.target_group_arn,
+                "HOSTED_ZONE_ID": stack.zone_id,
+                "RECORD_NAME": stack.record_name,
+                "DR_ALB_DNS": stack.dr.load_balancer_dns,
+                "DR_ALB_ZONE_ID": stack.dr.load_balancer_zone_id,
+                "POLL_S": "0.05",
+                "WAIT_TIMEOUT_S": "60",
+            }
+            lambda_ = aws.client("lambda", stack.primary.region)
+            lambda_.update_function_configuration(
+                FunctionName=built.primary.lambda_function or "",
+                Handler="dr_lambda.handler",
+                Environment={"Variables": code},
+            )
+            # the alarm's notification invokes it: alarm -> SNS -> Lambda
+            lambda_.add_permission(
+                FunctionName=built.primary.lambda_function or "",
+                StatementId="alerts-topic",
+                Action="lambda:InvokeFunction",
+                Principal="sns.amazonaws.com",
+                SourceArn=stack.primary.sns_topic_arn,
+            )
+            aws.client("sns", stack.primary.region).subscribe(
+                TopicArn=stack.primary.sns_topic_arn,
+                Protocol="lambda",
+                Endpoint=stack.primary.function_arn or "",
+            )
             function = DrFunction(
                 endpoint.app,
                 region=stack.primary.region,
@@ -178,6 +254,8 @@ def serve(
                 primary_alb=(stack.primary.load_balancer_dns, stack.primary.load_balancer_zone_id),
                 step=automation.step,
                 dns_changed=automation.dns_changed,
+                code=code,
+                endpoint_url=endpoint.url,
             )
             function.match_mode(mode)
             automation.listeners.append(function.on_automation)
