@@ -54,9 +54,10 @@ CLUSTER = SERVICE = "visitor-analytics"
 #: this test holds the AWS path to six probe intervals + 50 ms and prints every error
 TOLERANCE_S = 6 * INTERVAL + 0.05
 #: figures whose truth disagrees with the API path by more still, printed and reported, not
-#: held to the tolerance until understood: the RDS reboot (-0.36 to +0.59 s seen) and Health
-#: Verification (+0.56 s on the script trigger in CI, its truth clamped to 0: HAProxy's UP
-#: lines stamped late by the supervisor that also runs the reconciler)
+#: held to the tolerance: the RDS reboot (-1.09 to +1.49 s seen; its truth is the independent
+#: observer's pass after a fail, whose window after a database restart was up to 0.78 s wide,
+#: and which missed a 0.28 s crash reboot outright: then there is no truth) and Health
+#: Verification (+0.56 s on the script trigger in CI once, its truth clamped to 0)
 NOT_YET_AGREEING = {
     ("test_reboot_primary_under_writes", "Total RTO"),
     ("test_region_failover", "Health Verification"),
@@ -527,6 +528,12 @@ def test_the_aws_drills_run_through_the_api_and_agree_with_the_ground_truth(
             "[script]" in phase["test"] or "[lambda]" in phase["test"]
         ):
             continue  # the trigger is our own action: nothing else records its moment
+        if phase["truth_s"] is None and (drill, phase["name"]) in NOT_YET_AGREEING:
+            # the observer can miss a short crash reboot (0.28 s seen) that the probes see
+            print(
+                f"{phase['test'].rsplit('::', 1)[-1]:42} {phase['name']:30} {phase['truth_source']}"
+            )
+            continue
         assert phase["truth_s"] is not None, (phase["test"], phase["name"], phase["truth_source"])
         checked += 1
         error = phase["measured"] - phase["truth_s"]
