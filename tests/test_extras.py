@@ -54,6 +54,26 @@ def _without(
     )
 
 
+def _collect(
+    tmp_path: Path, blocked: tuple[str, ...], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``pytest suites --collect-only`` with ``blocked`` refused."""
+    return _without(
+        tmp_path,
+        blocked,
+        "-m",
+        "pytest",
+        "suites",
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--dr-report-dir",
+        str(tmp_path / "reports"),
+        *args,
+    )
+
+
 def test_the_core_dependencies_hold_no_extra() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = " ".join(project["dependencies"]).lower()
@@ -84,23 +104,7 @@ def test_the_cli_and_the_plugin_load_without_any_extra(tmp_path: Path) -> None:
 def test_the_drill_suites_collect_on_the_sandbox_without_aws_allure_or_testinfra(
     tmp_path: Path, blocked: tuple[str, ...]
 ) -> None:
-    answer = _without(
-        tmp_path,
-        blocked,
-        "-m",
-        "pytest",
-        "suites",
-        "--collect-only",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:allure_pytest",
-        "-p",
-        "no:pytest11.testinfra",
-        "--dr-report-dir",
-        str(tmp_path / "reports"),
-    )
+    answer = _collect(tmp_path, blocked, "-p", "no:allure_pytest", "-p", "no:pytest11.testinfra")
     assert "error" not in answer.stdout.lower().split("collected")[-1], answer.stdout[-3000:]
     assert " tests collected" in answer.stdout or " test collected" in answer.stdout, (
         answer.stdout[-3000:] + answer.stderr[-2000:]
@@ -139,20 +143,8 @@ def test_the_sandbox_aws_api_without_moto_is_refused_in_one_line_before_anything
 
 
 def test_the_aws_target_without_boto3_names_the_extra_in_one_line(tmp_path: Path) -> None:
-    answer = _without(
-        tmp_path,
-        ("boto3", "botocore", "moto", "localstack_client"),
-        "-m",
-        "pytest",
-        "suites",
-        "--collect-only",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--dr-target",
-        "aws",
-        "--dr-report-dir",
-        str(tmp_path / "reports"),
+    answer = _collect(
+        tmp_path, ("boto3", "botocore", "moto", "localstack_client"), "--dr-target", "aws"
     )
     assert answer.returncode not in (0, 5), answer.stdout[-2000:] + answer.stderr[-2000:]
     out = answer.stdout + answer.stderr

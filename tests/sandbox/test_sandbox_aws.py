@@ -393,6 +393,18 @@ def test_alarm_actions_are_the_failover_mode_and_invoke_runs_the_dr_automation(
     assert back.returncode == 0, back.stdout + back.stderr
 
 
+def _cli_env(status: dict[str, Any]) -> dict[str, str]:
+    """The environment a team's aws-CLI script gets against the sandbox: this environment
+    without its own AWS settings, the sandbox's credentials, ``AWS_ENDPOINT_URL``, and this
+    Python's ``aws`` first on the PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(status["aws"]["env"])
+    env["AWS_ENDPOINT_URL"] = status["aws"]["endpoint_url"]
+    env["AWS_EC2_METADATA_DISABLED"] = "true"  # never ask 169.254.169.254
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
 def test_the_runbooks_aws_cli_scripts_fail_the_stack_over_through_the_api(
     sandbox: dict[str, Any], clients: Callable[[str, str], Any]
 ) -> None:
@@ -402,11 +414,7 @@ def test_the_runbooks_aws_cli_scripts_fail_the_stack_over_through_the_api(
     status = _status(sandbox)
     target = status["aws"]["target"]
     scripts = resources.files("drdrill") / "scripts" / "aws"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(status["aws"]["env"])
-    env["AWS_ENDPOINT_URL"] = status["aws"]["endpoint_url"]
-    env["AWS_EC2_METADATA_DISABLED"] = "true"  # never ask 169.254.169.254
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env = _cli_env(status)
     truth = Path(status["run_dir"]) / "truth.jsonl"
     since = len(truth.read_text().splitlines())
 
@@ -462,11 +470,7 @@ def test_the_runbooks_aws_cli_checks_fail_on_a_stack_that_has_not_failed_over(
 ) -> None:
     """``test-dr.sh`` against the baseline (DR in pilot light) names what does not hold."""
     status = _status(sandbox)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(status["aws"]["env"])
-    env["AWS_ENDPOINT_URL"] = status["aws"]["endpoint_url"]
-    env["AWS_EC2_METADATA_DISABLED"] = "true"
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env = _cli_env(status)
     checks = subprocess.run(
         [str(resources.files("drdrill") / "scripts" / "aws" / "test-dr.sh")],
         env={**env, "HTTP_PORT": str(status["aws"]["target"]["http_port"]), "ENDPOINTS": "/"},
