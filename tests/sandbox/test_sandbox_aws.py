@@ -387,10 +387,22 @@ def test_alarm_actions_are_the_failover_mode_and_invoke_runs_the_dr_automation(
         FunctionName=target["primary"]["lambda_function"]
     )
     assert function["Handler"] == "dr_lambda.handler"
+    record = _primary_record(clients, target)
+    assert record["AliasTarget"]["DNSName"].rstrip(".") == target["dr"]["alb"]["dns_name"]
+    assert record.get("HealthCheckId"), "the function's UPSERT dropped the health check"
     assert function["Environment"]["Variables"]["DB_REPLICA"] == target["dr"]["rds"]["instance_id"]
     # back to the baseline for the next test: the runbook's failback
     back = _drdrill("sandbox", "failback", "--config", str(sandbox["config"]), timeout=300)
     assert back.returncode == 0, back.stdout + back.stderr
+
+
+def _primary_record(clients: Callable[[str, str], Any], target: dict[str, Any]) -> Any:
+    """The primary failover record as Route53 holds it."""
+    name = target["route53"]["record_name"].rstrip(".") + "."
+    records = clients("route53", "us-east-1").list_resource_record_sets(
+        HostedZoneId=target["route53"]["zone_id"]
+    )["ResourceRecordSets"]
+    return next(r for r in records if r["Name"] == name and r.get("SetIdentifier") == "primary")
 
 
 def _cli_env(status: dict[str, Any]) -> dict[str, str]:
@@ -417,6 +429,8 @@ def test_the_runbooks_aws_cli_scripts_fail_the_stack_over_through_the_api(
     env = _cli_env(status)
     truth = Path(status["run_dir"]) / "truth.jsonl"
     since = len(truth.read_text().splitlines())
+    check = _primary_record(clients, target).get("HealthCheckId")
+    assert check, "the primary failover record has a health check"
 
     failover = subprocess.run(
         [str(scripts / "automated-failover.sh")],
@@ -444,6 +458,9 @@ def test_the_runbooks_aws_cli_scripts_fail_the_stack_over_through_the_api(
     )["DBInstances"][0]
     assert replica["DBInstanceStatus"] == "available"
     assert "ReadReplicaSourceDBInstanceIdentifier" not in replica
+    record = _primary_record(clients, target)
+    assert record["AliasTarget"]["DNSName"].rstrip(".") == target["dr"]["alb"]["dns_name"]
+    assert record.get("HealthCheckId") == check, "the UPSERT dropped the record's health check"
     (change,) = re.findall(r'"Id": "(/change/[A-Za-z0-9]+)"', failover.stdout)
     assert clients("route53", "us-east-1").get_change(Id=change)["ChangeInfo"]["Status"] == "INSYNC"
 
@@ -463,6 +480,9 @@ def test_the_runbooks_aws_cli_scripts_fail_the_stack_over_through_the_api(
     back = _drdrill("sandbox", "failback", "--config", str(sandbox["config"]), timeout=300)
     assert back.returncode == 0, back.stdout + back.stderr
     assert _status(sandbox)["dns"]["active"] == "primary"
+    record = _primary_record(clients, target)  # the failback's record change is in Route53 too
+    assert record["AliasTarget"]["DNSName"].rstrip(".") == target["primary"]["alb"]["dns_name"]
+    assert record.get("HealthCheckId") == check
 
 
 def test_the_runbooks_aws_cli_checks_fail_on_a_stack_that_has_not_failed_over(

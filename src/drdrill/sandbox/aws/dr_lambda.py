@@ -57,6 +57,19 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     return failover(event, os.environ, boto3.session.Session(), LOG)
 
 
+def primary_health_check(route53: Any, zone_id: str, name: str) -> str | None:
+    """The health check of the primary failover record ``name`` (None without one)."""
+    wanted = name.rstrip(".") + "."
+    answer = route53.list_resource_record_sets(
+        HostedZoneId=zone_id, StartRecordName=wanted, StartRecordType="A"
+    )
+    for record in answer["ResourceRecordSets"]:
+        if record["Name"] == wanted and record.get("SetIdentifier") == "primary":
+            check = record.get("HealthCheckId")
+            return str(check) if check else None
+    return None
+
+
 def trigger_of(event: Mapping[str, Any]) -> str:
     """Who invoked the function: ``alarm`` for an SNS notification (the health alarm's), else
     the payload's ``trigger`` (the runbook's manual invocation says ``manual``)."""
@@ -132,27 +145,27 @@ def failover(
     wait(f"{want} healthy targets", lambda: healthy() >= want)
     log.info(json.dumps({"step": "wait_healthy", "healthy": want}))
 
-    # 4. the primary failover record pointed at the DR load balancer
+    # 4. the primary failover record pointed at the DR load balancer; an UPSERT replaces the
+    # whole record, so it keeps the record's health check
+    record: dict[str, Any] = {
+        "Name": env["RECORD_NAME"],
+        "Type": "A",
+        "SetIdentifier": "primary",
+        "Failover": "PRIMARY",
+        "AliasTarget": {
+            "HostedZoneId": env["DR_ALB_ZONE_ID"],
+            "DNSName": env["DR_ALB_DNS"],
+            "EvaluateTargetHealth": True,
+        },
+    }
+    check = primary_health_check(route53, env["HOSTED_ZONE_ID"], env["RECORD_NAME"])
+    if check:
+        record["HealthCheckId"] = check
     answer = route53.change_resource_record_sets(
         HostedZoneId=env["HOSTED_ZONE_ID"],
         ChangeBatch={
             "Comment": f"DR failover ({trigger})",
-            "Changes": [
-                {
-                    "Action": "UPSERT",
-                    "ResourceRecordSet": {
-                        "Name": env["RECORD_NAME"],
-                        "Type": "A",
-                        "SetIdentifier": "primary",
-                        "Failover": "PRIMARY",
-                        "AliasTarget": {
-                            "HostedZoneId": env["DR_ALB_ZONE_ID"],
-                            "DNSName": env["DR_ALB_DNS"],
-                            "EvaluateTargetHealth": True,
-                        },
-                    },
-                }
-            ],
+            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}],
         },
     )
     info = answer["ChangeInfo"]

@@ -28,6 +28,7 @@ from typing import Any
 
 from moto.backends import get_backend
 
+from drdrill.sandbox.aws import dr_lambda
 from drdrill.sandbox.aws.endpoint import ApiError, Call, HookedApp
 from drdrill.sandbox.aws.provision import record_rds_event
 from drdrill.sandbox.aws.reconcile import ACCOUNT
@@ -299,8 +300,6 @@ class DrFunction:
         a failure's result is Lambda's ``errorMessage``/``errorType``."""
         import boto3
 
-        from drdrill.sandbox.aws import dr_lambda
-
         assert self.code is not None
         with self._running:
             request = str(uuid.uuid4())
@@ -399,26 +398,27 @@ class DrFunction:
         alb = self.primary_alb if to == "primary" else self.dr_alb
         if alb is None:
             return
-        answer = self._route53().change_resource_record_sets(
+        route53 = self._route53()
+        record: dict[str, Any] = {
+            "Name": self.record_name,
+            "Type": "A",
+            "SetIdentifier": "primary",
+            "Failover": "PRIMARY",
+            "AliasTarget": {
+                "HostedZoneId": alb[1],
+                "DNSName": alb[0],
+                "EvaluateTargetHealth": True,
+            },
+        }
+        # an UPSERT replaces the whole record: it keeps the record's health check
+        check = dr_lambda.primary_health_check(route53, self.zone_id, self.record_name)
+        if check:
+            record["HealthCheckId"] = check
+        answer = route53.change_resource_record_sets(
             HostedZoneId=self.zone_id,
             ChangeBatch={
                 "Comment": "DR failover" if to == "dr" else "DR failback",
-                "Changes": [
-                    {
-                        "Action": "UPSERT",
-                        "ResourceRecordSet": {
-                            "Name": self.record_name,
-                            "Type": "A",
-                            "SetIdentifier": "primary",
-                            "Failover": "PRIMARY",
-                            "AliasTarget": {
-                                "HostedZoneId": alb[1],
-                                "DNSName": alb[0],
-                                "EvaluateTargetHealth": True,
-                            },
-                        },
-                    }
-                ],
+                "Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}],
             },
         )
         info = answer["ChangeInfo"]

@@ -72,16 +72,21 @@ zone_id() {
 }
 
 # point_record_at <region> <load balancer name>: the primary failover record's alias to that
-# load balancer; prints Route53's answer (its ChangeInfo) on standard output
+# load balancer, keeping its health check (an UPSERT replaces the whole record); prints
+# Route53's answer (its ChangeInfo) on standard output
 point_record_at() {
-  local alb zone
+  local alb zone check health=""
   alb=$(aws elbv2 describe-load-balancers --region "$1" --names "$2" \
     --query 'LoadBalancers[0].[DNSName, CanonicalHostedZoneId]' --output text)
   zone=$(zone_id)
+  check=$(aws route53 list-resource-record-sets --region us-east-1 --hosted-zone-id "$zone" \
+    --query "ResourceRecordSets[?Name=='$RECORD_NAME.' && SetIdentifier=='primary'].HealthCheckId | [0]" \
+    --output text)
+  [ -n "$check" ] && [ "$check" != None ] && health=", \"HealthCheckId\": \"$check\""
   aws route53 change-resource-record-sets --region us-east-1 --hosted-zone-id "$zone" --change-batch "$(cat <<JSON
 {"Comment": "DR: $RECORD_NAME to $2",
  "Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
-   "Name": "$RECORD_NAME", "Type": "A", "SetIdentifier": "primary", "Failover": "PRIMARY",
+   "Name": "$RECORD_NAME", "Type": "A", "SetIdentifier": "primary", "Failover": "PRIMARY"$health,
    "AliasTarget": {"HostedZoneId": "${alb#*	}", "DNSName": "${alb%	*}",
                    "EvaluateTargetHealth": true}}}]}
 JSON
