@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -243,6 +243,64 @@ def test_stop_task_ends_the_real_process_and_the_replacement_is_a_new_task(
         f"has started 1 tasks: (task {replacement['taskArn'].rsplit('/', 1)[-1]})" in m
         for m in messages
     )
+
+
+def _alb_dimensions(clients: Callable[[str, str], Any], target: dict[str, Any], key: str) -> Any:
+    """A region's load balancer metric dimensions (TargetGroup, LoadBalancer)."""
+    elbv2 = clients("elbv2", target[key]["region"])
+    lb = elbv2.describe_load_balancers(Names=[target[key]["alb"]["name"]])["LoadBalancers"][0]
+    return [
+        {"Name": "TargetGroup", "Value": target[key]["alb"]["target_group_arn"].split(":")[-1]},
+        {"Name": "LoadBalancer", "Value": lb["LoadBalancerArn"].split(":loadbalancer/")[-1]},
+    ]
+
+
+def _healthy_host_count(
+    clients: Callable[[str, str], Any], target: dict[str, Any], key: str, since: datetime
+) -> list[float]:
+    """The region's HealthyHostCount datapoints since ``since`` (one a second, in order)."""
+    answer = clients("cloudwatch", target[key]["region"]).get_metric_statistics(
+        Namespace="AWS/ApplicationELB",
+        MetricName="HealthyHostCount",
+        Dimensions=_alb_dimensions(clients, target, key),
+        StartTime=since,
+        EndTime=datetime.now(UTC) + timedelta(seconds=1),
+        Period=1,
+        Statistics=["Maximum"],
+    )
+    points = sorted(answer["Datapoints"], key=lambda p: p["Timestamp"])
+    return [float(p["Maximum"]) for p in points]
+
+
+def test_the_load_balancers_healthy_host_count_is_haproxys(
+    sandbox: dict[str, Any], clients: Callable[[str, str], Any]
+) -> None:
+    """HealthyHostCount is published each second from HAProxy's own checks: the primary's
+    two targets, none behind the DR load balancer in pilot light, then the one DR task that
+    UpdateService starts."""
+    target = _status(sandbox)["aws"]["target"]
+    alarm = clients("cloudwatch", "eu-west-1").describe_alarms(
+        AlarmNames=[target["primary"]["alarms"]["health"]]
+    )["MetricAlarms"][0]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/ApplicationELB", "HealthyHostCount")
+    assert alarm["Dimensions"] == _alb_dimensions(clients, target, "primary"), "not what it watches"
+    since = datetime.now(UTC)
+    for key, healthy in (("primary", 2.0), ("dr", 0.0)):
+        points = _until(
+            f"two {key} datapoints",
+            lambda key=key: (p := _healthy_host_count(clients, target, key, since))[1:] and p,
+        )
+        assert set(points) == {healthy}, (key, points)
+    ecs = clients("ecs", "eu-central-1")
+    ecs.update_service(cluster=CLUSTER, service=SERVICE, desiredCount=1)
+    try:
+        _until(
+            "HealthyHostCount 1 behind the DR load balancer",
+            lambda: _healthy_host_count(clients, target, "dr", since)[-1:] == [1.0],
+        )
+    finally:
+        ecs.update_service(cluster=CLUSTER, service=SERVICE, desiredCount=0)
+    _until("the DR task stops", lambda: all(t["lastStatus"] == "STOPPED" for t in _tasks(ecs)))
 
 
 def test_update_service_scales_a_region_for_real(

@@ -118,6 +118,8 @@ class RegionPlane:
     #: a read replica's ``SHOW SLAVE STATUS`` (``io_state``, ``sql_state``,
     #: ``seconds_behind_master``), None when it replicates from nobody
     replication: Callable[[], Any] | None = None
+    #: the region's load balancer (its ``HealthyHostCount`` metric's LoadBalancer dimension)
+    load_balancer_arn: str = ""
 
 
 @dataclass
@@ -361,11 +363,12 @@ class Reconciler:
         self._sync_targets(key, plane, tasks)
         self._sync_db(key, plane)
         self._sync_alarm(key, plane)
-        if plane.replication is not None:
-            now = time.monotonic()
-            if now >= self._replica_due.get(key, 0.0):
-                self._replica_due[key] = now + self.replica_period
+        now = time.monotonic()
+        if now >= self._replica_due.get(key, 0.0):
+            self._replica_due[key] = now + self.replica_period
+            if plane.replication is not None:
                 self._sync_replica(plane)
+            self._publish_target_counts(key, plane)
 
     def _sync_replica(self, plane: RegionPlane) -> None:
         """The replica's ``read replication`` StatusInfos and its ``ReplicaLag`` datapoint."""
@@ -417,6 +420,35 @@ class Reconciler:
             )
 
     # --- CloudWatch -----------------------------------------------------------------------------
+
+    def _publish_target_counts(self, key: str, plane: RegionPlane) -> None:
+        """The load balancer's ``HealthyHostCount`` and ``UnHealthyHostCount`` (AWS/ApplicationELB,
+        by target group and load balancer, as the health alarm watches them), once a period,
+        from HAProxy's own checks of the registered targets."""
+        if self._cloudwatch is None or not plane.load_balancer_arn:
+            return
+        states = [state for state, _, _ in self._health.get(key, {}).values()]
+        dimensions = [
+            {"Name": "TargetGroup", "Value": plane.target_group_arn.split(":")[-1]},
+            {"Name": "LoadBalancer", "Value": plane.load_balancer_arn.split(":loadbalancer/")[-1]},
+        ]
+        when = datetime.now(UTC)
+        self._cloudwatch(plane.region).put_metric_data(
+            Namespace="AWS/ApplicationELB",
+            MetricData=[
+                {
+                    "MetricName": name,
+                    "Dimensions": dimensions,
+                    "Timestamp": when,
+                    "Value": float(count),
+                    "Unit": "Count",
+                }
+                for name, count in (
+                    ("HealthyHostCount", states.count("healthy")),
+                    ("UnHealthyHostCount", states.count("unhealthy")),
+                )
+            ],
+        )
 
     def _sync_alarm(self, key: str, plane: RegionPlane) -> None:
         if plane.monitor is None or not plane.alarm_name:

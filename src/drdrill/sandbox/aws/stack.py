@@ -188,6 +188,7 @@ def serve(
                 alarm_name=r.alarms.health or "",
                 monitor=monitor if key == "primary" else None,
                 replication=replication if key == "dr" else None,
+                load_balancer_arn=region.load_balancer_arn,
             )
         up = region_up or (lambda key: True)
         assets = BucketReplication(
