@@ -13,21 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from drdrill.timeline import PHASES
+
 ROOT = Path(__file__).resolve().parents[2]
 #: the probes' sampling interval in these projects (seconds)
 INTERVAL = 0.05
 #: the figures the failover and failback drills must put beside a ground truth
 FAILOVER_WITH_TRUTH: dict[str, tuple[str, ...]] = {
-    "test_region_failover": (
-        "Detection",
-        "Decision",
-        "RDS Promotion",
-        "ECS Scale-up",
-        "Health Verification",
-        "DNS Update",
-        "Total RTO",
-        "client downtime",
-    ),
+    "test_region_failover": (*PHASES, "client downtime"),
     "test_failback_after_failover": ("failback: primary writable", "failback: clients on primary"),
 }
 

@@ -595,7 +595,7 @@ class Sandbox:
     def _on_alarm(self) -> None:
         if self.mode != "automated":
             return
-        if self.aws is not None and self.aws.runs_function_code:
+        if self.aws is not None and self.aws.function is not None:
             # through the AWS API: alarm -> SNS -> the DR function's code, after the delay
             self.aws.notify_alarm(self.settings.timings.automation_delay, "no healthy target")
         else:

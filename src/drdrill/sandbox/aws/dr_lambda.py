@@ -70,6 +70,33 @@ def primary_health_check(route53: Any, zone_id: str, name: str) -> str | None:
     return None
 
 
+def point_record_at(
+    route53: Any, zone_id: str, name: str, alb: tuple[str, str], comment: str
+) -> dict[str, Any]:
+    """UPSERT the primary failover record ``name`` as an alias of the load balancer ``alb``
+    (DNS name, hosted zone id), keeping its health check (an UPSERT replaces the whole record);
+    Route53's ``ChangeInfo``."""
+    record: dict[str, Any] = {
+        "Name": name,
+        "Type": "A",
+        "SetIdentifier": "primary",
+        "Failover": "PRIMARY",
+        "AliasTarget": {"HostedZoneId": alb[1], "DNSName": alb[0], "EvaluateTargetHealth": True},
+    }
+    check = primary_health_check(route53, zone_id, name)
+    if check:
+        record["HealthCheckId"] = check
+    answer = route53.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={
+            "Comment": comment,
+            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}],
+        },
+    )
+    info: dict[str, Any] = answer["ChangeInfo"]
+    return info
+
+
 def trigger_of(event: Mapping[str, Any]) -> str:
     """Who invoked the function: ``alarm`` for an SNS notification (the health alarm's), else
     the payload's ``trigger`` (the runbook's manual invocation says ``manual``)."""
@@ -145,29 +172,13 @@ def failover(
     wait(f"{want} healthy targets", lambda: healthy() >= want)
     log.info(json.dumps({"step": "wait_healthy", "healthy": want}))
 
-    # 4. the primary failover record pointed at the DR load balancer; an UPSERT replaces the
-    # whole record, so it keeps the record's health check
-    record: dict[str, Any] = {
-        "Name": env["RECORD_NAME"],
-        "Type": "A",
-        "SetIdentifier": "primary",
-        "Failover": "PRIMARY",
-        "AliasTarget": {
-            "HostedZoneId": env["DR_ALB_ZONE_ID"],
-            "DNSName": env["DR_ALB_DNS"],
-            "EvaluateTargetHealth": True,
-        },
-    }
-    check = primary_health_check(route53, env["HOSTED_ZONE_ID"], env["RECORD_NAME"])
-    if check:
-        record["HealthCheckId"] = check
-    answer = route53.change_resource_record_sets(
-        HostedZoneId=env["HOSTED_ZONE_ID"],
-        ChangeBatch={
-            "Comment": f"DR failover ({trigger})",
-            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}],
-        },
+    # 4. the primary failover record pointed at the DR load balancer
+    info = point_record_at(
+        route53,
+        env["HOSTED_ZONE_ID"],
+        env["RECORD_NAME"],
+        (env["DR_ALB_DNS"], env["DR_ALB_ZONE_ID"]),
+        f"DR failover ({trigger})",
     )
-    info = answer["ChangeInfo"]
     log.info(json.dumps({"ChangeInfo": {"Id": info["Id"], "Status": info["Status"]}}))
     return {"status": "completed", "trigger": trigger, "change": info["Id"], "healthy": want}

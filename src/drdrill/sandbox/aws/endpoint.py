@@ -113,15 +113,10 @@ class HookedApp:
         self._after: dict[tuple[str, str], AfterHook] = {}
         self._responders: dict[tuple[str, str], Responder] = {}
         self._noted: set[tuple[str, str]] = set()
-        #: every intercepted call, in order (what the sandbox did on behalf of the API)
-        self.calls: list[Call] = []
         #: told of each call the sandbox acts on or answers (the API's own log of them)
         self.on_call: Callable[[Call], object] | None = None
-        self._lock = threading.Lock()
 
     def _note(self, call: Call) -> None:
-        with self._lock:
-            self.calls.append(call)
         if self.on_call is not None:
             self.on_call(call)
 
@@ -167,10 +162,9 @@ class HookedApp:
                 )
                 return [reply]
         hook = self._before.get(key)
-        if hook is None and key in self._noted:
+        if hook is not None or key in self._noted:
             self._note(call)
         if hook is not None:
-            self._note(call)
             try:
                 hook(call)
             except ApiError as exc:

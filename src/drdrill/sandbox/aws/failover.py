@@ -1,17 +1,17 @@
-"""The failover's side of the sandbox's AWS API: the DR Lambda, its log, and the records AWS
-keeps of what the DR automation did.
+"""The failover's side of the sandbox's AWS API: the DR Lambda, the calls that fail over, and
+the records AWS keeps of them.
 
-The DR automation is the sandbox's own (:mod:`drdrill.sandbox.automation`, whose steps the
-ground truth reads); here it is reached and reported the way AWS reaches and reports a Lambda:
-
-- ``Invoke`` of the DR function runs it (RequestResponse) and answers with its result, with
-  ``X-Amz-Function-Error`` when it failed;
-- the health alarm's ``ActionsEnabled`` is the sandbox's failover mode (``EnableAlarmActions``
-  makes the alarm run the automation, as alarm -> SNS -> Lambda does);
-- each step leaves the record AWS would keep, at the step's own moment: the function's log
-  (``START RequestId``, the Route53 ``ChangeInfo`` it prints, ``END``/``REPORT``), the RDS event
-  of the promotion on the DR instance (and the instance no longer a replica), the record change
-  in Route53 (``GetChange`` answers its real ``SubmittedAt``).
+- ``Invoke`` of the DR function, or a notification to its SNS topic, runs the function's code
+  (:mod:`drdrill.sandbox.aws.dr_lambda`: boto3 calls back to this endpoint) and logs it as
+  Lambda does (``START RequestId``, its lines, ``END``/``REPORT``); an Invoke answers with its
+  result, with ``X-Amz-Function-Error`` when it raised;
+- ``PromoteReadReplica`` of the DR replica, and a Route53 change of the failover record, act on
+  the sandbox through its automation's steps (:mod:`drdrill.sandbox.automation`, whose records
+  the ground truth reads);
+- the health alarm's ``ActionsEnabled`` is the sandbox's failover mode;
+- what the automation does, however it was asked, leaves the record AWS would keep: the RDS
+  event of the promotion (and the instance no longer a replica), the record change in Route53
+  (``GetChange`` answers its real ``SubmittedAt``).
 """
 
 from __future__ import annotations
@@ -31,11 +31,8 @@ from moto.backends import get_backend
 from drdrill.sandbox.aws import dr_lambda
 from drdrill.sandbox.aws.endpoint import ApiError, Call, HookedApp
 from drdrill.sandbox.aws.provision import record_rds_event
-from drdrill.sandbox.aws.reconcile import ACCOUNT
+from drdrill.sandbox.aws.reconcile import ACCOUNT, hold_while
 
-#: who runs the failover step by step rather than as the function's own automation (no
-#: START line for them: the function's code writes its own)
-STEP_TRIGGERS = ("manual-script", "aws-api", "dr-lambda")
 #: change id (bare) -> when it was submitted
 _SUBMITTED: dict[str, datetime] = {}
 
@@ -141,27 +138,23 @@ class DrFunction:
         record_name: str,
         dr_alb: tuple[str, str],
         alarm: tuple[str, str],
-        invoke: Callable[[dict[str, Any]], dict[str, Any]],
         set_mode: Callable[[str], Any],
         route53: Callable[[], Any],
-        primary_alb: tuple[str, str] | None = None,
-        step: Callable[[str, str], Any] | None = None,
-        dns_changed: Callable[[str, str], Any] | None = None,
-        code: Mapping[str, str] | None = None,
-        endpoint_url: str | None = None,
+        primary_alb: tuple[str, str],
+        step: Callable[[str, str], Any],
+        dns_changed: Callable[[str, str], Any],
+        code: Mapping[str, str],
+        session: Callable[[], Any],
+        endpoint_url: str,
     ) -> None:
-        """``invoke`` runs the sandbox's automation (waiting for it); ``set_mode`` sets the
-        failover mode; ``route53()`` is a Route53 client of the endpoint; ``dr_alb`` the DR
-        load balancer's (DNS name, hosted zone id), ``primary_alb`` the primary's;
-        ``alarm`` the health alarm's (region, name). ``step(name, via)`` runs one step of the
-        automation for a call of the API (``PromoteReadReplica`` of the DR replica runs
-        ``promote``); ``dns_changed(side)`` points the sandbox's DNS at ``primary`` or ``dr``
-        when a Route53 change through the API points the failover record there.
-
-        ``code`` is the function's environment: with it, an invocation runs the DR automation
-        as its Lambda code is written (:mod:`drdrill.sandbox.aws.dr_lambda`: boto3 calls to
-        ``endpoint_url``, which the sandbox acts on); without it, the sandbox's own automation
-        (``invoke``)."""
+        """``set_mode`` sets the failover mode; ``route53()`` is a Route53 client of the
+        endpoint; ``dr_alb`` and ``primary_alb`` the load balancers' (DNS name, hosted zone
+        id); ``alarm`` the health alarm's (region, name). ``step(name, via)`` runs one step of
+        the automation for a call of the API (``PromoteReadReplica`` of the DR replica runs
+        ``promote``); ``dns_changed(side, via)`` points the sandbox's DNS at ``primary`` or
+        ``dr`` when a Route53 change through the API points the failover record there.
+        ``code`` is the function's environment; its code runs with a boto3 ``session()``
+        against ``endpoint_url``."""
         self.region, self.function = region, function
         self.dr_region, self.replica_id = dr_region, replica_id
         self.zone_id, self.record_name, self.dr_alb = zone_id, record_name, dr_alb
@@ -170,17 +163,18 @@ class DrFunction:
         self._step, self._dns_changed = step, dns_changed
         #: set while the automation's own record change is in flight (not a change to act on)
         self._own_change = threading.Event()
-        self.code = dict(code) if code is not None else None
-        self.endpoint_url = endpoint_url
+        self.code, self._session, self.endpoint_url = dict(code), session, endpoint_url
         #: who the API's failover calls are from, in the ground truth: the function while it runs
         self._via = "aws-api"
         self._running = threading.Lock()
+        #: what the function's code logs: lines of its log
+        self._logger = logging.getLogger(f"drdrill.dr_lambda.{function}")
+        self._logger.propagate, self._logger.level = False, logging.INFO
+        self._logger.handlers = [_LogWriter(lambda line: self._log([line], datetime.now(UTC)))]
         instance = get_backend("rds")[ACCOUNT][dr_region].databases[replica_id]
         #: what the DR replica replicates from (its source again after a failback)
         self.source_arn = instance.source_db_instance_identifier
-        self._invoke, self._set_mode, self._route53 = invoke, set_mode, route53
-        self._lock = threading.Lock()
-        self._request: str | None = None
+        self._set_mode, self._route53 = set_mode, route53
         self._stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
         self._actions: bool | None = None
         self.errors: list[str] = []
@@ -207,19 +201,11 @@ class DrFunction:
         RDS does: ``modifying`` until the database takes writes, then ``available`` and no
         longer a replica (the automation's records). Other instances: moto answers."""
         db_id = str(call.params.get("DBInstanceIdentifier", ""))
-        if self._step is None or call.region != self.dr_region or db_id != self.replica_id:
+        if call.region != self.dr_region or db_id != self.replica_id:
             return
         instance: Any = get_backend("rds")[ACCOUNT][self.dr_region].databases[self.replica_id]
-        with self._lock:
-            if getattr(instance, "sandbox_status_hold", None):
-                raise ApiError(
-                    "InvalidDBInstanceState", f"DB instance {db_id} is not in available state."
-                )
-            if not instance.source_db_instance_identifier:
-                raise ApiError(
-                    "InvalidDBInstanceState", f"DB instance {db_id} is not a read replica."
-                )
-            instance.sandbox_status_hold = instance.status = "modifying"
+        if not instance.source_db_instance_identifier:
+            raise ApiError("InvalidDBInstanceState", f"DB instance {db_id} is not a read replica.")
         step, via = self._step, self._via
 
         def promote() -> None:
@@ -227,15 +213,13 @@ class DrFunction:
                 step("promote", via)
             except Exception as exc:
                 self.errors = [*self.errors[-9:], f"promote {db_id}: {type(exc).__name__}: {exc}"]
-            finally:
-                instance.sandbox_status_hold = None
 
-        threading.Thread(target=promote, name=f"promote-{db_id}", daemon=True).start()
+        hold_while(instance, "modifying", promote)
 
     def _on_record_change(self, zone: str, changes: list[dict[str, Any]]) -> None:
         """A change of the failover record through the API: the sandbox's DNS answers the
         region its alias now points at (the automation's own change is already acted on)."""
-        if self._dns_changed is None or self._own_change.is_set():
+        if self._own_change.is_set():
             return
         if zone.removeprefix("/hostedzone/") != self.zone_id.removeprefix("/hostedzone/"):
             return
@@ -250,7 +234,7 @@ class DrFunction:
             alias = str((record.get("AliasTarget") or {}).get("DNSName", "")).rstrip(".").lower()
             if alias == self.dr_alb[0].rstrip(".").lower():
                 self._dns_changed("dr", self._via)
-            elif self.primary_alb and alias == self.primary_alb[0].rstrip(".").lower():
+            elif alias == self.primary_alb[0].rstrip(".").lower():
                 self._dns_changed("primary", self._via)
 
     # --- the Lambda -----------------------------------------------------------------------------
@@ -263,10 +247,9 @@ class DrFunction:
             payload = json.loads(body or b"{}")
         except ValueError:
             payload = {}
-        event = payload if isinstance(payload, dict) else {}
-        result = self.run_code(event) if self.code is not None else self._invoke(event)
+        result = self.run_code(payload if isinstance(payload, dict) else {})
         headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
-        if result.get("status") == "failed" or "errorType" in result:
+        if "errorType" in result:
             headers["X-Amz-Function-Error"] = "Unhandled"
         return 200, headers, json.dumps(result, default=str).encode()
 
@@ -288,42 +271,28 @@ class DrFunction:
                 }
             ]
         }
-        if self.code is None:
-            runner: Callable[[], object] = lambda: self._invoke({"trigger": "alarm"})  # noqa: E731
-        else:
-            runner = lambda: self.run_code(event)  # noqa: E731
-        threading.Thread(target=runner, name=f"{self.function}-sns", daemon=True).start()
+        threading.Thread(
+            target=self.run_code, args=(event,), name=f"{self.function}-sns", daemon=True
+        ).start()
 
     def run_code(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """One invocation of the function's code (one at a time, as with a reserved
         concurrency of 1): its log (``START``, what it logs, ``END``/``REPORT``) and its result;
         a failure's result is Lambda's ``errorMessage``/``errorType``."""
-        import boto3
-
-        assert self.code is not None
         with self._running:
             request = str(uuid.uuid4())
             started = time.monotonic()
             self._log([f"START RequestId: {request} Version: $LATEST"], datetime.now(UTC))
-            logger = logging.getLogger(f"drdrill.dr_lambda.{request}")
-            logger.propagate, logger.level = False, logging.INFO
-            writer = _LogWriter(lambda line: self._log([line], datetime.now(UTC)))
-            logger.addHandler(writer)
             self._via = "dr-lambda"
             try:
-                session = boto3.session.Session(
-                    aws_access_key_id="sandbox", aws_secret_access_key="sandbox"
-                )
                 result = dr_lambda.failover(
-                    event, self.code, session, logger, endpoint_url=self.endpoint_url
+                    event, self.code, self._session(), self._logger, self.endpoint_url
                 )
             except Exception as exc:
                 result = {"errorMessage": str(exc), "errorType": type(exc).__name__}
                 self._log([f"[ERROR] {type(exc).__name__}: {exc}"], datetime.now(UTC))
             finally:
                 self._via = "aws-api"
-                logger.removeHandler(writer)
-                logging.Logger.manager.loggerDict.pop(logger.name, None)
             millis = (time.monotonic() - started) * 1000
             self._log(
                 [
@@ -357,11 +326,7 @@ class DrFunction:
             self.errors = [*self.errors[-9:], f"{event}: {type(exc).__name__}: {exc}"]
 
     def _record(self, event: str, attrs: Mapping[str, Any], when: datetime) -> None:
-        if event == "automation_invoked" and attrs.get("trigger") not in STEP_TRIGGERS:
-            with self._lock:
-                self._request = str(uuid.uuid4())
-            self._log([f"START RequestId: {self._request} Version: $LATEST"], when)
-        elif event == "rds_promotion_requested":
+        if event == "rds_promotion_requested":
             record_rds_event(
                 self.dr_region,
                 self.replica_id,
@@ -385,48 +350,16 @@ class DrFunction:
                 self._change_record(when, str(attrs.get("to", "dr")))
             finally:
                 self._own_change.clear()
-        elif event in ("failover_completed", "failover_failed") and self._request:
-            self._log(
-                [f"END RequestId: {self._request}", f"REPORT RequestId: {self._request}"], when
-            )
-            self._request = None
 
     def _change_record(self, when: datetime, to: str) -> None:
         """The primary failover record pointed at ``to``'s load balancer, as the automation's
-        DNS step (DR) or the failback's (primary) asks; the change id goes to the function's
-        log, where the AWS target finds it."""
+        own DNS step (a failover through drdrill's control API) or the failback asks: the
+        record stays what clients resolve, with the change's real moment."""
         alb = self.primary_alb if to == "primary" else self.dr_alb
-        if alb is None:
-            return
-        route53 = self._route53()
-        record: dict[str, Any] = {
-            "Name": self.record_name,
-            "Type": "A",
-            "SetIdentifier": "primary",
-            "Failover": "PRIMARY",
-            "AliasTarget": {
-                "HostedZoneId": alb[1],
-                "DNSName": alb[0],
-                "EvaluateTargetHealth": True,
-            },
-        }
-        # an UPSERT replaces the whole record: it keeps the record's health check
-        check = dr_lambda.primary_health_check(route53, self.zone_id, self.record_name)
-        if check:
-            record["HealthCheckId"] = check
-        answer = route53.change_resource_record_sets(
-            HostedZoneId=self.zone_id,
-            ChangeBatch={
-                "Comment": "DR failover" if to == "dr" else "DR failback",
-                "Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}],
-            },
+        info = dr_lambda.point_record_at(
+            self._route53(), self.zone_id, self.record_name, alb, f"DR: to {to}"
         )
-        info = answer["ChangeInfo"]
-        change = str(info["Id"]).removeprefix("/change/")
-        _SUBMITTED[change] = when
-        if to == "dr":  # the failback is the failback script's, not the function's
-            line = json.dumps({"ChangeInfo": {"Id": f"/change/{change}", "Status": "PENDING"}})
-            self._log([line], when)
+        _SUBMITTED[str(info["Id"]).removeprefix("/change/")] = when
 
     # --- the failover mode ----------------------------------------------------------------------
 

@@ -221,6 +221,31 @@ class _Mirror:
     events: set[str] = field(default_factory=set)
 
 
+_HOLDS = threading.Lock()
+
+
+def hold_while(instance: Any, status: str, work: Callable[[], None]) -> None:
+    """Run ``work`` in the background with the RDS ``instance``'s status held at ``status``
+    (``rebooting``, ``modifying``) until it ends, as RDS shows a change in progress; refused
+    with RDS's own error while another such change holds the instance."""
+    with _HOLDS:
+        if getattr(instance, "sandbox_status_hold", None):
+            raise ApiError(
+                "InvalidDBInstanceState",
+                f"DB instance {instance.db_instance_identifier} is not in available state.",
+            )
+        instance.sandbox_status_hold = instance.status = status
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            instance.sandbox_status_hold = None
+
+    name = f"{status}-{instance.db_instance_identifier}"
+    threading.Thread(target=run, name=name, daemon=True).start()
+
+
 class Reconciler:
     """Copies the data plane into moto and routes the acting calls to the data plane."""
 
@@ -261,7 +286,6 @@ class Reconciler:
         app.before("rds", "RebootDBInstance", self._reboot_db)
         _install_alarm_history()
         self._alarm_seen: dict[str, int] = {}
-        self._rebooting: dict[str, threading.Thread] = {}
         app.before("ecs", "UpdateService", self._update_service)
 
     # --- life cycle ----------------------------------------------------------------------------
@@ -499,12 +523,9 @@ class Reconciler:
         instance = self._rds(plane).databases.get(plane.db_instance_id)
         if instance is None:
             return
-        reboot = self._rebooting.get(key)
         hold = getattr(instance, "sandbox_status_hold", None)
-        if hold:  # a change in progress that the sandbox runs (a promotion: modifying)
+        if hold:  # a change the sandbox is making (hold_while): rebooting, modifying
             instance.status = hold
-        elif reboot is not None and reboot.is_alive():
-            instance.status = "rebooting"
         elif plane.db_running():
             instance.status = "available"
         else:
@@ -526,18 +547,9 @@ class Reconciler:
         if plane is None or plane.reboot_db is None:
             return  # moto answers (a no-op, or its own error for an unknown instance)
         failover = str(call.params.get("ForceFailover", "false")).lower() == "true"
-        with self._lock:
-            running = self._rebooting.get(plane.key)
-            if running is not None and running.is_alive():
-                raise ApiError(
-                    "InvalidDBInstanceState", f"DB instance {db_id} is not in available state."
-                )
-            thread = threading.Thread(
-                target=self._do_reboot, args=(plane, failover), name=f"reboot-{db_id}", daemon=True
-            )
-            self._rebooting[plane.key] = thread
-            self._rds(plane).databases[db_id].status = "rebooting"
-        thread.start()
+        hold_while(
+            self._rds(plane).databases[db_id], "rebooting", lambda: self._do_reboot(plane, failover)
+        )
 
     def _do_reboot(self, plane: RegionPlane, failover: bool) -> None:
         assert plane.reboot_db is not None

@@ -31,6 +31,7 @@ from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.settings import AwsSettings
 
 if TYPE_CHECKING:
+    from drdrill.sandbox.automation import DrAutomation
     from drdrill.sandbox.settings import RegionKey, SandboxSettings
 
 #: the credentials every client of the sandbox's endpoint uses (moto takes any)
@@ -83,11 +84,6 @@ class SandboxAws:
     function: DrFunction | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
-    @property
-    def runs_function_code(self) -> bool:
-        """Whether the DR function is its Lambda code (then the alarm reaches it through SNS)."""
-        return self.function is not None and self.function.code is not None
-
     def notify_alarm(self, delay_s: float, reason: str) -> None:
         """The health alarm's action, as CloudWatch takes it: after ``delay_s`` (the sandbox's
         ``timings.automation_delay``), a notification to the alerts topic, whose ``lambda``
@@ -138,7 +134,7 @@ def serve(
     monitor: Any = None,
     replication: Callable[[], Any] | None = None,
     region_up: Callable[[RegionKey], bool] | None = None,
-    automation: Any = None,
+    automation: DrAutomation | None = None,
     set_mode: Callable[[str], Any] | None = None,
     mode: str = "manual",
     on_call: Callable[[Call], object] | None = None,
@@ -249,13 +245,13 @@ def serve(
                 record_name=stack.record_name,
                 dr_alb=(stack.dr.load_balancer_dns, stack.dr.load_balancer_zone_id),
                 alarm=(stack.primary.region, built.primary.alarms.health or ""),
-                invoke=lambda payload: automation.invoke(payload, wait=True),
                 set_mode=set_mode,
                 route53=lambda: aws.client("route53", "us-east-1"),
                 primary_alb=(stack.primary.load_balancer_dns, stack.primary.load_balancer_zone_id),
                 step=automation.step,
                 dns_changed=automation.dns_changed,
                 code=code,
+                session=aws.session,
                 endpoint_url=endpoint.url,
             )
             function.match_mode(mode)

@@ -93,11 +93,22 @@ class AwsTarget:
         self.settings: AwsSettings = load_aws_settings(config)
         self.aws: AwsClients = self.settings.clients()
         self._outputs: dict[str, str] | None = None
-        #: the stack's own records of a failover, and what drdrill itself did to it
+        self._learn_stack()
+
+    def _learn_stack(self) -> None:
+        """What the target holds of its stack, fresh: the stack's own records of a failover,
+        drdrill's connections to the databases (``<region>.database``), its own failover
+        state, and the names it has looked up."""
         self.records = FailoverRecords(self.aws, self.settings)
-        #: drdrill's own connections to the databases (``<region>.database``)
-        self.databases = DatabaseAccess(self.aws, self.settings, str(config.path))
+        self.databases = DatabaseAccess(self.aws, self.settings, str(self.config.path))
         self._failover_state = _FailoverState()
+        self.__dict__.pop("stack_names", None)
+
+    def forget_stack(self) -> None:
+        """Forget what was learnt of the stack (its database connections closed): the stack
+        was rebuilt under the same names, as a sandbox's is after a reset."""
+        self.databases.close()
+        self._learn_stack()
 
     def terraform_outputs(self) -> dict[str, str]:
         """``terraform output`` of the stack (read once), empty when none is configured."""

@@ -20,9 +20,7 @@ from drdrill.measure import Measurements
 from drdrill.probes.client import ClientSpec
 from drdrill.sandbox.aws.stack import CREDENTIALS
 from drdrill.sandbox.ground_truth import PhaseTruth
-from drdrill.targets.aws.database import DatabaseAccess
-from drdrill.targets.aws.failover import FailoverRecords
-from drdrill.targets.aws.target import AwsTarget, _FailoverState
+from drdrill.targets.aws.target import AwsTarget
 from drdrill.targets.sandbox import DrillKind, SandboxTarget
 
 
@@ -68,11 +66,7 @@ class SandboxAwsTarget(AwsTarget):
         if self.sandbox.client.alive() and self.sandbox.at_baseline():
             return
         self.sandbox.reset()
-        self.databases.close()
-        self.__dict__.pop("stack_names", None)
-        self._failover_state = _FailoverState()
-        self.records = FailoverRecords(self.aws, self.settings)
-        self.databases = DatabaseAccess(self.aws, self.settings, str(self.config.path))
+        self.forget_stack()
 
     def guard(self, fault: Fault, allow_destructive: bool) -> None:
         """The AWS target's guard (account, regions, blast radius) without the flag: the
