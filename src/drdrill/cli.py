@@ -11,6 +11,9 @@ from drdrill import __version__
 from drdrill.errors import DrillError, InputError
 
 #: sub-command name -> module in ``drdrill.commands``; each module has ``add_parser`` and ``run``.
+#: Every one is imported to build the parser, so each keeps its heavy imports (pytest, aiohttp,
+#: pydantic...) inside ``run``: ``--help`` and ``objectives`` then start in a fraction of the time
+#: (tests/test_cli_start.py, docs/benchmarks.md "CLI start-up").
 COMMANDS: tuple[str, ...] = (
     "objectives",
     "watch",

@@ -20,9 +20,8 @@ from pydantic import (
     field_validator,
 )
 
+from drdrill.defaults import DEFAULT_CONFIG
 from drdrill.errors import ConfigError, DurationError
-
-DEFAULT_CONFIG = "drdrill.yaml"
 
 
 def _to_seconds(value: object) -> object:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol, TextIO
 
 from drdrill.config import ProbesConfig
+from drdrill.defaults import Trigger
 from drdrill.drill_fixtures import to_endpoint
 from drdrill.errors import DrillError, InputError
 from drdrill.faults.base import Fault, FaultInjector, handle_signals
@@ -77,9 +78,6 @@ from drdrill.targets.base import (
 )
 from drdrill.timeline import Clock, Event, Timeline
 
-Trigger = Literal["script", "lambda", "automated"]
-#: the runbook's three failover options, as ``--trigger`` names them
-TRIGGERS: Final[tuple[Trigger, ...]] = ("script", "lambda", "automated")
 Outcome = Literal["completed", "stopped", "failed", "interrupted"]
 StepOutcome = Literal["ok", "failed", "declined"]
 

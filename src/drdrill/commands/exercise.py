@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from drdrill.config import DEFAULT_CONFIG
-from drdrill.targets.base import ExerciseStack
+# the parser's defaults from the light module: the exercise itself brings pytest and aiohttp
+from drdrill.defaults import DEFAULT_CONFIG, TRIGGERS
 
 DESCRIPTION = (
     "The runbook's quarterly full DR exercise against the configured target: readiness check, "
@@ -22,8 +22,6 @@ DESCRIPTION = (
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``drdrill exercise`` and its options."""
-    from drdrill.exercise import TRIGGERS
-
     parser = sub.add_parser(
         "exercise",
         help="the quarterly DR exercise: failover and failback, with checkpoints",
@@ -79,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from drdrill.report.severity import default_matrix, find_matrix_table, parse_escalation_matrix
     from drdrill.session import load_objectives
     from drdrill.targets import make_target
+    from drdrill.targets.base import ExerciseStack
 
     threshold = parse_duration(args.latency_threshold, "--latency-threshold")
     if threshold is None or threshold <= 0:

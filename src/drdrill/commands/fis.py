@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from drdrill import defaults
 from drdrill.errors import DrillError, InputError
 
-DEFAULT_CONFIG = Path("drdrill.yaml")
+DEFAULT_CONFIG = Path(defaults.DEFAULT_CONFIG)
 DEFAULT_OUT = Path("fis-templates")
 
 DESCRIPTION = (

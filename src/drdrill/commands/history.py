@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from drdrill import defaults
 from drdrill.errors import InputError
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 DEFAULT_REPORT_DIR = Path("reports")
 DEFAULT_DB_NAME = "history.sqlite"
 #: the config a command reads by default where it says so (when the file exists)
-DEFAULT_CONFIG = Path("drdrill.yaml")
+DEFAULT_CONFIG = Path(defaults.DEFAULT_CONFIG)
 
 HELP_DB = "the history database (default: the config's history path, else reports/history.sqlite)"
 HELP_CONFIG = "read the history path and report_dir from this drdrill.yaml"

@@ -6,9 +6,8 @@ import argparse
 import sys
 import warnings
 
+from drdrill.defaults import DEFAULT_JOURNAL_PATH
 from drdrill.errors import FaultError
-from drdrill.faults.base import RevertStatus, recover
-from drdrill.faults.journal import DEFAULT_JOURNAL_PATH, Journal, JournalWarning
 
 DESCRIPTION = (
     "Revert every fault that the journal still has open: a drill killed with SIGKILL, or whose "
@@ -41,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Revert, print one line a fault; :class:`FaultError` (exit 1) naming any left in place."""
+    from drdrill.faults.base import RevertStatus, recover
+    from drdrill.faults.journal import Journal, JournalWarning
+
     journal = Journal(args.journal)
     if not journal.exists():
         print(f"nothing to recover (no journal at {journal.path})")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drdrill.config import DEFAULT_CONFIG, load_config
+from drdrill.defaults import DEFAULT_CONFIG
 
 if TYPE_CHECKING:
     from drdrill.config import DrillConfig
@@ -80,6 +80,7 @@ def _write_aws_config(
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the action."""
+    from drdrill.config import load_config
     from drdrill.sandbox import blocklock, control
 
     config = load_config(args.config)

@@ -27,21 +27,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from drdrill.defaults import DEFAULT_TIMEOUT_S, MIN_INTERVAL_S
 from drdrill.errors import InputError
-from drdrill.probes.http import (
-    DEFAULT_TIMEOUT_S,
-    MIN_INTERVAL_S,
-    Check,
-    Endpoint,
-    EndpointStats,
-    LoopLateness,
-    Outage,
-    OutageEvent,
-    ProbeRunner,
-)
 from drdrill.probes.stats import DEFAULT_RECOVERY_SAMPLES
+
+if TYPE_CHECKING:
+    from drdrill.probes.http import Endpoint, EndpointStats, LoopLateness, Outage, OutageEvent
+
 
 HELP_INTERVAL = f"seconds between samples of each URL (default 0.1, at least {MIN_INTERVAL_S})"
 HELP_DURATION = "seconds to watch (default: until Ctrl-C)"
@@ -124,6 +118,8 @@ def _statuses(values: list[str] | None) -> frozenset[int]:
 
 def parse_options(args: argparse.Namespace) -> WatchOptions:
     """Validate the command line; bad values raise :class:`InputError` naming the option."""
+    from drdrill.probes.http import Check, Endpoint
+
     interval = _seconds(args.interval, "--interval", MIN_INTERVAL_S)
     duration = None if args.duration is None else _seconds(args.duration, "--duration")
     timeout = _seconds(args.timeout, "--timeout")
@@ -284,6 +280,8 @@ def _wait(duration_s: float | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Watch until the duration ends or Ctrl-C, then print the summary; exit status 0."""
+    from drdrill.probes.http import ProbeRunner
+
     options = parse_options(args)
     live: TextIO = sys.stderr if options.as_json else sys.stdout
 

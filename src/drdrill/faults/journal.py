@@ -29,10 +29,8 @@ from typing import Any, Final
 
 import psutil
 
+from drdrill.defaults import DEFAULT_JOURNAL_PATH
 from drdrill.errors import FaultError, InputError
-
-#: Where a journal lives unless told otherwise (relative to the working directory).
-DEFAULT_JOURNAL_PATH: Final = Path(".drdrill/journal.jsonl")
 
 # Every line starts with this (key order and separators are fixed by ``_dumps``); a line that
 # does not parse but starts like this, or is a prefix of it, is a write cut short by a kill.

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import aiohttp.abc
 
+from drdrill.defaults import DEFAULT_TIMEOUT_S
 from drdrill.errors import DrillError, InputError
 from drdrill.probes.stats import (
     ERROR_CONNECT,
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 #: the default per-request timeout.
-DEFAULT_TIMEOUT_S = 1.0
 #: what the probes say they are in server logs.
 USER_AGENT = "drdrill-probe/1"
 

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
+from drdrill.defaults import MIN_INTERVAL_S
 from drdrill.errors import InputError
 from drdrill.probes.client import (
     DEFAULT_TIMEOUT_S,
@@ -94,8 +95,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: the shortest sampling interval accepted (100 Hz an endpoint).
-MIN_INTERVAL_S = 0.01
 
 #: where the probe loop runs: a worker process of its own, or a thread of this process.
 ProbeMode = Literal["process", "thread"]
