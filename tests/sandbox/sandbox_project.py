@@ -60,17 +60,20 @@ def short_folder(prefix: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_config(folder: Path, block: int, extra: str = "", sandbox_extra: str = "") -> Path:
+def write_config(
+    folder: Path, block: int, extra: str = "", sandbox_extra: str = "", writer_hz: float = 20
+) -> Path:
     """``drdrill.yaml`` for the sandbox in ``block``, its run folder, journal and reports in
     ``folder``; ``extra`` adds top-level keys (e.g. ``drills: {oncall_delay: 4s}``),
-    ``sandbox_extra`` keys of ``targets.sandbox`` (e.g. ``aws_api: true``)."""
+    ``sandbox_extra`` keys of ``targets.sandbox`` (e.g. ``aws_api: true``); the RPO writer
+    writes ``writer_hz`` markers a second."""
     path = folder / "drdrill.yaml"
     path.write_text(
         f"""runbook: {ROOT / "docs" / "runbook.md"}
 target: sandbox
 objectives: {{scale: 0.02}}
 probes: {{interval: {INTERVAL}, timeout: 0.5, recovery_samples: 3}}
-writer: {{sink: http, rate_hz: 20, timeout: 1}}
+writer: {{sink: http, rate_hz: {writer_hz}, timeout: 1}}
 journal: {folder / "journal.jsonl"}
 report_dir: {folder / "reports"}
 {extra}

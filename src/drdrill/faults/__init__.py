@@ -30,6 +30,8 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "sandbox.region_down": "drdrill.targets.sandbox.faults:RegionDown",
         "sandbox.pause_replication": "drdrill.targets.sandbox.faults:PauseReplication",
         "sandbox.cut_replication": "drdrill.targets.sandbox.faults:CutReplication",
+        "sandbox.partition_regions": "drdrill.targets.sandbox.faults:PartitionRegions",
+        "sandbox.degrade_link": "drdrill.targets.sandbox.faults:DegradeLink",
         "aws.ecs.stop_tasks": "drdrill.targets.aws.faults:StopEcsTasks",
         "aws.ecs.scale_to_zero": "drdrill.targets.aws.faults:ScaleServiceToZero",
         "aws.rds.reboot": "drdrill.targets.aws.faults:RebootDbInstance",

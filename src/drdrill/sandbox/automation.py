@@ -199,6 +199,9 @@ class DrAutomation:
         with self._lock:
             if self.state != "dr" and not self._failed_over():
                 raise DrillError(f"failback needs a completed failover (state: {self.state})")
+            if self.sandbox.link.partitioned:
+                # the old primary is rebuilt from DR across the link: nothing would arrive
+                raise DrillError("failback needs the regions joined: heal the partition first")
             self.state = "failing_back"
         try:
             return self._failback()
@@ -223,7 +226,7 @@ class DrAutomation:
             sandbox.region_up("primary")
         sandbox.ecs["primary"].set_desired(0)
         sandbox.harvest_db_log("primary")  # a reseed wipes its general log
-        seconds = reseed_replica(primary, dr)
+        seconds = reseed_replica(primary, dr, via=sandbox.across("primary"))
         self._truth("primary_reseeded", seconds=round(seconds, 3))
         want = sandbox.settings.primary.desired
         sandbox.ecs["primary"].set_desired(want)
@@ -239,7 +242,7 @@ class DrAutomation:
         time.sleep(timings.dns_ttl + 0.5)  # clients holding the DR answer move on
         sandbox.ecs["dr"].set_desired(sandbox.settings.dr.desired)
         sandbox.harvest_db_log("dr")
-        seconds = reseed_replica(dr, primary)
+        seconds = reseed_replica(dr, primary, via=sandbox.across("dr"))
         self._truth("dr_reseeded", seconds=round(seconds, 3))
         with self._lock:
             self.state = "primary"

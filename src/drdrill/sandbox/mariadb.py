@@ -669,9 +669,14 @@ def attach_replica(
     *,
     connect_retry_s: int = 1,
     timeout: float = 30.0,
+    via: tuple[str, int] | None = None,
 ) -> ReplicationStatus:
-    """Make ``replica`` a read-only GTID replica of ``primary`` and wait until it caught up."""
+    """Make ``replica`` a read-only GTID replica of ``primary`` and wait until it caught up.
+
+    ``via``: the address the replica reaches the primary at, when not the primary's own (the
+    sandbox's inter-region link)."""
     p = primary.config
+    host, port = via or (p.host, p.port)
     try:
         with _root(replica) as conn, conn.cursor() as cur:
             cur.execute("STOP SLAVE")
@@ -680,7 +685,7 @@ def attach_replica(
             cur.execute(
                 "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, "
                 "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=%s",
-                (p.host, p.port, p.repl_user, p.repl_password, connect_retry_s),
+                (host, port, p.repl_user, p.repl_password, connect_retry_s),
             )
             cur.execute("START SLAVE")
     except pymysql.err.Error as exc:

@@ -42,11 +42,17 @@ def _users_without_binlog(server: MariaDBServer) -> None:
         cur.execute(f"GRANT REPLICATION SLAVE ON *.* TO '{c.repl_user}'@'%'")
 
 
-def reseed_replica(replica: MariaDBServer, source: MariaDBServer, timeout: float = 60.0) -> float:
+def reseed_replica(
+    replica: MariaDBServer,
+    source: MariaDBServer,
+    timeout: float = 60.0,
+    via: tuple[str, int] | None = None,
+) -> float:
     """Rebuild ``replica`` from ``source`` and make it a read-only GTID replica of it.
 
     Returns the seconds it took. The source keeps serving throughout (the dump is one
-    consistent-snapshot transaction).
+    consistent-snapshot transaction). ``via``: where the replica reaches the source, when not
+    at the source's own address (the sandbox's inter-region link).
     """
     started = time.monotonic()
     if replica.is_running():
@@ -96,12 +102,13 @@ def reseed_replica(replica: MariaDBServer, source: MariaDBServer, timeout: float
             f"{load.stderr.decode(errors='replace')[-300:]}"
         )
     s = source.config
+    host, port = via or (s.host, s.port)
     with replica.connect("root") as conn, conn.cursor() as cur:
         cur.execute("SET GLOBAL read_only = 1")
         cur.execute(
             "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, "
             "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-            (s.host, s.port, s.repl_user, s.repl_password),
+            (host, port, s.repl_user, s.repl_password),
         )
         cur.execute("START SLAVE")
     try:

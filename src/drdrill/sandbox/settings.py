@@ -81,6 +81,12 @@ class RegionSettings(_Model):
         """The address ``<subnet>.<host>``."""
         return f"{self.subnet}.{host}"
 
+    @property
+    def link_ip(self) -> str:
+        """Where this region reaches the other region's database: the inter-region link's end
+        in this region (``.6``; the database itself is ``.5``, the load balancer ``.2``)."""
+        return self.ip(6)
+
 
 class Ports(_Model):
     """Base ports; the block offset is added to each."""
@@ -123,6 +129,13 @@ class Timings(_Model):
     observer_interval: Seconds = Field(default=0.02, gt=0)
     #: how long one of the observer's requests may take before it counts as failed
     observer_timeout: Seconds = Field(default=0.5, gt=0)
+    #: one-way latency of the link between the regions, each way (eu-west-1 to eu-central-1):
+    #: every cross-region connection (replication) goes through it (drdrill.sandbox.link)
+    inter_region_latency: Seconds = Field(default=0.025, le=10)
+    #: uniform jitter around that latency (chunks stay in order)
+    inter_region_jitter: Seconds = Field(default=0.0, le=10)
+    #: the fraction of chunks lost and retransmitted (delivered 200 ms late)
+    inter_region_loss: float = Field(default=0.0, ge=0, lt=1)
 
 
 class SandboxSettings(_Model):

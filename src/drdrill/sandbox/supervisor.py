@@ -37,6 +37,7 @@ from drdrill.sandbox.dblog import GENERAL_LOG_OPTIONS, GeneralLogHarvester
 from drdrill.sandbox.dns import FailoverDns
 from drdrill.sandbox.ecs import ServiceScheduler
 from drdrill.sandbox.haproxy import HAProxyLB
+from drdrill.sandbox.link import InterRegionLink, LinkShape, Route
 from drdrill.sandbox.mariadb import (
     MariaDBConfig,
     MariaDBServer,
@@ -74,6 +75,10 @@ OPS = frozenset(
         "set_mode",
         "cut_replication",
         "restore_replication",
+        "partition_regions",
+        "heal_regions",
+        "degrade_link",
+        "restore_link",
         "test_notification",
         "harvest_truth",
     }
@@ -125,6 +130,28 @@ class Sandbox:
                 truth=self.truth,
                 log_to=("127.0.0.1", settings.port("syslog")),
             )
+        db_port = settings.port("db")
+        #: every connection between the regions crosses this link (its latency, its partitions)
+        self.link = InterRegionLink(
+            [
+                Route(
+                    "dr-to-primary",
+                    (settings.dr.link_ip, db_port),
+                    (self.db["primary"].host, db_port),
+                ),
+                Route(
+                    "primary-to-dr",
+                    (settings.primary.link_ip, db_port),
+                    (self.db["dr"].host, db_port),
+                ),
+            ],
+            LinkShape(
+                timings.inter_region_latency,
+                timings.inter_region_jitter,
+                timings.inter_region_loss,
+            ),
+            on_event=lambda event, **attrs: self.truth.append(event, "inter-region-link", **attrs),
+        )
         self.dns = FailoverDns(
             bind_ip=settings.dns_ip,
             port=settings.port("dns"),
@@ -212,7 +239,8 @@ class Sandbox:
         for server in (primary, replica):
             server.wait_ready(30)
         setup_primary(primary)
-        attach_replica(primary, replica, timeout=30)
+        self.link.start()
+        attach_replica(primary, replica, timeout=30, via=self.across("dr"))
         self.truth.append(
             "replication_started", "rds", primary=primary.label, replica=replica.label
         )
@@ -276,7 +304,7 @@ class Sandbox:
         steps += [self.automation.stop, self.pager.stop]
         steps += [self.ecs[k].shutdown for k in REGIONS]
         steps += [self.lb[k].stop for k in REGIONS]
-        steps += [self.syslog.stop, self.dns.stop]
+        steps += [self.syslog.stop, self.dns.stop, self.link.stop]
         # the last statements of each database's general log, before it stops
         steps += [self._thaw_db(k) for k in REGIONS]
         steps += [self._harvest_all, self.harvester.stop]
@@ -288,6 +316,10 @@ class Sandbox:
             except Exception as exc:
                 print(f"supervisor: {step!r}: {exc}", file=sys.stderr)
         self.truth.append("sandbox_down", "supervisor")
+
+    def across(self, region: RegionKey) -> tuple[str, int]:
+        """Where ``region`` reaches the other region's database: its end of the link."""
+        return self.settings.region(region).link_ip, self.settings.port("db")
 
     def _harvest_all(self) -> None:
         self.harvester.harvest_all()
@@ -390,9 +422,16 @@ class Sandbox:
                 "ttl": s.timings.dns_ttl,
             },
             "alarm": self.alarm(),
+            "link": self.link.status(),
+            "split_brain": self.split_brain(),
             "failover": self.automation.state,
             "aws": self._aws_status(),
         }
+
+    def split_brain(self) -> bool:
+        """Whether both regions' databases run writable (a failover while the old primary
+        lived on, e.g. across a partition): only failback or a reset mends it."""
+        return all(db.is_running() and not db.read_only for db in self.db.values())
 
     def _aws_status(self) -> dict[str, Any] | None:
         """The AWS API endpoint, and ``targets.aws`` for drills through it."""
@@ -556,6 +595,31 @@ class Sandbox:
             cur.execute("START SLAVE IO_THREAD")
         self.truth.append("replication_restored", "rds-dr")
         return {"restored": True}
+
+    def partition_regions(self) -> dict[str, Any]:
+        """Partition the regions: nothing crosses the link (each side keeps running; the old
+        primary keeps taking writes, so a failover now is a split brain)."""
+        return {"partitioned": True, "changed": self.link.partition()}
+
+    def heal_regions(self) -> dict[str, Any]:
+        """Undo :meth:`partition_regions` (idempotent): what was held is delivered."""
+        return {"partitioned": False, "changed": self.link.heal()}
+
+    def degrade_link(
+        self, latency_ms: float, jitter_ms: float = 0.0, loss_pct: float = 0.0
+    ) -> dict[str, Any]:
+        """Change the link's one-way latency, jitter and loss."""
+        try:
+            shape = LinkShape(latency_ms / 1000.0, jitter_ms / 1000.0, loss_pct / 100.0)
+        except (TypeError, ValueError) as exc:
+            raise DrillError(f"degrade_link: {exc}") from exc
+        self.link.degrade(shape)
+        return self.link.status()
+
+    def restore_link(self) -> dict[str, Any]:
+        """Undo :meth:`degrade_link` (idempotent): the configured latency, jitter and loss."""
+        self.link.restore()
+        return self.link.status()
 
     @staticmethod
     def _replica_status(cur: Any) -> dict[str, Any] | None:

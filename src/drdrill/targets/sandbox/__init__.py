@@ -32,8 +32,9 @@ from drdrill.probes.lag import (
     read_replica_lag,
 )
 from drdrill.probes.resolve import TtlCache, TtlResolver, resolve_a
-from drdrill.probes.writes import HttpSink, Marker, WriteSink
+from drdrill.probes.writes import MARKER_TABLE, HttpSink, Marker, WriteSink
 from drdrill.sandbox import blocklock, control
+from drdrill.sandbox.binlog import marker_ids_after
 from drdrill.sandbox.ground_truth import (
     PhaseTruth,
     failback_truths,
@@ -46,6 +47,8 @@ from drdrill.sandbox.settings import DnsClientRole, RegionKey, SandboxSettings
 from drdrill.sandbox.truth import TruthEvent, TruthLog
 from drdrill.targets.sandbox.faults import (
     CutReplication,
+    DegradeLink,
+    PartitionRegions,
     PauseReplication,
     RebootDb,
     RegionDown,
@@ -156,6 +159,7 @@ class SandboxTarget:
             and regions["primary"]["ecs"]["running"] == self.settings.primary.desired
             and regions["dr"]["ecs"]["desired"] == self.settings.dr.desired
             and status["alarm"]["state"] == "OK"
+            and status["link"]["at_baseline"]  # joined, and shaped as configured
         )
 
     def ensure_baseline(self) -> None:
@@ -298,6 +302,13 @@ class SandboxTarget:
             cur.execute("SELECT marker_id FROM drdrill_markers WHERE run_id = %s", (run_id,))
             return {int(row[0]) for row in cur.fetchall()}
 
+    def markers_committed_after(self, region: RegionKey, gtid: str, run_id: str) -> set[int]:
+        """Ground truth of a loss: the marker ids of a run that a region's database committed
+        after the GTID position ``gtid``, read from its own binary log (``mariadb-binlog``),
+        not from any table the verifier reads."""
+        datadir = self.run_dir / f"rds-{region}" / "data"
+        return marker_ids_after(datadir, gtid, run_id, MARKER_TABLE)
+
     def present_markers(self, run_id: str, region: RegionKey | None = None) -> set[int]:
         """Marker ids of a run in the database that serves writes now (or in ``region``'s)."""
         region = region or self._light()["writer_region"]
@@ -337,6 +348,17 @@ class SandboxTarget:
         """A fault: the replication link to DR cut (its IO thread stopped); writes acknowledged
         from then on are lost by a failover."""
         return CutReplication(self.control_port)
+
+    def partition_regions(self) -> PartitionRegions:
+        """A fault: the regions partitioned (nothing crosses the inter-region link); the old
+        primary keeps taking writes, which a failover then loses (a split brain)."""
+        return PartitionRegions(self.control_port)
+
+    def degrade_link(
+        self, latency_ms: float, jitter_ms: float = 0.0, loss_pct: float = 0.0
+    ) -> DegradeLink:
+        """A fault: the inter-region link slower (one-way latency, jitter) or lossy."""
+        return DegradeLink(self.control_port, latency_ms, jitter_ms, loss_pct)
 
     # --- actions -----------------------------------------------------------------------------
 

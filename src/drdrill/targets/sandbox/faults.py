@@ -213,3 +213,89 @@ class CutReplication:
     def from_record(cls, record: Mapping[str, Any]) -> Self:
         """Rebuild from the journal."""
         return cls(int(record["control_port"]))
+
+
+@dataclass(frozen=True)
+class PartitionRegions:
+    """Partition the two regions: nothing crosses the inter-region link. Both sides keep
+    running; the old primary keeps taking writes that never reach DR, so a failover now loses
+    them and leaves two writable databases (a split brain). The revert heals the link; what
+    was held is delivered (a promoted replica no longer reads it)."""
+
+    kind: ClassVar[str] = "sandbox.partition_regions"
+    control_port: int
+
+    def describe(self) -> str:
+        """One line naming the fault."""
+        return "partition the regions (nothing crosses the inter-region link)"
+
+    def inject(self) -> None:
+        """Partition now."""
+        _call(self.control_port, "partition_regions")
+
+    def revert(self) -> RevertResult:
+        """Heal the link (idempotent)."""
+        result = _call(self.control_port, "heal_regions")
+        return RevertResult("link healed" if result.get("changed") else "link was not cut")
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {"control_port": self.control_port}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        return cls(int(record["control_port"]))
+
+
+@dataclass(frozen=True)
+class DegradeLink:
+    """Degrade the inter-region link: one-way latency, jitter (ms) and loss (%); the revert
+    gives it back its configured shape."""
+
+    kind: ClassVar[str] = "sandbox.degrade_link"
+    control_port: int
+    latency_ms: float
+    jitter_ms: float = 0.0
+    loss_pct: float = 0.0
+
+    def describe(self) -> str:
+        """One line naming the fault."""
+        return (
+            f"degrade the inter-region link to {self.latency_ms:g} ms one way "
+            f"(jitter {self.jitter_ms:g} ms, loss {self.loss_pct:g} %)"
+        )
+
+    def inject(self) -> None:
+        """Degrade now."""
+        _call(
+            self.control_port,
+            "degrade_link",
+            latency_ms=self.latency_ms,
+            jitter_ms=self.jitter_ms,
+            loss_pct=self.loss_pct,
+        )
+
+    def revert(self) -> RevertResult:
+        """The configured latency, jitter and loss again (idempotent)."""
+        result = _call(self.control_port, "restore_link")
+        return RevertResult(f"link back to {result['latency_ms']:g} ms one way")
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {
+            "control_port": self.control_port,
+            "latency_ms": self.latency_ms,
+            "jitter_ms": self.jitter_ms,
+            "loss_pct": self.loss_pct,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        return cls(
+            int(record["control_port"]),
+            float(record["latency_ms"]),
+            float(record.get("jitter_ms", 0.0)),
+            float(record.get("loss_pct", 0.0)),
+        )
