@@ -1,6 +1,6 @@
-"""The network between the regions, end to end: a partition on a running sandbox, and the
-failover across it that loses acknowledged writes, counted exactly against the old primary's
-own binary log over ten runs.
+"""The network between the regions, end to end: a partition on a running sandbox, a region
+cut off from its clients, and the failover across a partition that loses acknowledged writes,
+counted exactly against the old primary's own binary log over ten runs.
 
 The sandbox (block 11, its own short folder) has the default link: 25 ms one way between the
 regions (drdrill.sandbox.link). The writer writes 200 markers a second through the app.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -137,6 +138,47 @@ def test_a_degraded_link_is_slower_and_its_revert_restores_it(stack: SandboxTarg
     finally:
         assert fault.revert().note == "link back to 25 ms one way"
     assert stack.at_baseline()
+
+
+def _answers(address: str) -> bool:
+    """Whether an HTTP request to ``host:port`` gets any answer within a second."""
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0) as conn:
+            conn.sendall(b"GET /health-simple.php HTTP/1.0\r\n\r\n")
+            return conn.recv(16).startswith(b"HTTP/1.")
+    except OSError:  # a timeout, a reset
+        return False
+
+
+def test_a_region_cut_off_from_its_clients_runs_on_and_raises_the_alarm(
+    stack: SandboxTarget, tmp_path: Path
+) -> None:
+    stack.ensure_baseline()
+    lb = stack.status()["regions"]["primary"]["alb"]["address"]
+    assert _answers(lb)
+    journal = Journal(tmp_path / "journal.jsonl")
+    asked = time.monotonic()
+    FaultInjector(journal).inject(stack.cut_off_clients("primary"))
+    assert not _answers(lb)  # no answer, though the balancer and its tasks are fine
+    status = stack.status()
+    assert status["regions"]["primary"]["alb"]["cut_off"] is True
+    assert status["regions"]["primary"]["alb"]["healthy"] == 2  # its own checks pass
+    assert not stack.at_baseline()
+    # the alarm checks from outside the region: it sees the region gone
+    wait_for("the alarm", lambda: stack.status()["alarm"]["state"] == "ALARM")
+    # the region runs on, and its link to DR too: the primary's writes still replicate
+    run = f"cut-{uuid.uuid4().hex[:8]}"
+    _insert(stack, run, range(1, 6))
+    wait_for("replicated", lambda: stack.marker_ids_in("dr", run) == set(range(1, 6)))
+
+    [outcome] = recover(journal, include_live=True, kinds=KINDS)
+    assert outcome.ok and outcome.note == "clients reach primary again", outcome.line()
+    assert _answers(lb)
+    wait_for("the baseline", stack.at_baseline)
+    stack.flush_truth()
+    events = [e.event for e in stack.truth_since(asked) if e.event.startswith("clients_")]
+    assert events == ["clients_cut_off", "clients_rejoined"]
 
 
 PARTITION_DRILL = """

@@ -32,6 +32,7 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "sandbox.cut_replication": "drdrill.targets.sandbox.faults:CutReplication",
         "sandbox.partition_regions": "drdrill.targets.sandbox.faults:PartitionRegions",
         "sandbox.degrade_link": "drdrill.targets.sandbox.faults:DegradeLink",
+        "sandbox.cut_off_clients": "drdrill.targets.sandbox.faults:CutOffClients",
         "aws.ecs.stop_tasks": "drdrill.targets.aws.faults:StopEcsTasks",
         "aws.ecs.scale_to_zero": "drdrill.targets.aws.faults:ScaleServiceToZero",
         "aws.rds.reboot": "drdrill.targets.aws.faults:RebootDbInstance",

@@ -73,6 +73,8 @@ _PARKED_ADDR = ("127.0.0.1", 9)
 #: AF_UNIX paths are limited to 108 bytes on Linux, terminator included.
 _MAX_SOCKET_PATH = 107
 _LOG_TAIL_LINES = 8
+#: the black-hole map's key for "every client" (IPv4; the sandbox is on 127.0.0.0/8)
+_EVERY_CLIENT = "0.0.0.0/0"
 #: What HAProxy prints when its listening port is taken.
 _PORT_TAKEN = "cannot bind socket"
 #: Runtime-API replies that mean the command failed (successful ``set`` commands say nothing,
@@ -248,6 +250,9 @@ class HAProxyLB:
         self.config_path = self.run_dir / f"{name}.cfg"
         self.socket_path = self.run_dir / f"{name}.sock"
         self.log_path = self.run_dir / f"{name}.log"
+        #: client addresses whose connections are silently dropped (a region cut off from its
+        #: clients); kept in the file too, so that a restarted balancer stays cut off
+        self.blackhole_map = self.run_dir / f"{name}-blackhole.map"
         if len(str(self.socket_path)) > _MAX_SOCKET_PATH:
             raise HAProxyError(f"{self.label}: admin socket path too long: {self.socket_path}")
         self._child = Child(
@@ -451,6 +456,29 @@ class HAProxyLB:
             raise HAProxyError(f"{self.label}: '{line}' failed: {first}")
         return reply
 
+    @property
+    def cut_off(self) -> bool:
+        """Whether its clients are cut off (:meth:`cut_off_clients`)."""
+        try:
+            return bool(self.blackhole_map.read_text().strip())
+        except FileNotFoundError:
+            return False
+
+    def cut_off_clients(self) -> None:
+        """Every client's connection is dropped silently from now on (health checks, which the
+        balancer sends, go on); the balancer's own state is untouched."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.blackhole_map.write_text(f"{_EVERY_CLIENT} 1\n")
+        if self.is_running() and not self.is_frozen:
+            self.command(f"add map {self.blackhole_map} {_EVERY_CLIENT} 1")
+
+    def rejoin_clients(self) -> None:
+        """Undo :meth:`cut_off_clients` (idempotent)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.blackhole_map.write_text("")
+        if self.is_running() and not self.is_frozen:
+            self.command(f"clear map {self.blackhole_map}")
+
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         """The last lines of HAProxy's console output (warnings, server state changes)."""
         return self._child.log_tail(lines)
@@ -650,6 +678,7 @@ class HAProxyLB:
 
     def _write_config(self) -> None:
         t = self.timings
+        self.blackhole_map.touch()  # HAProxy refuses a missing map; a cut-off one stays cut off
         inter = _duration_ms(t.health_check_interval)
         logging = ""
         if self.log_to is not None:
@@ -683,6 +712,9 @@ defaults
 
 frontend fe
     bind {self.bind_ip}:{self.port}
+    # cut off from its clients: their connections are accepted by the kernel, then dropped
+    # without a word (no RST, no answer), as across a network partition
+    tcp-request connection silent-drop if {{ src,map_ip({self.blackhole_map}) -m found }}
 {"    no log" if self.log_to is not None else ""}
     default_backend {BACKEND}
 

@@ -263,6 +263,10 @@ class InterRegionLink:
             finally:
                 self._conns.discard(up_w)
                 up_w.close()
+        except asyncio.CancelledError:
+            # the link is stopping. The task ends quietly: asyncio's server callback asks a
+            # connection's task for its exception, and a cancelled one would be logged as one
+            return
         finally:
             self._conns.discard(client_w)
             client_w.close()

@@ -79,6 +79,8 @@ OPS = frozenset(
         "heal_regions",
         "degrade_link",
         "restore_link",
+        "cut_off_clients",
+        "rejoin_clients",
         "test_notification",
         "harvest_truth",
     }
@@ -251,6 +253,7 @@ class Sandbox:
         self.syslog.start(any_port_if_taken=True)
         for key in REGIONS:
             self.lb[key].log_to = self.syslog.address
+            self.lb[key].rejoin_clients()  # a new stack starts reachable
             self.lb[key].start()
         self.dns.start()
         for key in REGIONS:
@@ -380,6 +383,7 @@ class Sandbox:
                     "running": lb.is_running(),
                     "pid": lb.pid,
                     "healthy": lb.healthy_count() if lb_up else 0,
+                    "cut_off": lb.cut_off,
                     "servers": [
                         {"id": t.server_id, "addr": f"{t.ip}:{t.port}", "state": t.state}
                         for t in (lb.servers() if lb_up else [])
@@ -620,6 +624,26 @@ class Sandbox:
         """Undo :meth:`degrade_link` (idempotent): the configured latency, jitter and loss."""
         self.link.restore()
         return self.link.status()
+
+    def cut_off_clients(self, region: RegionKey) -> dict[str, Any]:
+        """Partition a region from its clients: connections to its load balancer are dropped
+        without an answer. The region itself runs on (its health checks, its database, the
+        link to the other region); the alarm, which checks from outside, sees it down."""
+        lb = self.lb[region]
+        changed = not lb.cut_off
+        lb.cut_off_clients()
+        if changed:
+            self.truth.append("clients_cut_off", lb.name, region=region)
+        return {"cut_off": True, "changed": changed}
+
+    def rejoin_clients(self, region: RegionKey) -> dict[str, Any]:
+        """Undo :meth:`cut_off_clients` (idempotent)."""
+        lb = self.lb[region]
+        changed = lb.cut_off
+        lb.rejoin_clients()
+        if changed:
+            self.truth.append("clients_rejoined", lb.name, region=region)
+        return {"cut_off": False, "changed": changed}
 
     @staticmethod
     def _replica_status(cur: Any) -> dict[str, Any] | None:

@@ -46,6 +46,7 @@ from drdrill.sandbox.observer_log import ObserverTarget, ObserverTransition, rea
 from drdrill.sandbox.settings import DnsClientRole, RegionKey, SandboxSettings
 from drdrill.sandbox.truth import TruthEvent, TruthLog
 from drdrill.targets.sandbox.faults import (
+    CutOffClients,
     CutReplication,
     DegradeLink,
     PartitionRegions,
@@ -160,6 +161,7 @@ class SandboxTarget:
             and regions["dr"]["ecs"]["desired"] == self.settings.dr.desired
             and status["alarm"]["state"] == "OK"
             and status["link"]["at_baseline"]  # joined, and shaped as configured
+            and not any(r["alb"]["cut_off"] for r in regions.values())
         )
 
     def ensure_baseline(self) -> None:
@@ -353,6 +355,11 @@ class SandboxTarget:
         """A fault: the regions partitioned (nothing crosses the inter-region link); the old
         primary keeps taking writes, which a failover then loses (a split brain)."""
         return PartitionRegions(self.control_port)
+
+    def cut_off_clients(self, region: RegionKey = "primary") -> CutOffClients:
+        """A fault: a region partitioned from its clients (its load balancer drops their
+        connections without an answer) while it runs on, linked to the other region."""
+        return CutOffClients(self.control_port, region)
 
     def degrade_link(
         self, latency_ms: float, jitter_ms: float = 0.0, loss_pct: float = 0.0

@@ -299,3 +299,38 @@ class DegradeLink:
             float(record.get("jitter_ms", 0.0)),
             float(record.get("loss_pct", 0.0)),
         )
+
+
+@dataclass(frozen=True)
+class CutOffClients:
+    """Partition a region from its clients: its load balancer drops their connections without
+    an answer (a black hole, not a refusal). The region runs on, and stays linked to the other
+    one; the revert lets clients in again."""
+
+    kind: ClassVar[str] = "sandbox.cut_off_clients"
+    control_port: int
+    region: Region = "primary"
+
+    def describe(self) -> str:
+        """One line naming the fault."""
+        return f"partition region {self.region} from its clients"
+
+    def inject(self) -> None:
+        """Cut off now."""
+        _call(self.control_port, "cut_off_clients", region=self.region)
+
+    def revert(self) -> RevertResult:
+        """Let clients in again (idempotent)."""
+        result = _call(self.control_port, "rejoin_clients", region=self.region)
+        if result.get("changed"):
+            return RevertResult(f"clients reach {self.region} again")
+        return RevertResult(f"{self.region} was not cut off")
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {"control_port": self.control_port, "region": self.region}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        return cls(int(record["control_port"]), _region(record))
