@@ -89,8 +89,21 @@ def _insert(stack: SandboxTarget, run: str, ids: range) -> None:
         conn.commit()
 
 
+def _status_text(project: Path) -> str:
+    """What ``drdrill sandbox status`` prints for the project's sandbox."""
+    result = subprocess.run(
+        [sys.executable, "-m", "drdrill.cli", "sandbox", "status"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
 def test_a_partition_holds_replication_and_its_heal_delivers(
-    stack: SandboxTarget, tmp_path: Path
+    stack: SandboxTarget, project: Path, tmp_path: Path
 ) -> None:
     stack.ensure_baseline()
     run = f"part-{uuid.uuid4().hex[:8]}"
@@ -112,10 +125,12 @@ def test_a_partition_holds_replication_and_its_heal_delivers(
     assert status["link"]["partitioned"] is True
     assert status["regions"]["dr"]["rds"]["replication"]["io"] is True  # it cannot tell yet
     assert status["split_brain"] is False  # the replica is read-only still
+    assert "  link between the regions: PARTITIONED; 25 ms one way\n" in _status_text(project)
 
     # a killed run's partition: recover heals it from the journal
     [outcome] = recover(journal, include_live=True, kinds=KINDS)
     assert outcome.ok and outcome.note == "link healed", outcome.line()
+    assert "  link between the regions: joined; 25 ms one way\n" in _status_text(project)
     wait_for("held writes delivered", lambda: stack.marker_ids_in("dr", run) == set(range(1, 21)))
     assert stack.at_baseline()
     stack.flush_truth()

@@ -49,9 +49,21 @@ def _summary(status: dict[str, Any]) -> list[str]:
         lines.append(
             f"  {key} ({region['name']}): {region['state']}; rds {rds['address']} "
             f"{'running' if rds['running'] else 'down'}{' read-only' if rds['read_only'] else ''}; "
-            f"alb {alb['address']} {alb['healthy']} healthy; "
+            f"alb {alb['address']} {alb['healthy']} healthy"
+            f"{' (cut off from its clients)' if alb.get('cut_off') else ''}; "
             f"ecs {ecs['running']}/{ecs['desired']} tasks"
         )
+    link = status.get("link")
+    if link:
+        state = "PARTITIONED" if link["partitioned"] else "joined"
+        shape = f"{link['latency_ms']:g} ms one way"
+        if link["jitter_ms"] or link["loss_pct"]:
+            shape += f", jitter {link['jitter_ms']:g} ms, loss {link['loss_pct']:g} %"
+        if not link["partitioned"] and not link["at_baseline"]:
+            shape += f" (configured {link['configured']['latency_ms']:g} ms)"
+        lines.append(f"  link between the regions: {state}; {shape}")
+    if status.get("split_brain"):
+        lines.append("  SPLIT BRAIN: both regions' databases take writes; failback or reset needed")
     dns = status["dns"]
     lines.append(f"  dns {dns['address']}: {dns['name']} -> {dns['active']} (ttl {dns['ttl']} s)")
     lines.append(f"  alarm {status['alarm']['name']}: {status['alarm']['state']}")
