@@ -120,6 +120,18 @@ def test_a_timeout_bounds_the_start_by_its_completion() -> None:
     assert same(outage.start_bound, 0.1, 1.2)
 
 
+def test_a_slow_first_failure_never_gives_a_negative_duration() -> None:
+    run = samples("..t.")
+    slow = run[2]
+    run[2] = Sample(slow.due_mono, 0.2, EPOCH0 + 0.2, None, 1.0, ERROR_TIMEOUT)
+    (outage,) = derive_outages("e", run, recovery_samples=1)
+    # the start lies in [0.1, 1.2], the end in [0.2, 0.304]: the midpoints cross (0.65 > 0.252)
+    assert same(outage.start_bound, 0.1, 1.2) and same(outage.end_bound, 0.2, done(3))
+    # the duration lies in [0, 0.304 - 0.1]: its middle, not 0.252 - 0.65 = -0.398 s
+    assert outage.duration_s == pytest.approx((done(3) - 0.1) / 2)
+    assert outage.duration_uncertainty_s == pytest.approx((done(3) - 0.1) / 2)
+
+
 def test_bounds_contain_the_truth_of_simulated_outages() -> None:
     """A service down over [t_down, t_up); each sample's outcome is the service's state at a
     random moment of its flight (which is all a response proves). Every bound must contain the

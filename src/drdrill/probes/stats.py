@@ -213,7 +213,8 @@ class Outage:
 
     ``duration_s`` runs between the midpoints of the two intervals (as
     :meth:`drdrill.measure.Measurement.between` does) and is right to within
-    ``duration_uncertainty_s``, the half-widths summed; with an unknown start it runs from
+    ``duration_uncertainty_s``, the half-widths summed; where the intervals overlap, it is the
+    middle of ``[0, end's high - start's low]`` (never negative); with an unknown start it runs from
     ``start_mono`` and is a lower bound (``duration_uncertainty_s`` ``None``). An outage still
     open when the samples end has every ``end*`` and ``duration*`` field ``None``.
     ``first_failed_send_mono`` is the send time of the first bad sample (before these bounds
@@ -409,8 +410,13 @@ class OutageTracker:
         if start is None:
             duration, duration_uncertainty = end.mid_mono - opened.start_mono, None
         else:
-            duration = end.mid_mono - start.mid_mono
-            duration_uncertainty = (start.uncertainty_s + end.uncertainty_s) / 2
+            # the duration lies in [end's low - start's high, end's high - start's low], and
+            # an outage that was seen lasted >= 0: when a slow first bad sample (a timeout)
+            # makes the start's interval reach past the end's, the midpoints would cross and
+            # give a negative duration
+            low = max(0.0, end.low_mono - start.high_mono)
+            high = end.high_mono - start.low_mono
+            duration, duration_uncertainty = (low + high) / 2, (high - low) / 2
         ended = Outage(
             endpoint=opened.endpoint,
             start_mono=opened.start_mono,
