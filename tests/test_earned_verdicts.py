@@ -171,3 +171,58 @@ def test_a_healthy_drill_marks_its_steady_state_and_bounds_its_fault(
     result = project.runpytest_subprocess()
     result.assert_outcomes(passed=1)
     assert _tests(project)["test_freeze"]["outcome"] == "passed"
+
+
+def test_a_restore_that_does_not_hold_is_no_restore(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import time
+        import pytest
+        from drdrill.errors import DrillError
+        from drdrill.faults.process import FreezeProcess
+
+        def test_relapse(app_process, probes, inject, timeline, measure):
+            probes.start()
+            time.sleep(0.5)
+            fault = inject(FreezeProcess(app_process))
+            time.sleep(1.0)
+            inject.revert(fault)
+            first = probes.wait_restored("fault_injected", timeout_s=20)
+            time.sleep(0.3)
+            again = inject(FreezeProcess(app_process))  # down again after the restore
+            time.sleep(1.0)
+            inject.revert(again)
+            time.sleep(1.0)
+            held = probes.restored_for_good(first, timeout_s=20)
+            relapse = timeline.get("service_relapsed")
+            assert first.mono < relapse.mono < held.mono
+            assert held.name == "service_restored_again"
+            assert held.mono - first.mono > 1.0  # the second outage lasted a second
+            measure.phase("Total RTO", "fault_injected", held)
+
+        def test_still_down(app_process, probes, inject, timeline):
+            probes.start()
+            time.sleep(0.5)
+            fault = inject(FreezeProcess(app_process))
+            time.sleep(0.5)
+            inject.revert(fault)
+            first = probes.wait_restored("fault_injected", timeout_s=20)
+            time.sleep(0.3)
+            inject(FreezeProcess(app_process))  # reverted only at teardown
+            time.sleep(1.0)
+            with pytest.raises(DrillError, match="the service failed again .* not back 1 s later"):
+                probes.restored_for_good(first, timeout_s=1)
+
+        def test_held(app_process, probes, inject, timeline):
+            probes.start()
+            time.sleep(0.5)
+            fault = inject(FreezeProcess(app_process))
+            time.sleep(0.5)
+            inject.revert(fault)
+            first = probes.wait_restored("fault_injected", timeout_s=20)
+            time.sleep(1.0)
+            assert probes.restored_for_good(first, timeout_s=1) is first
+        """
+    )
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(passed=3)

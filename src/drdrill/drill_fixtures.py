@@ -242,6 +242,55 @@ class ProbeSession:
                 raise DrillError(f"endpoints not restored {timeout_s:g} s after '{since.name}'")
             time.sleep(0.02)
 
+    def restored_for_good(
+        self,
+        restored: Event,
+        timeout_s: float = 60.0,
+        name: str = "service_restored_again",
+        runner: ProbeRunner | None = None,
+    ) -> Event:
+        """The restore that held, as seen by now: ``restored`` itself unless an endpoint failed
+        again after it (a relapse). Then every relapse is on the timeline
+        (``service_relapsed``, at the first failure after the restore) and the moment every
+        endpoint was back on its recovery run after the *last* failure is recorded as ``name``
+        and returned, waiting up to ``timeout_s`` for it. Call it once the drill has watched
+        the service for a while after ``restored``: a restore that did not last is no restore.
+        """
+        runners = [runner] if runner is not None else self.runners
+        relapses = [
+            sample
+            for r in runners
+            for endpoint in r.endpoints
+            for sample in r.samples(endpoint.url, restored.mono)
+            if sample.bad
+        ]
+        if not relapses:
+            return restored
+        first = min(relapses, key=lambda s: s.send_mono)
+        self._timeline.observe(
+            "service_relapsed",
+            first.done_mono,
+            first.done_mono - restored.mono,
+            after_s=round(first.send_mono - restored.mono, 4),
+            error=first.error,
+        )
+        last = max(relapses, key=lambda s: s.send_mono)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = [r.all_good_since(last.send_mono, r.recovery_samples) for r in runners]
+            good = [f for f in found if f is not None]
+            if len(good) == len(found):
+                high = max(f.mono for f in good)
+                low = max(f.mono - f.uncertainty_s for f in good)
+                lag = max(r.worst_lag(low, high) for r in runners)
+                return self._timeline.observe(name, high, high - low, probe_lag_s=round(lag, 4))
+            if time.monotonic() > deadline:
+                raise DrillError(
+                    f"the service failed again {first.send_mono - restored.mono:.2f} s after "
+                    f"'{restored.name}' ({first.error}) and was not back {timeout_s:g} s later"
+                )
+            time.sleep(0.02)
+
     def worst_availability(self) -> float | None:
         """The lowest availability (%) of any endpoint so far; None before any sample."""
         values = [

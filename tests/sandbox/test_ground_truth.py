@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from drdrill.sandbox.ground_truth import failover_truths
+from drdrill.sandbox.ground_truth import failover_truths, reboot_truth
 from drdrill.sandbox.observer_log import ObserverTransition
 from drdrill.sandbox.truth import TruthEvent
 
@@ -132,3 +132,26 @@ def test_the_script_triggers_decision_has_no_ground_truth() -> None:
     )
     assert truths["Decision"].seconds is None
     assert truths["Decision"].source.startswith("no ground truth: the trigger is our own action")
+
+
+def _lb(new: str, lo: float, hi: float) -> ObserverTransition:
+    old = "pass" if new == "fail" else "fail"
+    return ObserverTransition("primary-lb", old, new, lo, hi, NOW, NOW, None)
+
+
+def test_a_reboots_truth_is_the_return_to_pass_that_held() -> None:
+    events = [ev(10.0, "db_reboot_started", "rds-primary", mode="clean")]
+    # the primary failed, passed briefly, failed again and came back for good
+    flapping = [
+        _lb("fail", 10.1, 10.2),
+        _lb("pass", 10.5, 10.6),
+        _lb("fail", 10.7, 10.8),
+        _lb("pass", 11.1, 11.3),
+    ]
+    truth = reboot_truth(events, flapping, since=9.0)
+    assert truth.seconds == pytest.approx(11.2 - 10.0)
+    assert "for good" in truth.source
+    # failing again when the drill asks: no truth rather than the brief pass
+    assert reboot_truth(events, flapping[:3], since=9.0).seconds is None
+    assert "failing again" in reboot_truth(events, flapping[:3], since=9.0).source
+    assert reboot_truth(events, [], since=9.0).seconds is None

@@ -246,19 +246,27 @@ def reboot_truth(
     events: Sequence[TruthEvent], primary_lb: Sequence[ObserverTransition], since: float
 ) -> PhaseTruth:
     """Total RTO of a database reboot: the supervisor's record of the reboot's start -> the
-    independent observer's primary load balancer passing again after it failed."""
+    independent observer's primary load balancer passing again, for good, after it failed.
+
+    For good: the last return to pass among the transitions given (those seen by the time the
+    drill asks, which measures the restore that held the same way); none when the observer
+    sees the primary failing still."""
     started = _first(events, "db_reboot_started", since)
     if started is None:
         return PhaseTruth(None, "no ground truth: no db_reboot_started")
     failed = next((t for t in primary_lb if t.new == "fail" and t.hi_mono >= started.mono), None)
     if failed is None:
         return PhaseTruth(None, "no ground truth: the observer saw no outage of the primary")
-    passed = next((t for t in primary_lb if t.new == "pass" and t.lo_mono >= failed.lo_mono), None)
-    if passed is None:
+    after = [t for t in primary_lb if t.lo_mono >= failed.lo_mono]
+    passes = [t for t in after if t.new == "pass"]
+    if not passes:
         return PhaseTruth(None, "no ground truth: the observer never saw the primary pass again")
+    if after[-1].new != "pass":
+        return PhaseTruth(None, "no ground truth: the observer sees the primary failing again")
     return PhaseTruth(
-        passed.mid_mono - started.mono,
-        "supervisor's db_reboot_started; the independent observer (primary-lb passes again)",
+        passes[-1].mid_mono - started.mono,
+        "supervisor's db_reboot_started; the independent observer (primary-lb passes again, "
+        "for good)",
     )
 
 
