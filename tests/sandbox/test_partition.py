@@ -27,6 +27,7 @@ from drdrill.faults import KINDS
 from drdrill.faults.base import FaultInjector, recover
 from drdrill.faults.journal import Journal
 from drdrill.sandbox import control
+from drdrill.sandbox.control import SandboxError
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
 from drdrill.targets.sandbox import SandboxTarget
@@ -126,6 +127,12 @@ def test_a_partition_holds_replication_and_its_heal_delivers(
     assert status["regions"]["dr"]["rds"]["replication"]["io"] is True  # it cannot tell yet
     assert status["split_brain"] is False  # the replica is read-only still
     assert "  link between the regions: PARTITIONED; 25 ms one way\n" in _status_text(project)
+
+    # the manual script refuses to promote DR while the primary still takes writes
+    with pytest.raises(SandboxError) as refused:
+        stack.run_script("failover.sh", "--yes")
+    assert "still takes writes" in str(refused.value) and "split brain" in str(refused.value)
+    assert stack.status()["regions"]["dr"]["rds"]["read_only"] is True  # nothing promoted
 
     # a killed run's partition: recover heals it from the journal
     [outcome] = recover(journal, include_live=True, kinds=KINDS)

@@ -37,7 +37,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="invoke: the Lambda's JSON payload",
     )
     parser.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help="stack config")
-    parser.add_argument("--json", action="store_true", help="status as JSON")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="failover --step promote: promote DR even while the primary database still takes "
+        "writes (two writable databases: a split brain)",
+    )
+    parser.add_argument("--json", action="store_true", help="status (or a step's result) as JSON")
     parser.add_argument("--lines", type=int, default=40, help="logs: lines of each log")
     parser.set_defaults(run=run)
 
@@ -139,7 +145,12 @@ def _act(client: Any, args: argparse.Namespace) -> int:
     from drdrill.errors import InputError
 
     if args.action == "failover" and args.step:
+        if args.step == "promote" and not args.force:
+            _refuse_split_brain(client.call("status", light=True))
         result = client.call("failover_step", step=args.step)
+        if not args.json:
+            print(_step_outcome(args.step, result))
+            return 0
     elif args.action == "failover":
         payload = {"trigger": "automated-script", "reason": "disaster_recovery"}
         result = client.call("invoke_dr", payload=payload, wait=True)
@@ -154,6 +165,38 @@ def _act(client: Any, args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=2, default=str))
     failed = isinstance(result, dict) and result.get("status") == "failed"
     return 1 if failed else 0
+
+
+def _refuse_split_brain(status: dict[str, Any]) -> None:
+    """Refuse to promote DR while the primary region is up and its database takes writes."""
+    from drdrill.errors import DrillError
+
+    primary = status["regions"]["primary"]
+    rds = primary["rds"]
+    if primary["state"] == "up" and rds["running"] and not rds["read_only"]:
+        raise DrillError(
+            f"the primary database ({primary['name']}, {rds['address']}) still takes writes: "
+            "promoting DR now leaves two writable databases (a split brain), and what the "
+            "primary takes afterwards is lost. Stop its writes first, or pass --force"
+        )
+
+
+def _step_outcome(step: str, result: dict[str, Any]) -> str:
+    """One line saying what a failover step achieved."""
+    if result.get("status") == "already done":
+        return f"  {step}: already done"
+    if step == "promote":
+        promotion = result.get("promotion", {})
+        caught_up = "caught up" if promotion.get("caught_up") else "NOT caught up"
+        return (
+            f"  replica writable ({caught_up} to what it had received, applied "
+            f"{promotion.get('applied_gtid') or 'nothing'}, {promotion.get('total_s', 0):.2f} s)"
+        )
+    if step == "scale":
+        return f"  DR service desired count {result.get('desired')}"
+    if step == "wait_healthy":
+        return f"  {result.get('healthy')} healthy targets behind the DR load balancer"
+    return f"  the name answers {result.get('active')}"
 
 
 def _check(settings: Any) -> int:
