@@ -228,6 +228,20 @@ class ProbeSession:
                     )
                 time.sleep(0.02)
             from_mono = failed
+        late = f"endpoints not restored {timeout_s:g} s after '{since.name}'"
+        return self._wait_all_good(runners, from_mono, deadline, name, late)
+
+    def _wait_all_good(
+        self,
+        runners: Sequence[ProbeRunner],
+        from_mono: float,
+        deadline: float,
+        name: str,
+        late: str,
+    ) -> Event:
+        """Wait until every runner's endpoints are on their recovery run of samples sent since
+        ``from_mono``; record and return that moment as ``name`` (DrillError ``late`` after
+        ``deadline``)."""
         while True:
             found = [r.all_good_since(from_mono, r.recovery_samples) for r in runners]
             good = [f for f in found if f is not None]
@@ -239,7 +253,7 @@ class ProbeSession:
                 lag = max(r.worst_lag(low, high) for r in runners)
                 return self._timeline.observe(name, high, high - low, probe_lag_s=round(lag, 4))
             if time.monotonic() > deadline:
-                raise DrillError(f"endpoints not restored {timeout_s:g} s after '{since.name}'")
+                raise DrillError(late)
             time.sleep(0.02)
 
     def restored_for_good(
@@ -275,21 +289,13 @@ class ProbeSession:
             error=first.error,
         )
         last = max(relapses, key=lambda s: s.send_mono)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            found = [r.all_good_since(last.send_mono, r.recovery_samples) for r in runners]
-            good = [f for f in found if f is not None]
-            if len(good) == len(found):
-                high = max(f.mono for f in good)
-                low = max(f.mono - f.uncertainty_s for f in good)
-                lag = max(r.worst_lag(low, high) for r in runners)
-                return self._timeline.observe(name, high, high - low, probe_lag_s=round(lag, 4))
-            if time.monotonic() > deadline:
-                raise DrillError(
-                    f"the service failed again {first.send_mono - restored.mono:.2f} s after "
-                    f"'{restored.name}' ({first.error}) and was not back {timeout_s:g} s later"
-                )
-            time.sleep(0.02)
+        late = (
+            f"the service failed again {first.send_mono - restored.mono:.2f} s after "
+            f"'{restored.name}' ({first.error}) and was not back {timeout_s:g} s later"
+        )
+        return self._wait_all_good(
+            runners, last.send_mono, time.monotonic() + timeout_s, name, late
+        )
 
     def worst_availability(self) -> float | None:
         """The lowest availability (%) of any endpoint so far; None before any sample."""

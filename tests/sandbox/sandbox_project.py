@@ -6,7 +6,10 @@ HAProxy refuses unix socket paths over 97 characters, which pytest's tmp_path ca
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +51,25 @@ def truth_error(phase: dict[str, Any], tolerance_s: float) -> float | None:
     if abs(error) <= stated <= MAX_STATED_UNCERTAINTY_S:
         return None
     return error
+
+
+def run_drill_file(
+    folder: Path, drill: Path, config: Path, report_dir: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run a drill file of a project in ``folder`` with pytest and drdrill's drill fixtures, as
+    a team's own project runs (its root, its config; reports in ``report_dir`` if given)."""
+    args = [sys.executable, "-m", "pytest", str(drill), "-p", "no:cacheprovider"]
+    args += ["-p", "fixtures.drills", "--rootdir", str(folder), "--dr-config", str(config)]
+    if report_dir is not None:
+        args += ["--dr-report-dir", str(report_dir)]
+    return subprocess.run(
+        args,
+        cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @contextmanager

@@ -9,7 +9,6 @@ regions (drdrill.sandbox.link). The writer writes 200 markers a second through t
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.sandbox.sandbox_project import ROOT, short_folder, write_config
+from tests.sandbox.sandbox_project import run_drill_file, short_folder, write_config
 
 from drdrill.config import load_config
 from drdrill.faults import KINDS
@@ -250,29 +249,7 @@ def test_a_failover_across_a_partition_loses_writes_counted_exactly(project: Pat
     drill = project / "test_partition_drill.py"
     drill.write_text(PARTITION_DRILL.replace("range(RUNS)", f"range({RUNS})"))
     reports = project / "reports"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(drill),
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "fixtures.drills",
-            "--rootdir",
-            str(project),
-            "--dr-config",
-            str(project / "drdrill.yaml"),
-            "--dr-report-dir",
-            str(reports),
-        ],
-        cwd=project,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_drill_file(project, drill, project / "drdrill.yaml", reports, timeout=900)
     output = result.stdout[-4000:] + result.stderr[-2000:]
     (report_path,) = reports.glob("*/report.json")
     report = json.loads(report_path.read_text())

@@ -9,14 +9,11 @@ drill ("the drill ended with the site down") and the run's verdict is failed. It
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.sandbox.sandbox_project import ROOT, short_folder, write_config
+from tests.sandbox.sandbox_project import run_drill_file, short_folder, write_config
 
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
@@ -51,27 +48,7 @@ def folder() -> Iterator[Path]:
 def test_a_drill_that_leaves_the_site_down_fails(folder: Path) -> None:
     config = write_config(folder, block=10, extra="drills: {restore_timeout: 5s}")
     (folder / "test_down.py").write_text(DRILL)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(folder / "test_down.py"),
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "fixtures.drills",
-            "--rootdir",
-            str(folder),
-            "--dr-config",
-            str(config),
-        ],
-        cwd=folder,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_drill_file(folder, folder / "test_down.py", config)
     assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-2000:]
     (report_path,) = (folder / "reports").glob("*/report.json")
     report = json.loads(report_path.read_text())

@@ -13,7 +13,6 @@ loses acknowledged writes, which the drill counts exactly and fails its RPO for.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from tests.sandbox.sandbox_project import (
     FAILOVER_WITH_TRUTH,
     INTERVAL,
     ROOT,
+    run_drill_file,
     short_folder,
     truth_error,
     write_config,
@@ -203,29 +203,7 @@ def test_a_real_loss_of_acknowledged_writes_is_counted_exactly(tmp_path: Path) -
     config = _config(tmp_path, block=7)
     drill = tmp_path / "test_loss.py"
     drill.write_text(LOSS_DRILL)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(drill),
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "fixtures.drills",
-            "--rootdir",
-            str(tmp_path),
-            "--dr-config",
-            str(config),
-            "--dr-report-dir",
-            str(tmp_path / "reports"),
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_drill_file(tmp_path, drill, config, tmp_path / "reports")
     output = result.stdout[-4000:] + result.stderr[-2000:]
     (report_path,) = (tmp_path / "reports").glob("*/report.json")
     report = json.loads(report_path.read_text())

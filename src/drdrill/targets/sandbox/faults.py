@@ -32,6 +32,22 @@ def _call(port: int, op: str, **kwargs: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class _ControlPortOnly:
+    """A sandbox fault whose record is its control port alone."""
+
+    control_port: int
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {"control_port": self.control_port}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        return cls(int(record["control_port"]))
+
+
+@dataclass(frozen=True)
 class StopTasks:
     """Stop n (or a percentage) of a service's tasks; ECS replaces them, the revert waits for it."""
 
@@ -152,11 +168,10 @@ class RegionDown:
 
 
 @dataclass(frozen=True)
-class PauseReplication:
+class PauseReplication(_ControlPortOnly):
     """Stop applying on the DR replica so that its lag builds up; the revert resumes it."""
 
     kind: ClassVar[str] = "sandbox.pause_replication"
-    control_port: int
 
     def describe(self) -> str:
         """One line naming the fault."""
@@ -171,24 +186,14 @@ class PauseReplication:
         _call(self.control_port, "resume_replication")
         return RevertResult("replication resumed")
 
-    def to_record(self) -> dict[str, Any]:
-        """What recover needs."""
-        return {"control_port": self.control_port}
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Self:
-        """Rebuild from the journal."""
-        return cls(int(record["control_port"]))
-
 
 @dataclass(frozen=True)
-class CutReplication:
+class CutReplication(_ControlPortOnly):
     """Cut the replication link to the DR replica (its IO thread stopped): writes the primary
     acknowledges from now on never reach DR, and a failover loses them. The revert starts the
     IO thread again (nothing to do once the replica was promoted)."""
 
     kind: ClassVar[str] = "sandbox.cut_replication"
-    control_port: int
 
     def describe(self) -> str:
         """One line naming the fault."""
@@ -205,25 +210,15 @@ class CutReplication:
             return RevertResult("replication link restored")
         return RevertResult(f"nothing to restore: {result.get('why')}")
 
-    def to_record(self) -> dict[str, Any]:
-        """What recover needs."""
-        return {"control_port": self.control_port}
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Self:
-        """Rebuild from the journal."""
-        return cls(int(record["control_port"]))
-
 
 @dataclass(frozen=True)
-class PartitionRegions:
+class PartitionRegions(_ControlPortOnly):
     """Partition the two regions: nothing crosses the inter-region link. Both sides keep
     running; the old primary keeps taking writes that never reach DR, so a failover now loses
     them and leaves two writable databases (a split brain). The revert heals the link; what
     was held is delivered (a promoted replica no longer reads it)."""
 
     kind: ClassVar[str] = "sandbox.partition_regions"
-    control_port: int
 
     def describe(self) -> str:
         """One line naming the fault."""
@@ -237,15 +232,6 @@ class PartitionRegions:
         """Heal the link (idempotent)."""
         result = _call(self.control_port, "heal_regions")
         return RevertResult("link healed" if result.get("changed") else "link was not cut")
-
-    def to_record(self) -> dict[str, Any]:
-        """What recover needs."""
-        return {"control_port": self.control_port}
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Self:
-        """Rebuild from the journal."""
-        return cls(int(record["control_port"]))
 
 
 @dataclass(frozen=True)
