@@ -134,10 +134,19 @@ def run(args: argparse.Namespace) -> int:
         run_dir / "truth.jsonl",
         run_dir / "observer.jsonl",
     ]:
-        if log.exists():
+        if log.exists() and _is_text_log(log, run_dir):
             print(f"==> {log.relative_to(run_dir)} <==")
             print("\n".join(log.read_text(errors="replace").splitlines()[-args.lines :]))
     return 0
+
+
+def _is_text_log(path: Path, run_dir: Path) -> bool:
+    """A log a person reads: not inside a database's data directory (MariaDB keeps binary
+    files there, ``ddl_recovery.log`` among them), and no NUL byte in its first 4 KiB."""
+    if "data" in path.relative_to(run_dir).parts[:-1]:
+        return False
+    with path.open("rb") as handle:
+        return b"\0" not in handle.read(4096)
 
 
 def _act(client: Any, args: argparse.Namespace) -> int:

@@ -559,6 +559,20 @@ class AppServer(ThreadingHTTPServer):
                 self._in_flight -= 1
                 self._idle.notify_all()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away is ordinary (HAProxy's health checks reset their connection
+        once they read the status line): nothing logged. Anything else: one line, no
+        traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            return
+        print(
+            f"app {self.app.task_id}: request from {client_address[0]}:{client_address[1]} "
+            f"failed: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is in flight; False if some still were after ``timeout``."""
         with self._idle:
