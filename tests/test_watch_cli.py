@@ -18,9 +18,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -207,8 +209,11 @@ def test_text_summary_and_live_lines_of_a_dead_url(capsys: pytest.CaptureFixture
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    assert main(["watch", dead, "--interval", "0.05", "--duration", "0.3"]) == 0
-    out = capsys.readouterr().out.splitlines()
+    # an endpoint that never answered well is a failed watch
+    assert main(["watch", dead, "--interval", "0.05", "--duration", "0.3"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.endswith(f"drdrill watch: never came up: {dead}\n")
+    out = captured.out.splitlines()
     assert "outage started" in out[0] and "refused (down since probing began)" in out[0]
     assert out[1] == dead
     assert "availability 0.000%  outages 1" in out[2]
@@ -266,3 +271,60 @@ def test_interrupt_still_prints_the_summary(server: RefusingServer, signum: int)
     assert lines[0] == server.url
     assert "availability 100.000%  outages 0" in lines[1]
     assert "stopping" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("127.0.3.1", "--resolver: '127.0.3.1' is not IP:PORT"),
+        ("dns.example:53", "--resolver: 'dns.example:53' is not IP:PORT"),
+        ("127.0.3.1:0", "--resolver: '127.0.3.1:0': port must be 1-65535"),
+        ("127.0.3.1:70000", "--resolver: '127.0.3.1:70000': port must be 1-65535"),
+    ],
+)
+def test_a_bad_resolver_is_one_line(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["watch", "http://127.0.0.1:9/", "--resolver", value]) == 2
+    assert capsys.readouterr().err == f"drdrill: error: {message}\n"
+
+
+def test_names_resolve_through_the_given_dns_server(
+    server: RefusingServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--resolver``: the URL's name is answered by a real DNS server on loopback (dnslib),
+    not by the system; the name exists nowhere else."""
+    from dnslib import QTYPE, RR, A
+    from dnslib.server import BaseResolver, DNSServer
+
+    host = urllib.parse.urlsplit(server.url)
+
+    class Answer(BaseResolver):  # type: ignore[misc]
+        def resolve(self, request: Any, handler: Any) -> Any:
+            reply = request.reply()
+            if str(request.q.qname).rstrip(".") == "app.watch.test":
+                reply.add_answer(RR("app.watch.test", QTYPE.A, rdata=A(host.hostname), ttl=2))
+            return reply
+
+    dns = DNSServer(Answer(), address="127.0.0.1", port=0)
+    dns.start_thread()
+    try:
+        port = dns.server.server_address[1]
+        url = f"http://app.watch.test:{host.port}/"
+        code = main(
+            [
+                "watch",
+                url,
+                "--interval",
+                "0.05",
+                "--duration",
+                "0.5",
+                "--resolver",
+                f"127.0.0.1:{port}",
+            ]
+        )
+    finally:
+        dns.stop()
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "availability 100.000%" in out

@@ -63,6 +63,8 @@ class WatchOptions:
     duration_s: float | None
     recovery_samples: int
     as_json: bool
+    #: a DNS server (ip, port) to resolve names through, honouring each answer's TTL
+    resolver: tuple[str, int] | None = None
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,7 +87,33 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--expect-status", action="append", default=None, metavar="CODE", help=HELP_STATUS
     )
     parser.add_argument("--json", action="store_true", dest="as_json", help=HELP_JSON)
+    parser.add_argument(
+        "--resolver",
+        default=None,
+        metavar="IP:PORT",
+        help="resolve names through this DNS server, honouring each answer's TTL, with a new "
+        "connection each sample: what a user sees across a DNS failover (e.g. the sandbox's "
+        "127.0.3.1:25353)",
+    )
     parser.set_defaults(run=run)
+
+
+def _resolver(text: str | None) -> tuple[str, int] | None:
+    """``IP:PORT`` of a DNS server (``[v6]:PORT`` for IPv6), checked."""
+    import ipaddress
+
+    if text is None:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ip = str(ipaddress.ip_address(host))
+        number = int(port)
+    except ValueError:
+        raise InputError("--resolver", f"{text!r} is not IP:PORT") from None
+    if not sep or not 1 <= number <= 65535:
+        raise InputError("--resolver", f"{text!r}: port must be 1-65535")
+    return ip, number
 
 
 def _seconds(text: str, where: str, minimum: float = 0.0) -> float:
@@ -135,7 +163,8 @@ def parse_options(args: argparse.Namespace) -> WatchOptions:
     endpoints = tuple(Endpoint(url, check=check, timeout_s=timeout) for url in args.urls)
     if len({e.url for e in endpoints}) != len(endpoints):
         raise InputError("URL", "a URL is given twice")
-    return WatchOptions(endpoints, interval, duration, recovery, args.as_json)
+    resolver = _resolver(args.resolver)
+    return WatchOptions(endpoints, interval, duration, recovery, args.as_json, resolver)
 
 
 def iso_utc(moment: datetime) -> str:
@@ -279,7 +308,9 @@ def _wait(duration_s: float | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Watch until the duration ends or Ctrl-C, then print the summary; exit status 0."""
+    """Watch until the duration ends or Ctrl-C, then print the summary; exit status 0, or 1
+    when an endpoint never answered well (every sample of it failed)."""
+    from drdrill.probes.client import ClientSpec
     from drdrill.probes.http import ProbeRunner
 
     options = parse_options(args)
@@ -294,6 +325,9 @@ def run(args: argparse.Namespace) -> int:
         recovery_samples=options.recovery_samples,
         on_event=print_event,
         mode="thread",
+        client=None
+        if options.resolver is None
+        else ClientSpec(resolver=options.resolver, fresh_connections=True),
     )
     until = "Ctrl-C" if options.duration_s is None else f"{options.duration_s:g} s or Ctrl-C"
     print(
@@ -314,4 +348,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary_json(stats, lateness)), flush=True)
     else:
         print(summary_text(stats, lateness), flush=True)
+    never = [s.url for s in stats if s.samples > 0 and s.good_samples == 0]
+    if never:
+        print(f"drdrill watch: never came up: {', '.join(never)}", file=sys.stderr, flush=True)
+        return 1
     return 0
