@@ -41,17 +41,19 @@ def _drill_table(record: TestRecord) -> Table:
         expand=False,
         pad_edge=False,
     )
-    table.add_column("Figure", overflow="fold", min_width=12)
+    # a figure's name is never broken (at 80 columns the truth column folds instead)
+    table.add_column("Figure", no_wrap=True)
     table.add_column(escape("Measured [interval]"), no_wrap=True)
     table.add_column("Objective", no_wrap=True)
     table.add_column("Status", no_wrap=True)
     table.add_column("vs truth", overflow="fold", min_width=9)
     for result in record.results:
         objective = "—" if result.target_s is None else f"{result.target_s:g} s"
+        # the truth's source is in report.md and report.html: here the column stays narrow
         error = error_text(result)
         if result.truth_source:
-            # the source on its own line: the column stays narrow
-            error = error.replace(f" ({result.truth_source})", f"\n({result.truth_source})")
+            error = error.replace(f" ({result.truth_source})", "")
+        error = error.replace(", inside the interval", " (inside)")
         table.add_row(
             escape(result.name),
             f"{measured_text(result)}\n{interval_text(result)}",
@@ -59,17 +61,19 @@ def _drill_table(record: TestRecord) -> Table:
             f"[{_STYLE[result.status]}]{result.status}[/]",
             escape(error),
         )
-    if record.outages:
-        longest = max(record.outages, key=lambda o: o.duration_s or float("inf"))
-        duration = "open" if longest.duration_s is None else f"{longest.duration_s:.3f} s"
-        table.add_row(
-            f"outages: {len(record.outages)}, longest {escape(_short_endpoint(longest.endpoint))}",
-            duration,
-            "",
-            "",
-            "",
-        )
     return table
+
+
+def _outage_line(record: TestRecord) -> str | None:
+    """The drill's outages summed up (their count and the longest), under its table."""
+    if not record.outages:
+        return None
+    longest = max(record.outages, key=lambda o: o.duration_s or float("inf"))
+    duration = "still open" if longest.duration_s is None else f"{longest.duration_s:.3f} s"
+    return (
+        f"  outages seen by the probes: {len(record.outages)}; the longest "
+        f"{duration} on {_short_endpoint(longest.endpoint)}"
+    )
 
 
 def _notes(record: TestRecord) -> list[str]:
@@ -108,6 +112,9 @@ def render_summary(run: RunRecord, width: int = 100, color: bool = False) -> str
         console.print(f"drdrill run {run.run_id}: figures", markup=False)
     for record in run.drills:
         console.print(_drill_table(record))
+        outages = _outage_line(record)
+        if outages is not None:
+            buffer.write(outages + "\n")
         for note in _notes(record):
             buffer.write(note + "\n")
     failures = failure_lines(run)

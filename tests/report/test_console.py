@@ -1,0 +1,41 @@
+"""The console summary on an 80-column terminal: names whole, every line within the width."""
+
+from __future__ import annotations
+
+from drdrill.measure import Measurement, Result
+from drdrill.report.console import render_summary
+from drdrill.report.record import RunRecord, TestRecord
+
+
+def _result(name: str, value: float, uncertainty: float, truth: float) -> Result:
+    return Result(
+        name,
+        "rto",
+        Measurement(value, uncertainty),
+        2.4,
+        name,
+        truth_s=truth,
+        truth_source="HAProxy's log (targets UP), the independent observer (dr-lb passes)",
+    )
+
+
+def test_the_summary_fits_80_columns_with_every_name_whole() -> None:
+    test = TestRecord(
+        "suites/test_region_failover.py::test_region_failover[lambda]", outcome="passed"
+    )
+    test.results = [
+        _result("Health Verification", 0.048, 0.048, 0.09),
+        _result("ECS Scale-up", 0.794, 0.026, 0.811),
+        _result("client downtime", 2.5, 0.03, 2.52),
+    ]
+    test.outages = []
+    run = RunRecord("20261130T105628Z-ffe2e5", {}, {}, None, 0.02, tests=[test])
+    text = render_summary(run, width=80)
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    rows = {line.split("  ")[0].strip(): line for line in lines if line.startswith(" ")}
+    assert "Health Verification" in rows  # on one line, not "Health" / "Verification"
+    assert "-42.0 ms" in rows["Health Verification"] and "(inside)" in text
+    assert "ECS Scale-up" in rows and "client downtime" in rows
+    # the truth's source is left to report.md and report.html
+    assert "observer" not in text
