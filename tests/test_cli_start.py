@@ -113,3 +113,25 @@ def test_every_command_still_has_its_help(
     out = capsys.readouterr().out
     assert out.startswith(f"usage: drdrill {' '.join(argv)} ")
     assert "options:" in out
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    """``drdrill objectives big.md | head -c 100``: no BrokenPipeError traceback, and the exit
+    status of a process SIGPIPE ended (141)."""
+    rows = "\n".join(f"| **Component {i}** | {i % 50 + 1} minutes | | note |" for i in range(4000))
+    runbook = tmp_path / "big.md"
+    runbook.write_text(
+        "# Runbook\n\n## Recovery Time Objectives\n\n"
+        "| Component | Target RTO | Actual RTO | Notes |\n|---|---|---|---|\n" + rows + "\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "drdrill.cli", "objectives", str(runbook), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert len(process.stdout.read(100)) == 100  # more than a pipe's 64 KiB follows
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=60) == cli.EXIT_BROKEN_PIPE, err
+    assert err == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -39,8 +40,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the exit status of a command whose reader went away (``drdrill ... | head``), as for a
+#: process that SIGPIPE ended: 128 + 13
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; bad input gives one line on stderr and exit status 2."""
+    """Run the command line; bad input gives one line on stderr and exit status 2. Output
+    piped into a reader that stops early (``| head``) ends quietly."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # nothing more can be written there, and Python's own flush at exit would fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
