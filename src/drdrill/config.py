@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,6 +23,7 @@ from pydantic import (
 
 from drdrill.defaults import DEFAULT_CONFIG
 from drdrill.errors import ConfigError, DurationError
+from drdrill.urls import url_problem
 
 
 def _to_seconds(value: object) -> object:
@@ -48,10 +50,21 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+def _usable_url(value: str) -> str:
+    problem = url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: an http(s) URL with a usable host and port (:func:`drdrill.urls.url_problem`)
+UsableUrl = Annotated[str, AfterValidator(_usable_url)]
+
+
 class EndpointConfig(_Model):
     """One endpoint the probes sample, with what makes a sample good."""
 
-    url: str
+    url: UsableUrl
     name: str | None = None
     expect_status: int | list[int] = 200
     body_contains: str | None = None
@@ -59,13 +72,6 @@ class EndpointConfig(_Model):
     json_field: str | None = None
     json_equals: Any = None
     timeout: Seconds | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"'{value}' is not an http:// or https:// url")
-        return value
 
 
 class ProbesConfig(_Model):
@@ -98,7 +104,7 @@ class WriterConfig(_Model):
     """The RPO marker writer."""
 
     sink: Literal["http", "mysql"] = "http"
-    url: str | None = None
+    url: UsableUrl | None = None
     rate_hz: float = Field(default=20.0, gt=0, le=1000)
     timeout: Seconds = 1.0
     mysql: MySqlConfig | None = None

@@ -218,7 +218,7 @@ def test_endpoint_and_runner_validation() -> None:
     assert Endpoint("https://example.org/h", name="front").name == "front"
     with pytest.raises(InputError, match="not an http"):
         Endpoint("ftp://127.0.0.1/")
-    with pytest.raises(InputError, match="not an http"):
+    with pytest.raises(InputError, match="has no host"):
         Endpoint("http:///path-only")
     with pytest.raises(InputError, match="timeout"):
         Endpoint("http://127.0.0.1/", timeout_s=0)

@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeAlias
-from urllib.parse import urlsplit
 
 import aiohttp
 import aiohttp.abc
@@ -32,6 +31,7 @@ from drdrill.probes.stats import (
     ERROR_RESET,
     ERROR_TLS,
 )
+from drdrill.urls import url_problem
 
 if TYPE_CHECKING:
     from drdrill.probes.resolve import TtlResolver
@@ -143,9 +143,9 @@ class Endpoint:
 
     def __post_init__(self) -> None:
         """Refuse what is not an http(s) URL with a host; the name defaults to the URL."""
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InputError("url", f"{self.url!r} is not an http:// or https:// URL with a host")
+        problem = url_problem(self.url)
+        if problem is not None:
+            raise InputError("url", problem)
         if not (self.timeout_s > 0 and math.isfinite(self.timeout_s)):
             raise InputError("timeout", f"{self.timeout_s} s is not a positive timeout")
         if not self.name:
