@@ -116,7 +116,15 @@ def _resolver(text: str | None) -> tuple[str, int] | None:
     return ip, number
 
 
-def _seconds(text: str, where: str, minimum: float = 0.0) -> float:
+#: the largest values taken: a probe's timeout of 5 minutes, a sample an hour, 30 days of
+#: watching, 10,000 good samples to call an endpoint recovered
+MAX_TIMEOUT_S = 300.0
+MAX_INTERVAL_S = 3600.0
+MAX_DURATION_S = 30 * 86400.0
+MAX_RECOVERY_SAMPLES = 10_000
+
+
+def _seconds(text: str, where: str, minimum: float = 0.0, maximum: float = math.inf) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -125,6 +133,8 @@ def _seconds(text: str, where: str, minimum: float = 0.0) -> float:
         raise InputError(where, f"{text} s is not a positive number of seconds")
     if value < minimum:
         raise InputError(where, f"{text} s is under the {minimum:g} s minimum")
+    if value > maximum:
+        raise InputError(where, f"{text} s is over the {maximum:g} s maximum")
     return value
 
 
@@ -148,17 +158,19 @@ def parse_options(args: argparse.Namespace) -> WatchOptions:
     """Validate the command line; bad values raise :class:`InputError` naming the option."""
     from drdrill.probes.http import Check, Endpoint
 
-    interval = _seconds(args.interval, "--interval", MIN_INTERVAL_S)
-    duration = None if args.duration is None else _seconds(args.duration, "--duration")
-    timeout = _seconds(args.timeout, "--timeout")
+    interval = _seconds(args.interval, "--interval", MIN_INTERVAL_S, MAX_INTERVAL_S)
+    duration = (
+        None if args.duration is None else _seconds(args.duration, "--duration", 0, MAX_DURATION_S)
+    )
+    timeout = _seconds(args.timeout, "--timeout", 0, MAX_TIMEOUT_S)
     try:
         recovery = int(args.recovery_samples)
     except ValueError:
         raise InputError(
             "--recovery-samples", f"{args.recovery_samples!r} is not a count"
         ) from None
-    if recovery < 1:
-        raise InputError("--recovery-samples", f"{recovery} is not at least 1")
+    if not 1 <= recovery <= MAX_RECOVERY_SAMPLES:
+        raise InputError("--recovery-samples", f"{recovery} is not 1-{MAX_RECOVERY_SAMPLES}")
     check = Check(status=_statuses(args.expect_status))
     endpoints = tuple(Endpoint(url, check=check, timeout_s=timeout) for url in args.urls)
     if len({e.url for e in endpoints}) != len(endpoints):
