@@ -559,3 +559,46 @@ def test_cli_bad_input_one_line_exit_2(args: list[str | Path], expected: str) ->
     assert result.stdout == ""
     assert result.stderr.splitlines() == [expected]
     assert "Traceback" not in result.stderr
+
+
+RTO_TABLE = """## Recovery Time Objectives
+
+| Component | Target RTO | Actual RTO | Notes |
+|---|---|---|---|
+| **Detection** | 2 minutes | | alarm |
+| **Decision** | 3 minutes | | on-call |
+| **Total RTO** | 15 minutes | | end to end |
+"""
+
+
+def test_a_row_that_lost_its_pipes_is_an_error_at_its_line() -> None:
+    # today's GFM: a line without a pipe right under a table's rows is a row of one cell
+    text = RTO_TABLE.replace("| **Decision** | 3 minutes | | on-call |", "**Decision** 3 minutes")
+    with pytest.raises(RunbookError) as raised:
+        parse_runbook_text(text, "rb.md")
+    assert str(raised.value) == "rb.md:6: row has 1 cells, header has 4"
+
+
+def test_only_newlines_end_lines() -> None:
+    # a form feed and U+2028 inside the intro keep the table's line numbers right
+    text = "# Runbook\nintro\x0cmore\u2028text\n\n" + RTO_TABLE.replace("| **Decision** |", "| |")
+    with pytest.raises(RunbookError) as raised:
+        parse_runbook_text(text, "rb.md")
+    assert str(raised.value).startswith("rb.md:9: ")
+    crlf = parse_runbook_text(RTO_TABLE.replace("\n", "\r\n"), "rb.md")
+    assert crlf.rto["Total RTO"].target_s == 900
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        "<!--\n" + RTO_TABLE.replace("15 minutes", "1 minutes") + "-->\n",
+        "\n".join(
+            "    " + line for line in RTO_TABLE.replace("15 minutes", "1 minutes").split("\n")
+        ),
+    ],
+    ids=["html-comment", "indented-code"],
+)
+def test_tables_markdown_does_not_render_are_not_read(hidden: str) -> None:
+    objectives = parse_runbook_text(hidden + "\n" + RTO_TABLE, "rb.md")
+    assert objectives.rto["Total RTO"].target_s == 900  # not the hidden table's 60 s

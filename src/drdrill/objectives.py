@@ -58,6 +58,10 @@ _COMPONENT_HEADERS: Final = (
 _ATX_HEADING: Final = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE: Final = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _ALIGNMENT_CELL: Final = re.compile(r"^:?-+:?$")
+#: what ends a line: nothing else (a form feed or U+2028 inside a line keeps line numbers right)
+_LINE_END: Final = re.compile(r"\r\n|\r|\n")
+#: a line that starts another block and so ends a table (a quote, a list item, HTML)
+_BLOCK_START: Final = re.compile(r"^ {0,3}(?:>|[*+-][ \t]|\d{1,9}[.)][ \t]|<)")
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,10 @@ def parse_runbook(path: Path) -> Objectives:
 
 def parse_runbook_text(text: str, source: str) -> Objectives:
     """The objectives in runbook ``text``; ``source`` names it in errors ("runbook.md:187")."""
-    blocks = list(_scan(text.removeprefix("\ufeff").splitlines()))
+    lines = _LINE_END.split(text.removeprefix("\ufeff"))
+    if lines and lines[-1] == "":
+        lines.pop()  # the last line's end
+    blocks = list(_scan(lines))
     rto = _objectives_table(blocks, "rto", source)
     if rto is None:
         raise RunbookError(source, "no recovery time objectives table found")
@@ -268,11 +275,22 @@ def _is_alignment_row(line: str) -> bool:
 
 
 def _scan(lines: list[str]) -> Iterator[_Heading | _Table]:
-    """Headings and tables in document order, skipping fenced code blocks."""
+    """Headings and tables in document order, as markdown renders them: fenced and indented
+    code blocks and HTML comments are skipped. A table runs to the first blank line or the
+    start of another block; a line in it without a pipe is a row (with one cell) as in GFM,
+    so a row that lost its pipes is an error naming its line, not the table's silent end."""
     fence: str | None = None
     i = 0
     while i < len(lines):
         line = lines[i]
+        if line.lstrip().startswith("<!--"):
+            while i < len(lines) and "-->" not in lines[i]:
+                i += 1
+            i += 1
+            continue
+        if line.startswith(("    ", "\t")):  # an indented code block (or its continuation)
+            i += 1
+            continue
         fence_match = _FENCE.match(line)
         if fence is not None:
             # A fence closes on a line of the same character, at least as long, and nothing else.
@@ -295,12 +313,13 @@ def _scan(lines: list[str]) -> Iterator[_Heading | _Table]:
             alignment = _Row(i + 2, _split_row(lines[i + 1]))
             rows: list[_Row] = []
             i += 2
-            # A table runs to the first blank line, or line without a pipe, or other block.
+            # A table runs to the first blank line or the start of another block.
             while (
                 i < len(lines)
-                and "|" in lines[i]
+                and lines[i].strip()
                 and not _FENCE.match(lines[i])
                 and not _ATX_HEADING.match(lines[i])
+                and not _BLOCK_START.match(lines[i])
             ):
                 rows.append(_Row(i + 1, _split_row(lines[i])))
                 i += 1
