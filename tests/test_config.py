@@ -69,3 +69,19 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     folder.mkdir()
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(folder)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("true", "Input should be a valid number"),  # a boolean is no scale
+        (".inf", "less than or equal to 1000"),
+        ("1.0e+308", "less than or equal to 1000"),
+        ("0", "greater than 0"),
+    ],
+)
+def test_the_scale_is_a_finite_number_within_bounds(tmp_path: Path, value: str, why: str) -> None:
+    config = tmp_path / "drdrill.yaml"
+    config.write_text(f"objectives: {{scale: {value}}}\n")
+    with pytest.raises(ConfigError, match=f"drdrill.yaml:1: objectives.scale: .*{why}"):
+        load_config(config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import FrozenInstanceError
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from drdrill.durations import parse_duration
 from drdrill.errors import ConfigError, DurationError, InputError, RunbookError
 from drdrill.objectives import Objective, Objectives, parse_runbook, parse_runbook_text
 
@@ -411,7 +413,7 @@ def test_scaled_multiplies_targets_and_records_factor(shop: Objectives) -> None:
     assert shop.rto["Total RTO"].target_s == 600.0  # the original is untouched
     assert fast.scaled(0.5).scale == pytest.approx(0.05)
     for bad in (0.0, -1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="scale factor must be a finite number > 0"):
+        with pytest.raises(ValueError, match="scale factor must be a number > 0 and <= 1000"):
             shop.scaled(bad)
 
 
@@ -545,11 +547,11 @@ def test_cli_scale_with_json() -> None:
         ),
         (
             [DATA / "shop-runbook.md", "--scale", "0"],
-            "drdrill: error: --scale: scale factor must be a number > 0, got '0'",
+            "drdrill: error: --scale: scale factor must be a number > 0 and <= 1000, got '0'",
         ),
         (
             [DATA / "shop-runbook.md", "--scale", "fast"],
-            "drdrill: error: --scale: scale factor must be a number > 0, got 'fast'",
+            "drdrill: error: --scale: scale factor must be a number > 0 and <= 1000, got 'fast'",
         ),
     ],
 )
@@ -602,3 +604,38 @@ def test_only_newlines_end_lines() -> None:
 def test_tables_markdown_does_not_render_are_not_read(hidden: str) -> None:
     objectives = parse_runbook_text(hidden + "\n" + RTO_TABLE, "rb.md")
     assert objectives.rto["Total RTO"].target_s == 900  # not the hidden table's 60 s
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("maximum 2 minutes", 120.0),
+        ("max 2 minutes", 120.0),
+        ("max. 2 minutes", 120.0),
+        ("approximately 2 minutes", 120.0),
+        ("approx. 2 minutes", 120.0),
+        ("about 2 minutes", 120.0),
+    ],
+)
+def test_bounds_and_approximations_read_the_same_whatever_the_word(
+    text: str, seconds: float
+) -> None:
+    # "max" once took the start of "maximum" and left "imum 2 minutes", which failed
+    assert parse_duration(text, "rb.md:5") == seconds
+
+
+def test_a_target_longer_than_a_year_is_a_typo() -> None:
+    with pytest.raises(DurationError) as raised:
+        parse_duration("1" + "0" * 80 + " minutes", "rb.md:5")
+    assert str(raised.value) == (
+        f"rb.md:5: duration '{'1' + '0' * 39}' is over a year: not an objective"
+    )
+    assert len(str(raised.value)) < 100
+
+
+def test_no_scale_makes_a_target_infinite() -> None:
+    objectives = parse_runbook_text(RTO_TABLE, "rb.md")
+    for factor in (1e308, math.inf, math.nan, 0.0, 1001.0):
+        with pytest.raises(ValueError, match="scale factor"):
+            objectives.scaled(factor)
+    assert objectives.scaled(1000.0).rto["Total RTO"].target_s == 900_000

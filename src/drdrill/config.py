@@ -23,6 +23,7 @@ from pydantic import (
 
 from drdrill.defaults import DEFAULT_CONFIG
 from drdrill.errors import ConfigError, DurationError
+from drdrill.objectives import MAX_SCALE
 from drdrill.urls import url_problem
 
 
@@ -113,7 +114,8 @@ class WriterConfig(_Model):
 class ObjectivesConfig(_Model):
     """Overrides of single objectives, and a scale factor for fast sandbox runs."""
 
-    scale: float = Field(default=1.0, gt=0)
+    #: strict: ``scale: true`` is no number
+    scale: float = Field(default=1.0, gt=0, le=MAX_SCALE, strict=True)
     rto: dict[str, Seconds | None] = Field(default_factory=dict)
     rpo: dict[str, Seconds | None] = Field(default_factory=dict)
 

@@ -35,10 +35,14 @@ _REAL_TIME: Final = frozenset({"real-time", "realtime", "real time"})
 
 # Upper bounds ("< 30 seconds") and approximations ("~2 minutes") both mean their value as a
 # target; a range reads an upper bound as (0, value). Longest alternatives first.
+# the longer words first, and whole words only: "max" must not take the start of "maximum"
 _UPPER_BOUND: Final = re.compile(
-    r"^(?:<=|=<|\u2264|<|&lt;=|&le;|&lt;|under|within|up to|less than|at most|max\.?|maximum)\s*"
+    r"^(?:<=|=<|\u2264|<|&lt;=|&le;|&lt;"
+    r"|(?:under|within|up to|less than|at most|maximum|max\.?)(?![a-z]))\s*"
 )
-_ABOUT: Final = re.compile(r"^(?:~|\u2248|about|approx\.?|approximately|around)\s*")
+_ABOUT: Final = re.compile(r"^(?:~|\u2248|(?:about|approximately|approx\.?|around)(?![a-z]))\s*")
+#: no objective is longer than a year: a longer "target" is a typo (an 80-digit number)
+MAX_DURATION_S: Final = 366 * 86400.0
 _PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([^\W\d_]+\.?)?")
 _SEPARATOR: Final = re.compile(r"\s*(?:,|\band\b|\+)?\s*")
 _RANGE: Final = re.compile(r"^(.+?)\s*(?:-|\u2013|\u2014|\bto\b)\s*(.+)$")
@@ -101,12 +105,15 @@ def parse_duration(text: str, where: str) -> float | None:
     if bound is not None:
         body = body[bound.end() :]
     try:
-        return _sum_parts(body, shown, where)
+        seconds = _sum_parts(body, shown, where)
     except DurationError:
         # A range fails the strict parse on its dash; say so rather than "not a duration".
         if bound is None and _RANGE.match(body) and parse_duration_range(text) is not None:
             raise DurationError(where, f"'{shown}' is a range, not a single duration") from None
         raise
+    if not seconds <= MAX_DURATION_S:  # also NaN
+        raise DurationError(where, f"duration '{shown[:40]}' is over a year: not an objective")
+    return seconds
 
 
 def parse_duration_range(text: str) -> tuple[float, float] | None:

@@ -57,6 +57,9 @@ _COMPONENT_HEADERS: Final = (
 
 _ATX_HEADING: Final = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE: Final = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+#: the largest scale factor taken (``--scale``, ``objectives.scale``): a year's target scaled
+#: by it stays finite, and a larger factor is a typo
+MAX_SCALE: Final = 1000.0
 _ALIGNMENT_CELL: Final = re.compile(r"^:?-+:?$")
 #: what ends a line: nothing else (a form feed or U+2028 inside a line keeps line numbers right)
 _LINE_END: Final = re.compile(r"\r\n|\r|\n")
@@ -108,9 +111,12 @@ class Objectives:
         return next((obj for name, obj in self._table(kind).items() if _fold(name) == wanted), None)
 
     def scaled(self, factor: float) -> Objectives:
-        """Every target multiplied by ``factor`` (> 0), e.g. 0.1 for a fast sandbox run."""
-        if not math.isfinite(factor) or factor <= 0:
-            raise ValueError(f"scale factor must be a finite number > 0, got {factor!r}")
+        """Every target multiplied by ``factor`` (> 0, at most :data:`MAX_SCALE`), e.g. 0.1
+        for a fast sandbox run."""
+        if not (math.isfinite(factor) and 0 < factor <= MAX_SCALE):
+            raise ValueError(
+                f"scale factor must be a number > 0 and <= {MAX_SCALE:g}, got {factor!r}"
+            )
 
         def scale(table: Mapping[str, Objective]) -> dict[str, Objective]:
             return {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from drdrill.durations import format_seconds
 from drdrill.errors import InputError
-from drdrill.objectives import Objective, Objectives, parse_runbook
+from drdrill.objectives import MAX_SCALE, Objective, Objectives, parse_runbook
 
 HELP_JSON = "print the objectives as JSON: {rto: {component: {target_s, actual, notes}}, rpo: ...}"
 HELP_SCALE = "multiply every target by FACTOR (> 0), as a fast sandbox run would"
@@ -36,8 +36,10 @@ def _scale_factor(text: str) -> float:
         factor = float(text)
     except ValueError:
         factor = math.nan
-    if not math.isfinite(factor) or factor <= 0:
-        raise InputError("--scale", f"scale factor must be a number > 0, got '{text}'")
+    if not (math.isfinite(factor) and 0 < factor <= MAX_SCALE):
+        raise InputError(
+            "--scale", f"scale factor must be a number > 0 and <= {MAX_SCALE:g}, got '{text[:40]}'"
+        )
     return factor
 
 
