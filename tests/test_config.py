@@ -67,7 +67,7 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
     folder = tmp_path / "dir.yaml"
     folder.mkdir()
-    with pytest.raises(ConfigError, match="cannot read config file"):
+    with pytest.raises(ConfigError, match="config is a directory, not a file to read"):
         load_config(folder)
 
 

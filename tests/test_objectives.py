@@ -370,7 +370,7 @@ def test_unreadable_runbooks(tmp_path: Path) -> None:
     with pytest.raises(RunbookError) as info:
         parse_runbook(missing)
     assert str(info.value) == f"{missing}: cannot read runbook: no such file or directory"
-    with pytest.raises(RunbookError, match=r"cannot read runbook: is a directory"):
+    with pytest.raises(RunbookError, match=r"runbook is a directory, not a file to read"):
         parse_runbook(tmp_path)
     latin1 = tmp_path / "latin1.md"
     latin1.write_bytes("# Runbook \xe9\n".encode("latin-1"))

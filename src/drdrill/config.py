@@ -23,6 +23,7 @@ from pydantic import (
 
 from drdrill.defaults import DEFAULT_CONFIG
 from drdrill.errors import ConfigError, DurationError
+from drdrill.files import not_a_regular_file
 from drdrill.objectives import MAX_SCALE
 from drdrill.urls import url_problem
 
@@ -195,6 +196,9 @@ class DrillConfig(_Model):
 def load_config(path: Path | str) -> DrillConfig:
     """Read and validate a stack config; ConfigError names the file, line and key on bad input."""
     path = Path(path)
+    odd = not_a_regular_file(path)
+    if odd is not None:
+        raise ConfigError(str(path), f"config {odd}")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 
 from drdrill.durations import duration_seconds, parse_duration
 from drdrill.errors import ConfigError, RunbookError
+from drdrill.files import not_a_regular_file
 
 Kind = Literal["rto", "rpo"]
 
@@ -187,6 +188,9 @@ class Objectives:
 def read_runbook(path: Path) -> str:
     """A runbook's text; RunbookError naming ``path`` when it cannot be read as UTF-8."""
     source = str(path)
+    odd = not_a_regular_file(path)
+    if odd is not None:
+        raise RunbookError(source, f"runbook {odd}")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
