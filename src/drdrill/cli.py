@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from drdrill import __version__
 from drdrill.errors import DrillError, InputError
+from drdrill.redact import redact
 
 #: sub-command name -> module in ``drdrill.commands``; each module has ``add_parser`` and ``run``.
 #: Every one is imported to build the parser, so each keeps its heavy imports (pytest, aiohttp,
@@ -64,10 +65,10 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         code: int = args.run(args)
     except InputError as exc:
-        print(f"drdrill: error: {exc}", file=sys.stderr)
+        print(f"drdrill: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except DrillError as exc:
-        print(f"drdrill: error: {exc}", file=sys.stderr)
+        print(f"drdrill: error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("drdrill: interrupted", file=sys.stderr)

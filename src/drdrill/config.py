@@ -6,7 +6,7 @@ Every error names the file, the line and the key, in one line: ``drdrill.yaml:12
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +25,7 @@ from drdrill.defaults import DEFAULT_CONFIG
 from drdrill.errors import ConfigError, DurationError
 from drdrill.files import not_a_regular_file
 from drdrill.objectives import MAX_SCALE
+from drdrill.redact import is_secret_key, register_secrets
 from drdrill.urls import url_problem
 
 
@@ -224,6 +225,8 @@ def parse_config(text: str, path: Path) -> DrillConfig:
         raise ConfigError(f"{path}:1", "the config must be a mapping of keys to values")
     if "path" in data:
         raise ConfigError(f"{path}{_line(node, ('path',))}", "path: unknown key")
+    # before validation: an error line may quote a value
+    register_secrets(_secret_values(data))
     try:
         return DrillConfig.model_validate({**data, "path": path})
     except ValidationError as exc:
@@ -238,6 +241,20 @@ def parse_config(text: str, path: Path) -> DrillConfig:
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
         raise ConfigError(f"{path}{_line(node, loc)}", f"{key}: {message}") from None
+
+
+def _secret_values(data: Any) -> Iterator[str]:
+    """Every value the config gives under a key that names a secret, at any depth
+    (``writer.mysql.password``, ``targets.aws.secret_access_key``, ...)."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(key, str) and is_secret_key(key) and isinstance(value, str | int):
+                yield str(value)
+            else:
+                yield from _secret_values(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _secret_values(item)
 
 
 def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> str:

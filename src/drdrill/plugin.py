@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from drdrill.redact import redact
+
 if TYPE_CHECKING:
     from drdrill.config import DrillConfig
     from drdrill.drill_fixtures import Injector, ProbeSession, WriterSession
@@ -280,7 +282,7 @@ def pytest_collection_modifyitems(
         # one line on stderr, nothing runs, exit status 2 (set in pytest_sessionfinish); a
         # worker hands the line to the controller, which prints it once for all workers
         if not _hands_over(config):
-            sys.stderr.write(f"drdrill: error: {exc}\n")
+            sys.stderr.write(f"drdrill: error: {redact(str(exc))}\n")
         config.stash[INPUT_ERROR_KEY] = True
         config.stash[INPUT_ERROR_TEXT_KEY] = str(exc)
         items.clear()
@@ -362,8 +364,40 @@ def pytest_runtest_makereport(
         from drdrill.report.outcome import attach_reason
 
         attach_reason(report, call)
+        _redact_report(report)
         drill.record_outcome(report)
     return report
+
+
+def _redact_report(report: pytest.TestReport) -> None:
+    """Mask secrets in what pytest shows and writes of a test (the terminal, JUnit's
+    failure text, the one-line reason): its long form becomes plain text when it held one."""
+    from drdrill.report.outcome import REASON_ATTR
+
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        masked = redact(text)
+        if masked != text:
+            report.longrepr = masked
+    reason = report.__dict__.get(REASON_ATTR)
+    if isinstance(reason, str):
+        report.__dict__[REASON_ATTR] = redact(reason)
+    for section in range(len(report.sections)):
+        title, content = report.sections[section]
+        report.sections[section] = (title, redact(content))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Mask secrets in allure-pytest's results too: it writes a failure's message and trace
+    from the exception itself, not from the report drdrill redacted."""
+    if not config.pluginmanager.hasplugin("allure_pytest"):
+        return
+    folder = config.getoption("allure_report_dir", None)
+    if folder and Path(folder).is_dir():
+        from drdrill.redact import redact_files
+
+        redact_files(Path(folder))
 
 
 @pytest.hookimpl(trylast=True)
@@ -419,7 +453,7 @@ def _merge_parts(session: pytest.Session, controller: XdistController) -> None:
     parts = session.config.stash[PARTS_KEY]
     errors = sorted({p.input_error for p in parts.values() if p.input_error})
     for error in errors:
-        sys.stderr.write(f"drdrill: error: {error}\n")
+        sys.stderr.write(f"drdrill: error: {redact(str(error))}\n")
     if errors:
         session.exitstatus = EXIT_BAD_INPUT
     if not any(p.report is not None for p in parts.values()):
@@ -436,7 +470,7 @@ def _merge_parts(session: pytest.Session, controller: XdistController) -> None:
     except DrillError as exc:
         # parts that do not make one run are a bug: keep each as it came, and say where
         written = write_parts(parts)
-        sys.stderr.write(f"drdrill: error: cannot merge the workers' reports: {exc}\n")
+        sys.stderr.write(f"drdrill: error: cannot merge the workers' reports: {redact(str(exc))}\n")
         for path in written:
             sys.stderr.write(f"drdrill: report part: {path}\n")
 
@@ -453,7 +487,7 @@ def _write_lost_run(session: pytest.Session, controller: XdistController) -> Non
     try:
         written = write_lost_run(options, outcomes)
     except DrillError as exc:
-        sys.stderr.write(f"drdrill: error: cannot write the run's reports: {exc}\n")
+        sys.stderr.write(f"drdrill: error: cannot write the run's reports: {redact(str(exc))}\n")
         return
     if written is not None:
         session.config.stash[MERGED_KEY] = written

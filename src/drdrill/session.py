@@ -71,6 +71,15 @@ class WorkerPart:
         )
 
 
+def redacted(run: RunRecord) -> RunRecord:
+    """A copy of ``run`` with every secret masked (:mod:`drdrill.redact`): what every
+    artefact and the console are made from."""
+    from drdrill.redact import redact_data
+    from drdrill.report.json_report import run_from_json, run_to_json
+
+    return run_from_json(redact_data(run_to_json(run)), where="the run")
+
+
 def write_run_reports(run: RunRecord, report_dir: Path, history: Path | None = None) -> list[Path]:
     """``report.json``, ``report.md`` and ``report.html`` of a run in ``<report_dir>/<run-id>/``.
 
@@ -81,6 +90,7 @@ def write_run_reports(run: RunRecord, report_dir: Path, history: Path | None = N
     from drdrill.report.json_report import run_to_json, write_json
     from drdrill.report.markdown import write_markdown
 
+    run = redacted(run)  # every artefact and the history from one redacted copy
     folder = report_dir / run.run_id
     written = [
         write_json(run, folder / "report.json"),
@@ -102,6 +112,7 @@ def run_summary_lines(run: RunRecord, written: list[Path], width: int) -> list[s
     from drdrill.report.console import render_summary
     from drdrill.report.verdict import verdict_line
 
+    run = redacted(run)
     lines = ["", *render_summary(run, width=width).rstrip("\n").splitlines()]
     lines += [f"drdrill report: {p}" for p in written]
     return [*lines, verdict_line(run)]
