@@ -8,11 +8,21 @@ console are read back as bytes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from drdrill.redact import MASK, redact, redact_data, register_secret
+from drdrill.redact import MASK, forget_secrets, redact, redact_data, register_secret
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(autouse=True)
+def _registered_here_only() -> Iterator[None]:
+    """The secrets these tests register are forgotten after each (they are process-wide)."""
+    yield
+    forget_secrets()
+
 
 #: each kind of secret, as planted
 CONFIG_PASSWORD = "PlantedCfgPw3x"
@@ -126,3 +136,10 @@ def test_registered_secrets_and_secret_keys_are_masked_in_data() -> None:
         "author": "me",
         "note": f"uses {MASK} here",
     }
+
+
+def test_a_registered_secret_is_masked_as_a_whole_token_only() -> None:
+    register_secret("test")
+    assert redact("test_region_failover passed; password test") == (
+        f"test_region_failover passed; password {MASK}"
+    )

@@ -8,7 +8,7 @@ What is redacted, wherever it appears in text:
 - AWS access key ids (``AKIA...``, ``ASIA...``) and the value given to a secret access key or
   session token (``aws_secret_access_key=...``, ``"SecretAccessKey": "..."``);
 - every configured secret registered with :func:`register_secret` (the config's passwords and
-  credentials, whatever their form), literally.
+  credentials, whatever their form), literally, as a whole token (not inside a longer word).
 
 In JSON-like data (:func:`redact_data`), the value of a key that names a secret is redacted
 whole, and every string is redacted as text. Redacted values read ``***``.
@@ -54,6 +54,12 @@ def register_secret(value: object) -> None:
             _registered.add(value)
 
 
+def forget_secrets() -> None:
+    """Forget every registered secret (a test that registered some cleans up after itself)."""
+    with _lock:
+        _registered.clear()
+
+
 def register_secrets(values: Iterable[object]) -> None:
     """:func:`register_secret` for each."""
     for value in values:
@@ -66,7 +72,8 @@ def redact(text: str) -> str:
         literal = sorted(_registered, key=len, reverse=True)
     for secret in literal:
         if secret in text:
-            text = text.replace(secret, MASK)
+            # as a whole token only: a password "test" must not mask "test_region_failover"
+            text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(secret)}(?![A-Za-z0-9_])", MASK, text)
     text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
     text = _SECRET_PARAM.sub(rf"\1{MASK}", text)
     text = _AWS_KEY_ID.sub(lambda m: m.group(0)[:4] + MASK, text)
