@@ -231,6 +231,25 @@ def test_default_journal_is_under_dot_drdrill(tmp_path: Path) -> None:
     assert done.stdout == "nothing to recover (no journal at .drdrill/journal.jsonl)\n"
 
 
+@pytest.mark.parametrize("how", ["cwd", "--config", "--dr-config"])
+def test_recover_reads_the_configs_journal(procs: Procs, tmp_path: Path, how: str) -> None:
+    # the config keeps its journal elsewhere, relative to the config's own folder
+    project = tmp_path / "project"
+    (project / "state").mkdir(parents=True)
+    (project / "drdrill.yaml").write_text("journal: state/faults.jsonl\n")
+    journal = Journal(project / "state" / "faults.jsonl")
+    victim = procs.victim()
+    # injected by this (live) process: --force, as for the faults of a drill still running
+    FaultInjector(journal, "run-a").inject(FreezeProcess.of(victim.pid))
+    if how == "cwd":
+        done = drdrill_recover("--force", cwd=project)
+    else:
+        done = drdrill_recover(how, str(project / "drdrill.yaml"), "--force", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"reverted: freeze process {victim.pid}"), done.stdout
+    assert _status(victim.pid) in RUNNING
+
+
 def test_a_file_that_is_not_a_journal_is_an_input_error(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     path.write_text("[faults]\nfreeze = true\n")

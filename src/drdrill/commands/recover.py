@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
-from drdrill.defaults import DEFAULT_JOURNAL_PATH
+from drdrill.defaults import DEFAULT_CONFIG, DEFAULT_JOURNAL_PATH
 from drdrill.errors import FaultError
 
 DESCRIPTION = (
@@ -23,8 +24,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--journal",
         metavar="PATH",
-        default=str(DEFAULT_JOURNAL_PATH),
-        help=f"the fault journal (default: {DEFAULT_JOURNAL_PATH})",
+        default=None,
+        help="the fault journal (default: the config's 'journal', found as the plugin finds "
+        f"it; without a config, {DEFAULT_JOURNAL_PATH})",
+    )
+    parser.add_argument(
+        "--config",
+        "--dr-config",
+        dest="config",
+        metavar="PATH",
+        default=None,
+        help=f"the stack config whose journal to read (default: {DEFAULT_CONFIG} if present)",
     )
     parser.add_argument("--run-id", metavar="ID", help="only the faults of this run")
     parser.add_argument(
@@ -38,12 +48,27 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.set_defaults(run=run)
 
 
+def journal_path(journal: str | None, config: str | None) -> Path:
+    """The journal to recover from: ``--journal``; else the config's ``journal`` (resolved
+    against the config's folder, as the plugin does), from ``--config`` or ``drdrill.yaml``
+    in the current folder; else the default path."""
+    if journal is not None:
+        return Path(journal)
+    path = Path(config) if config is not None else Path(DEFAULT_CONFIG)
+    if config is None and not path.is_file():
+        return DEFAULT_JOURNAL_PATH
+    from drdrill.config import load_config
+
+    loaded = load_config(path)
+    return loaded.resolve(loaded.journal)
+
+
 def run(args: argparse.Namespace) -> int:
     """Revert, print one line a fault; :class:`FaultError` (exit 1) naming any left in place."""
     from drdrill.faults.base import RevertStatus, recover
     from drdrill.faults.journal import Journal, JournalWarning
 
-    journal = Journal(args.journal)
+    journal = Journal(journal_path(args.journal, args.config))
     if not journal.exists():
         print(f"nothing to recover (no journal at {journal.path})")
         return 0
