@@ -457,6 +457,9 @@ class AppHandler(BaseHTTPRequestHandler):
             self.server.firsts.served(self.path, status)
         if not head:
             self.wfile.write(data)
+        # sent now, in one segment, while the request still counts as in flight: a drain
+        # that ends with the count must not exit with the answer still in the buffer
+        self.wfile.flush()
 
 
 def _page(text: str, app: VisitorApp) -> str:
