@@ -209,8 +209,9 @@ def test_appending_a_run_again_replaces_what_it_said(store: HistoryStore, report
     store.append(fixed, [reports / RUN_B / "report.json"])
     total = _by_name(store.trend())["Total RTO"]
     assert (total.missed, total.worst_s, total.worst_run) == (0, 6.623183882999911, RUN_A)
+    # stored relative to the history's folder: moving the folder keeps the evidence found
     assert [e.path for e in store.runs("2026-11")[1].evidence] == [
-        str((reports / RUN_B / "report.json").resolve())
+        str((reports / RUN_B / "report.json").resolve().relative_to(store.path.parent.resolve()))
     ]
 
 
@@ -570,3 +571,16 @@ def test_dry_runs_are_listed_but_not_judged_and_an_empty_month_is_not_compliant(
         assert [r.verdict for r in report.runs] == ["dry run"]
         assert report.findings == ["no drill ran in 2026-11"]
         assert not store.compliance("2026-10").compliant
+
+
+def test_moving_the_folder_keeps_the_evidence_found(store: HistoryStore, tmp_path: Path) -> None:
+    store.close()
+    moved = Path(shutil.move(str(tmp_path), str(tmp_path.parent / f"{tmp_path.name}-moved")))
+    try:
+        with HistoryStore(moved / "history.sqlite") as history:
+            report = history.compliance("2026-11", now=datetime(2026, 12, 1, tzinfo=UTC))
+        states = {e.state for run in report.runs for e in run.evidence}
+        assert states == {"ok"}
+        assert all(e.path.startswith(str(moved)) for run in report.runs for e in run.evidence)
+    finally:
+        shutil.move(str(moved), str(tmp_path))  # pytest cleans up where it made it

@@ -843,7 +843,8 @@ class HistoryStore:
         for file in report_files:
             path = Path(file)
             try:
-                evidence.append((str(path.resolve()), sha256_file(path), path.stat().st_size))
+                stored = _relative_to(path.resolve(), self.path.parent.resolve())
+                evidence.append((stored, sha256_file(path), path.stat().st_size))
             except OSError as exc:
                 raise InputError(str(path), f"cannot read report file: {exc.strerror}") from None
         target_kind = str(run.target.get("kind", run.target.get("name", "unknown")))
@@ -1033,7 +1034,7 @@ class HistoryStore:
     ) -> ComplianceReport:
         """The month's runs with their verdicts and what they met and missed, each report file
         checked again; ``accept_inconclusive`` lets an inconclusive run count as compliant."""
-        runs = [_verified(run) for run in self.runs(month)]
+        runs = [_verified(run, self.path.parent) for run in self.runs(month)]
         return ComplianceReport(
             month=month.strip(),
             generated_utc=_utc(now or datetime.now(UTC)),
@@ -1051,17 +1052,28 @@ def _lost(text: str | None) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def _verified(run: RunSummary) -> RunSummary:
+def _relative_to(path: Path, folder: Path) -> str:
+    """``path`` relative to the history's folder when it lies under it (the reports do, by
+    default): moving the whole folder, or the repository, keeps the evidence found."""
+    try:
+        return str(path.relative_to(folder))
+    except ValueError:
+        return str(path)
+
+
+def _verified(run: RunSummary, folder: Path) -> RunSummary:
+    """The run with each evidence file checked where it is now: a stored relative path is the
+    history folder's (an absolute one, from before, stays itself)."""
     checked = []
     for e in run.evidence:
-        path = Path(e.path)
+        path = (folder / e.path).resolve()
         try:
             state = "ok" if sha256_file(path) == e.sha256 else "changed"
         except FileNotFoundError:
             state = "missing"
         except OSError:
             state = "unreadable"
-        checked.append(Evidence(e.path, e.sha256, e.size, state))
+        checked.append(Evidence(str(path), e.sha256, e.size, state))
     return replace(run, evidence=tuple(checked))
 
 
