@@ -181,13 +181,16 @@ def test_a_restore_that_does_not_hold_is_no_restore(project: pytest.Pytester) ->
         from drdrill.errors import DrillError
         from drdrill.faults.process import FreezeProcess
 
-        def test_relapse(app_process, probes, inject, timeline, measure):
+        def outage_then_restore(app_process, probes, inject, down_s):
             probes.start()
             time.sleep(0.5)
             fault = inject(FreezeProcess(app_process))
-            time.sleep(1.0)
+            time.sleep(down_s)
             inject.revert(fault)
-            first = probes.wait_restored("fault_injected", timeout_s=20)
+            return probes.wait_restored("fault_injected", timeout_s=20)
+
+        def test_relapse(app_process, probes, inject, timeline, measure):
+            first = outage_then_restore(app_process, probes, inject, 1.0)
             time.sleep(0.3)
             again = inject(FreezeProcess(app_process))  # down again after the restore
             time.sleep(1.0)
@@ -201,12 +204,7 @@ def test_a_restore_that_does_not_hold_is_no_restore(project: pytest.Pytester) ->
             measure.phase("Total RTO", "fault_injected", held)
 
         def test_still_down(app_process, probes, inject, timeline):
-            probes.start()
-            time.sleep(0.5)
-            fault = inject(FreezeProcess(app_process))
-            time.sleep(0.5)
-            inject.revert(fault)
-            first = probes.wait_restored("fault_injected", timeout_s=20)
+            first = outage_then_restore(app_process, probes, inject, 0.5)
             time.sleep(0.3)
             inject(FreezeProcess(app_process))  # reverted only at teardown
             time.sleep(1.0)
@@ -214,12 +212,7 @@ def test_a_restore_that_does_not_hold_is_no_restore(project: pytest.Pytester) ->
                 probes.restored_for_good(first, timeout_s=1)
 
         def test_held(app_process, probes, inject, timeline):
-            probes.start()
-            time.sleep(0.5)
-            fault = inject(FreezeProcess(app_process))
-            time.sleep(0.5)
-            inject.revert(fault)
-            first = probes.wait_restored("fault_injected", timeout_s=20)
+            first = outage_then_restore(app_process, probes, inject, 0.5)
             time.sleep(1.0)
             assert probes.restored_for_good(first, timeout_s=1) is first
         """

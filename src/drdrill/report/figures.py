@@ -68,18 +68,21 @@ def status_text(result: Result) -> str:
     return str(status)
 
 
-def error_text(result: Result) -> str:
-    """Measured minus ground truth (``+3.1 ms``), with its source when known, or "no ground
-    truth". A truth that the figure's own interval holds says so (``+252.1 ms, inside the
-    interval``): the figure claimed no more than it knew, however far its midpoint is."""
+def error_text(
+    result: Result, *, with_source: bool = True, inside: str = ", inside the interval"
+) -> str:
+    """Measured minus ground truth (``+3.1 ms``), with its source when known (and
+    ``with_source``), or "no ground truth". A truth that the figure's own interval holds says
+    so (``+252.1 ms, inside the interval``; ``inside`` is that wording): the figure claimed no
+    more than it knew, however far its midpoint is."""
     error = result.error_ms
     if error is None or not math.isfinite(error):
         return NO_TRUTH
     text = f"{round(error, 1) + 0.0:+.1f} ms"  # rounded first: a tiny negative reads +0.0
     truth = result.truth_s
     if truth is not None and finite(result) and result.low <= truth <= result.high:
-        text += ", inside the interval"
-    return f"{text} ({result.truth_source})" if result.truth_source else text
+        text += inside
+    return f"{text} ({result.truth_source})" if with_source and result.truth_source else text
 
 
 def truth_text(result: Result) -> str:

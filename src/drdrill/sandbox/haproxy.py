@@ -253,6 +253,9 @@ class HAProxyLB:
         #: client addresses whose connections are silently dropped (a region cut off from its
         #: clients); kept in the file too, so that a restarted balancer stays cut off
         self.blackhole_map = self.run_dir / f"{name}-blackhole.map"
+        #: whether its clients are cut off (:meth:`cut_off_clients`): status asks it tens of
+        #: times a second, so it is kept here rather than read back from the map
+        self.cut_off = False
         if len(str(self.socket_path)) > _MAX_SOCKET_PATH:
             raise HAProxyError(f"{self.label}: admin socket path too long: {self.socket_path}")
         self._child = Child(
@@ -456,19 +459,12 @@ class HAProxyLB:
             raise HAProxyError(f"{self.label}: '{line}' failed: {first}")
         return reply
 
-    @property
-    def cut_off(self) -> bool:
-        """Whether its clients are cut off (:meth:`cut_off_clients`)."""
-        try:
-            return bool(self.blackhole_map.read_text().strip())
-        except FileNotFoundError:
-            return False
-
     def cut_off_clients(self) -> None:
         """Every client's connection is dropped silently from now on (health checks, which the
         balancer sends, go on); the balancer's own state is untouched."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.blackhole_map.write_text(f"{_EVERY_CLIENT} 1\n")
+        self.cut_off = True
         if self.is_running() and not self.is_frozen:
             self.command(f"add map {self.blackhole_map} {_EVERY_CLIENT} 1")
 
@@ -476,6 +472,7 @@ class HAProxyLB:
         """Undo :meth:`cut_off_clients` (idempotent)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.blackhole_map.write_text("")
+        self.cut_off = False
         if self.is_running() and not self.is_frozen:
             self.command(f"clear map {self.blackhole_map}")
 

@@ -106,7 +106,6 @@ class InterRegionLink:
         self._stopping: asyncio.Event | None = None
         self._servers: list[asyncio.Server] = []
         self._conns: set[asyncio.StreamWriter] = set()
-        self.partitioned = False
         self.counts: dict[str, dict[str, int]] = {
             r.name: {"connections": 0, "bytes": 0, "chunks_lost": 0} for r in routes
         }
@@ -198,7 +197,6 @@ class InterRegionLink:
 
         self._loop.call_soon_threadsafe(flip)
         done.wait(5)
-        self.partitioned = not open_
         self._event(event, **self.shape.as_dict())
         return True
 
@@ -211,6 +209,11 @@ class InterRegionLink:
         """Back to the configured shape (not a heal: a partition stays)."""
         if self.shape != self.configured:
             self.degrade(self.configured)
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether nothing crosses the link now."""
+        return self._open is not None and not self._open.is_set()
 
     @property
     def at_baseline(self) -> bool:
