@@ -219,7 +219,9 @@ class ProbeSession:
         if outage_first:
             effect_timeout = self._drill.config.drills.effect_timeout
             effect_deadline = time.monotonic() + effect_timeout
+            notices = self._timeline.waiting(f"the effect of {since.name}", effect_timeout)
             while (failed := self.first_failure_after(since, runners)) is None:
+                notices.tick()
                 if time.monotonic() > effect_deadline:
                     urls = ", ".join(e.url for r in runners for e in r.endpoints)
                     raise FaultHadNoEffect(
@@ -242,7 +244,9 @@ class ProbeSession:
         """Wait until every runner's endpoints are on their recovery run of samples sent since
         ``from_mono``; record and return that moment as ``name`` (DrillError ``late`` after
         ``deadline``)."""
+        notices = self._timeline.waiting(name, max(0.0, deadline - time.monotonic()))
         while True:
+            notices.tick()
             found = [r.all_good_since(from_mono, r.recovery_samples) for r in runners]
             good = [f for f in found if f is not None]
             if len(good) == len(found):
@@ -392,7 +396,9 @@ class WriterSession:
             raise DrillError("writer.first_ack_after() before writer.start()")
         deadline = time.monotonic() + timeout_s
         lower_bound = after.mono - after.uncertainty_s
+        notices = self._timeline.waiting(name, timeout_s)
         while True:
+            notices.tick()
             records = [r for r in self._writer.log().records if r.sent_mono >= lower_bound]
             failed = [i for i, r in enumerate(records) if not r.acknowledged]
             start = failed[0] if failed else 0
@@ -566,7 +572,9 @@ class Injector:
         to ``drills.effect_timeout`` for it to hold, then gives up naming what did not."""
         drills = self._drill.config.drills
         deadline = time.monotonic() + drills.effect_timeout
+        notices = self._timeline.waiting("a steady state", drills.effect_timeout)
         while True:
+            notices.tick()
             problems = self._drill.steady_problems(self._nodeid)
             if not problems:
                 self._timeline.mark("steady_state_verified")

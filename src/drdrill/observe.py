@@ -54,7 +54,9 @@ def poll_until(
     clock = timeline.clock
     started = clock.mono()
     lower = since.mono - since.uncertainty_s if since is not None else started
+    notices = timeline.waiting(name, timeout_s)
     while True:
+        notices.tick()
         poll_start = clock.mono()
         try:
             held = condition()

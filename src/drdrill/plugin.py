@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from drdrill.drill_fixtures import Injector, ProbeSession, WriterSession
     from drdrill.measure import Measurements
     from drdrill.objectives import Objectives
+    from drdrill.progress import ProgressTerminal
     from drdrill.report.record import RunRecord
     from drdrill.session import DrillSession, WorkerPart
     from drdrill.targets.base import Target
@@ -34,6 +35,10 @@ HELP_TARGET = "target to drill, overriding the config's 'target' (e.g. local, sa
 HELP_REPORT_DIR = "folder for reports/<run-id>/ (default: the config's report_dir)"
 HELP_DRY_RUN = "print every fault a drill would inject and skip it; change nothing"
 HELP_ALLOW_DESTRUCTIVE = "allow destructive faults on targets that require explicit consent"
+HELP_PROGRESS = (
+    "print each drill's steps live as they happen, past pytest's capture: auto (on unless -q), "
+    "on or off"
+)
 HELP_MARKER = (
     "drill(name=None, destructive=True, targets=None, severity=None, phases=()): a "
     "disaster-recovery drill; targets restricts the target kinds it runs on; severity labels it "
@@ -56,6 +61,8 @@ PARTS_KEY = pytest.StashKey[dict[str, "WorkerPart"]]()
 MERGED_KEY = pytest.StashKey[tuple["RunRecord", list[Path]]]()
 #: what the run saw before and around the drill session: collection reports, an interrupt
 WATCHER_KEY = pytest.StashKey["RunWatcher"]()
+#: where drills print their progress live (None: nowhere)
+PROGRESS_KEY = pytest.StashKey["ProgressTerminal | None"]()
 #: the xdist controller, where there is one
 CONTROLLER_KEY = pytest.StashKey["XdistController"]()
 #: the key of the run id in xdist's ``workerinput`` and of the report part in ``workeroutput``
@@ -81,11 +88,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help=HELP_ALLOW_DESTRUCTIVE,
     )
+    group.addoption(
+        "--dr-progress",
+        dest="dr_progress",
+        choices=("auto", "on", "off"),
+        default=None,
+        help=HELP_PROGRESS,
+    )
     parser.addini("dr_config", HELP_CONFIG, default=None)
     parser.addini("dr_target", HELP_TARGET, default=None)
     parser.addini("dr_report_dir", HELP_REPORT_DIR, default=None)
     parser.addini("dr_dry_run", HELP_DRY_RUN, type="bool", default=False)
     parser.addini("dr_allow_destructive", HELP_ALLOW_DESTRUCTIVE, type="bool", default=False)
+    parser.addini("dr_progress", HELP_PROGRESS, default="auto")
 
 
 def _option(config: pytest.Config, name: str) -> Any:
@@ -262,6 +277,40 @@ def _is_drill(item: pytest.Item) -> bool:
     return item.get_closest_marker("drill") is not None or bool(names & DRILL_FIXTURES)
 
 
+def _progress_terminal(config: pytest.Config) -> ProgressTerminal | None:
+    """Where this run's drills print their progress: a duplicate of the terminal's descriptor,
+    taken now, before any test runs (pytest's capture is suspended between collection and the
+    tests). An xdist worker's stdout is its channel to the controller: it writes to stderr."""
+    choice = _option(config, "dr_progress") or "auto"
+    if choice == "off" or (choice == "auto" and config.get_verbosity() < 0):
+        return None
+    from drdrill.progress import ProgressTerminal
+
+    worker = config.stash[OPTIONS_KEY].get("worker")
+    if worker is not None:
+        return ProgressTerminal.open(sys.stderr.fileno(), prefix=f"[{worker}] ")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    writer = getattr(reporter, "_tw", None)
+    last: list[object] = [None]
+
+    def line_open() -> bool:
+        # pytest's writer is mid-line (a file name and its dots, a verbose test id) unless that
+        # line is the one our last write already broke
+        if writer is None or writer.width_of_current_line == 0:
+            return False
+        current = getattr(writer, "_current_line", None)
+        if current is not None and current is last[0]:
+            return False
+        last[0] = current
+        return True
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return ProgressTerminal.open(fd, line_open=line_open)
+
+
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
@@ -288,6 +337,7 @@ def pytest_collection_modifyitems(
         items.clear()
         return
     config.stash[SESSION_KEY] = drill
+    config.stash[PROGRESS_KEY] = _progress_terminal(config)
     watcher = config.stash[WATCHER_KEY]
     for report in watcher.collect_reports:
         drill.record_collection(report)
@@ -389,8 +439,12 @@ def _redact_report(report: pytest.TestReport) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Mask secrets in allure-pytest's results too: it writes a failure's message and trace
-    from the exception itself, not from the report drdrill redacted."""
+    """Close the progress terminal. Mask secrets in allure-pytest's results too: it writes a
+    failure's message and trace from the exception itself, not from the report drdrill
+    redacted."""
+    terminal = config.stash.get(PROGRESS_KEY, None)
+    if terminal is not None:
+        terminal.close()
     if not config.pluginmanager.hasplugin("allure_pytest"):
         return
     folder = config.getoption("allure_report_dir", None)
@@ -539,6 +593,11 @@ def timeline(request: pytest.FixtureRequest) -> Iterator[Timeline]:
     """This drill's timeline; its events go into the report."""
     drill = _drill(request)
     line = drill.timeline_for(request.node.nodeid)
+    terminal = request.config.stash.get(PROGRESS_KEY, None)
+    if terminal is not None:
+        from drdrill.progress import DrillProgress
+
+        line.listen(DrillProgress(terminal, request.node.name, line.now()))
     yield line
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from drdrill.errors import DrillError
 
@@ -73,16 +74,33 @@ class Clock:
         return datetime.fromtimestamp(mono + offset, tz=UTC)
 
 
+#: a wait tells its listeners what it waits for once it has waited this long, then this often
+WAIT_NOTICE_S = 5.0
+
+
+class TimelineListener(Protocol):
+    """Told of each event as it is added, and of waits that go on (live progress)."""
+
+    def on_event(self, event: Event) -> None:
+        """An event was just added (from whichever thread added it)."""
+
+    def on_wait(self, what: str, waited_s: float, timeout_s: float | None, now_mono: float) -> None:
+        """A wait for ``what`` has gone on for ``waited_s`` (of at most ``timeout_s``)."""
+
+
 class Timeline:
     """An ordered, thread-safe record of a drill's events.
 
     Probes and observers add events from their own threads; ``mark`` is for our own actions.
+    Listeners (:meth:`listen`) hear of each event as it is added; a listener's failure never
+    reaches the drill.
     """
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock = clock or Clock()
         self._events: list[Event] = []
         self._lock = threading.Lock()
+        self._listeners: list[TimelineListener] = []
 
     @property
     def clock(self) -> Clock:
@@ -93,11 +111,31 @@ class Timeline:
         """The current monotonic time of this timeline's clock."""
         return self._clock.mono()
 
+    def listen(self, listener: TimelineListener) -> None:
+        """Tell ``listener`` of every event added from now on, and of long waits."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def notify(self, call: Callable[[TimelineListener], None]) -> None:
+        """Call ``call`` with each listener, ignoring their failures."""
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            # progress is a courtesy: a listener's failure never fails a drill
+            with contextlib.suppress(Exception):
+                call(listener)
+
     def add(self, event: Event) -> Event:
         """Record an event made elsewhere."""
         with self._lock:
             self._events.append(event)
+        self.notify(lambda listener: listener.on_event(event))
         return event
+
+    def waiting(self, what: str, timeout_s: float | None = None) -> WaitNotices:
+        """A wait for ``what`` starting now: call ``tick()`` on the result at each poll and the
+        listeners hear of it every :data:`WAIT_NOTICE_S` while it lasts."""
+        return WaitNotices(self, what, timeout_s)
 
     def mark(self, name: str, **attrs: Any) -> Event:
         """Record an action we take now (exact time)."""
@@ -144,3 +182,29 @@ class Timeline:
     def elapsed(self, since: Event) -> timedelta:
         """Time since an event."""
         return timedelta(seconds=self._clock.mono() - since.mono)
+
+
+class WaitNotices:
+    """Tells a timeline's listeners, every :data:`WAIT_NOTICE_S`, that a wait goes on."""
+
+    def __init__(
+        self, timeline: Timeline, what: str, timeout_s: float | None, every_s: float = WAIT_NOTICE_S
+    ) -> None:
+        """A wait for ``what`` (of at most ``timeout_s``) that starts now."""
+        self._timeline = timeline
+        self._what = what
+        self._timeout_s = timeout_s
+        self._every_s = every_s
+        self._started = timeline.now()
+        self._next = self._started + every_s
+
+    def tick(self) -> None:
+        """Call at each poll: the listeners hear of the wait when its next notice is due."""
+        now = self._timeline.now()
+        if now < self._next:
+            return
+        self._next = now + self._every_s
+        waited = now - self._started
+        self._timeline.notify(
+            lambda listener: listener.on_wait(self._what, waited, self._timeout_s, now)
+        )
