@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "compliance",
     "exercise",
     "fis",
+    "init",
 )
 
 
