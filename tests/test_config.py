@@ -48,6 +48,10 @@ def test_durations_as_text_or_numbers_and_paths_relative_to_the_file(tmp_path: P
         ("probes: [1, 2\n", ":2", "expected"),
         ("- a\n- b\n", ":1", "mapping"),
         ("probes:\n  interval: 5ms\n", ":2", "0.01 s floor"),
+        ("report:\n  min_outage: soon\n", ":2", "report.min_outage: not a duration: 'soon'"),
+        ("report:\n  min_outage: -1s\n", ":2", "report.min_outage: negative duration"),
+        ("report:\n  min_outage: .inf\n", ":2", "report.min_outage: Input should be a finite"),
+        ("target: local\nreport:\n  min_outage: true\n", ":3", "report.min_outage: expected"),
     ],
 )
 def test_bad_values_name_file_line_and_key(
@@ -60,6 +64,13 @@ def test_bad_values_name_file_line_and_key(
     assert message.startswith(f"{path}{where}:"), message
     assert what in message
     assert "\n" not in message
+
+
+def test_report_min_outage_is_a_duration_half_a_second_by_default(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "target: local\n")).report.min_outage == 0.5
+    assert load_config(write(tmp_path, "report:\n  min_outage: 0\n")).report.min_outage == 0.0
+    path = write(tmp_path, "report: {min_outage: 250ms}\n")
+    assert load_config(path).report.min_outage == pytest.approx(0.25)
 
 
 def test_missing_and_unreadable_files(tmp_path: Path) -> None:

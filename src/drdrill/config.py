@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from drdrill.defaults import DEFAULT_CONFIG
+from drdrill.defaults import DEFAULT_CONFIG, DEFAULT_MIN_OUTAGE_S
 from drdrill.errors import ConfigError, DurationError
 from drdrill.files import not_a_regular_file
 from drdrill.objectives import MAX_SCALE
@@ -47,6 +47,8 @@ def _to_seconds(value: object) -> object:
 
 
 Seconds = Annotated[float, BeforeValidator(_to_seconds), Field(ge=0)]
+#: a duration that must be finite (``.inf`` would make every figure under it)
+FiniteSeconds = Annotated[float, BeforeValidator(_to_seconds), Field(ge=0, allow_inf_nan=False)]
 
 
 class _Model(BaseModel):
@@ -151,6 +153,15 @@ class ComplianceConfig(_Model):
     accept_inconclusive: bool = False
 
 
+class ReportConfig(_Model):
+    """How the run's reports are written."""
+
+    #: report.md merges a drill's outages of one endpoint that are shorter than this, their
+    #: uncertainty included, into one line with their count, longest and total ("0" lists
+    #: every one); report.json always lists each
+    min_outage: FiniteSeconds = DEFAULT_MIN_OUTAGE_S
+
+
 class DrillConfig(_Model):
     """A whole stack description."""
 
@@ -163,6 +174,7 @@ class DrillConfig(_Model):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     journal: Path = Path(".drdrill/journal.jsonl")
     report_dir: Path = Path("reports")
+    report: ReportConfig = Field(default_factory=lambda: ReportConfig())
     #: the run history (SQLite) each run is appended to, for ``drdrill history|compliance``;
     #: by default ``history.sqlite`` in the report folder the run writes to
     history: Path | None = None

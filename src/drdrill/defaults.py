@@ -22,3 +22,5 @@ DEFAULT_TIMEOUT_S: Final = 1.0
 Trigger = Literal["script", "lambda", "automated"]
 #: the runbook's three failover options, as ``--trigger`` names them
 TRIGGERS: Final[tuple[Trigger, ...]] = ("script", "lambda", "automated")
+#: report.md merges a drill's outages shorter than this (uncertainty included) into one line
+DEFAULT_MIN_OUTAGE_S: Final = 0.5

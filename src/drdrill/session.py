@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from drdrill.config import DrillConfig, load_config
+from drdrill.defaults import DEFAULT_MIN_OUTAGE_S
 from drdrill.errors import ConfigError, ObjectiveMissed
 from drdrill.measure import Measurements
 from drdrill.objectives import Objectives, parse_runbook
@@ -53,6 +54,8 @@ class WorkerPart:
     input_error: str | None = None
     #: the history store the run is appended to (the controller appends, once)
     history: str | None = None
+    #: ``report.min_outage`` of the worker's config (report.md merges shorter outages)
+    min_outage_s: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """Plain data, as execnet carries it between processes."""
@@ -61,13 +64,18 @@ class WorkerPart:
             "report_dir": self.report_dir,
             "input_error": self.input_error,
             "history": self.history,
+            "min_outage_s": self.min_outage_s,
         }
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> WorkerPart:
         """Back from :meth:`to_wire`."""
         return cls(
-            data.get("report"), data.get("report_dir"), data.get("input_error"), data.get("history")
+            data.get("report"),
+            data.get("report_dir"),
+            data.get("input_error"),
+            data.get("history"),
+            data.get("min_outage_s"),
         )
 
 
@@ -80,8 +88,14 @@ def redacted(run: RunRecord) -> RunRecord:
     return run_from_json(redact_data(run_to_json(run)), where="the run")
 
 
-def write_run_reports(run: RunRecord, report_dir: Path, history: Path | None = None) -> list[Path]:
-    """``report.json``, ``report.md`` and ``report.html`` of a run in ``<report_dir>/<run-id>/``.
+def write_run_reports(
+    run: RunRecord,
+    report_dir: Path,
+    history: Path | None = None,
+    min_outage_s: float = DEFAULT_MIN_OUTAGE_S,
+) -> list[Path]:
+    """``report.json``, ``report.md`` and ``report.html`` of a run in ``<report_dir>/<run-id>/``;
+    report.md merges outages under ``min_outage_s`` (``report.min_outage``).
 
     With ``history``, the run and the sha256 of each report are then appended to that store;
     a history that cannot be written is said on stderr and never fails the run.
@@ -94,7 +108,7 @@ def write_run_reports(run: RunRecord, report_dir: Path, history: Path | None = N
     folder = report_dir / run.run_id
     written = [
         write_json(run, folder / "report.json"),
-        write_markdown(run, folder / "report.md"),
+        write_markdown(run, folder / "report.md", min_outage_s),
         write_html(run, folder / "report.html"),
     ]
     if history is not None:
@@ -137,7 +151,11 @@ def write_merged_reports(
         run = with_outcomes(run, outcomes)
     report_dir = Path(next(p.report_dir for p in reports.values() if p.report_dir))
     history = next((Path(p.history) for p in reports.values() if p.history), None)
-    return run, write_run_reports(run, report_dir, history)
+    min_outage_s = next(
+        (p.min_outage_s for p in reports.values() if p.min_outage_s is not None),
+        DEFAULT_MIN_OUTAGE_S,
+    )
+    return run, write_run_reports(run, report_dir, history, min_outage_s)
 
 
 def write_lost_run(
@@ -157,7 +175,9 @@ def write_lost_run(
     session.run.finished_utc = datetime.now(UTC)
     run = with_outcomes(session.run, outcomes)
     history = session.config.history_path(session.report_dir)
-    return run, write_run_reports(run, session.report_dir, history)
+    return run, write_run_reports(
+        run, session.report_dir, history, session.config.report.min_outage
+    )
 
 
 def write_parts(parts: Mapping[str, WorkerPart]) -> list[Path]:
@@ -439,6 +459,7 @@ class DrillSession:
             report=run_to_json(self.run),
             report_dir=str(self.report_dir),
             history=str(self.config.history_path(self.report_dir)),
+            min_outage_s=self.config.report.min_outage,
         )
 
     def _sweep_faults(self) -> None:
@@ -453,7 +474,10 @@ class DrillSession:
     def write_reports(self) -> list[Path]:
         """The run's reports in ``<report_dir>/<run-id>/``, and the run in the history."""
         self._written = write_run_reports(
-            self.run, self.report_dir, self.config.history_path(self.report_dir)
+            self.run,
+            self.report_dir,
+            self.config.history_path(self.report_dir),
+            self.config.report.min_outage,
         )
         return self._written
 

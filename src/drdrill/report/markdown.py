@@ -1,16 +1,23 @@
 """``report.md``: the run's verdict first, then the runbook's RTO and RPO tables with this
 run's figures in the Actual column, every test with its outcome and reason, the severities of
-failed drills, the outages and the write markers."""
+failed drills, the outages and the write markers.
+
+Outages whose whole duration interval is under ``report.min_outage`` (``drdrill.yaml``) are
+blips: a drill's blips of one endpoint make one line with their count, longest and total
+(:func:`merge_blips`), so a busy run's table stays readable; report.json lists every one."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drdrill.defaults import DEFAULT_MIN_OUTAGE_S
 from drdrill.measure import Result, Status
 from drdrill.report.figures import error_text, interval_text, measured_text, worst
-from drdrill.report.record import PASSED, RunRecord, TestRecord
+from drdrill.report.record import PASSED, OutageRecord, RunRecord, TestRecord
 from drdrill.report.verdict import verdict_line
 
 _MARK = {
@@ -20,6 +27,106 @@ _MARK = {
     Status.INVALID: "**INVALID**",
     Status.NO_OBJECTIVE: "no objective",
 }
+
+
+@dataclass(frozen=True)
+class Blips:
+    """A drill's blips on one endpoint, shown as one line (:func:`merge_blips`)."""
+
+    endpoint: str
+    #: the blips, in the order the drill recorded them (two at least)
+    outages: tuple[OutageRecord, ...]
+    #: what they are all under: ``report.min_outage``
+    min_outage_s: float
+
+    @property
+    def longest_s(self) -> float:
+        """The longest blip's duration."""
+        return max(o.duration_s or 0.0 for o in self.outages)
+
+    @property
+    def total_s(self) -> float:
+        """The blips' durations summed."""
+        return sum(o.duration_s or 0.0 for o in self.outages)
+
+    def text(self) -> str:
+        """``12 blips under 0.5 s (longest 0.120 s, total 0.600 s)``."""
+        return (
+            f"{len(self.outages)} blips under {self.min_outage_s:g} s "
+            f"(longest {self.longest_s:.3f} s, total {self.total_s:.3f} s)"
+        )
+
+
+def is_blip(outage: OutageRecord, min_outage_s: float) -> bool:
+    """Whether ``outage`` is a blip: it ended, its start is known (a probe saw it begin), and
+    even its longest possible duration (the figure plus its uncertainty) is under
+    ``min_outage_s``. With ``min_outage_s`` 0 nothing is."""
+    if outage.end_utc is None or outage.duration_s is None or outage.start_uncertainty_s <= 0:
+        return False
+    uncertainty = outage.duration_uncertainty_s
+    if uncertainty is None:  # a report before 1.2: the boundaries' half-widths
+        uncertainty = (outage.start_uncertainty_s + outage.end_uncertainty_s) / 2
+    longest = outage.duration_s + uncertainty
+    return math.isfinite(longest) and longest < min_outage_s
+
+
+def merge_blips(outages: Sequence[OutageRecord], min_outage_s: float) -> list[OutageRecord | Blips]:
+    """A drill's outages as its table shows them: every outage that is no blip (:func:`is_blip`)
+    as it is, and the blips of each endpoint as one :class:`Blips` where the first of them was
+    (a lone blip stays as it is: one line either way, and its own says more)."""
+    blips: dict[str, list[OutageRecord]] = {}
+    for o in outages:
+        if is_blip(o, min_outage_s):
+            blips.setdefault(o.endpoint, []).append(o)
+    merged = {
+        e: Blips(e, tuple(found), min_outage_s) for e, found in blips.items() if len(found) > 1
+    }
+    rows: list[OutageRecord | Blips] = []
+    for o in outages:
+        group = merged.get(o.endpoint)
+        if group is None or o not in group.outages:
+            rows.append(o)
+        elif o is group.outages[0]:
+            rows.append(group)
+    return rows
+
+
+def _outage_row(nodeid: str, row: OutageRecord | Blips) -> str:
+    """A row of the outage table; blips from the first's start to the last's end."""
+    if isinstance(row, Blips):
+        start = row.outages[0].start_utc.isoformat()
+        end = max(o.end_utc or o.start_utc for o in row.outages).isoformat()
+        return f"| {_cell(nodeid)} | {_cell(row.endpoint)} | {start} | {end} | {row.text()} | |"
+    end = row.end_utc.isoformat() if row.end_utc else "still out"
+    duration = "open" if row.duration_s is None else f"{row.duration_s:.3f} s"
+    if row.duration_s is not None and row.duration_uncertainty_s is not None:
+        duration = f"{row.duration_s:.3f} ± {row.duration_uncertainty_s:.3f} s"
+    return (
+        f"| {_cell(nodeid)} | {_cell(row.endpoint)} | {row.start_utc.isoformat()} | {end} | "
+        f"{duration} | ±{row.start_uncertainty_s:.3f} / ±{row.end_uncertainty_s:.3f} s |"
+    )
+
+
+def _outages(run: RunRecord, min_outage_s: float) -> list[str]:
+    """The client-observed outages, a row each, a drill's blips of an endpoint on one."""
+    lines = ["## Outages (client-observed)", ""]
+    rows = [(t.nodeid, row) for t in run.tests for row in merge_blips(t.outages, min_outage_s)]
+    if not rows:
+        return [*lines, "No outage observed.", ""]
+    lines += [
+        "| Test | Endpoint | Start (UTC) | End (UTC) | Duration | Boundary uncertainty |",
+        "|---|---|---|---|---|---|",
+        *(_outage_row(nodeid, row) for nodeid, row in rows),
+        "",
+    ]
+    if any(isinstance(row, Blips) for _, row in rows):
+        lines += [
+            f"Blips (under {min_outage_s:g} s, uncertainty included: `report.min_outage`) are "
+            "one line per test and endpoint, from the first's start to the last's end; "
+            "report.json lists each.",
+            "",
+        ]
+    return lines
 
 
 def _target_text(row: Mapping[str, Any]) -> str:
@@ -166,8 +273,9 @@ def _apparatus(run: RunRecord) -> list[str]:
     return [*lines, ""]
 
 
-def render_markdown(run: RunRecord) -> str:
-    """The markdown report of a run."""
+def render_markdown(run: RunRecord, min_outage_s: float = DEFAULT_MIN_OUTAGE_S) -> str:
+    """The markdown report of a run; outages under ``min_outage_s`` are merged per drill and
+    endpoint (:func:`merge_blips`; 0 lists every one)."""
     verdict, _, rest = verdict_line(run).partition(" — ")
     exit_status = "not recorded" if run.exit_status is None else str(run.exit_status)
     lines = [
@@ -191,25 +299,7 @@ def render_markdown(run: RunRecord) -> str:
     lines += _table("rpo", "Recovery Point Objectives", "Data Type", run)
     lines += _tests(run)
     lines += _severity(run)
-    lines += ["## Outages (client-observed)", ""]
-    outages = [(t.nodeid, o) for t in run.tests for o in t.outages]
-    if not outages:
-        lines += ["No outage observed.", ""]
-    else:
-        lines += [
-            "| Test | Endpoint | Start (UTC) | End (UTC) | Duration | Boundary uncertainty |",
-            "|---|---|---|---|---|---|",
-        ]
-        for nodeid, o in outages:
-            end = o.end_utc.isoformat() if o.end_utc else "still out"
-            duration = "open" if o.duration_s is None else f"{o.duration_s:.3f} s"
-            if o.duration_s is not None and o.duration_uncertainty_s is not None:
-                duration = f"{o.duration_s:.3f} ± {o.duration_uncertainty_s:.3f} s"
-            lines.append(
-                f"| {nodeid} | {o.endpoint} | {o.start_utc.isoformat()} | {end} | {duration} | "
-                f"±{o.start_uncertainty_s:.3f} / ±{o.end_uncertainty_s:.3f} s |"
-            )
-        lines.append("")
+    lines += _outages(run, min_outage_s)
     lines += _apparatus(run)
     rpo = [(t.nodeid, r) for t in run.tests for r in t.rpo]
     if rpo:
@@ -229,8 +319,8 @@ def render_markdown(run: RunRecord) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(run: RunRecord, path: Path) -> Path:
-    """Write ``report.md``; returns its path."""
+def write_markdown(run: RunRecord, path: Path, min_outage_s: float = DEFAULT_MIN_OUTAGE_S) -> Path:
+    """Write ``report.md`` (outages under ``min_outage_s`` merged); returns its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_markdown(run), encoding="utf-8")
+    path.write_text(render_markdown(run, min_outage_s), encoding="utf-8")
     return path
