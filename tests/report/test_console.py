@@ -39,3 +39,19 @@ def test_the_summary_fits_80_columns_with_every_name_whole() -> None:
     assert "ECS Scale-up" in rows and "client downtime" in rows
     # the truth's source is left to report.md and report.html
     assert "observer" not in text
+
+
+def test_no_ground_truth_reads_whole_at_80_columns_beside_the_widest_status() -> None:
+    test = TestRecord(
+        "suites/test_region_failover.py::test_region_failover[script]", outcome="passed"
+    )
+    without_truth = Result("Database", "rpo", Measurement(0.0, 0.0), 1.2, "Database", truth_s=None)
+    info = Result("client downtime", "rto", Measurement(3.645, 0.048), None, None, truth_s=3.6)
+    test.results = [_result("Health Verification", 0.046, 0.046, 0.09), info, without_truth]
+    test.outages = []
+    run = RunRecord("20261130T125201Z-b2a9bc", {}, {}, None, 0.02, tests=[test])
+    lines = render_summary(run, width=80).splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    database = next(line for line in lines if line.startswith(" Database"))
+    assert database.rstrip().endswith("no ground truth"), lines
+    assert any("no objective" in line for line in lines)

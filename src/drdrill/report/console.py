@@ -13,7 +13,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from drdrill.measure import Status
-from drdrill.report.figures import error_text, interval_text, measured_text, status_text
+from drdrill.report.figures import (
+    NO_TRUTH,
+    error_text,
+    interval_text,
+    measured_text,
+    status_text,
+)
 from drdrill.report.record import PASSED, RunRecord, TestRecord
 
 _STYLE = {
@@ -40,13 +46,15 @@ def _drill_table(record: TestRecord) -> Table:
         box=box.SIMPLE_HEAD,
         expand=False,
         pad_edge=False,
+        collapse_padding=True,
     )
-    # a figure's name is never broken (at 80 columns the truth column folds instead)
+    # a figure's name is never broken (at 80 columns the truth column wraps instead); short
+    # headers leave that column room for "no ground truth" whole
     table.add_column("Figure", no_wrap=True)
-    table.add_column(escape("Measured [interval]"), no_wrap=True)
-    table.add_column("Objective", no_wrap=True)
+    table.add_column("Measured", no_wrap=True)
+    table.add_column("Target", no_wrap=True)
     table.add_column("Status", no_wrap=True)
-    table.add_column("vs truth", overflow="fold", min_width=9)
+    table.add_column("vs truth", overflow="fold", min_width=len(NO_TRUTH))
     for result in record.results:
         objective = "—" if result.target_s is None else f"{result.target_s:g} s"
         # the truth's source is in report.md and report.html: here the column stays narrow
