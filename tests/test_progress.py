@@ -12,6 +12,7 @@ import re
 import pytest
 from tests.fake_clock import FakeClock
 from tests.report.drill_project import CONFIG, RUNBOOK
+from tests.report.test_every_outcome import FREEZE_CONFIG
 
 from drdrill.observe import NotObserved, poll_until
 from drdrill.progress import DrillProgress, ProgressTerminal
@@ -104,12 +105,60 @@ def test_an_xdist_worker_prints_its_steps_labelled_with_its_id(project: pytest.P
     assert len(steps) == 3 and "fault injected" in steps[0], result.errlines
 
 
+#: a real fault on the local target's demo app, reverted by the drill; the service then restored
+FREEZE = """
+import time
+
+from drdrill.faults.process import FreezeProcess, ProcessRef
+
+
+def test_steps(target, probes, inject):
+    probes.start()
+    time.sleep(0.3)
+    fault = inject(FreezeProcess(ProcessRef.of(target.app_process().pid, name="demo-app")))
+    time.sleep(0.8)
+    inject.revert(fault)
+    probes.wait_restored("fault_injected", timeout_s=20)
+"""
+
+
+def test_a_real_fault_says_it_is_being_injected_before_it_acts(project: pytest.Pytester) -> None:
+    project.makefile(".yaml", drdrill=CONFIG + FREEZE_CONFIG)
+    project.makepyfile(test_drill=FREEZE)
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    steps = [s.split(" s  ", 1)[1] for s in _progress(result.outlines)]
+    names = [s.split(":")[0].split(" (")[0] for s in steps]
+    assert names[:3] == ["steady state verified", "injecting", "fault injected"], steps
+    assert steps[1] == f"injecting{steps[2].rsplit(' (±', 1)[0].removeprefix('fault injected')}"
+    assert "first outage seen" in names and names[-1] == "service restored", steps
+    assert names.index("fault reverted") > names.index("first outage seen")
+
+
+def test_a_drill_is_named_again_when_pytest_wrote_between_its_lines() -> None:
+    read, write = os.pipe()
+    pytest_wrote = iter([False, True, False])
+    terminal = ProgressTerminal(os.fdopen(write, "w"), line_open=lambda: next(pytest_wrote))
+    terminal.write("test_x", "  0.10 s  fault injected")
+    terminal.write("test_x", "  2.00 s  fault reverted")  # after pytest's "." for test_x
+    terminal.write("test_y", "  0.20 s  fault injected")
+    terminal.close()
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    assert text == (
+        "drill test_x\n  0.10 s  fault injected\n"
+        "\ndrill test_x\n  2.00 s  fault reverted\n"
+        "drill test_y\n  0.20 s  fault injected\n"
+    )
+
+
 class _Recorder:
     """A listener that keeps what it heard (and can be told to fail)."""
 
     def __init__(self, fail: bool = False) -> None:
         self.events: list[Event] = []
         self.waits: list[tuple[str, float, float | None]] = []
+        self.notes: list[str] = []
         self.fail = fail
 
     def on_event(self, event: Event) -> None:
@@ -119,6 +168,9 @@ class _Recorder:
 
     def on_wait(self, what: str, waited_s: float, timeout_s: float | None, now_mono: float) -> None:
         self.waits.append((what, waited_s, timeout_s))
+
+    def on_note(self, text: str, now_mono: float) -> None:
+        self.notes.append(text)
 
 
 def test_a_long_poll_tells_what_it_waits_for_every_notice_period() -> None:
@@ -190,6 +242,6 @@ def test_a_closed_terminal_turns_progress_off_without_an_error() -> None:
     read, write = os.pipe()
     terminal = ProgressTerminal(os.fdopen(write, "w"))
     os.close(read)
-    terminal.write_lines(["first"])  # EPIPE: the reader went away
-    terminal.write_lines(["second"])  # nothing more is tried
+    terminal.write("test_x", "first")  # EPIPE: the reader went away
+    terminal.write("test_x", "second")  # nothing more is tried
     terminal.close()

@@ -550,7 +550,12 @@ class Injector:
             self._require_steady_state()
         clock = self._timeline.clock
         started: list[float] = []
-        self._faults.inject(fault, on_journaled=lambda: started.append(clock.mono()))
+
+        def journaled() -> None:
+            started.append(clock.mono())
+            self._timeline.say(f"injecting: {description}")
+
+        self._faults.inject(fault, on_journaled=journaled)
         # the fault acted somewhere between the call's start (after our journal write) and
         # its return: an action known to within the call's duration
         done = clock.mono()

@@ -49,6 +49,7 @@ class ProgressTerminal:
         self._prefix = prefix
         self._line_open = line_open
         self._lock = threading.Lock()
+        self._last_label: str | None = None
 
     @classmethod
     def open(
@@ -61,15 +62,19 @@ class ProgressTerminal:
             return None
         return cls(stream, prefix, line_open)
 
-    def write_lines(self, lines: list[str]) -> None:
-        """Write ``lines`` together (no other thread's line comes between them)."""
+    def write(self, label: str, line: str) -> None:
+        """Write one of drill ``label``'s lines, under the drill's name when pytest wrote since
+        (its dot, its PASSED) or another drill's line came last."""
         with self._lock:
             if self._stream is None:
                 return
             try:
-                if self._line_open is not None and self._line_open():
-                    self._stream.write("\n")
-                self._stream.write("".join(f"{self._prefix}{line}\n" for line in lines))
+                broke = self._line_open is not None and self._line_open()
+                text = "\n" if broke else ""
+                if broke or label != self._last_label:
+                    text += f"{self._prefix}drill {label}\n"
+                self._last_label = label
+                self._stream.write(f"{text}{self._prefix}{line}\n")
                 self._stream.flush()
             except (OSError, ValueError):
                 # the terminal went away (a closed pipe): progress is a courtesy, stop it
@@ -114,14 +119,10 @@ class DrillProgress:
         self._label = label
         self._start = start_mono
         self._lock = threading.Lock()
-        self._started = False
         self._seen_once: set[str] = set()
 
     def _say(self, line: str) -> None:
-        with self._lock:
-            lines = [] if self._started else [f"drill {self._label}"]
-            self._started = True
-        self._terminal.write_lines([*lines, redact(f"  {line}")])
+        self._terminal.write(self._label, redact(f"  {line}"))
 
     def on_event(self, event: Event) -> None:
         """Print the event (a fault resets the once-per-fault events)."""
@@ -139,6 +140,10 @@ class DrillProgress:
             bound = f" (±{event.uncertainty_s:.2f} s, {event.source})"
         name = "first outage seen" if event.name == "outage_started" else _words(event.name)
         self._say(f"{_seconds(event.mono - self._start)}  {name}{_attrs(event)}{bound}")
+
+    def on_note(self, text: str, now_mono: float) -> None:
+        """Print a step that is no event (e.g. a fault about to be injected)."""
+        self._say(f"{_seconds(now_mono - self._start)}  {text}")
 
     def on_wait(self, what: str, waited_s: float, timeout_s: float | None, now_mono: float) -> None:
         """Print that a wait goes on: what it waits for, how long so far, of how long."""

@@ -87,6 +87,9 @@ class TimelineListener(Protocol):
     def on_wait(self, what: str, waited_s: float, timeout_s: float | None, now_mono: float) -> None:
         """A wait for ``what`` has gone on for ``waited_s`` (of at most ``timeout_s``)."""
 
+    def on_note(self, text: str, now_mono: float) -> None:
+        """A step worth telling that is no event of the timeline."""
+
 
 class Timeline:
     """An ordered, thread-safe record of a drill's events.
@@ -131,6 +134,11 @@ class Timeline:
             self._events.append(event)
         self.notify(lambda listener: listener.on_event(event))
         return event
+
+    def say(self, text: str) -> None:
+        """Tell the listeners of a step that is no event (nothing is recorded)."""
+        now = self.now()
+        self.notify(lambda listener: listener.on_note(text, now))
 
     def waiting(self, what: str, timeout_s: float | None = None) -> WaitNotices:
         """A wait for ``what`` starting now: call ``tick()`` on the result at each poll and the

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from drdrill.measure import Measurement, Result
 from drdrill.report.console import render_summary
-from drdrill.report.record import RunRecord, TestRecord
+from drdrill.report.record import OutageRecord, RunRecord, TestRecord
 
 
 def _result(name: str, value: float, uncertainty: float, truth: float) -> Result:
@@ -55,3 +57,17 @@ def test_no_ground_truth_reads_whole_at_80_columns_beside_the_widest_status() ->
     database = next(line for line in lines if line.startswith(" Database"))
     assert database.rstrip().endswith("no ground truth"), lines
     assert any("no objective" in line for line in lines)
+
+
+def test_a_drill_without_figures_gets_a_line_not_an_empty_table() -> None:
+    test = TestRecord("suites/test_x.py::test_steps", outcome="passed")
+    test.results = []
+    start = datetime(2026, 11, 30, 12, 54, 50, tzinfo=UTC)
+    test.outages = [
+        OutageRecord("http://127.0.0.1:9/x", start, start + timedelta(seconds=0.6), 0.6, 0.05, 0.05)
+    ]
+    run = RunRecord("20261130T125450Z-eae06b", {}, {}, None, 0.02, tests=[test])
+    text = render_summary(run, width=80)
+    assert "test_steps (passed): no figure measured" in text
+    assert "Figure" not in text
+    assert "outages seen by the probes: 1; the longest 0.600 s on /x" in text

@@ -116,7 +116,11 @@ def render_summary(run: RunRecord, width: int = 100, color: bool = False) -> str
     if run.drills:
         console.print(f"drdrill run {run.run_id}: figures", markup=False)
     for record in run.drills:
-        console.print(_drill_table(record))
+        if record.results:
+            console.print(_drill_table(record))
+        else:
+            name = record.nodeid.rsplit("::", 1)[-1]
+            buffer.write(f"{name} ({record.outcome}): no figure measured\n")
         outages = _outage_line(record)
         if outages is not None:
             buffer.write(outages + "\n")
