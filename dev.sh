@@ -3,6 +3,8 @@
 #   ./dev.sh drill   the drills in suites/ against the configured target (the embedded sandbox:
 #                    brought up, drilled, taken down), reports in reports/<run-id>/
 #   ./dev.sh test    lint, type check and the harness's own tests (tests/)
+#   ./dev.sh test --fast   the same without the slow tests (pytest -m "not slow": no MariaDB,
+#                    HAProxy, moto, sandbox, Chromium or allure render; tests/conftest.py says which)
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -77,15 +79,28 @@ case "$cmd" in
     exec "$VENV/bin/pytest" suites "$@"
     ;;
   test)
-    apt_install test
-    venv test
-    allure3
+    fast=0 args=()
+    for arg in "$@"; do
+      if [ "$arg" = --fast ]; then fast=1; else args+=("$arg"); fi
+    done
+    if [ "$fast" -eq 1 ]; then
+      # no Chromium nor allure: the tests that use them are slow ones
+      apt_install
+      venv test
+    else
+      apt_install test
+      venv test
+      allure3
+    fi
     "$VENV/bin/ruff" check src tests benchmarks suites fixtures
     "$VENV/bin/mypy"
-    exec "$VENV/bin/pytest" tests "$@"
+    if [ "$fast" -eq 1 ]; then
+      exec "$VENV/bin/pytest" tests -m "not slow" "${args[@]}"
+    fi
+    exec "$VENV/bin/pytest" tests "${args[@]}"
     ;;
   *)
-    echo "usage: ./dev.sh drill|test [pytest args]" >&2
+    echo "usage: ./dev.sh drill [pytest args] | ./dev.sh test [--fast] [pytest args]" >&2
     exit 2
     ;;
 esac

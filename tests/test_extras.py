@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # pytest collects suites/ in subprocesses
 #: the packages the extras bring, by import name
 EXTRA_PACKAGES = (
     "boto3",

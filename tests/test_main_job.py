@@ -12,7 +12,10 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # a real drill in a subprocess
 
 
 def test_demo_drill_measures_the_freeze_it_caused(tmp_path: Path) -> None:

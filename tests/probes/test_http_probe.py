@@ -43,6 +43,8 @@ from drdrill.probes.stats import (
     ERROR_TIMEOUT,
 )
 
+pytestmark = pytest.mark.slow  # probes timed through real outages (~1-3 s each)
+
 SLACK_S = 0.010
 BODY = {"data": {"status": "ok", "version": 3, "up": True}, "items": [{"name": "db", "ok": True}]}
 

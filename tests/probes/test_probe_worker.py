@@ -41,6 +41,8 @@ from drdrill.probes.worker import (
 )
 from drdrill.sandbox.dns import FailoverDns
 
+pytestmark = pytest.mark.slow  # probe workers timed against real loopback servers (~1-4 s each)
+
 _REPLY = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
 

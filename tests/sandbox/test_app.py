@@ -36,7 +36,7 @@ from drdrill.sandbox.mariadb import (
 from drdrill.sandbox.truth import TruthLog
 
 _REASON = unavailable_reason()
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_REASON is not None, reason=_REASON or "")]
 
 Pair = tuple[MariaDBServer, MariaDBServer]
 

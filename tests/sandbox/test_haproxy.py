@@ -22,7 +22,7 @@ from drdrill.sandbox.syslog_receiver import SyslogMessage, SyslogReceiver
 from drdrill.sandbox.truth import TruthLog
 
 _REASON = unavailable_reason()
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_REASON is not None, reason=_REASON or "")]
 
 INTERVAL = 0.2
 RISE = 2

@@ -18,6 +18,8 @@ import pytest
 from drdrill.errors import DrillError
 from drdrill.sandbox.link import RETRANSMIT_S, InterRegionLink, LinkShape, Route
 
+pytestmark = pytest.mark.slow  # real TCP through delays and partitions (~0.5-2.5 s each)
+
 HOST = "127.0.0.1"
 
 

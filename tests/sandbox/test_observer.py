@@ -22,6 +22,8 @@ from drdrill.sandbox import observer
 from drdrill.sandbox.mariadb import free_port
 from drdrill.sandbox.observer_log import read_transitions
 
+pytestmark = pytest.mark.slow  # the observer as a real process, timed (~1-3 s each)
+
 SCRIPT = Path(observer.__file__)
 INTERVAL = 0.02
 

@@ -37,6 +37,8 @@ from drdrill.sandbox.mariadb import (
 from drdrill.targets.sandbox import SandboxTarget
 from drdrill.timeline import Timeline
 
+pytestmark = pytest.mark.slow  # a MariaDB pair of the module's own
+
 PRIMARY_SUBNET = "127.27.1"
 DR_SUBNET = "127.27.2"
 #: the sandbox's database host number in a region's /24 (``RegionSettings.ip(5)``)

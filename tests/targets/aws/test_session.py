@@ -22,6 +22,17 @@ from drdrill.targets.aws.session import (
     AwsUnavailable,
 )
 
+
+@pytest.fixture(autouse=True)
+def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials of no account (every endpoint here is on loopback): each test has its own,
+    rather than those a moto fixture happened to set earlier in the session."""
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
 LICENSE_MESSAGE = (
     "The API for service 'ecs' is either not included in your current license plan or has not "
     "yet been emulated by LocalStack. Please refer to "
