@@ -371,8 +371,27 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
     drill = session.config.stash.get(SESSION_KEY, None)
     if drill is None:
         return (yield)
+    from drdrill.faults.base import SIGNALS
+
+    SIGNALS.clear()  # what an earlier run in this process received is not this run's
     with drill.signals():
         return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    """Stop the run after this test when a signal came whose interrupt was lost on the way (a
+    SIGTERM turned into a SystemError by the import it landed in, then swallowed)."""
+    result = yield
+    if item.config.stash.get(SESSION_KEY, None) is not None:
+        from drdrill.faults.base import SIGNALS
+
+        name = SIGNALS.first_name()
+        if name is not None and not item.session.shouldstop:
+            item.session.shouldstop = f"interrupted by {name}"
+    return result
 
 
 @pytest.hookimpl(wrapper=True)
@@ -399,6 +418,12 @@ def pytest_runtest_teardown(
             try:
                 drill.report_drill_end(item)
             except Exception as exc:
+                from drdrill.faults.base import SIGNALS, DrillInterrupted
+
+                received = SIGNALS.received
+                if received:
+                    # an interrupt that landed in reporting and came out as another error
+                    raise DrillInterrupted(received[0]) from exc
                 item.warn(pytest.PytestWarning(f"drdrill: reporting the drill failed: {exc}"))
 
 
@@ -466,25 +491,55 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = EXIT_BAD_INPUT
     drill = config.stash.get(SESSION_KEY, None)
     hands_over = _hands_over(config)
-    try:
-        if drill is not None:
-            if not hands_over:
-                # a worker runs only its share of what it collected: the controller concludes
-                interruption, stopped = config.stash[WATCHER_KEY].interruption(session)
-                drill.conclude(
-                    collected=[item.nodeid for item in session.items],
-                    exit_status=int(session.exitstatus),
-                    interruption=interruption,
-                    stopped=stopped,
-                )
-            drill.close(write=not hands_over)
-    finally:
-        # even when stopping the target failed: what the drills measured still goes out
-        if hands_over:
-            _hand_over(config, drill)
-    controller = config.stash.get(CONTROLLER_KEY, None)
-    if not hands_over and controller is not None and controller.run_id is not None:
-        _merge_parts(session, controller)
+    from drdrill.faults.base import SIGNALS, deferred_signals
+
+    # the reports and the history are written whole: a signal now is noted, not raised, and
+    # the run ends as interrupted afterwards
+    with deferred_signals():
+        try:
+            if drill is not None:
+                if not hands_over:
+                    # a worker runs only its share of what it collected: the controller
+                    # concludes
+                    _interrupted_by_signal(session)
+                    interruption, stopped = config.stash[WATCHER_KEY].interruption(session)
+                    drill.conclude(
+                        collected=[item.nodeid for item in session.items],
+                        exit_status=int(session.exitstatus),
+                        interruption=interruption,
+                        stopped=stopped,
+                    )
+                drill.close(write=not hands_over)
+        finally:
+            # even when stopping the target failed: what the drills measured still goes out
+            if hands_over:
+                _hand_over(config, drill)
+        controller = config.stash.get(CONTROLLER_KEY, None)
+        if not hands_over and controller is not None and controller.run_id is not None:
+            _interrupted_by_signal(session)
+            _merge_parts(session, controller)
+    if drill is not None or config.stash.get(CONTROLLER_KEY, None) is not None:
+        _interrupted_by_signal(session)
+        if SIGNALS.received:
+            sys.stderr.write(
+                f"drdrill: the run was interrupted by {SIGNALS.first_name()}: its reports say "
+                "what ran\n"
+            )
+
+
+def _interrupted_by_signal(session: pytest.Session) -> None:
+    """A run that received SIGINT, SIGTERM or SIGHUP never exits 0 and is never concluded as
+    passed, even when the exception the signal raised was lost on the way."""
+    from drdrill.faults.base import SIGNALS
+
+    name = SIGNALS.first_name()
+    if name is None:
+        return
+    watcher = session.config.stash[WATCHER_KEY]
+    if watcher.interrupt is None or watcher.interrupt[0] == "Interrupted":
+        watcher.interrupt = ("DrillInterrupted", f"interrupted by {name}")
+    if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
 
 
 def _hand_over(config: pytest.Config, drill: DrillSession | None) -> None:

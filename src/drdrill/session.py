@@ -428,10 +428,12 @@ class DrillSession:
 
     @contextlib.contextmanager
     def signals(self) -> Iterator[None]:
-        """SIGTERM and SIGHUP raise in the main thread while drills run, so reverts run."""
-        from drdrill.faults.base import handle_signals
+        """SIGTERM and SIGHUP raise in the main thread while drills run, so reverts run; each
+        signal (SIGINT too) is noted, so that the run ends as interrupted even if its exception
+        was lost on the way."""
+        from drdrill.faults.base import RUN_SIGNALS, handle_signals
 
-        with handle_signals():
+        with handle_signals(RUN_SIGNALS):
             yield
 
     def close(self, write: bool = True) -> None:

@@ -115,9 +115,61 @@ class DrillInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
+class SignalLatch:
+    """The interrupting signals a process received, kept even when the exception they raised was
+    lost (turned into a ``SystemError`` by the import machinery it landed in, then swallowed by
+    an ``except Exception``): a run that received one never ends as if it had not."""
+
+    def __init__(self) -> None:
+        self._received: list[int] = []
+        self._lock = threading.Lock()
+
+    def note(self, signum: int) -> None:
+        """Remember ``signum`` (called from a signal handler: appends only)."""
+        self._received.append(signum)
+
+    @property
+    def received(self) -> tuple[int, ...]:
+        """Every signal noted since the last :meth:`clear`, in order."""
+        return tuple(self._received)
+
+    def first_name(self) -> str | None:
+        """The first signal's name (``SIGTERM``), or None."""
+        received = self.received
+        return signal.Signals(received[0]).name if received else None
+
+    def clear(self) -> None:
+        """Forget what was received (a new run in the same process)."""
+        with self._lock:
+            self._received.clear()
+
+
+#: the process's latch: :func:`handle_signals` and :func:`deferred_signals` note every signal
+SIGNALS: Final = SignalLatch()
+#: the signals a drill run treats as an interrupt (SIGINT raises KeyboardInterrupt, as always)
+RUN_SIGNALS: Final = (signal.SIGINT, *INTERRUPT_SIGNALS)
+
+
+def _set_handlers(
+    signals: Iterable[signal.Signals], handler: Callable[[int, FrameType | None], None]
+) -> dict[signal.Signals, Any]:
+    previous: dict[signal.Signals, Any] = {}
+    for sig in signals:
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_handlers(previous: Mapping[signal.Signals, Any]) -> None:
+    for sig, handler in previous.items():
+        # None: a handler set outside Python, which cannot be put back; default is closest.
+        signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
 @contextlib.contextmanager
 def handle_signals(signals: Iterable[signal.Signals] = INTERRUPT_SIGNALS) -> Iterator[None]:
-    """Within the block, ``signals`` raise :class:`DrillInterrupted`; old handlers come back after.
+    """Within the block, ``signals`` raise :class:`DrillInterrupted` (SIGINT, if among them,
+    KeyboardInterrupt as usual), each noted in :data:`SIGNALS` first; old handlers come back
+    after.
 
     Signal handlers can only be set from the main thread; elsewhere this does nothing.
     """
@@ -126,17 +178,37 @@ def handle_signals(signals: Iterable[signal.Signals] = INTERRUPT_SIGNALS) -> Ite
         return
 
     def _raise(signum: int, frame: FrameType | None) -> None:
+        SIGNALS.note(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise DrillInterrupted(signum)
 
     previous: dict[signal.Signals, Any] = {}
     try:
-        for sig in signals:
-            previous[sig] = signal.signal(sig, _raise)
+        previous = _set_handlers(signals, _raise)
         yield
     finally:
-        for sig, handler in previous.items():
-            # None: a handler set outside Python, which cannot be put back; default is closest.
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        _restore_handlers(previous)
+
+
+@contextlib.contextmanager
+def deferred_signals(signals: Iterable[signal.Signals] = RUN_SIGNALS) -> Iterator[None]:
+    """Within the block, ``signals`` are only noted in :data:`SIGNALS`: work that must finish
+    whole (the run's reports and history) is not cut short; the caller looks at the latch after
+    and ends the run as interrupted. Main thread only; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _note(signum: int, frame: FrameType | None) -> None:
+        SIGNALS.note(signum)
+
+    previous: dict[signal.Signals, Any] = {}
+    try:
+        previous = _set_handlers(signals, _note)
+        yield
+    finally:
+        _restore_handlers(previous)
 
 
 class RevertStatus(enum.Enum):
