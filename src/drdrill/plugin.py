@@ -509,13 +509,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                         interruption=interruption,
                         stopped=stopped,
                     )
-                drill.close(write=not hands_over)
+                # collecting only (--co) runs nothing: no run to report, nor a history row
+                drill.close(write=not hands_over and not config.option.collectonly)
         finally:
             # even when stopping the target failed: what the drills measured still goes out
             if hands_over:
                 _hand_over(config, drill)
         controller = config.stash.get(CONTROLLER_KEY, None)
-        if not hands_over and controller is not None and controller.run_id is not None:
+        if (
+            not hands_over
+            and not config.option.collectonly
+            and controller is not None
+            and controller.run_id is not None
+        ):
             _interrupted_by_signal(session)
             _merge_parts(session, controller)
     if drill is not None or config.stash.get(CONTROLLER_KEY, None) is not None:

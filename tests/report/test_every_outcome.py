@@ -509,3 +509,14 @@ def test_a_passing_drill_with_a_complete_outage_has_no_severity_level(
     }
     assert not [tag for tag in allure["test_region_failover"] if tag.startswith("P")]
     assert "P1 - Critical" in allure["test_region_failover_with_failed_checks"]
+
+
+def test_collecting_only_writes_no_report_and_no_history_row(project: pytest.Pytester) -> None:
+    project.makepyfile(test_drill=PASSING_DRILL)
+    result = project.runpytest_subprocess("--co", "-q")
+    assert result.ret == 0, result.stdout.str()
+    assert "test_drill.py::test_detection" in result.stdout.str()
+    # nothing ran: a report or a history row would be a run that never was (and an
+    # "incomplete" month in compliance)
+    assert not list(project.path.glob("out/**/report.json"))
+    assert not (project.path / "out" / "history.sqlite").exists()
