@@ -7,8 +7,10 @@ import math
 import pytest
 
 from drdrill.durations import (
+    MAX_DURATION_TEXT,
     duration_seconds,
     format_seconds,
+    is_real_time,
     parse_duration,
     parse_duration_range,
 )
@@ -163,3 +165,89 @@ def test_format_seconds() -> None:
     assert format_seconds(120.0) == "120 s"
     assert format_seconds(0.5) == "0.5 s"
     assert format_seconds(None) == "n/a"
+
+
+# --- long input: refused fast, quoted short ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * 5000,
+        "2 " + "m" * 5000,
+        "1s" * 2500,
+        "1" * 5000 + " minutes",
+        "1-" * 2500,
+        "< " * 2500,
+        "1 to " * 1000,
+    ],
+    ids=["letters", "long-unit", "many-parts", "long-number", "dashes", "bounds", "to-to"],
+)
+def test_long_duration_text_is_refused_quoting_80_characters(text: str) -> None:
+    with pytest.raises(DurationError) as info:
+        parse_duration(text, "runbook.md:42")
+    message = info.value.message
+    quoted = message.split("'")[1]
+    assert len(quoted) == 80 and quoted.endswith("...")
+    assert message.endswith(f"characters, a duration is at most {MAX_DURATION_TEXT})")
+    assert len(str(info.value)) < 200
+    assert parse_duration_range(text) is None
+
+
+def test_duration_text_under_the_cap_still_reads() -> None:
+    text = "approximately 1 day, 2 hours, 30 minutes and 15 seconds"
+    assert parse_duration(text, "r.md:1") == 86400 + 2 * 3600 + 30 * 60 + 15
+    padded = "**" * 500 + "2   minutes" + " " * 5000  # bold markers and spaces do not count
+    assert parse_duration(padded, "r.md:1") == 120.0
+
+
+@pytest.mark.parametrize(
+    ("text", "start"),
+    [
+        ("3 " + "f" * 150, "unknown duration unit 'fffffffffffffffff...' in '3 fff"),
+        ("1 " * 90, "missing unit in duration '1 1 1"),
+        ("-" + "5 min " * 30, "negative duration '-5 min"),
+        ("1-" + "3" * 150 + " minutes", "'1-333"),
+    ],
+)
+def test_error_lines_quote_at_most_80_characters(text: str, start: str) -> None:
+    with pytest.raises(DurationError) as info:
+        parse_duration(text, "r.md:1")
+    assert info.value.message.startswith(start)
+    for quoted in info.value.message.split("'")[1::2]:
+        assert len(quoted) <= 80
+    assert "..." in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (366 * 86400 + 1, "duration 31622401 s is over a year: not an objective"),
+        (1e300, "duration 1e+300 s is over a year: not an objective"),
+        (10**400, "duration must be a finite number >= 0, got a number of about 401 digits"),
+        (-(10**400), "duration must be a finite number >= 0, got a number of about 401 digits"),
+        (list(range(10_000)), "not a duration: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13"),
+    ],
+)
+def test_duration_seconds_refuses_huge_numbers_in_one_short_line(
+    value: object, message: str
+) -> None:
+    with pytest.raises(DurationError) as info:
+        duration_seconds(value, "drdrill.yaml: objectives.rto.Detection")  # type: ignore[arg-type]
+    assert info.value.message.startswith(message)
+    assert len(info.value.message) < 120
+
+
+@pytest.mark.parametrize(
+    ("text", "real_time"),
+    [
+        ("Real-time", True),
+        ("**realtime**", True),
+        (" real   time ", True),
+        ("0 seconds", False),
+        ("N/A", False),
+        ("real-time-ish", False),
+    ],
+)
+def test_is_real_time(text: str, real_time: bool) -> None:
+    assert is_real_time(text) is real_time

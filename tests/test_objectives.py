@@ -12,8 +12,18 @@ from pathlib import Path
 import pytest
 
 from drdrill.durations import parse_duration
-from drdrill.errors import ConfigError, DurationError, InputError, RunbookError
-from drdrill.objectives import Objective, Objectives, parse_runbook, parse_runbook_text
+from drdrill.errors import ConfigError, DurationError, InputError, RunbookError, quote
+from drdrill.objectives import (
+    MAX_SCALE,
+    MIN_SCALE,
+    Objective,
+    Objectives,
+    _atx_heading,
+    checked_scale,
+    parse_runbook,
+    parse_runbook_text,
+    scale_problem,
+)
 
 DATA = Path(__file__).parent / "data" / "runbooks"
 SEED = DATA / "seed-style.md"  # laid out like a team's runbook: mojibake emoji, matrix first
@@ -628,7 +638,7 @@ def test_a_target_longer_than_a_year_is_a_typo() -> None:
     with pytest.raises(DurationError) as raised:
         parse_duration("1" + "0" * 80 + " minutes", "rb.md:5")
     assert str(raised.value) == (
-        f"rb.md:5: duration '{'1' + '0' * 39}' is over a year: not an objective"
+        f"rb.md:5: duration '{'1' + '0' * 36}...' is over a year: not an objective"
     )
     assert len(str(raised.value)) < 100
 
@@ -639,3 +649,293 @@ def test_no_scale_makes_a_target_infinite() -> None:
         with pytest.raises(ValueError, match="scale factor"):
             objectives.scaled(factor)
     assert objectives.scaled(1000.0).rto["Total RTO"].target_s == 900_000
+
+
+# --- pathological input: linear time, short one-line errors -------------------------------------
+
+MIB = 1 << 20
+TABLE = "| Component | Target RTO |\n|---|---|\n| Detection | 2 minutes |\n"
+OK = {"Detection": 120.0}
+# Each input runs in its own `drdrill objectives` process with a generous timeout: the fixed
+# reader takes well under a second on any of them, the quadratic heading regex it replaced took
+# 1.6 s on 10,000 spaces, 5.7 s on 20,000 and hours on a megabyte. 20 s tells the two apart on a
+# loaded shared machine without asserting a wall-clock limit (which would be flaky there).
+GENEROUS_TIMEOUT_S = 20.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("### Recovery Time" + " " * MIB + "Objectives  ###  \n\n" + TABLE, OK),
+        ("## RTO\n\n" + TABLE + "\n### Notes" + " " * MIB + "x\n", OK),
+        ("#" * MIB + "\n\n## RTO\n\n" + TABLE, OK),
+        ("# " + "#" * MIB + "\n\n## RTO\n\n" + TABLE, OK),
+        ("# " * (MIB // 2) + "\n\n## RTO\n\n" + TABLE, OK),
+        (" " * MIB + "\n## RTO\n\n" + TABLE, OK),
+        ("|" * MIB + "\n" + "|" * MIB + "\n\n## RTO\n\n" + TABLE, OK),
+        ("| " * (MIB // 2) + "\n" + "|-" * (MIB // 2) + "\n\n## RTO\n\n" + TABLE, OK),
+        ("## RTO\n\n" + TABLE.replace("| Detection |", "| Detection" + " " * MIB + "|"), OK),
+        ("## RTO " + "-" * MIB + "\n\ntext\n", "1: no table under heading 'RTO -----"),
+        ("## RTO\n\n" + TABLE.replace("2 minutes", "x" * MIB), "5: not a duration: 'xxxxx"),
+        ("## RTO\n\n" + TABLE.replace("2 minutes", "1s" * (MIB // 2)), "5: not a duration: '1s1s"),
+        ("## RTO\n\n" + TABLE.replace("2 minutes", "1" * MIB + " min"), "5: not a duration: '111"),
+        ("## RTO\n\n" + TABLE.replace("2 minutes", "2 " + "m" * MIB), "5: not a duration: '2 mmm"),
+        ("## RTO\n\n" + TABLE.replace("2 minutes", "1-" * (MIB // 2)), "5: not a duration: '1-1-"),
+        (
+            "## RTO\n\n" + TABLE.replace("Detection", "D" * MIB) + "| " + "d" * MIB + " | 1 s |\n",
+            "6: component 'ddddd",
+        ),
+        (
+            "## RTO\n\n| " + "C" * MIB + " | Actual |\n|---|---|\n| x | 1 s |\n",
+            "3: recovery time objectives table has no target column (columns: CCCCC",
+        ),
+    ],
+    ids=[
+        "heading-1MiB-spaces",
+        "later-heading-1MiB-spaces",
+        "line-1MiB-hashes",
+        "heading-of-1MiB-hashes",
+        "line-of-hash-space",
+        "line-1MiB-spaces",
+        "lines-1MiB-pipes",
+        "table-of-1MiB-pipes",
+        "cell-1MiB-spaces",
+        "heading-1MiB-no-table",
+        "target-1MiB",
+        "target-1MiB-parts",
+        "target-1MiB-digits",
+        "target-1MiB-unit",
+        "target-1MiB-dashes",
+        "component-1MiB-twice",
+        "header-1MiB",
+    ],
+)
+def test_megabyte_lines_are_read_or_refused_in_one_short_line(
+    tmp_path: Path, text: str, expected: dict[str, float] | str
+) -> None:
+    path = tmp_path / "rb.md"
+    path.write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        [str(DRDRILL), "objectives", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=GENEROUS_TIMEOUT_S,
+        check=False,
+    )
+    if isinstance(expected, dict):
+        assert result.returncode == 0, result.stderr[:500]
+        data = json.loads(result.stdout)
+        assert {n.split()[0]: v["target_s"] for n, v in data["rto"].items()} == expected
+    else:
+        assert result.returncode == 2
+        assert result.stdout == ""
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"drdrill: error: {path}:{expected}")
+        assert len(line) < 250  # input quoted at most ~80 characters, once or twice
+        assert "..." in line
+
+
+# --- error lines quote at most 80 characters ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "shown"),
+    [
+        ("3 fortnights", 80, "3 fortnights"),
+        ("x" * 80, 80, "x" * 80),
+        ("x" * 81, 80, "x" * 77 + "..."),
+        ("x" * MIB, 80, "x" * 77 + "..."),
+        ("abcdef", 5, "ab..."),
+        ("tab\there\x0cand\u2028", 80, "tab\\there\\x0cand\\u2028"),
+        ("\x00" * 30, 80, "\\x00" * 19 + "..."),  # escapes count towards the limit
+        ("🎯 RTO", 80, "🎯 RTO"),
+    ],
+)
+def test_quote(text: str, limit: int, shown: str) -> None:
+    assert quote(text, limit) == shown
+    assert len(quote(text, limit)) <= limit
+
+
+def long_message(text: str, source: str = "r.md") -> str:
+    """The message of the InputError parsing ``text`` raises."""
+    with pytest.raises(InputError) as info:
+        parse_runbook_text(text, source)
+    return str(info.value)
+
+
+def assert_quotes_are_short(message: str, count: int) -> None:
+    """``message`` quotes ``count`` cut pieces of input, each at most 80 characters."""
+    assert "\n" not in message
+    assert message.count("...") == count
+    for quoted in message.split("'")[1::2]:
+        assert len(quoted) <= 80
+
+
+def test_long_cells_units_and_headings_are_quoted_short() -> None:
+    cell = "x" * 5000
+    # before: the whole cell, quoted twice for a long unit: a 10 KB line
+    message = long_message(runbook(table=TABLE.replace("2 minutes", "2 " + cell)))
+    assert message.startswith("r.md:7: not a duration: '2 xxx")
+    assert message.endswith("...' (5002 characters, a duration is at most 200)")
+    assert_quotes_are_short(message, 1)
+    message = long_message(runbook(table=TABLE.replace("2 minutes", "2 " + "y" * 150)))
+    assert message.startswith("r.md:7: unknown duration unit 'yyyyyyyyyyyyyyyyy...' in '2 yyy")
+    assert_quotes_are_short(message, 2)
+    message = long_message(runbook(table=TABLE.replace("Detection", cell) + f"| {cell} | 1 s |\n"))
+    assert message == f"r.md:8: component '{'x' * 77}...' given twice (first at line 7)"
+    message = long_message(runbook(table=f"| {cell} | x |\n|---|---|\n| a | 2 min |\n"))
+    assert message.startswith("r.md:5: recovery time objectives table has no target column")
+    assert_quotes_are_short(message, 1)
+    table = f"| Target | {cell} |\n|---|---|\n| 2 min |  |\n"
+    message = long_message(runbook(table=table))
+    assert message == f"r.md:7: row has no {'x' * 77}..."
+    message = long_message(f"## Recovery Time Objectives {'-' * 5000} (RTO)\n\nsoon\n")
+    assert message == f"r.md:1: no table under heading 'Recovery Time Objectives {'-' * 52}...'"
+
+
+def test_long_override_keys_are_quoted_short(shop: Objectives) -> None:
+    key = "K" * 5000
+    with pytest.raises(DurationError) as info:
+        shop.with_overrides(rto={key: "soon"}, rpo={}, where="drdrill.yaml")
+    assert str(info.value) == f"drdrill.yaml: objectives.rto.{'K' * 77}...: not a duration: 'soon'"
+    with pytest.raises(ConfigError) as config_info:
+        shop.with_overrides(rto={key: 1, key.lower(): 2}, rpo={}, where="drdrill.yaml")
+    assert_quotes_are_short(str(config_info.value), 2)
+
+
+# --- targets are finite and at least 1 ms ("Real-time" is 0 s on purpose) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("0 minutes", "target '0 minutes' is zero, which no drill meets"),
+        ("**0 s**", "target '0 s' is zero, which no drill meets"),
+        ("< 0 seconds", "target '< 0 seconds' is zero, which no drill meets"),
+        ("0.0000001 seconds", "target '0.0000001 seconds' is under 1 ms, finer than any drill"),
+        ("0.5 ms", "target '0.5 ms' is under 1 ms, finer than any drill measures"),
+        ("1e-7 seconds", "unknown duration unit 'e' in '1e-7 seconds'"),  # no exponents
+        ("400 days", "duration '400 days' is over a year: not an objective"),
+    ],
+)
+def test_zero_and_sub_millisecond_targets_are_refused(target: str, message: str) -> None:
+    text = runbook(table=TABLE.replace("2 minutes", target))
+    with pytest.raises(DurationError) as info:
+        parse_runbook_text(text, "r.md")
+    assert info.value.where == "r.md:7"
+    assert info.value.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("target", "seconds"),
+    [("1 ms", 0.001), ("1 msec", 0.001), ("Real-time", 0.0), ("**realtime**", 0.0), ("N/A", None)],
+)
+def test_smallest_targets_taken(target: str, seconds: float | None) -> None:
+    text = runbook(table=TABLE.replace("2 minutes", target))
+    assert parse_runbook_text(text, "r.md").rto["Detection"].target_s == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, "target 0 s is zero, which no drill meets (write 'N/A' for no objective)"),
+        (0.0, "target 0.0 s is zero, which no drill meets (write 'N/A' for no objective)"),
+        (1e-7, "target 1e-07 s is under 1 ms, finer than any drill measures"),
+        ("0 minutes", "target '0 minutes' is zero, which no drill meets"),
+        (math.inf, "duration must be a finite number >= 0, got inf"),
+        (1e300, "duration 1e+300 s is over a year: not an objective"),
+    ],
+)
+def test_override_targets_are_finite_and_at_least_1_ms(
+    shop: Objectives, value: str | float, message: str
+) -> None:
+    with pytest.raises(DurationError) as info:
+        shop.with_overrides(rto={"Alarm": value}, rpo={}, where="drdrill.yaml")
+    assert info.value.where == "drdrill.yaml: objectives.rto.Alarm"
+    assert info.value.message.startswith(message)
+    out = shop.with_overrides(rto={"Alarm": 0.001}, rpo={"Images": "Real-time"}, where="c.yaml")
+    assert (out.rto["Alarm"].target_s, out.rpo["Images"].target_s) == (0.001, 0.0)
+
+
+# --- the scale factor has a floor as it has a ceiling -------------------------------------------
+
+
+def test_scale_floor(shop: Objectives) -> None:
+    for factor in (1e-320, 5e-324, 9.99e-7):
+        with pytest.raises(ValueError) as info:
+            shop.scaled(factor)
+        assert str(info.value) == f"scale factor must be at least 1e-06, got {factor!r}"
+    smallest = shop.scaled(MIN_SCALE)
+    assert smallest.rto["Total RTO"].target_s == pytest.approx(600 * MIN_SCALE)
+    assert scale_problem(MIN_SCALE) is None and scale_problem(MAX_SCALE) is None
+    assert checked_scale(0.02) == 0.02
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--scale", "1e-320"], "--scale: scale factor must be at least 1e-06, got '1e-320'"),
+        (["--scale", "1e-7", "--json"], "--scale: scale factor must be at least 1e-06, got '1e-7'"),
+        (
+            ["--scale", "9" * 5000],
+            f"--scale: scale factor must be a number > 0 and <= 1000, got '{'9' * 77}...'",
+        ),
+        (["--json"], "{rb}:7: target '0 minutes' is zero, which no drill meets"),
+    ],
+)
+def test_cli_refuses_tiny_scales_and_zero_targets(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    path = tmp_path / "zero.md"
+    path.write_text(runbook(table=TABLE.replace("2 minutes", "0 minutes")), encoding="utf-8")
+    result = drdrill("objectives", path, *args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("drdrill: error: " + expected.format(rb=path))
+
+
+def test_config_scale_floor(tmp_path: Path) -> None:
+    from drdrill.config import load_config
+
+    config = tmp_path / "drdrill.yaml"
+    config.write_text("objectives: {scale: 1.0e-320}\n")  # YAML 1.1 floats need a dot
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert str(info.value) == (
+        f"{config}:1: objectives.scale: scale factor must be at least 1e-06, got 1e-320"
+    )
+    config.write_text("objectives: {scale: 1.0e-6}\n")
+    assert load_config(config).objectives.scale == MIN_SCALE
+
+
+# --- ATX headings, read linearly ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "heading"),
+    [
+        ("# RTO", (1, "RTO")),
+        ("   ###### RTO", (6, "RTO")),
+        ("    # RTO", None),  # 4 spaces: indented code
+        ("####### RTO", None),
+        ("#RTO", None),
+        ("#", (1, "")),
+        ("## ", (2, "")),
+        ("### ###", (3, "")),
+        ("## RTO ##", (2, "RTO")),
+        ("## RTO ##   ", (2, "RTO")),
+        ("## RTO\t#\t", (2, "RTO")),
+        ("## C#", (2, "C#")),
+        ("## RTO ## x", (2, "RTO ## x")),
+        ("## RTO \\##", (2, "RTO \\##")),
+        ("##\tRecovery" + " " * 1000 + "Time #", (2, "Recovery" + " " * 1000 + "Time")),
+    ],
+)
+def test_atx_headings(line: str, heading: tuple[int, str] | None) -> None:
+    assert _atx_heading(line) == heading
+
+
+def test_a_pipe_escaped_after_a_backslash_is_still_literal() -> None:
+    table = "| Component | Target |\n|---|---|\n| a\\\\|b | 2 min |\n| c\\|\\|d | 1 min |\n"
+    assert list(parse_runbook_text(runbook(table=table), "r.md").rto) == ["a\\|b", "c||d"]

@@ -24,7 +24,7 @@ from pydantic import (
 from drdrill.defaults import DEFAULT_CONFIG, DEFAULT_MIN_OUTAGE_S
 from drdrill.errors import ConfigError, DurationError
 from drdrill.files import not_a_regular_file
-from drdrill.objectives import MAX_SCALE
+from drdrill.objectives import MAX_SCALE, checked_scale
 from drdrill.redact import is_secret_key, register_secrets
 from drdrill.urls import url_problem
 
@@ -119,7 +119,9 @@ class ObjectivesConfig(_Model):
     """Overrides of single objectives, and a scale factor for fast sandbox runs."""
 
     #: strict: ``scale: true`` is no number
-    scale: float = Field(default=1.0, gt=0, le=MAX_SCALE, strict=True)
+    scale: Annotated[float, AfterValidator(checked_scale)] = Field(
+        default=1.0, gt=0, le=MAX_SCALE, strict=True
+    )
     rto: dict[str, Seconds | None] = Field(default_factory=dict)
     rpo: dict[str, Seconds | None] = Field(default_factory=dict)
 

@@ -11,6 +11,9 @@ One parser for the whole harness; seconds as ``float`` inside. Decisions:
   arrives *as a number* (from YAML) is taken as seconds by :func:`duration_seconds`.
 - Several parts add up: "1h 30m", "1 min 30 s".
 - A range ("1-3 minutes") is not a single duration; :func:`parse_duration_range` reads it.
+- Text over :data:`MAX_DURATION_TEXT` characters is not a duration: no runbook writes one that
+  long, and the cap keeps a pasted megabyte from costing more than a glance.
+- Error lines quote the input through :func:`drdrill.errors.quote` (at most 80 characters).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import math
 import re
 from typing import Final
 
-from drdrill.errors import DurationError
+from drdrill.errors import DurationError, quote
 
 #: unit as written (lower case, trailing dot dropped) -> seconds in one unit.
 UNITS: Final[dict[str, float]] = {
@@ -43,6 +46,9 @@ _UPPER_BOUND: Final = re.compile(
 _ABOUT: Final = re.compile(r"^(?:~|\u2248|(?:about|approximately|approx\.?|around)(?![a-z]))\s*")
 #: no objective is longer than a year: a longer "target" is a typo (an 80-digit number)
 MAX_DURATION_S: Final = 366 * 86400.0
+#: the longest duration text read (after bold markers and space runs are dropped):
+#: "approximately 1 day, 2 hours, 30 minutes and 15 seconds" is 55
+MAX_DURATION_TEXT: Final = 200
 _PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([^\W\d_]+\.?)?")
 _SEPARATOR: Final = re.compile(r"\s*(?:,|\band\b|\+)?\s*")
 _RANGE: Final = re.compile(r"^(.+?)\s*(?:-|\u2013|\u2014|\bto\b)\s*(.+)$")
@@ -68,18 +74,20 @@ def _sum_parts(body: str, text: str, where: str) -> float:
                 break
         part = _PART.match(body, pos)
         if part is None:
-            raise DurationError(where, f"not a duration: '{text}'")
+            raise DurationError(where, f"not a duration: '{quote(text)}'")
         number, unit = part.group(1), part.group(2)
         if unit is None:
-            raise DurationError(where, f"missing unit in duration '{text}'")
+            raise DurationError(where, f"missing unit in duration '{quote(text)}'")
         unit_key = unit.rstrip(".")
         if unit_key not in UNITS:
-            raise DurationError(where, f"unknown duration unit '{unit_key}' in '{text}'")
+            raise DurationError(
+                where, f"unknown duration unit '{quote(unit_key, 20)}' in '{quote(text)}'"
+            )
         total += float(number) * UNITS[unit_key]
         parts += 1
         pos = part.end()
     if parts == 0:
-        raise DurationError(where, f"not a duration: '{text}'")
+        raise DurationError(where, f"not a duration: '{quote(text)}'")
     return total
 
 
@@ -93,14 +101,20 @@ def parse_duration(text: str, where: str) -> float | None:
     body = _clean(text)
     if not body:
         raise DurationError(where, "empty duration (write 'N/A' for no objective)")
+    if len(body) > MAX_DURATION_TEXT:
+        raise DurationError(
+            where,
+            f"not a duration: '{quote(shown)}' ({len(body)} characters, "
+            f"a duration is at most {MAX_DURATION_TEXT})",
+        )
     if body in _NO_OBJECTIVE:
         return None
     if body in _REAL_TIME:
         return 0.0
     if _BARE_NUMBER.match(body):
-        raise DurationError(where, f"missing unit in duration '{shown}'")
+        raise DurationError(where, f"missing unit in duration '{quote(shown)}'")
     if body.startswith("-"):
-        raise DurationError(where, f"negative duration '{shown}'")
+        raise DurationError(where, f"negative duration '{quote(shown)}'")
     bound = _UPPER_BOUND.match(body) or _ABOUT.match(body)
     if bound is not None:
         body = body[bound.end() :]
@@ -109,11 +123,21 @@ def parse_duration(text: str, where: str) -> float | None:
     except DurationError:
         # A range fails the strict parse on its dash; say so rather than "not a duration".
         if bound is None and _RANGE.match(body) and parse_duration_range(text) is not None:
-            raise DurationError(where, f"'{shown}' is a range, not a single duration") from None
+            raise DurationError(
+                where, f"'{quote(shown)}' is a range, not a single duration"
+            ) from None
         raise
     if not seconds <= MAX_DURATION_S:  # also NaN
-        raise DurationError(where, f"duration '{shown[:40]}' is over a year: not an objective")
+        raise DurationError(
+            where, f"duration '{quote(shown, 40)}' is over a year: not an objective"
+        )
     return seconds
+
+
+def is_real_time(text: str) -> bool:
+    """Whether ``text`` says "Real-time" ("realtime", "**real time**"): 0 s by choice, which
+    tells it from "0 minutes" when both read as 0."""
+    return _clean(text) in _REAL_TIME
 
 
 def parse_duration_range(text: str) -> tuple[float, float] | None:
@@ -124,7 +148,7 @@ def parse_duration_range(text: str) -> tuple[float, float] | None:
     "N/A" and anything unreadable give None. The low end may omit the unit ("1-3 minutes").
     """
     body = _clean(text)
-    if not body or body in _NO_OBJECTIVE:
+    if not body or len(body) > MAX_DURATION_TEXT or body in _NO_OBJECTIVE:
         return None
     if body in _REAL_TIME:
         return (0.0, 0.0)
@@ -158,6 +182,7 @@ def duration_seconds(value: str | float | int | None, where: str) -> float | Non
     """Seconds in a config value: a number is seconds, a string is parsed, None means none.
 
     A YAML ``Detection: 120`` arrives as an int and is 120 s; ``Detection: 2 minutes`` as text.
+    A number over a year (:data:`MAX_DURATION_S`) is refused as text over a year is.
     """
     if value is None:
         return None
@@ -165,13 +190,30 @@ def duration_seconds(value: str | float | int | None, where: str) -> float | Non
     if isinstance(value, bool):
         raise DurationError(where, f"not a duration: {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float: 10**400
+            seconds = math.inf
         if not math.isfinite(seconds) or seconds < 0:
-            raise DurationError(where, f"duration must be a finite number >= 0, got {value!r}")
+            raise DurationError(
+                where, f"duration must be a finite number >= 0, got {quote(_number(value))}"
+            )
+        if seconds > MAX_DURATION_S:
+            raise DurationError(
+                where, f"duration {quote(_number(value), 40)} s is over a year: not an objective"
+            )
         return seconds
     if isinstance(value, str):
         return parse_duration(value, where)
-    raise DurationError(where, f"not a duration: {value!r}")
+    raise DurationError(where, f"not a duration: {quote(repr(value))}")
+
+
+def _number(value: int | float) -> str:
+    """A number as an error line shows it: ``repr``, or its size for a huge int (whose ``repr``
+    is slow, and refused outright past 4300 digits)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return repr(value)
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -2,6 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Final
+
+#: at most this many characters of a user's input go into an error line
+QUOTE_LIMIT: Final = 80
+
+
+def quote(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """The part of ``text`` an error line shows: at most ``limit`` characters, on one line.
+
+    Longer text is cut and ends in "..."; characters that are not printable (a tab, a control
+    character, U+2028) are shown escaped (``\\t``), so the error stays one line. The caller adds
+    the quote marks it wants: ``f"not a duration: '{quote(text)}'"``. Only the head of ``text``
+    is looked at, so quoting a megabyte costs no more than quoting a word.
+    """
+    pieces: list[str] = []
+    size = 0
+    for char in text[: limit + 1]:
+        piece = char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    else:
+        return "".join(pieces)  # all of it fits
+    while pieces and size > limit - 3:  # never cut an escape in two
+        size -= len(pieces.pop())
+    return "".join(pieces) + "..."
+
 
 class DrillError(Exception):
     """Root of every error drdrill raises on purpose."""

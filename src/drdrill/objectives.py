@@ -13,6 +13,12 @@ escalation matrix with a "Response Time" column, say) are never read. Decisions:
   in an objectives table is almost always a slip worth pointing at).
 - Component names are kept as written ("Total RTO"); lookups ignore case and spacing.
 - Headings and tables inside fenced code blocks are not markdown structure and are skipped.
+- A target is a positive duration of at least :data:`MIN_TARGET_S` (1 ms), or "N/A" for none;
+  "0 minutes" and "0.0001 ms" are refused. "Real-time" is the one way to write 0 s (a documented
+  reading, which no measured lag meets: see docs/static-assets.md). Scaling (``--scale``,
+  ``objectives.scale``) may take a target below 1 ms; it is a deliberate speed-up.
+- Every pass over the text is linear in its length (no regex here backtracks over a line), and
+  error lines quote at most 80 characters of a cell or heading (:func:`drdrill.errors.quote`).
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from drdrill.durations import duration_seconds, parse_duration
-from drdrill.errors import ConfigError, RunbookError
+from drdrill.durations import duration_seconds, is_real_time
+from drdrill.errors import ConfigError, DurationError, RunbookError, quote
 from drdrill.files import not_a_regular_file
 
 Kind = Literal["rto", "rpo"]
@@ -56,11 +62,20 @@ _COMPONENT_HEADERS: Final = (
     "data",
 )
 
-_ATX_HEADING: Final = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+# Only the opening of an ATX heading: the text and its closing "###" are cut with str methods
+# (:func:`_atx_heading`). One regex doing all three backtracked on a run of spaces inside the
+# text (quadratic: 20,000 spaces took seconds, a 1 MiB heading line never finished).
+_ATX_OPENING: Final = re.compile(r" {0,3}(#{1,6})(?=[ \t]|\Z)")
 _FENCE: Final = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 #: the largest scale factor taken (``--scale``, ``objectives.scale``): a year's target scaled
 #: by it stays finite, and a larger factor is a typo
 MAX_SCALE: Final = 1000.0
+#: the smallest scale factor taken: it makes a year 32 s and a 15-minute RTO 0.9 ms; a smaller
+#: factor is a typo (``--scale 1e-320`` gave targets of 1e-318 s)
+MIN_SCALE: Final = 1e-6
+#: the smallest target a runbook or config may give (other than "Real-time", 0 s): the finest
+#: unit the duration parser reads; a drill measures nothing that fine
+MIN_TARGET_S: Final = 0.001
 _ALIGNMENT_CELL: Final = re.compile(r"^:?-+:?$")
 #: what ends a line: nothing else (a form feed or U+2028 inside a line keeps line numbers right)
 _LINE_END: Final = re.compile(r"\r\n|\r|\n")
@@ -112,12 +127,9 @@ class Objectives:
         return next((obj for name, obj in self._table(kind).items() if _fold(name) == wanted), None)
 
     def scaled(self, factor: float) -> Objectives:
-        """Every target multiplied by ``factor`` (> 0, at most :data:`MAX_SCALE`), e.g. 0.1
-        for a fast sandbox run."""
-        if not (math.isfinite(factor) and 0 < factor <= MAX_SCALE):
-            raise ValueError(
-                f"scale factor must be a number > 0 and <= {MAX_SCALE:g}, got {factor!r}"
-            )
+        """Every target multiplied by ``factor`` (from :data:`MIN_SCALE` to :data:`MAX_SCALE`),
+        e.g. 0.1 for a fast sandbox run."""
+        checked_scale(factor)
 
         def scale(table: Mapping[str, Objective]) -> dict[str, Objective]:
             return {
@@ -155,15 +167,15 @@ class Objectives:
         seen: dict[str, str] = {}
         for raw_key, value in overrides.items():
             key = " ".join(str(raw_key).replace("**", "").split())
-            key_where = f"{where}: objectives.{kind}.{key}"
+            key_where = f"{where}: objectives.{kind}.{quote(key)}"
             if not key:
                 raise ConfigError(f"{where}: objectives.{kind}", "empty component name")
             if _fold(key) in seen:
                 raise ConfigError(
-                    key_where, f"component given twice (also as '{seen[_fold(key)]}')"
+                    key_where, f"component given twice (also as '{quote(seen[_fold(key)])}')"
                 )
             seen[_fold(key)] = key
-            target_s = duration_seconds(value, key_where)
+            target_s = target_seconds(value, key_where)
             target_text = "N/A" if value is None else str(value)
             existing = self.get(kind, key)
             if existing is None:
@@ -183,6 +195,47 @@ class Objectives:
             }
             for kind in KINDS
         }
+
+
+def scale_problem(factor: float) -> str | None:
+    """Why ``factor`` is no scale factor, or None: it must be a finite number from
+    :data:`MIN_SCALE` to :data:`MAX_SCALE`. Callers add what was given ("got '0'")."""
+    if not (math.isfinite(factor) and 0 < factor <= MAX_SCALE):
+        return f"scale factor must be a number > 0 and <= {MAX_SCALE:g}"
+    if factor < MIN_SCALE:
+        return f"scale factor must be at least {MIN_SCALE:g}"
+    return None
+
+
+def checked_scale(factor: float) -> float:
+    """``factor`` if it is a scale factor (:func:`scale_problem`), else ValueError saying why:
+    :meth:`Objectives.scaled` and the config's ``objectives.scale`` take it."""
+    problem = scale_problem(factor)
+    if problem is not None:
+        raise ValueError(f"{problem}, got {factor!r}")
+    return factor
+
+
+def target_seconds(value: str | float | int | None, where: str) -> float | None:
+    """A target's seconds from a runbook cell or a config value (:func:`duration_seconds`):
+    None for "N/A", 0 for "Real-time", else at least :data:`MIN_TARGET_S`.
+
+    A zero or sub-millisecond target ("0 minutes", "0.0001 ms", a config's ``0``) is a
+    :class:`DurationError` naming ``where``: no drill meets it, and "N/A" says "no objective".
+    A config's "Real-time" reaches this as the number 0 and is refused too: an override is
+    there to hold a row to a figure.
+    """
+    seconds = duration_seconds(value, where)
+    if seconds is None or seconds >= MIN_TARGET_S:
+        return seconds
+    if isinstance(value, str) and is_real_time(value):
+        return 0.0
+    shown = f"'{quote(' '.join(value.split()))}'" if isinstance(value, str) else f"{value!r} s"
+    if seconds == 0:
+        reason = "is zero, which no drill meets"
+    else:
+        reason = f"is under {MIN_TARGET_S * 1000:g} ms, finer than any drill measures"
+    raise DurationError(where, f"target {shown} {reason} (write 'N/A' for no objective)")
 
 
 def read_runbook(path: Path) -> str:
@@ -260,25 +313,40 @@ def _split_row(line: str) -> tuple[str, ...]:
         body = body[1:]
     if body.endswith("|") and not body.endswith("\\|"):
         body = body[:-1]
-    cells: list[str] = []
-    current: list[str] = []
-    chars = iter(range(len(body)))
-    for i in chars:
-        char = body[i]
-        if char == "\\" and body[i + 1 : i + 2] == "|":
-            current.append("|")
-            next(chars, None)
-        elif char == "|":
-            cells.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    cells.append("".join(current).strip())
-    return tuple(cells)
+    if "\\|" not in body:  # the common case: one str.split
+        return tuple(cell.strip() for cell in body.split("|"))
+    # "\\|" is a literal pipe: split on it first (left to right, as a scan would), then on the
+    # other pipes; str.split keeps this linear and fast on a megabyte-long cell.
+    cells: list[list[str]] = [[]]
+    for index, piece in enumerate(body.split("\\|")):
+        first, *rest = piece.split("|")
+        if index:
+            cells[-1].append("|")
+        cells[-1].append(first)
+        cells.extend([part] for part in rest)
+    return tuple("".join(parts).strip() for parts in cells)
+
+
+def _atx_heading(line: str) -> tuple[int, str] | None:
+    """(level, text) of an ATX heading line ("## Recovery Time Objectives ##"), or None.
+
+    CommonMark: up to 3 spaces, 1 to 6 "#", then a space, a tab or the end of the line; the
+    optional closing run of "#" counts only after a space or a tab ("## C#" keeps its "#").
+    Linear in the line's length: a regex takes the opening, str methods the rest.
+    """
+    opening = _ATX_OPENING.match(line)
+    if opening is None:
+        return None
+    text = line[opening.end() :].strip(" \t")
+    unclosed = text.rstrip("#")
+    if not unclosed or unclosed[-1] in " \t":
+        text = unclosed.rstrip(" \t")
+    return len(opening.group(1)), text
 
 
 def _is_alignment_row(line: str) -> bool:
-    if "|" not in line:
+    # Only pipes, dashes, colons and spaces can make one: other lines need no splitting.
+    if "|" not in line or line.strip(" \t|:-"):
         return False
     cells = _split_row(line)
     return all(_ALIGNMENT_CELL.match(cell.replace(" ", "")) for cell in cells)
@@ -313,9 +381,9 @@ def _scan(lines: list[str]) -> Iterator[_Heading | _Table]:
             fence = fence_match.group(1)
             i += 1
             continue
-        heading = _ATX_HEADING.match(line)
-        if heading:
-            yield _Heading(i + 1, len(heading.group(1)), heading.group(2) or "")
+        heading = _atx_heading(line)
+        if heading is not None:
+            yield _Heading(i + 1, *heading)
             i += 1
             continue
         if "|" in line and i + 1 < len(lines) and _is_alignment_row(lines[i + 1]):
@@ -328,7 +396,7 @@ def _scan(lines: list[str]) -> Iterator[_Heading | _Table]:
                 i < len(lines)
                 and lines[i].strip()
                 and not _FENCE.match(lines[i])
-                and not _ATX_HEADING.match(lines[i])
+                and _atx_heading(lines[i]) is None
                 and not _BLOCK_START.match(lines[i])
             ):
                 rows.append(_Row(i + 1, _split_row(lines[i])))
@@ -375,7 +443,7 @@ def _objectives_table(blocks: list[_Heading | _Table], kind: Kind, source: str) 
     if first_heading is not None:
         raise RunbookError(
             f"{source}:{first_heading.line}",
-            f"no table under heading '{_clean_cell(first_heading.text)}'",
+            f"no table under heading '{quote(_clean_cell(first_heading.text))}'",
         )
     return None
 
@@ -404,7 +472,8 @@ def _read_table(table: _Table, kind: Kind, source: str) -> dict[str, Objective]:
     target = _column(headers, "target")
     if target is None:
         raise RunbookError(
-            header_where, f"{title} table has no target column (columns: {', '.join(names)})"
+            header_where,
+            f"{title} table has no target column (columns: {quote(', '.join(names))})",
         )
     component = next(
         (
@@ -427,16 +496,19 @@ def _read_table(table: _Table, kind: Kind, source: str) -> dict[str, Objective]:
         cells = [_clean_cell(cell) for cell in row.cells]
         name = cells[component]
         if not name:
-            raise RunbookError(where, f"row has no {names[component].lower() or 'component'}")
+            raise RunbookError(
+                where, f"row has no {quote(names[component].lower()) or 'component'}"
+            )
         if _fold(name) in first_line:
             raise RunbookError(
-                where, f"component '{name}' given twice (first at line {first_line[_fold(name)]})"
+                where,
+                f"component '{quote(name)}' given twice (first at line {first_line[_fold(name)]})",
             )
         first_line[_fold(name)] = row.line
         objectives[name] = Objective(
             kind=kind,
             component=name,
-            target_s=parse_duration(cells[target], where),
+            target_s=target_seconds(cells[target], where),
             target_text=cells[target],
             actual=(cells[actual] or None) if actual is not None else None,
             notes=cells[notes] if notes is not None else "",

@@ -9,11 +9,20 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from drdrill.durations import format_seconds
-from drdrill.errors import InputError
-from drdrill.objectives import MAX_SCALE, Objective, Objectives, parse_runbook
+from drdrill.errors import InputError, quote
+from drdrill.objectives import (
+    MAX_SCALE,
+    MIN_SCALE,
+    Objective,
+    Objectives,
+    parse_runbook,
+    scale_problem,
+)
 
 HELP_JSON = "print the objectives as JSON: {rto: {component: {target_s, actual, notes}}, rpo: ...}"
-HELP_SCALE = "multiply every target by FACTOR (> 0), as a fast sandbox run would"
+HELP_SCALE = (
+    f"multiply every target by FACTOR ({MIN_SCALE:g} to {MAX_SCALE:g}), as a fast sandbox run would"
+)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,10 +45,9 @@ def _scale_factor(text: str) -> float:
         factor = float(text)
     except ValueError:
         factor = math.nan
-    if not (math.isfinite(factor) and 0 < factor <= MAX_SCALE):
-        raise InputError(
-            "--scale", f"scale factor must be a number > 0 and <= {MAX_SCALE:g}, got '{text[:40]}'"
-        )
+    problem = scale_problem(factor)
+    if problem is not None:
+        raise InputError("--scale", f"{problem}, got '{quote(text)}'")
     return factor
 
 
