@@ -333,3 +333,64 @@ def test_names_resolve_through_the_given_dns_server(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "availability 100.000%" in out
+
+
+#: secrets planted in a watched URL: its password, a token and an AWS signature in its query
+URL_PASSWORD = "PlantedWatchPw1x"
+URL_TOKEN = "PlantedWatchTok2x"
+URL_SIGNATURE = "PlantedWatchSig3x"
+URL_SECRETS = (URL_PASSWORD, URL_TOKEN, URL_SIGNATURE)
+
+
+def planted_url(port: int) -> tuple[str, str]:
+    """A loopback URL on ``port`` with credentials and query secrets, and how watch must show
+    it: those masked, the rest (user, host, port, path, other parameters) as given."""
+    query = "token={token}&X-Amz-Signature={signature}&keep=1"
+    url = f"http://ops:{{password}}@127.0.0.1:{port}/x?{query}"
+    return (
+        url.format(password=URL_PASSWORD, token=URL_TOKEN, signature=URL_SIGNATURE),
+        url.format(password="***", token="***", signature="***"),
+    )
+
+
+def test_secrets_in_a_dead_url_are_masked_in_every_line() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url, shown = planted_url(sock.getsockname()[1])  # closed once the block ends
+    process = watch(url, "--interval", "0.05", "--duration", "0.3")
+    try:
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 1, err
+    leaks = [s for s in URL_SECRETS if s in out or s in err]
+    assert not leaks, (leaks, out, err)
+    lines = out.splitlines()
+    assert f" outage started {shown}: refused (down since probing began)" in lines[0]
+    assert lines[1] == shown  # the summary
+    assert err.endswith(f"drdrill watch: never came up: {shown}\n")
+
+
+def test_secrets_in_a_live_url_are_masked_in_live_lines_and_json(server: RefusingServer) -> None:
+    url, shown = planted_url(server.port)
+    process = watch(url, "--interval", "0.05", "--duration", "1", "--json")
+    try:
+        server.wait_requests(3)
+        server.refuse()
+        time.sleep(0.25)
+        server.listen()
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0, err
+    leaks = [s for s in URL_SECRETS if s in out or s in err]
+    assert not leaks, (leaks, out, err)
+    (entry,) = json.loads(out)["endpoints"]
+    assert entry["url"] == shown
+    assert len(entry["outages"]) == 1
+    live = [line for line in err.splitlines() if " outage " in line]
+    assert len(live) == 2, err
+    assert f" outage started {shown}: refused" in live[0]
+    assert f" outage ended   {shown}: " in live[1]

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -16,6 +16,7 @@ import pytest
 
 from drdrill.errors import FaultError, InputError
 from drdrill.faults.base import (
+    SIGNALS,
     DrillInterrupted,
     Fault,
     FaultInjector,
@@ -25,7 +26,8 @@ from drdrill.faults.base import (
     is_destructive,
     wait_until,
 )
-from drdrill.faults.journal import Journal, JournalWarning
+from drdrill.faults.journal import Journal, JournalWarning, UnresolvedRecord
+from drdrill.redact import forget_secrets, register_secret
 
 
 @dataclass(eq=False)
@@ -329,6 +331,8 @@ def test_handle_signals_raises_in_the_main_thread_and_restores(tmp_path: Path) -
     assert info.value.signum == signal.SIGTERM
     assert fault.calls == ["inject m", "revert m"]
     assert {s: signal.getsignal(s) for s in before} == before
+    # the signal was noted for the run it interrupted; this test's run goes on
+    SIGNALS.clear()
 
 
 class FakeClock:
@@ -355,3 +359,124 @@ def test_wait_until_polls_until_true_or_the_timeout() -> None:
     clock = FakeClock()
     assert not wait_until(lambda: False, 2.0, interval=0.5, clock=clock, sleep=clock.sleep)
     assert clock.now == 102.0  # gave up at the deadline, not before and not long after
+
+
+# -- no secret in the journal --------------------------------------------------------------
+
+#: secrets planted in a fault's record and description: a configured password, a URL's
+#: password, a query token, and a value only its variable's name says is secret
+CONFIG_PW = "JournalCfgPw9x"
+URL_PW = "JournalUrlPw8x"
+TOKEN = "JournalTok7x"
+VAULT = "JournalVault6x"
+PLANTED = (CONFIG_PW, URL_PW, TOKEN, VAULT)
+
+
+@pytest.fixture
+def secrets_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The drill's environment holds the secrets, as a drill given its secrets that way has
+    them; the config's password is registered, as loading drdrill.yaml does."""
+    for name, value in {
+        "DB_PASSWORD": CONFIG_PW,
+        "DB_URL_PASSWORD": URL_PW,
+        "API_TOKEN": TOKEN,
+        "VAULT_SECRET": VAULT,
+    }.items():
+        monkeypatch.setenv(name, value)
+    register_secret(CONFIG_PW)
+    yield
+    forget_secrets()
+
+
+def _secret_record() -> dict[str, Any]:
+    return {
+        "target": {
+            "argv": ["app", f"--db=mysql://app:{URL_PW}@db/app?token={TOKEN}", "--verbose"],
+            "name": f"app.{CONFIG_PW}",
+            "env": {"APP_SECRET": VAULT, "MODE": "fast"},
+        },
+        # a FIS experiment's lookup token: named like a secret, needed as it is, and no secret
+        "token": "0123456789abcdef",
+    }
+
+
+def test_the_journal_holds_no_secret_and_gives_the_record_back(
+    tmp_path: Path, secrets_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "journal.jsonl")
+    record = _secret_record()
+    entry = journal.add_inject(
+        run_id="r", kind="k", description=f"stop app.{CONFIG_PW} (key {VAULT})", record=record
+    )
+    journal.mark_revert_failed(entry.id, f"cannot restart: password {CONFIG_PW} refused")
+    text = journal.path.read_text()
+    assert not [s for s in PLANTED if s in text], text
+
+    (line, failed) = _lines(journal.path)
+    assert line["describe"] == "stop app.*** (key ***)"  # VAULT: known a secret by its name
+    assert failed["error"] == "cannot restart: password *** refused"
+    target = line["record"]["target"]
+    assert target["argv"][0] == "app" and target["argv"][2] == "--verbose"
+    assert target["argv"][1] == {
+        "$sealed": [
+            "--db=mysql://app:",
+            {"env": "DB_URL_PASSWORD"},
+            "@db/app?token=",
+            {"env": "API_TOKEN"},
+        ]
+    }
+    assert target["name"] == {"$sealed": ["app.", {"env": "DB_PASSWORD"}]}
+    assert target["env"] == {"APP_SECRET": {"$sealed": [{"env": "VAULT_SECRET"}]}, "MODE": "fast"}
+    assert line["record"]["token"] == "0123456789abcdef"
+
+    # what recover rebuilds the fault from: the record as given, from the same environment
+    assert entry.record == record
+    (opened,) = journal.open_entries()
+    assert opened.record == record
+    assert opened.last_error == "cannot restart: password *** refused"
+
+    # without one of the variables, the record cannot be rebuilt: reading it says which to set
+    monkeypatch.delenv("API_TOKEN")
+    (unresolved,) = journal.open_entries()
+    assert isinstance(unresolved.record, UnresolvedRecord)
+    with pytest.raises(FaultError, match=r"\$API_TOKEN \(for target\.argv\[1\]\)"):
+        unresolved.record.get("target")
+
+
+def test_a_secret_no_variable_holds_stops_the_inject(tmp_path: Path, secrets_env: None) -> None:
+    journal = Journal(tmp_path / "journal.jsonl")
+    record = {"target": {"argv": ["app", "--password", "Unheld-Pw-5x"]}}
+    register_secret("Unheld-Pw-5x")  # a configured password no variable of the drill holds
+    with pytest.raises(FaultError, match=r"secret at target\.argv\[2\] .* fault not injected"):
+        journal.add_inject(run_id="r", kind="k", description="d", record=record)
+    assert not journal.exists()
+
+
+def test_revert_notes_and_results_are_redacted(tmp_path: Path, secrets_env: None) -> None:
+    journal = Journal(tmp_path / "journal.jsonl")
+    entry = journal.add_inject(run_id="r", kind="k", description="d", record={})
+    journal.mark_reverted(entry.id, f"restarted with {CONFIG_PW}", {"log": f"/l/{CONFIG_PW}.log"})
+    (_, reverted) = _lines(journal.path)
+    assert reverted["result"] == {"note": "restarted with ***", "log": "/l/***.log"}
+
+
+def test_a_recover_missing_a_variable_fails_and_keeps_the_entry(
+    tmp_path: Path, secrets_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drdrill.faults.base import recover
+
+    journal = Journal(tmp_path / "journal.jsonl")
+    fault = MarkerFault(tmp_path / "marker")
+    record = {"path": str(fault.path), "auth": f"--token={TOKEN}"}  # a registered one below
+    register_secret(TOKEN)
+    journal.add_inject(run_id="r", kind="test.marker", description="m", record=record)
+    monkeypatch.delenv("API_TOKEN")
+    kinds = {"test.marker": f"{__name__}:MarkerFault"}
+
+    (outcome,) = recover(journal, kinds=kinds)
+
+    assert outcome.status is RevertStatus.FAILED
+    assert "$API_TOKEN" in outcome.note and "run drdrill recover again" in outcome.note
+    (entry,) = journal.open_entries()
+    assert entry.last_error is not None and "$API_TOKEN" in entry.last_error
+    assert TOKEN not in journal.path.read_text()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import selectors
 import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import psutil
@@ -22,6 +23,33 @@ from drdrill.faults.process import FreezeProcess
 HELPERS = Path(__file__).parent / "helpers"
 DRDRILL = Path(sys.executable).parent / "drdrill"
 RUNNING = {psutil.STATUS_RUNNING, psutil.STATUS_SLEEPING}
+
+#: secrets planted in a fault: the victim's command line has a database URL with a password and
+#: a token, its restart a password in its environment, its name (and so the fault's
+#: description) a configured password; the drill has them in its environment
+DB_PASSWORD = "RecoverDbPw4x"
+URL_PASSWORD = "RecoverUrlPw5x"
+TOKEN = "RecoverTok6x"
+PLANTED = (DB_PASSWORD, URL_PASSWORD, TOKEN)
+SECRET_ENV = {"DB_PASSWORD": DB_PASSWORD, "DB_URL_PASSWORD": URL_PASSWORD, "API_TOKEN": TOKEN}
+SECRET_ARG = f"--db=mysql://app:{URL_PASSWORD}@127.0.0.1/app?token={TOKEN}"
+#: the drill: kill the victim (journaled first), say so, and wait for its own kill -9
+SECRET_DRILL = """
+import os, sys, time
+from drdrill.faults.base import FaultInjector
+from drdrill.faults.journal import Journal
+from drdrill.faults.process import KillProcess
+from drdrill.redact import register_secret
+
+journal, victim = sys.argv[1], int(sys.argv[2])
+password = os.environ["DB_PASSWORD"]
+register_secret(password)  # as loading a drdrill.yaml with writer.mysql.password does
+fault = KillProcess.of(victim, name="app." + password, env={"DB_PASSWORD": password})
+FaultInjector(Journal(journal), "run-secret").inject(fault)
+print("injected", flush=True)
+while True:
+    time.sleep(0.05)
+"""
 
 
 def _read_line(proc: subprocess.Popen[str], timeout: float = 60.0) -> str:
@@ -44,14 +72,22 @@ class Procs:
         self.cwd = cwd
         self.started: list[subprocess.Popen[str]] = []
 
-    def _start(self, argv: list[str]) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=self.cwd)
+    def _start(
+        self, argv: list[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=self.cwd,
+            env=None if env is None else {**os.environ, **env},
+        )
         self.started.append(proc)
         return proc
 
-    def victim(self) -> subprocess.Popen[str]:
-        """A sleeping victim, ready."""
-        proc = self._start([sys.executable, str(HELPERS / "victim.py"), uuid.uuid4().hex])
+    def victim(self, *args: str) -> subprocess.Popen[str]:
+        """A sleeping victim, ready; ``args`` go on its command line (victim.py ignores them)."""
+        proc = self._start([sys.executable, str(HELPERS / "victim.py"), uuid.uuid4().hex, *args])
         assert _read_line(proc) == "ready"
         return proc
 
@@ -70,6 +106,16 @@ class Procs:
                 "--name",
                 "demo-app",
             ]
+        )
+        assert _read_line(proc) == "injected"
+        return proc
+
+    def secret_drill(self, journal: Path, victim: int) -> subprocess.Popen[str]:
+        """A drill process that has killed ``victim`` (to be restarted, with a secret in its
+        environment additions and name), its secrets in its environment as :data:`SECRET_ENV`
+        says."""
+        proc = self._start(
+            [sys.executable, "-c", SECRET_DRILL, str(journal), str(victim)], env=SECRET_ENV
         )
         assert _read_line(proc) == "injected"
         return proc
@@ -94,14 +140,17 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
         started.cleanup()
 
 
-def drdrill_recover(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the real ``drdrill recover`` command line."""
+def drdrill_recover(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``drdrill recover`` command line (in ``env``, default this process's)."""
     return subprocess.run(
         [str(DRDRILL), "recover", *args],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=cwd,
+        env=env,
         check=False,
     )
 
@@ -301,3 +350,44 @@ def test_every_registered_kind_loads_lazily_and_matches() -> None:
         fault_class("x", {"x": "drdrill.faults.process:FreezeProcess"})
     with pytest.raises(FaultError, match="cannot load"):
         fault_class("x", {"x": "drdrill.faults.nowhere:Fault"})
+
+
+@pytest.mark.slow  # ~3 s: a drill process, a victim, two runs of drdrill recover
+def test_recover_restarts_a_victim_whose_secrets_the_journal_only_names(
+    procs: Procs, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    victim = procs.victim(SECRET_ARG)
+    argv = psutil.Process(victim.pid).cmdline()
+    drill = procs.secret_drill(journal, victim.pid)
+    drill.kill()  # SIGKILL: the victim stays dead, its undo only in the journal
+    drill.wait(timeout=30)
+    victim.wait(timeout=30)
+    assert not [s for s in PLANTED if s in journal.read_text()], journal.read_text()
+    description = f"kill process {victim.pid} (app.***)"
+
+    # without the variables the journal names, nothing is restarted and the entry stays open
+    bare = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    failed = drdrill_recover("--journal", str(journal), cwd=tmp_path, env=bare)
+    assert failed.returncode == 1
+    assert failed.stdout.startswith(f"failed: {description}: its undo needs the environment")
+    assert "$DB_PASSWORD" in failed.stdout and "$API_TOKEN" in failed.stdout
+    assert len(Journal(journal).open_entries()) == 1
+
+    done = drdrill_recover("--journal", str(journal), cwd=tmp_path, env={**bare, **SECRET_ENV})
+    restarted: psutil.Process | None = None
+    try:
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"reverted: {description}: restarted as pid "), done.stdout
+        restarted = psutil.Process(int(done.stdout.split("restarted as pid ")[1].split()[0]))
+        # the same command line and environment addition as before, secrets and all
+        assert restarted.cmdline() == argv
+        assert restarted.environ()["DB_PASSWORD"] == DB_PASSWORD
+        printed = done.stdout + done.stderr + failed.stdout + failed.stderr
+        assert not [s for s in PLANTED if s in printed], printed
+        assert not [s for s in PLANTED if s in journal.read_text()], journal.read_text()
+        assert Journal(journal).open_entries() == []
+    finally:
+        if restarted is not None:
+            restarted.kill()
+            restarted.wait(timeout=30)

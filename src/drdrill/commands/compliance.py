@@ -5,6 +5,10 @@ A month is compliant only when a drill ran in it and every run (dry runs aside) 
 ``passed`` (``inconclusive`` too with ``--accept-inconclusive`` or the config's
 ``compliance.accept_inconclusive: true``), and every report file still has the digest it was
 stored with. The command exits 0 for a compliant month, 1 for one that is not, 2 for bad input.
+
+No secret goes out (:mod:`drdrill.redact`): the files and lines are made from a redacted copy of
+the month's report (a history an older drdrill wrote may hold one); the digests are checked
+against the files before, as they are on disk.
 """
 
 from __future__ import annotations
@@ -60,13 +64,14 @@ def _accept_inconclusive(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Write the month's report, say whether the month is compliant and why; 1 if it is not."""
+    from drdrill.redact import redact_fields
     from drdrill.report.history import HistoryStore, parse_month, write_compliance
 
     parse_month(args.month)  # a bad month is reported before anything is opened
     accept = _accept_inconclusive(args)
     report_dir, db = locations(args)
     with HistoryStore(existing(db)) as store:
-        report = store.compliance(args.month, accept_inconclusive=accept)
+        report = redact_fields(store.compliance(args.month, accept_inconclusive=accept))
     written = write_compliance(report, args.out if args.out is not None else report_dir)
     code = 0 if report.compliant else EXIT_NOT_COMPLIANT
     if args.json:

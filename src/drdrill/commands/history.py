@@ -1,4 +1,10 @@
-"""``drdrill history``: each objective over the last runs, as a table and an HTML chart."""
+"""``drdrill history``: each objective over the last runs, as a table and an HTML chart.
+
+No secret goes out (:mod:`drdrill.redact`): a run imported with ``--import`` is stored
+redacted (a report.json of an older drdrill may hold one), and what is shown, printed or
+written, is made from a redacted copy of the history (a store an older drdrill wrote may hold
+one), masked before it is laid out in a table or escaped into HTML.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,9 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from drdrill import defaults
 from drdrill.errors import InputError
@@ -15,7 +22,7 @@ from drdrill.errors import InputError
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from drdrill.report.history import Trend
+    from drdrill.report.history import HistoryStore, Trend
 
 DEFAULT_REPORT_DIR = Path("reports")
 DEFAULT_DB_NAME = "history.sqlite"
@@ -90,7 +97,24 @@ def locations(args: argparse.Namespace) -> tuple[Path, Path]:
         config = load_config(config_path)
         report_dir = config.resolve(config.report_dir)
         db = config.history_path(report_dir)
+    else:
+        register_config_secrets(DEFAULT_CONFIG)
     return report_dir, (args.db if args.db is not None else db)
+
+
+def register_config_secrets(path: Path) -> None:
+    """Mask the secrets of the config at ``path`` in what the command shows, when there is
+    one, though it is not read for anything else (``--db`` without ``--config``): a history
+    an older drdrill wrote may quote them. A config that does not load is no error here."""
+    if not path.is_file():
+        return
+    import contextlib
+
+    from drdrill.config import load_config
+    from drdrill.errors import DrillError
+
+    with contextlib.suppress(DrillError):
+        load_config(path)  # registers its secrets first, even when it is invalid
 
 
 def existing(db: Path) -> Path:
@@ -115,21 +139,45 @@ def last_runs(text: str) -> int:
     return value
 
 
+def redacting_store(db: Path) -> HistoryStore:
+    """The history at ``db``, opened so that every run appended to it is redacted first."""
+    from drdrill.redact import redact_data
+    from drdrill.report.history import HistoryStore
+
+    class RedactingStore(HistoryStore):
+        """A history store whose appended runs are redacted (an imported report.json may
+        come from a drdrill that did not redact)."""
+
+        def append(
+            self,
+            run_json: Mapping[str, Any],
+            report_files: Sequence[Path],
+            where: str = "report.json",
+        ) -> None:
+            """Append ``run_json`` redacted; the digests are still of the files as they are."""
+            super().append(redact_data(run_json), report_files, where)
+
+    return RedactingStore(db)
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the trend table (or JSON) and write the chart page."""
-    from drdrill.report.history import HistoryStore, import_reports
+    from drdrill.redact import redact, redact_fields
+    from drdrill.report.history import import_reports, render_trend_html
 
     last_n = last_runs(args.last)
     report_dir, db = locations(args)
     if not args.imports:
         existing(db)
     html_path: Path = args.html if args.html is not None else report_dir / "history.html"
-    with HistoryStore(db) as store:
+    with redacting_store(db) as store:
         imported = import_reports(store, args.imports)
         for path, why in imported.skipped:
-            print(f"drdrill history: skipped {path}: {why}", file=sys.stderr)
-        trend = store.trend_of(last_n, args.target)
-        store.write_trend_html(html_path, last_n, args.target)
+            print(redact(f"drdrill history: skipped {path}: {why}"), file=sys.stderr)
+        trend = redact_fields(store.trend_of(last_n, args.target))
+        # as store.write_trend_html writes it, from the redacted trend
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(render_trend_html(trend, str(store.path)), encoding="utf-8")
     if args.json:
         from drdrill.report.history import run_verdict_json
 

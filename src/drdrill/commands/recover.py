@@ -9,6 +9,7 @@ from pathlib import Path
 
 from drdrill.defaults import DEFAULT_CONFIG, DEFAULT_JOURNAL_PATH
 from drdrill.errors import FaultError
+from drdrill.redact import redact
 
 DESCRIPTION = (
     "Revert every fault that the journal still has open: a drill killed with SIGKILL, or whose "
@@ -64,7 +65,11 @@ def journal_path(journal: str | None, config: str | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Revert, print one line a fault; :class:`FaultError` (exit 1) naming any left in place."""
+    """Revert, print one line a fault; :class:`FaultError` (exit 1) naming any left in place.
+
+    Every line is redacted: the journal holds no secret, but a revert's note or error may
+    quote one (the secrets the journal named by their variable are registered as it is read).
+    """
     from drdrill.faults.base import RevertStatus, recover
     from drdrill.faults.journal import Journal, JournalWarning
 
@@ -76,12 +81,12 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", JournalWarning)
         outcomes = recover(journal, args.run_id, dry_run=args.dry_run, include_live=args.force)
     for warning in caught:  # one plain line each, not Python's warning format
-        print(f"drdrill: warning: {warning.message}", file=sys.stderr)
+        print(f"drdrill: warning: {redact(str(warning.message))}", file=sys.stderr)
     if not outcomes:
         print("nothing to recover")
         return 0
     for outcome in outcomes:
-        print(outcome.line(), flush=True)
+        print(redact(outcome.line()), flush=True)
     left = [o for o in outcomes if not o.ok]
     if not left:
         return 0

@@ -11,6 +11,10 @@ Each boundary is printed as the latest moment it can have happened (the completi
 sample on the other side) with the span before it in which it lies (back to the send of the
 last sample on this side): the true time is in ``[utc - uncertainty, utc]``. The probe loop runs
 in a thread of this process (nothing else runs here), and reports how late it ran.
+
+Everything it prints goes out through :func:`emit`, redacted (:mod:`drdrill.redact`): a URL
+given with ``user:password@`` or a signed query (``?token=``, ``X-Amz-Signature=``) is shown
+with those masked and the rest as given.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, TextIO
 from drdrill.defaults import DEFAULT_TIMEOUT_S, MIN_INTERVAL_S
 from drdrill.errors import InputError
 from drdrill.probes.stats import DEFAULT_RECOVERY_SAMPLES
+from drdrill.redact import redact, redact_data
 
 if TYPE_CHECKING:
     from drdrill.probes.http import Endpoint, EndpointStats, LoopLateness, Outage, OutageEvent
@@ -290,6 +295,13 @@ def summary_text(stats: list[EndpointStats], lateness: LoopLateness) -> str:
     return "\n".join(lines)
 
 
+def emit(output: str | Mapping[str, object], stream: TextIO) -> None:
+    """Print a line (or the ``--json`` object, as one line of JSON) with its secrets masked:
+    the one way out of ``drdrill watch``, its live lines, summary and messages alike."""
+    text = redact(output) if isinstance(output, str) else json.dumps(redact_data(output))
+    print(text, file=stream, flush=True)
+
+
 class _Terminated(Exception):
     """SIGTERM, turned into an exception so the summary still prints."""
 
@@ -329,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
     live: TextIO = sys.stderr if options.as_json else sys.stdout
 
     def print_event(event: OutageEvent) -> None:
-        print(format_event(event), file=live, flush=True)
+        emit(format_event(event), live)
 
     runner = ProbeRunner(
         options.endpoints,
@@ -342,26 +354,25 @@ def run(args: argparse.Namespace) -> int:
         else ClientSpec(resolver=options.resolver, fresh_connections=True),
     )
     until = "Ctrl-C" if options.duration_s is None else f"{options.duration_s:g} s or Ctrl-C"
-    print(
+    emit(
         f"watching {len(options.endpoints)} URL(s) every {options.interval_s:g} s until {until}",
-        file=sys.stderr,
-        flush=True,
+        sys.stderr,
     )
     runner.start()
     try:
         with _sigterm_ends_the_wait():
             _wait(options.duration_s)
     except (KeyboardInterrupt, _Terminated):
-        print("stopping: waiting for requests in flight", file=sys.stderr, flush=True)
+        emit("stopping: waiting for requests in flight", sys.stderr)
     finally:
         runner.stop()
     stats, lateness = runner.stats(), runner.lateness()
     if options.as_json:
-        print(json.dumps(summary_json(stats, lateness)), flush=True)
+        emit(summary_json(stats, lateness), sys.stdout)
     else:
-        print(summary_text(stats, lateness), flush=True)
+        emit(summary_text(stats, lateness), sys.stdout)
     never = [s.url for s in stats if s.samples > 0 and s.good_samples == 0]
     if never:
-        print(f"drdrill watch: never came up: {', '.join(never)}", file=sys.stderr, flush=True)
+        emit(f"drdrill watch: never came up: {', '.join(never)}", sys.stderr)
         return 1
     return 0

@@ -7,6 +7,22 @@ Every fault is written here *before* it is injected, and marked once it is rever
 - ``{"op":"reverted","id","utc","result":{"note",...}}``
 - ``{"op":"revert_failed","id","utc","error"}`` (the fault stays open)
 
+No secret is written (:mod:`drdrill.redact` decides what one is). The free text, ``describe``,
+``error`` and the revert's ``result``, is redacted: nothing reads it back but a person. The
+``record`` is what the undo is rebuilt from, so a secret in it cannot simply be masked: each
+string holding one is written as its parts, the text around the secret and a reference to the
+environment variable of the drill process that held it::
+
+    "argv": ["app", {"$sealed": ["--db=mysql://app:", {"env": "DB_PASSWORD"}, "@db/app"]}]
+
+and reading the journal (``drdrill recover``) puts the variable's value back. The value of a
+secret-named key of an ``env`` mapping (a process's environment additions, ``DB_PASSWORD``)
+counts as a secret too, whatever it is. A record holding a secret that no environment variable
+holds cannot be journaled without it: the fault is refused before it is injected (a secret
+written to disk, or an undo that restarts a process with ``***`` for its password, are both
+worse). A record whose variable is not set when it is read cannot be rebuilt: it raises
+:class:`FaultError` saying which to set, and its entry stays open.
+
 Appends take an exclusive ``flock`` and go out in one ``write()`` on an ``O_APPEND`` descriptor,
 then ``fsync``: several processes (pytest-xdist workers) can share one journal and every line
 stays whole, whatever its length.
@@ -21,7 +37,7 @@ import os
 import socket
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,10 +47,23 @@ import psutil
 
 from drdrill.defaults import DEFAULT_JOURNAL_PATH
 from drdrill.errors import FaultError, InputError
+from drdrill.redact import (
+    MASK,
+    is_secret_key,
+    redact,
+    redact_data,
+    register_secret,
+    register_secrets,
+    secret_spans,
+)
 
 # Every line starts with this (key order and separators are fixed by ``_dumps``); a line that
 # does not parse but starts like this, or is a prefix of it, is a write cut short by a kill.
 _LINE_PREFIX: Final = '{"op":"'
+#: the key of a record string written without its secrets: its parts, text and references
+SEALED_KEY: Final = "$sealed"
+#: the key of a part that names the environment variable that held a secret
+ENV_REF_KEY: Final = "env"
 
 
 class JournalWarning(UserWarning):
@@ -92,14 +121,21 @@ class Journal:
     def add_inject(
         self, *, run_id: str, kind: str, description: str, record: Mapping[str, Any]
     ) -> JournalEntry:
-        """Record a fault about to be injected and return its entry (with a fresh id)."""
+        """Record a fault about to be injected and return its entry (with a fresh id).
+
+        The record is sealed (:func:`seal_record`, which registers the secrets it finds), then
+        the description written redacted; the entry returned holds the record as given.
+        :class:`FaultError` (nothing written) for a record that is not JSON or holds a secret
+        no environment variable holds.
+        """
+        sealed = seal_record(record, kind)
         entry = JournalEntry(
             id=uuid.uuid4().hex,
             run_id=run_id,
             pid=os.getpid(),
             host=socket.gethostname(),
             kind=kind,
-            description=description,
+            description=redact(description),
             record=dict(record),
             utc=utc_now(),
             pid_create_time=_own_create_time(),
@@ -113,7 +149,7 @@ class Journal:
             "host": entry.host,
             "kind": entry.kind,
             "describe": entry.description,
-            "record": entry.record,
+            "record": sealed,
             "utc": entry.utc,
         }
         try:
@@ -127,21 +163,27 @@ class Journal:
     def mark_reverted(
         self, entry_id: str, note: str, data: Mapping[str, Any] | None = None
     ) -> None:
-        """Close an entry: its fault was reverted; ``note`` says what that did."""
-        result = {"note": note, **(data or {})}
+        """Close an entry: its fault was reverted; ``note`` says what that did (redacted)."""
+        result = redact_data({"note": note, **(data or {})})
         self._append(_dumps({"op": "reverted", "id": entry_id, "utc": utc_now(), "result": result}))
 
     def mark_revert_failed(self, entry_id: str, error: str) -> None:
-        """Note a failed revert; the entry stays open for ``drdrill recover``."""
-        self._append(
-            _dumps({"op": "revert_failed", "id": entry_id, "utc": utc_now(), "error": error})
-        )
+        """Note a failed revert (its error redacted); the entry stays open for ``drdrill
+        recover``."""
+        line = {"op": "revert_failed", "id": entry_id, "utc": utc_now(), "error": redact(error)}
+        self._append(_dumps(line))
 
     def _append(self, line: str) -> None:
         data = (line + "\n").encode("ascii")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            # a path that cannot be the journal (a folder, a file system that refuses): one
+            # line naming it, before the fault is injected
+            why = f"cannot write the fault journal: {exc.strerror}"
+            raise InputError(str(self.path), why) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             size = os.fstat(fd).st_size
@@ -187,10 +229,16 @@ class Journal:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return
+        except OSError as exc:
+            why = f"cannot read the fault journal: {exc.strerror}"
+            raise InputError(str(self.path), why) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)  # no half-written line from a live writer
             with os.fdopen(os.dup(fd), "rb") as f:
                 raw = f.read()
+        except OSError as exc:  # a folder opens, and then cannot be read
+            why = f"cannot read the fault journal: {exc.strerror}"
+            raise InputError(str(self.path), why) from None
         finally:
             os.close(fd)
         for number, chunk in enumerate(raw.split(b"\n"), start=1):
@@ -243,7 +291,191 @@ def _entry_from(obj: Mapping[str, Any], where: str) -> JournalEntry:
         host=_str_field(obj, "host", where),
         kind=_str_field(obj, "kind", where),
         description=_str_field(obj, "describe", where),
-        record=record,
+        record=unseal_record(record),
         utc=_str_field(obj, "utc", where),
         pid_create_time=float(created) if isinstance(created, int | float) else None,
     )
+
+
+# -- secrets in a record ---------------------------------------------------------------------
+
+
+class UnresolvedRecord(Mapping[str, Any]):
+    """A journaled record that cannot be rebuilt here: an environment variable that held one
+    of its secrets is not set. Reading anything of it raises :class:`FaultError` saying which
+    to set, so that a revert fails (and its entry stays open) before it acts on a masked value.
+    """
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __getitem__(self, key: str) -> Any:
+        raise FaultError(self.message)
+
+    def __iter__(self) -> Iterator[str]:
+        raise FaultError(self.message)
+
+    def __len__(self) -> int:
+        raise FaultError(self.message)
+
+    def __repr__(self) -> str:
+        return f"UnresolvedRecord({self.message!r})"
+
+
+def seal_record(
+    record: Mapping[str, Any], kind: str = "fault", environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``record`` as the journal writes it: every string that holds a secret replaced by its
+    parts, each secret a reference to the environment variable (of ``environ``, default this
+    process's) whose value covers it. The secrets found are registered
+    (:func:`drdrill.redact.register_secret`): masked wherever else they show.
+
+    :class:`FaultError` naming where (``target.argv[3]``, never the value) when a secret has
+    no such variable.
+    """
+    env = os.environ if environ is None else environ
+    sealed = _seal(record, "", env, whole=False, prefer=None, kind=kind)
+    assert isinstance(sealed, dict)
+    return sealed
+
+
+def _seal(
+    value: Any, path: str, environ: Mapping[str, str], *, whole: bool, prefer: str | None, kind: str
+) -> Any:
+    if isinstance(value, str):
+        return _seal_text(value, path, environ, whole=whole, prefer=prefer, kind=kind)
+    if isinstance(value, Mapping):
+        if SEALED_KEY in value:
+            raise FaultError(f"{kind}: record key {SEALED_KEY!r} at {path or 'top'} is reserved")
+        # a process's environment additions: a secret-named variable is a secret whole
+        additions = path.rsplit(".", 1)[-1] == "env"
+        return {
+            key: _seal(
+                item,
+                f"{path}.{key}" if path else str(key),
+                environ,
+                whole=additions and isinstance(key, str) and is_secret_key(key),
+                prefer=str(key) if additions else None,
+                kind=kind,
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [
+            _seal(item, f"{path}[{i}]", environ, whole=False, prefer=None, kind=kind)
+            for i, item in enumerate(value)
+        ]
+    return value
+
+
+def _seal_text(
+    text: str, path: str, environ: Mapping[str, str], *, whole: bool, prefer: str | None, kind: str
+) -> str | dict[str, Any]:
+    spans = [(0, len(text))] if whole and text else secret_spans(text)
+    if not spans:
+        return text
+    # secrets from now on wherever they show (the fault's description, the run's reports)
+    register_secrets(text[start:end] for start, end in spans)
+    # the tightest variable first; of equal ones, the one the value is set as, then by name
+    candidates = sorted(
+        ((value, name) for name, value in environ.items() if value and value in text),
+        key=lambda c: (len(c[0]), c[1] != prefer, c[1]),
+    )
+    chosen: list[tuple[int, int, str]] = []
+    for start, end in spans:
+        if any(s <= start and end <= e for s, e, _ in chosen):
+            continue
+        found = _covering(text, start, end, candidates, chosen)
+        if found is None:
+            raise FaultError(
+                f"{kind}: its undo record holds a secret at {path} that the journal must not "
+                "store, and no environment variable of this process holds it; fault not "
+                "injected (give the secret to the drill in an environment variable: the "
+                "journal then names the variable, and drdrill recover reads it)"
+            )
+        chosen.append(found)
+    chosen.sort()
+    parts: list[str | dict[str, str]] = []
+    masked: list[str] = []
+    last = 0
+    for start, end, name in chosen:
+        parts += [text[last:start], {ENV_REF_KEY: name}]
+        masked += [text[last:start], MASK]
+        last = end
+    parts.append(text[last:])
+    masked.append(text[last:])
+    shown = "".join(masked)
+    if redact(shown) != shown:  # pragma: no cover - every span is covered by construction
+        raise FaultError(f"{kind}: a secret at {path} is left after sealing; fault not injected")
+    return {SEALED_KEY: [p for p in parts if p != ""]}
+
+
+def _covering(
+    text: str,
+    start: int,
+    end: int,
+    candidates: Sequence[tuple[str, str]],
+    chosen: Sequence[tuple[int, int, str]],
+) -> tuple[int, int, str] | None:
+    """An occurrence of a variable's value in ``text`` that covers ``[start, end)`` and
+    overlaps no occurrence already chosen."""
+    for value, name in candidates:
+        at = text.find(value, max(0, end - len(value)))
+        while at != -1 and at <= start:
+            stop = at + len(value)
+            if stop >= end and not any(at < e and s < stop for s, e, _ in chosen):
+                return at, stop, name
+            at = text.find(value, at + 1)
+    return None
+
+
+def unseal_record(
+    record: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Mapping[str, Any]:
+    """The record a fault is rebuilt from: each sealed string put back together from
+    ``environ`` (default this process's), its secrets registered for redaction. An
+    :class:`UnresolvedRecord` when a variable it names is not set."""
+    env = os.environ if environ is None else environ
+    missing: list[str] = []
+    resolved = _unseal(record, "", env, missing)
+    if missing:
+        names = ", ".join(missing)
+        return UnresolvedRecord(
+            f"its undo needs the environment variable {names}, which held a secret when the "
+            "fault was injected (the journal names it, not the secret); set it as the drill "
+            "had it and run drdrill recover again"
+        )
+    assert isinstance(resolved, dict)
+    return resolved
+
+
+def _unseal(value: Any, path: str, environ: Mapping[str, str], missing: list[str]) -> Any:
+    if isinstance(value, dict):
+        parts = value.get(SEALED_KEY)
+        if len(value) == 1 and isinstance(parts, list):
+            return _unseal_text(parts, path, environ, missing)
+        return {
+            key: _unseal(item, f"{path}.{key}" if path else str(key), environ, missing)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_unseal(item, f"{path}[{i}]", environ, missing) for i, item in enumerate(value)]
+    return value
+
+
+def _unseal_text(
+    parts: list[Any], path: str, environ: Mapping[str, str], missing: list[str]
+) -> str:
+    text: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            text.append(part)
+            continue
+        name = part.get(ENV_REF_KEY) if isinstance(part, dict) else None
+        value = environ.get(name) if isinstance(name, str) else None
+        if value is None:
+            missing.append(f"${name} (for {path})" if isinstance(name, str) else f"? ({path})")
+            continue
+        register_secret(value)  # a secret once more: masked in whatever recover prints
+        text.append(value)
+    return "".join(text)
