@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from drdrill.config import Seconds
+from drdrill.config import ConfigPath, PositiveSeconds, Seconds
 from drdrill.targets.base import Region
 
 #: the two regions, named as every target names them (one region type)
@@ -57,7 +57,8 @@ def _shift_second_octet(address: str, by: int) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: strict, as the config's own models: a boolean is no number (``dns_ttl: true``)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class RegionSettings(_Model):
@@ -113,22 +114,22 @@ class Ports(_Model):
 class Timings(_Model):
     """Recovery dynamics: small by default so that a whole failover takes seconds."""
 
-    health_check_interval: Seconds = 0.5
+    health_check_interval: PositiveSeconds = 0.5
     healthy_threshold: int = Field(default=2, ge=1)
     unhealthy_threshold: int = Field(default=2, ge=1)
-    alarm_period: Seconds = 0.5
+    alarm_period: PositiveSeconds = 0.5
     alarm_evaluation_periods: int = Field(default=3, ge=1)
     scheduler_delay: Seconds = 1.0
     task_start_delay: Seconds = 0.0
     dns_ttl: int = Field(default=2, ge=0, le=3600)
     #: how long the DR automation waits after the alarm (automated mode) before it acts
-    automation_delay: Seconds = Field(default=0.0, ge=0)
+    automation_delay: Seconds = 0.0
     #: how long S3 takes to copy a new asset to the DR region's bucket (cross-region replication)
-    s3_replication_delay: Seconds = Field(default=0.2, ge=0)
+    s3_replication_delay: Seconds = 0.2
     #: how often the independent observer samples each load balancer
-    observer_interval: Seconds = Field(default=0.02, gt=0)
+    observer_interval: PositiveSeconds = 0.02
     #: how long one of the observer's requests may take before it counts as failed
-    observer_timeout: Seconds = Field(default=0.5, gt=0)
+    observer_timeout: PositiveSeconds = 0.5
     #: one-way latency of the link between the regions, each way (eu-west-1 to eu-central-1):
     #: every cross-region connection (replication) goes through it (drdrill.sandbox.link)
     inter_region_latency: Seconds = Field(default=0.025, le=10)
@@ -141,7 +142,7 @@ class Timings(_Model):
 class SandboxSettings(_Model):
     """The ``targets.sandbox`` section."""
 
-    run_dir: Path = Path(".drdrill/sandbox")
+    run_dir: ConfigPath = Path(".drdrill/sandbox")
     app_name: str = "app.visitor-analytics.test"
     mode: Literal["automated", "manual"] = "manual"
     #: also serve the AWS API, kept true to the processes (the ``sandbox-aws`` target drills

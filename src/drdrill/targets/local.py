@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from drdrill.config import DrillConfig, EndpointConfig
+from drdrill.config import ConfigPath, DrillConfig, EndpointConfig
 from drdrill.errors import ConfigError, DrillError
 from drdrill.probes.writes import HttpSink, WriteSink
 
@@ -31,11 +31,12 @@ from drdrill.probes.writes import HttpSink, WriteSink
 class DemoSettings(BaseModel):
     """Where the demo app listens and keeps its data."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: strict, as the config's own models: a boolean is no port
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
-    db: Path = Path(".drdrill/demo/demo.sqlite")
+    db: ConfigPath = Path(".drdrill/demo/demo.sqlite")
 
     @field_validator("host")
     @classmethod
@@ -48,7 +49,7 @@ class DemoSettings(BaseModel):
 class LocalSettings(BaseModel):
     """The ``targets.local`` section."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     demo: DemoSettings = Field(default_factory=DemoSettings)
 

@@ -14,6 +14,7 @@ the test slows moto's state machine down (its state manager; ``slow_experiments`
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -537,5 +538,7 @@ def test_export_bad_config_is_one_line_naming_the_key(
     done = _export(config, tmp_path / "fis")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert done.stderr.startswith(f"drdrill: error: {config}: {key}")
+    # the loader names the line of the keys it checks itself; the export names only the key
+    where = rf"drdrill: error: {re.escape(str(config))}(:\d+)?: {re.escape(key)}"
+    assert re.match(where, done.stderr), done.stderr
     assert not (tmp_path / "fis").exists()

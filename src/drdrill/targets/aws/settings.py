@@ -19,7 +19,7 @@ import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -33,9 +33,13 @@ from pydantic import (
     model_validator,
 )
 
-from drdrill.config import DrillConfig, Seconds
+from drdrill.config import DrillConfig, PositiveSeconds, Seconds
 from drdrill.errors import ConfigError
-from drdrill.targets.aws.session import AwsClients
+
+if TYPE_CHECKING:
+    # boto3 is imported by the clients only: the config loader validates this section
+    # without the [aws] extra
+    from drdrill.targets.aws.session import AwsClients
 
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 _ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+")
@@ -44,7 +48,9 @@ TERRAFORM_COMMAND = "terraform"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: strict, as the config's own models: a boolean is no number (``http_port: true``) and
+    #: a number no boolean (``localstack: 1``)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _region_name(value: str) -> str:
@@ -144,7 +150,7 @@ class DatabaseSettings(_Model):
         # without the type error that would quote the input (the password) in its message
         if value is None or isinstance(value, str | SecretStr):
             return value
-        if isinstance(value, int | float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
         raise ValueError("must be text (its value is not shown)")
 
@@ -193,7 +199,7 @@ class DnsSettings(_Model):
     name_servers: list[str] = Field(default_factory=list)
     port: int = Field(default=53, ge=1, le=65535)
     #: how long one lookup may take
-    timeout: Seconds = 2.0
+    timeout: PositiveSeconds = 2.0
 
     @field_validator("name_servers")
     @classmethod
@@ -317,7 +323,7 @@ class FisSettings(_Model):
     #: more subnets to cut off in a region down, beside the ECS service's own (the database's)
     subnets: list[SubnetId] = Field(default_factory=list)
     #: how long an experiment may take to start its actions before the fault counts as failed
-    start_timeout: Seconds = 120.0
+    start_timeout: PositiveSeconds = 120.0
 
     @field_validator("role_arn")
     @classmethod
@@ -477,6 +483,8 @@ class AwsSettings(_Model):
 
     def clients(self, *, dry_run: bool = False) -> AwsClients:
         """The client factory these settings describe."""
+        from drdrill.targets.aws.session import AwsClients
+
         return AwsClients(
             endpoint_url=self.endpoint_url,
             profile=self.profile,
