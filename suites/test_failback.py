@@ -42,7 +42,7 @@ def test_failback_after_failover(
     assert isinstance(stack, ScriptedStack) and isinstance(stack, WriteTarget)
     assert isinstance(stack, ReplicaReadiness)
     timeout = drill_config.drills.restore_timeout
-    stack.set_mode("manual")
+    inject.change(stack.mode_change("manual"))  # journaled: put back at the end
     outage = inject(stack.region_down("primary", mode="kill"))
     result = stack.invoke_dr({"trigger": "manual", "reason": "disaster_recovery"})
     assert result["status"] == "completed", result

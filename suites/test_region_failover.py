@@ -75,7 +75,8 @@ def test_region_failover(
     if trigger == "script" and not isinstance(stack, ScriptedStack):
         pytest.skip(f"target '{stack.name}' lacks the capability ScriptedStack (failover.sh)")
     timeout = drill_config.drills.restore_timeout
-    stack.set_mode("automated" if trigger == "automated" else "manual")
+    # journaled like a fault: put back at the end, or by `drdrill recover` after a kill
+    inject.change(stack.mode_change("automated" if trigger == "automated" else "manual"))
     public = probes.start()  # the runbook's endpoints through the public name (DNS)
     # the DR load balancer itself: down by design until DR is scaled (pilot light)
     dr_direct = probes.start(stack.endpoints("dr"), steady=False)

@@ -122,6 +122,65 @@ def test_a_drill_whose_writer_never_got_an_ack_fails_its_rpo(project: pytest.Pyt
     assert not [p for p in phases if p["name"] == "Database"]  # never "0 s met"
 
 
+def test_a_drill_whose_writer_got_acks_only_after_the_fault_fails_its_rpo(
+    project: pytest.Pytester,
+) -> None:
+    # the writes go to a port nobody listens on until the fault is in, then to the app: every
+    # acknowledged write came after the fault, so nothing acknowledged could have been lost by
+    # it, and 0 lost is not an RPO met
+    project.makepyfile(
+        """
+        import socket, threading, time
+        from drdrill.faults.process import FreezeProcess
+        from drdrill.measure import Measurement
+        from drdrill.probes.writes import HttpSink
+
+        class RefusedUntilTheFault:
+            '''The app's write endpoint, reached only once ``opened`` is set.'''
+
+            def __init__(self, refused, app):
+                self.refused, self.app = refused, app
+                self.opened = threading.Event()
+
+            def write(self, marker):
+                (self.app if self.opened.is_set() else self.refused).write(marker)
+
+            def close(self):
+                self.refused.close()
+                self.app.close()
+
+        def test_acks_only_after_the_fault(
+            target, app_process, probes, writer, inject, measure, timeline
+        ):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                closed = s.getsockname()[1]
+            probes.start()
+            sink = RefusedUntilTheFault(
+                HttpSink(f"http://127.0.0.1:{closed}/w", timeout_s=0.2), target.write_sink(0.5)
+            )
+            writer.start(sink=sink)
+            time.sleep(0.5)
+            fault = inject(FreezeProcess(app_process))
+            sink.opened.set()  # after inject returned: every write the app takes is after it
+            time.sleep(0.5)
+            inject.revert(fault)
+            probes.wait_restored("fault_injected", timeout_s=20)
+            writer.first_ack_after(timeline.get("fault_injected"), timeout_s=20)
+            rpo = writer.verify()  # the target's markers: every acknowledged one is there
+            measure.record("Database", Measurement(rpo.data_loss_window_s), kind="rpo")
+        """
+    )
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    reason = "nothing to lose: no write acknowledged before 'fault_injected'"
+    result.stdout.fnmatch_lines([f"*{reason} (* acknowledged after it)*"])
+    assert "never had a write acknowledged" not in result.stdout.str()
+    phases = json.loads(next((project.path / "out").glob("*/report.json")).read_text())["phases"]
+    assert not [p for p in phases if p["name"] == "Database"]  # never "0 s met"
+    assert _tests(project)["test_acks_only_after_the_fault"]["outcome"] == "failed"
+
+
 def test_a_stack_that_is_down_before_the_fault_is_not_drilled(project: pytest.Pytester) -> None:
     # the probes watch an endpoint that never answers: the stack is not in steady state, so
     # the fault is not injected (the victim is never frozen, the journal stays empty)

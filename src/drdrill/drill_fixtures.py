@@ -546,7 +546,7 @@ class Injector:
             )
         if self._watchdog is not None and self._watchdog.triggered is not None:
             raise self._watchdog.triggered  # the drill was aborted: inject nothing more
-        if not self._faults.active and self._timeline.find("fault_injected") is None:
+        if self._timeline.find("fault_injected") is None:  # a change (the mode) is no fault
             self._require_steady_state()
         clock = self._timeline.clock
         started: list[float] = []
@@ -589,6 +589,19 @@ class Injector:
                     "stack not healthy before the fault: " + "; ".join(problems[:5])
                 )
             time.sleep(0.1)
+
+    def change(self, change: F) -> F:
+        """Make a change to the stack that is no fault (the failover mode) the way a fault is
+        made: its undo journaled first, reverted at the drill's end with the faults (newest
+        first), and by ``drdrill recover`` after a kill. No steady state is asked and no
+        ``fault_injected`` marked: the drill's fault comes after. A dry run plans it only."""
+        description = change.describe()
+        if self._drill.dry_run:
+            self._timeline.mark("change_planned", change=description, kind=change.kind)
+            return change
+        self._faults.inject(change)
+        self._timeline.mark("state_changed", change=description, kind=change.kind)
+        return change
 
     def revert(self, fault: Fault) -> Event:
         """Revert one fault now; the ``fault_reverted`` event."""

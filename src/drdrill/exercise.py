@@ -35,7 +35,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, TextIO
 
@@ -76,7 +76,7 @@ from drdrill.targets.base import (
     ResettableStack,
     ScriptedStack,
 )
-from drdrill.timeline import Clock, Event, Timeline
+from drdrill.timeline import Clock, Event, Source, Timeline
 
 Outcome = Literal["completed", "stopped", "failed", "interrupted"]
 StepOutcome = Literal["ok", "failed", "declined"]
@@ -633,8 +633,20 @@ class Exercise:
         if isinstance(self.target, GuardedTarget):
             # consent was given at the checkpoint; the target's own checks still apply
             self.target.guard(fault, True)
-        event = self.timeline.mark("fault_injected", fault=fault.describe(), kind=fault.kind)
-        self.injector.inject(fault)
+        # as a drill stamps it: the fault acted somewhere between the journal write and the
+        # call's return, an action known to within the call's duration
+        clock = self.timeline.clock
+        journaled: list[float] = []
+        self.injector.inject(fault, on_journaled=lambda: journaled.append(clock.mono()))
+        done = clock.mono()
+        event = self.timeline.observe(
+            "fault_injected",
+            done,
+            done - (journaled[0] if journaled else done),
+            Source.ACTION,
+            fault=fault.describe(),
+            kind=fault.kind,
+        )
         return fault, event
 
     def _wait_alarm(self, fault: Event) -> Event:
@@ -649,7 +661,9 @@ class Exercise:
         changes = [
             h
             for h in self.target.alarm_history()
-            if h.get("state") == "ALARM" and datetime.fromisoformat(h["utc"]) >= fault.utc
+            if h.get("state") == "ALARM"
+            and datetime.fromisoformat(h["utc"])
+            >= fault.utc - timedelta(seconds=fault.uncertainty_s)
         ]
         if changes:
             # the alarm's own record of its change (like CloudWatch's history): exact

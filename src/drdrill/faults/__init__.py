@@ -33,10 +33,12 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
         "sandbox.partition_regions": "drdrill.targets.sandbox.faults:PartitionRegions",
         "sandbox.degrade_link": "drdrill.targets.sandbox.faults:DegradeLink",
         "sandbox.cut_off_clients": "drdrill.targets.sandbox.faults:CutOffClients",
+        "sandbox.set_mode": "drdrill.targets.sandbox.faults:SetFailoverMode",
         "aws.ecs.stop_tasks": "drdrill.targets.aws.faults:StopEcsTasks",
         "aws.ecs.scale_to_zero": "drdrill.targets.aws.faults:ScaleServiceToZero",
         "aws.rds.reboot": "drdrill.targets.aws.faults:RebootDbInstance",
         "aws.region_down": "drdrill.targets.aws.faults:RegionDown",
+        "aws.cloudwatch.alarm_actions": "drdrill.targets.aws.faults:SetAlarmActions",
         "aws.fis.experiment": "drdrill.targets.aws.fis:FisExperiment",
     }
 )

@@ -22,6 +22,7 @@ from drdrill.config import DrillConfig
 from drdrill.errors import ConfigError, DrillError
 from drdrill.sandbox import blocklock
 from drdrill.sandbox.aws import unavailable_reason as aws_api_unavailable
+from drdrill.sandbox.monitor import INSUFFICIENT_DATA
 from drdrill.sandbox.settings import SandboxSettings
 
 
@@ -154,14 +155,19 @@ def up(settings: SandboxSettings, run_dir: Path, timeout_s: float = 90.0) -> dic
 def _wait_serving(
     client: SandboxClient, settings: SandboxSettings, deadline: float
 ) -> dict[str, Any]:
-    """Wait until the primary load balancer has its desired count of healthy targets."""
+    """Wait until the primary load balancer has its desired count of healthy targets, and
+    (when it has any) the health alarm has seen it serve: out of ``INSUFFICIENT_DATA``."""
     want = settings.primary.desired
     while True:
         status = client.status()
-        if status["regions"]["primary"]["alb"]["healthy"] >= want:
+        evaluated = want == 0 or status["alarm"]["state"] != INSUFFICIENT_DATA
+        if status["regions"]["primary"]["alb"]["healthy"] >= want and evaluated:
             return status
         if time.monotonic() > deadline:
-            raise SandboxError(f"primary region not serving: {status['regions']['primary']}")
+            raise SandboxError(
+                f"primary region not serving (alarm {status['alarm']['state']}): "
+                f"{status['regions']['primary']}"
+            )
         time.sleep(0.1)
 
 

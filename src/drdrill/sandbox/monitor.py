@@ -7,6 +7,11 @@ appended to the SNS log and delivered to each subscriber (an HTTP endpoint such 
 automation is invoked. The alarm's state changes are kept as a history with their times, like
 CloudWatch's alarm history.
 
+A stack's alarm (``wait_until_healthy``) starts in ``INSUFFICIENT_DATA``, as a new CloudWatch
+alarm does, and evaluates nothing until its first passing check: a stack still coming up (its
+load balancer not yet listening, its tasks not yet healthy) is no failure. It goes to OK on that
+first pass, without a notification; from then on every failed check counts.
+
 Delivery is SNS-like: in the background (a slow subscriber delays nothing), a POST of the
 message as JSON; a failure is logged as ``sns_delivery_failed``. :meth:`HealthMonitor.
 send_test_notification` sends a marked test message through the same path and waits for it.
@@ -27,6 +32,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from drdrill.sandbox.truth import TruthLog
+
+#: the state of an alarm that has not been evaluated yet (CloudWatch's name for it)
+INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,11 @@ def check_health(ip: str, port: int, timeout: float) -> bool:
 
 
 class HealthMonitor:
-    """The health alarm: OK -> ALARM after N failed checks, back to OK after a good one."""
+    """The health alarm: OK -> ALARM after N failed checks, back to OK after a good one.
+
+    With ``wait_until_healthy`` it starts in ``INSUFFICIENT_DATA`` and counts no failed check
+    until a check has passed once (then OK); without, it starts in OK and counts every one.
+    """
 
     def __init__(
         self,
@@ -82,8 +94,10 @@ class HealthMonitor:
         truth: TruthLog,
         on_alarm: Callable[[], None] | None = None,
         subscribers: Sequence[str] = (),
+        wait_until_healthy: bool = False,
     ) -> None:
-        """``subscribers``: URLs each notification is POSTed to."""
+        """``subscribers``: URLs each notification is POSTed to; ``wait_until_healthy``: start
+        in ``INSUFFICIENT_DATA`` and evaluate nothing until the first passing check."""
         self.name = name
         self.ip = ip
         self.port = port
@@ -93,7 +107,7 @@ class HealthMonitor:
         self.truth = truth
         self.on_alarm = on_alarm
         self.subscribers = list(subscribers)
-        self.state = "OK"
+        self.state = INSUFFICIENT_DATA if wait_until_healthy else "OK"
         self.history: list[AlarmChange] = []
         self._failures = 0
         self._stop = threading.Event()
@@ -123,9 +137,13 @@ class HealthMonitor:
         with self._lock:
             if healthy:
                 self._failures = 0
-                if self.state != "OK":
+                if self.state == INSUFFICIENT_DATA:
+                    self._change("OK", "first passing health check: the stack is up")
+                elif self.state != "OK":
                     self._change("OK", "health check passed")
                 return
+            if self.state == INSUFFICIENT_DATA:
+                return  # still coming up: not evaluated until it has passed once
             self._failures += 1
             if self.state != "ALARM" and self._failures >= self.evaluation_periods:
                 self._change("ALARM", f"{self._failures} consecutive failed health checks")

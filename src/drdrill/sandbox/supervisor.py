@@ -195,6 +195,8 @@ class Sandbox:
             truth=self.truth,
             on_alarm=self._on_alarm,
             subscribers=[f"http://127.0.0.1:{pager_port}/notify"],
+            # a stack coming up is no failure: evaluated from its first passing check on
+            wait_until_healthy=True,
         )
         self.pager_address = f"127.0.0.1:{pager_port}"  # or the free port it took: see up()
         self.observer_log = run_dir / "observer.jsonl"

@@ -68,8 +68,9 @@ class SteadyStateTarget(Protocol):
     """A target that can tell whether the stack is healthy before a fault (beyond the probes)."""
 
     def steady_state_problems(self, rpo_s: float | None) -> list[str]:
-        """What is wrong now (replication stopped, the replica's lag over ``rpo_s``, an alarm
-        not OK); empty when the stack is in steady state."""
+        """What is wrong now, one short line each naming it (replication stopped, the replica's
+        lag unknown or over ``rpo_s``, the health alarm not OK, the public name not answering
+        the primary, each where the target can tell); empty when the stack is in steady state."""
 
 
 @runtime_checkable
@@ -191,6 +192,11 @@ class FailoverStack(DatabaseServiceStack, Protocol):
     def set_mode(self, mode: FailoverMode) -> None:
         """Whether the alarm starts the failover by itself."""
 
+    def mode_change(self, mode: FailoverMode) -> Fault:
+        """Setting the mode as a change a drill journals before it makes it
+        (``inject.change(stack.mode_change(...))``): put back at the drill's end, or by
+        ``drdrill recover`` after a kill."""
+
     def invoke_dr(self, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Invoke the DR automation (the runbook's Lambda) and wait for its answer."""
 
@@ -266,6 +272,16 @@ class ResettableStack(Protocol):
 
     def ensure_baseline(self) -> None:
         """Primary serving, DR at pilot light, no alarm: as a drill expects to start."""
+
+
+@runtime_checkable
+class BaselineRestoring(Protocol):
+    """A stack a drill run leaves at its baseline when the run ends (a sandbox the user brought
+    up, which the run found running: a run with ``-k`` may have left it failed over)."""
+
+    def restore_baseline(self) -> str | None:
+        """Back to the baseline if the run left it changed: one line saying what was restored
+        (or a warning that it could not be); None when there was nothing to do."""
 
 
 @runtime_checkable

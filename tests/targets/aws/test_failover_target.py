@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from drdrill.errors import ConfigError
+from drdrill.faults.base import FaultInjector, recover
+from drdrill.faults.journal import Journal
 from drdrill.sandbox.aws.provision import PRIMARY_TASKS, ProvisionedStack
 from drdrill.targets.aws import cloudwatch
 from drdrill.targets.aws.database import rds_writable_probe
@@ -71,6 +73,27 @@ def test_failover_mode_is_whether_the_health_alarm_runs_its_actions(
     assert cloudwatch.actions_enabled(aws, *alarm) is True
 
 
+def test_the_mode_change_is_journaled_and_recover_puts_it_back(
+    stack: ProvisionedStack, tmp_path: Path, moto_endpoint: str
+) -> None:
+    aws = AwsClients(endpoint_url=moto_endpoint)
+    p = stack.settings.primary
+    alarm = (p.region, p.alarms.health or "")
+    target = aws_target(tmp_path, stack)
+    target.set_mode("manual")
+    journal = Journal(tmp_path / "journal.jsonl")
+    injector = FaultInjector(journal)
+    change = target.mode_change("automated")
+    injector.inject(change)  # as inject.change does: journaled first
+    assert cloudwatch.actions_enabled(aws, *alarm) is True
+    # the run is killed here (nothing reverted); recover rebuilds the change from the journal
+    (outcome,) = recover(journal, include_live=True)
+    assert outcome.ok and outcome.kind == "aws.cloudwatch.alarm_actions", outcome
+    assert "enabled=False again" in outcome.note
+    assert cloudwatch.actions_enabled(aws, *alarm) is False
+    assert recover(journal, include_live=True) == []
+
+
 def test_without_a_health_alarm_the_mode_is_unknown_and_cannot_be_set(
     stack: ProvisionedStack, tmp_path: Path
 ) -> None:
@@ -78,6 +101,8 @@ def test_without_a_health_alarm_the_mode_is_unknown_and_cannot_be_set(
     assert target.failover_mode() is None
     with pytest.raises(ConfigError, match=r"targets\.aws\.primary\.alarms\.health: required"):
         target.set_mode("manual")
+    with pytest.raises(ConfigError, match=r"targets\.aws\.primary\.alarms\.health: required"):
+        target.mode_change("manual")
 
 
 def test_scale_to_is_the_setting_or_the_primarys_desired_count(

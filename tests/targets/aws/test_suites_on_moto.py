@@ -238,6 +238,10 @@ def test_a_guard_alarm_aborts_the_drill_and_reverts_its_fault(
     stack: ProvisionedStack, moto_endpoint: str, tmp_path: Path
 ) -> None:
     """Stop conditions are polled while a fault is in: a guard alarm in ALARM reverts it."""
+    # the replica's lag as CloudWatch has it (moto publishes none): the steady state before the
+    # fault asks for it
+    aws = AwsClients(endpoint_url=moto_endpoint)
+    put_replica_lag(aws, stack.dr.region, stack.settings.dr.rds.instance_id, [(_AGO, 0.0)])
     p = stack.settings.primary
     guard = p.alarms.guards[0]
     drill = tmp_path / "test_guarded.py"

@@ -385,3 +385,65 @@ class RebootDbInstance:
             str(record["instance_id"]),
             bool(record.get("force_failover", False)),
         )
+
+
+@dataclass(frozen=True)
+class SetAlarmActions:
+    """A state change, journaled like a fault: the health alarm's actions enabled (automated
+    failover: its notification invokes the DR automation) or disabled (manual) for a drill; the
+    revert (``drdrill recover`` too, after a kill) puts them back as they were."""
+
+    kind: ClassVar[str] = "aws.cloudwatch.alarm_actions"
+    #: a change of configuration, not an outage: no safety consent asked
+    destructive: ClassVar[bool] = False
+    access: AwsAccess
+    region: str
+    alarm: str
+    enabled: bool
+    enabled_before: bool
+    #: the target's clients (shared call log, dry run); never journaled
+    clients: AwsClients | None = field(default=None, compare=False, repr=False)
+
+    def _aws(self) -> AwsClients:
+        return self.clients or self.access.clients()
+
+    def describe(self) -> str:
+        """One line naming the change."""
+        mode = "automated" if self.enabled else "manual"
+        return f"failover mode {mode}: alarm '{self.alarm}' actions enabled={self.enabled}"
+
+    def inject(self) -> None:
+        """Enable or disable the alarm's actions now."""
+        from drdrill.targets.aws import cloudwatch
+
+        cloudwatch.set_actions_enabled(self._aws(), self.region, self.alarm, self.enabled)
+
+    def revert(self) -> RevertResult:
+        """The actions as they were (nothing sent when they already are)."""
+        from drdrill.targets.aws import cloudwatch
+
+        aws = self._aws()
+        if cloudwatch.actions_enabled(aws, self.region, self.alarm) != self.enabled_before:
+            cloudwatch.set_actions_enabled(aws, self.region, self.alarm, self.enabled_before)
+        return RevertResult(f"alarm '{self.alarm}' actions enabled={self.enabled_before} again")
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {
+            "access": self.access.to_record(),
+            "region": self.region,
+            "alarm": self.alarm,
+            "enabled": self.enabled,
+            "enabled_before": self.enabled_before,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        return cls(
+            AwsAccess.from_record(record["access"]),
+            str(record["region"]),
+            str(record["alarm"]),
+            bool(record["enabled"]),
+            bool(record["enabled_before"]),
+        )

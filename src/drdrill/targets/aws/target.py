@@ -29,6 +29,7 @@ from drdrill.errors import ConfigError, DrillError
 from drdrill.faults.base import Fault, is_destructive
 from drdrill.probes.client import ClientSpec
 from drdrill.probes.lag import LagReading, ReplicationState
+from drdrill.probes.resolve import ResolveError
 from drdrill.targets.aws import cloudwatch, ecs, elbv2, lambda_, rds, route53, s3, sns, terraform
 from drdrill.targets.aws.database import DatabaseAccess, rds_writable_probe
 from drdrill.targets.aws.failover import FailoverRecords, Reported, ScaleRequest
@@ -38,6 +39,7 @@ from drdrill.targets.aws.faults import (
     RebootDbInstance,
     RegionDown,
     ScaleServiceToZero,
+    SetAlarmActions,
     StopEcsTasks,
 )
 from drdrill.targets.aws.fis import FisExperiment, backed
@@ -453,6 +455,53 @@ class AwsTarget:
         timeline.mark("replica_lag_read", **reading.to_json())
         return reading
 
+    def steady_state_problems(self, rpo_s: float | None) -> list[str]:
+        """What keeps the stack from its steady state before a fault (``SteadyStateTarget``),
+        asked with the readiness suite's own checks; empty when all hold:
+
+        - replication: :meth:`replication_running` (RDS's ``StatusInfos``);
+        - while it runs, the lag: :meth:`replica_lag` (CloudWatch's ``ReplicaLag``, -1 or no
+          datapoint a problem), surely over ``rpo_s`` a problem too;
+        - the health alarm (``primary.alarms.health``) OK, when one is configured;
+        - the public name answering the primary, where the target can tell: the name
+          (``route53.record_name``) resolves, asked afresh, to an address of one region's load
+          balancer (a name that does not resolve, as in an emulator, tells nothing here; the
+          probes see an outage of it).
+        """
+        problems = []
+        replication = self.replication_running()
+        if not replication:
+            problems.append(replication.reason or "the DR database does not replicate")
+        else:
+            lag = self.replica_lag(Timeline(), rpo_s)
+            if lag.value is None or lag.lower_bound_only:
+                problems.append(lag.reason or "the DR replica's lag is not known")
+            elif rpo_s is not None and lag.value - lag.uncertainty > rpo_s:
+                problems.append(
+                    f"the DR replica's ReplicaLag {lag.value:g} s (± {lag.uncertainty:g} s) is "
+                    f"over the RPO of {rpo_s:g} s"
+                )
+        alarm = self._health_alarm()
+        if alarm is not None:
+            state = self.alarm_state()
+            if state != "OK":
+                problems.append(f"the health alarm '{alarm[1]}' is {state}, not OK")
+        region = self._public_name_region()
+        if region is not None and region != "primary":
+            problems.append(f"the public name {self._public_name()} answers the {region} region")
+        return problems
+
+    def _public_name_region(self) -> Region | None:
+        """The region whose load balancer the public name answers now (asked afresh); None
+        when the target cannot tell: no record name, no answer, an address of neither."""
+        if not self.settings.route53.record_name:
+            return None
+        try:
+            answer = self.dns_answer()
+        except ResolveError:
+            return None
+        return self.region_of(answer)
+
     def primary_record_healthy(self) -> bool:
         """The failover record's PRIMARY has a health check that says HEALTHY."""
         r53 = self.settings.route53
@@ -611,6 +660,20 @@ class AwsTarget:
         if alarm is None:
             return None
         return "automated" if cloudwatch.actions_enabled(self.aws, *alarm) else "manual"
+
+    def mode_change(self, mode: Mode) -> SetAlarmActions:
+        """Setting the mode as a change a drill journals (``inject.change``): the health
+        alarm's actions put back at the drill's end, or by ``drdrill recover`` after a kill."""
+        alarm = self._health_alarm()
+        if alarm is None:
+            raise ConfigError(
+                f"{self.config.path}: targets.aws.primary.alarms.health",
+                "required to set the failover mode (the alarm whose actions start it)",
+            )
+        before = cloudwatch.actions_enabled(self.aws, *alarm)
+        return SetAlarmActions(
+            self._access(), *alarm, mode == "automated", before, clients=self.aws
+        )
 
     def set_mode(self, mode: Mode) -> None:
         """Enable the health alarm's actions (automated) or disable them (manual); what they

@@ -53,6 +53,7 @@ from drdrill.targets.sandbox.faults import (
     PauseReplication,
     RebootDb,
     RegionDown,
+    SetFailoverMode,
     StopTasks,
 )
 from drdrill.timeline import Timeline
@@ -117,6 +118,8 @@ class SandboxTarget:
         self.client = control.client_for(self.settings)
         self.truth = TruthLog(self.run_dir / "truth.jsonl")
         self._started_here = False
+        #: a sandbox ``start`` found running (its owner's: left running, at its baseline)
+        self._found_running = False
         #: resolvers handed to probes: their histories say when clients saw the DNS switch
         self.resolvers: list[TtlResolver] = []
         #: name caches handed to writers (likewise)
@@ -136,38 +139,102 @@ class SandboxTarget:
         if not self.client.alive():
             control.up(self.settings, self.run_dir)
             self._started_here = True
+        else:
+            self._found_running = not self._started_here
 
     def stop(self) -> None:
-        """Take the sandbox down if this run brought it up."""
+        """Take the sandbox down if this run brought it up (one it found running stays up:
+        a drill run restores its baseline first, :meth:`restore_baseline`)."""
         if self._started_here:
             control.down(self.settings, self.run_dir)
             self._started_here = False
 
     def reset(self) -> None:
-        """A fresh stack at its baseline (primary serving, DR at pilot light)."""
+        """A fresh stack at its baseline (primary serving, DR at pilot light). A stack that ran
+        stays its owner's: a sandbox the user brought up is reset, not taken over (``stop``
+        leaves it running)."""
+        was_running = self.client.alive()
         control.down(self.settings, self.run_dir)
         control.up(self.settings, self.run_dir)
-        self._started_here = True
+        if not was_running:
+            self._started_here = True
 
-    def at_baseline(self) -> bool:
-        """Whether the stack is as ``up`` left it: both regions up, primary serving, no alarm."""
+    def baseline_changes(self) -> list[str]:
+        """How the stack differs from its baseline (as ``up`` left it), each as what restoring
+        it does (``failed back from dr``); empty at the baseline."""
         status = self.status()
         regions = status["regions"]
-        return (
-            all(r["state"] == "up" for r in regions.values())
-            and status["failover"] == "primary"
-            and status["dns"]["active"] == "primary"
-            and regions["primary"]["ecs"]["running"] == self.settings.primary.desired
-            and regions["dr"]["ecs"]["desired"] == self.settings.dr.desired
-            and status["alarm"]["state"] == "OK"
-            and status["link"]["at_baseline"]  # joined, and shaped as configured
-            and not any(r["alb"]["cut_off"] for r in regions.values())
-        )
+        changes = [
+            f"{key} region back up (was {region['state']})"
+            for key, region in regions.items()
+            if region["state"] != "up"
+        ]
+        failover, dns = status["failover"], status["dns"]["active"]
+        failed_over = "dr" in (failover, dns)
+        if failed_over:
+            changes.append("failed back from dr")  # DR back to pilot light with it
+        elif failover != "primary":
+            changes.append(f"its failover undone (was {failover})")
+        primary, dr = self.settings.primary, self.settings.dr
+        running = regions["primary"]["ecs"]["running"]
+        if running != primary.desired:
+            changes.append(f"primary service back to {primary.desired} tasks (was {running})")
+        desired = regions["dr"]["ecs"]["desired"]
+        if desired != dr.desired and not failed_over:
+            changes.append(f"dr service back to {dr.desired} desired tasks (was {desired})")
+        if status["alarm"]["state"] != "OK":
+            changes.append(f"alarm back to OK (was {status['alarm']['state']})")
+        link = status["link"]
+        if link["partitioned"]:
+            changes.append("regions rejoined")
+        elif not link["at_baseline"]:  # joined, but not shaped as configured
+            changes.append("inter-region link back to its configured shape")
+        changes += [
+            f"{key} rejoined to its clients" for key, r in regions.items() if r["alb"]["cut_off"]
+        ]
+        if status["mode"] != self.settings.mode:
+            changes.append(f"mode back to {self.settings.mode} (was {status['mode']})")
+        return changes
+
+    def at_baseline(self) -> bool:
+        """Whether the stack is as ``up`` left it: both regions up, primary serving, no alarm,
+        the regions joined as configured, the configured failover mode."""
+        return not self.baseline_changes()
 
     def ensure_baseline(self) -> None:
         """Reset the stack unless it is at its baseline."""
         if not self.client.alive() or not self.at_baseline():
             self.reset()
+
+    def restore_baseline(self) -> str | None:
+        """At the end of a run, a running sandbox back at its baseline (:meth:`ensure_baseline`)
+        if the run left it changed: one line saying what was restored, or a warning that it
+        could not be; None when it was at its baseline. A sandbox no longer running is not
+        started (its owner may have taken it down)."""
+        if self._started_here or not self._found_running:
+            return None  # brought up by this run: it goes down with it
+        where = f"the sandbox in block {self.settings.block} ({self.run_dir})"
+        if blocklock.other_owner(self.settings.block, self.run_dir) is not None:
+            return None  # the block's sandbox is another run folder's: not ours to restore
+        if not self.client.alive():
+            return f"WARNING: {where} no longer runs after the run: nothing restored"
+        changes: list[str] = []
+        try:
+            changes = self.baseline_changes()
+            if not changes:
+                return None
+            self.ensure_baseline()
+            left = self.baseline_changes()
+            problem = f"a reset left it needing: {', '.join(left)}" if left else None
+        except Exception as exc:  # the run's end says so, whatever failed
+            problem = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        what = ", ".join(changes) or "its state unreadable"
+        if problem is None:
+            return f"sandbox restored to its baseline after the run: {what}"
+        return (
+            f"WARNING: {where} is NOT at its baseline after the run, and restoring it ({what}) "
+            f"failed: {problem}; `drdrill sandbox down` then `up` resets it"
+        )
 
     # --- what probes and writers use ---------------------------------------------------------
 
@@ -381,6 +448,11 @@ class SandboxTarget:
     def set_mode(self, mode: Literal["automated", "manual"]) -> None:
         """Whether the alarm runs the DR automation by itself."""
         self.client.call("set_mode", mode=mode)
+
+    def mode_change(self, mode: Literal["automated", "manual"]) -> SetFailoverMode:
+        """Setting the mode as a change a drill journals (``inject.change``): reverted at the
+        drill's end, or by ``drdrill recover`` after a kill."""
+        return SetFailoverMode(self.control_port, mode, self.failover_mode() or "manual")
 
     def invoke_dr(self, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Invoke the DR automation like the runbook's Lambda (synchronous)."""

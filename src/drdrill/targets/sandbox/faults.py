@@ -320,3 +320,48 @@ class CutOffClients:
     def from_record(cls, record: Mapping[str, Any]) -> Self:
         """Rebuild from the journal."""
         return cls(int(record["control_port"]), _region(record))
+
+
+@dataclass(frozen=True)
+class SetFailoverMode:
+    """A state change, journaled like a fault: the failover mode (whether the alarm runs the DR
+    automation by itself) set for a drill; the revert (``drdrill recover`` too, after a kill)
+    puts the mode back as it was, so that a killed automated drill does not leave the next
+    drill's fault to start a real failover."""
+
+    kind: ClassVar[str] = "sandbox.set_mode"
+    #: a change of configuration, not an outage: no safety consent asked
+    destructive: ClassVar[bool] = False
+    control_port: int
+    mode: Literal["automated", "manual"]
+    before: Literal["automated", "manual"]
+
+    def describe(self) -> str:
+        """One line naming the change."""
+        return f"failover mode {self.mode} (was {self.before})"
+
+    def inject(self) -> None:
+        """Set the mode now."""
+        _call(self.control_port, "set_mode", mode=self.mode)
+
+    def revert(self) -> RevertResult:
+        """The mode as it was."""
+        _call(self.control_port, "set_mode", mode=self.before)
+        return RevertResult(f"mode {self.before} again")
+
+    def to_record(self) -> dict[str, Any]:
+        """What recover needs."""
+        return {"control_port": self.control_port, "mode": self.mode, "before": self.before}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
+        """Rebuild from the journal."""
+        modes = ("automated", "manual")
+        mode, before = record.get("mode"), record.get("before")
+        if mode not in modes or before not in modes:
+            raise FaultError(f"sandbox mode record: bad mode {mode!r} or {before!r}")
+        return cls(
+            int(record["control_port"]),
+            "automated" if mode == "automated" else "manual",
+            "automated" if before == "automated" else "manual",
+        )

@@ -1,0 +1,100 @@
+"""The failover mode a drill sets is journaled like a fault: put back when the drill ends, and by
+``drdrill recover`` after the drill was killed (issue 12: a killed automated drill left the alarm
+to fail the region over by itself, and the next drill's fault became a real failover).
+
+A sandbox of the user's own (``drdrill sandbox up``, block 4, a short temporary folder), drilled
+by real pytest runs of a small project; one of them is killed with SIGKILL mid-drill.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.sandbox.sandbox_project import run_drill_file, short_folder, write_config
+
+from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
+from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(mariadb_missing() or haproxy_missing()),
+        reason=f"{mariadb_missing() or haproxy_missing()} (CI installs mariadb-server and haproxy)",
+    ),
+]
+
+BLOCK = 4
+DRDRILL = str(Path(sys.executable).parent / "drdrill")
+
+DRILLS = """
+import os
+import signal
+
+import pytest
+
+
+@pytest.mark.drill(targets=["sandbox"])
+def test_mode_put_back_at_the_end(stack, inject, timeline):
+    inject.change(stack.mode_change("automated"))
+    assert stack.failover_mode() == "automated"
+    assert timeline.find("state_changed") is not None
+    assert timeline.find("fault_injected") is None  # a change is no fault
+
+
+@pytest.mark.drill(targets=["sandbox"])
+def test_killed_after_the_mode_change(stack, inject):
+    inject.change(stack.mode_change("automated"))
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.fixture
+def project() -> Iterator[tuple[Path, Path]]:
+    """The project's folder and config, with the user's sandbox up for the whole test."""
+    with short_folder("drdrill-mode-") as folder:
+        config = write_config(folder, block=BLOCK)
+        (folder / "test_mode.py").write_text(DRILLS)
+        _drdrill("sandbox", "up", "--config", str(config))
+        try:
+            yield folder, config
+        finally:
+            _drdrill("sandbox", "down", "--config", str(config))
+
+
+def _drdrill(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [DRDRILL, *args], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def _mode(config: Path) -> str:
+    status = json.loads(_drdrill("sandbox", "status", "--config", str(config), "--json").stdout)
+    return str(status["mode"])
+
+
+def test_the_mode_is_put_back_at_the_end_and_by_recover_after_a_kill(
+    project: tuple[Path, Path],
+) -> None:
+    folder, config = project
+    assert _mode(config) == "manual"
+
+    ended = run_drill_file(folder, folder / "test_mode.py::test_mode_put_back_at_the_end", config)
+    assert ended.returncode == 0, ended.stdout[-3000:] + ended.stderr[-2000:]
+    assert _mode(config) == "manual"
+
+    killed = run_drill_file(
+        folder, folder / "test_mode.py::test_killed_after_the_mode_change", config
+    )
+    assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-2000:]
+    assert _mode(config) == "automated"  # left behind by the killed drill
+
+    recovered = _drdrill("recover", "--config", str(config))
+    assert "failover mode automated (was manual)" in recovered.stdout, recovered.stdout
+    assert _mode(config) == "manual"
