@@ -100,6 +100,25 @@ def test_plain_tests_run_without_config(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
 
 
+def test_a_parameter_named_like_a_drill_fixture_is_no_drill(pytester: pytest.Pytester) -> None:
+    # ``target`` and ``measure`` are drdrill's fixtures; a test's own parameters of those names
+    # make no drill (no config is looked for, no report written)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("target, measure", [("1 ms", 0.001)])
+        def test_plain(target, measure):
+            assert target == "1 ms"
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    assert "drdrill:" not in result.stdout.str() + result.stderr.str()
+    assert "drdrill report" not in result.stdout.str()
+    assert not (pytester.path / "reports").exists()
+
+
 def test_missed_objective_fails_the_test_naming_phase_value_and_target(
     project: pytest.Pytester,
 ) -> None:

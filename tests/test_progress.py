@@ -81,6 +81,15 @@ def test_steps_print_live_past_the_capture_in_order_with_their_times(
     assert "hunter2" not in result.stdout.str() and "stop task at" in steps[0]
 
 
+def test_verbose_keeps_the_test_and_its_outcome_on_one_line(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("-v")
+    result.assert_outcomes(passed=1)
+    assert len(_progress(result.outlines)) == 3
+    assert any(line.startswith("test_drill.py::test_steps PASSED") for line in result.outlines), (
+        result.outlines
+    )
+
+
 @pytest.mark.parametrize("args", [("-q",), ("--dr-progress", "off")])
 def test_quiet_or_off_prints_no_progress(project: pytest.Pytester, args: tuple[str, ...]) -> None:
     result = project.runpytest_subprocess(*args)

@@ -10,6 +10,8 @@ of the report when the worker goes down, and writes the run's one report and sum
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -273,8 +275,19 @@ class XdistController:
 
 
 def _is_drill(item: pytest.Item) -> bool:
-    names = set(getattr(item, "fixturenames", ()))
-    return item.get_closest_marker("drill") is not None or bool(names & DRILL_FIXTURES)
+    """A test marked ``drill``, or one using a drill fixture: drdrill's own, not a parameter or
+    a fixture of another plugin that happens to share its name (``target``, ``measure``)."""
+    if item.get_closest_marker("drill") is not None:
+        return True
+    names = set(getattr(item, "fixturenames", ())) & DRILL_FIXTURES
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return bool(names)
+    for name in names:
+        defs = info.name2fixturedefs.get(name, ())
+        if any(getattr(d.func, "__module__", None) == __name__ for d in defs):
+            return True
+    return False
 
 
 def _progress_terminal(config: pytest.Config) -> ProgressTerminal | None:
@@ -304,11 +317,17 @@ def _progress_terminal(config: pytest.Config) -> ProgressTerminal | None:
         last[0] = current
         return True
 
+    def after_write() -> None:
+        # pytest writes the test's location again before its outcome ("::test_x PASSED" stays
+        # one line, as people and scripts read it)
+        if reporter is not None:
+            reporter.currentfspath = None
+
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):
         return None
-    return ProgressTerminal.open(fd, line_open=line_open)
+    return ProgressTerminal.open(fd, line_open=line_open, after_write=after_write)
 
 
 def pytest_collection_modifyitems(
@@ -432,16 +451,83 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Keep every test's outcome (setup, call and teardown) for the report, with its reason in
-    one line taken from the exception itself (it travels with the report to xdist's controller)."""
+    one line taken from the exception itself (it travels with the report to xdist's controller).
+    A drill's failure is shown short (:func:`_shorten_failure`), then redacted."""
     report = yield
     drill = item.config.stash.get(SESSION_KEY, None)
     if drill is not None:
         from drdrill.report.outcome import attach_reason
 
         attach_reason(report, call)
+        if report.failed and call.excinfo is not None and _is_drill(item):
+            _shorten_failure(item, report, call.excinfo)
         _redact_report(report)
         drill.record_outcome(report)
     return report
+
+
+def _shorten_failure(
+    item: pytest.Item, report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseException]
+) -> None:
+    """A drill's failure as an SRE reads it, unless the user chose how failures are shown
+    (``--tb``, ``--showlocals``, ``--full-trace``): a drdrill error (a missed objective, a fault
+    with no effect, a stack not healthy before the fault) as its message where the test met it,
+    no source and no locals (the DrillConfig); a plain assertion in pytest's short style. Any
+    other exception is a bug: pytest's long form stays."""
+    from drdrill.errors import DrillError
+
+    if _traceback_asked(item.config):
+        return
+    if isinstance(excinfo.value, pytest.fail.Exception) and not excinfo.value.pytrace:
+        return  # already its message alone (a refusal, AWS unusable): pytest's own one line
+    if isinstance(excinfo.value, DrillError):
+        report.longrepr = _drill_error_repr(item, excinfo)
+    elif isinstance(excinfo.value, AssertionError):
+        # pytest's own short form: each frame's line and the assertion's explanation
+        report.longrepr = item._repr_failure_py(excinfo, style="short")
+
+
+def _traceback_asked(config: pytest.Config) -> bool:
+    """Whether the user chose how failures are shown: ``--tb`` (``--tb=auto`` too, in the
+    arguments, ``addopts`` or ``PYTEST_ADDOPTS``), ``-l``/``--showlocals`` or ``--full-trace``."""
+    if config.getoption("tbstyle", "auto") != "auto":
+        return True
+    if config.getoption("showlocals", False) or config.getoption("fulltrace", False):
+        return True
+    args = [
+        *config.invocation_params.args,
+        *config.getini("addopts"),
+        *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+    ]
+    return any(arg == "--tb" or arg.startswith("--tb=") for arg in map(str, args))
+
+
+def _drill_error_repr(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
+    """``test_x.py:42: in test_x`` then ``E   ObjectiveMissed: <its message>``: where in the
+    test's file the error came through (the deepest frame there, else the test's definition)
+    and what it says, as pytest's short style has it without the source line. Built from
+    pytest's own traceback classes, so that the short summary, JUnit's failure message and
+    pytest-xdist's transport treat it as any failure."""
+    from _pytest._code.code import (
+        ExceptionChainRepr,
+        ReprEntry,
+        ReprFileLocation,
+        ReprTraceback,
+    )
+
+    path, def_line, _ = item.location
+    lineno, function = (def_line or 0) + 1, getattr(item, "originalname", item.name)
+    for entry in reversed(excinfo.traceback):
+        if entry.path == item.path:
+            lineno, function = entry.lineno + 1, entry.name
+            break
+    kind = excinfo.typename
+    message = str(excinfo.value).strip().splitlines()
+    text = [f"{kind}: {message[0]}", *message[1:]] if message else [kind]
+    where = ReprFileLocation(path, lineno, f"in {function}")
+    entry_repr = ReprEntry([f"E   {line}" for line in text], None, None, where, "short")
+    crash = ReprFileLocation(path, lineno, text[0])
+    return ExceptionChainRepr([(ReprTraceback([entry_repr], None, "short"), crash, None)])
 
 
 def _redact_report(report: pytest.TestReport) -> None:
@@ -464,9 +550,10 @@ def _redact_report(report: pytest.TestReport) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Close the progress terminal. Mask secrets in allure-pytest's results too: it writes a
-    failure's message and trace from the exception itself, not from the report drdrill
-    redacted."""
+    """Close the progress terminal. Give allure-pytest's results the run's ``report.html``
+    (written at the session's end, after every test's results) while allure-pytest is still
+    configured; then mask secrets in them: it writes a failure's message and trace from the
+    exception itself, not from the report drdrill redacted."""
     terminal = config.stash.get(PROGRESS_KEY, None)
     if terminal is not None:
         terminal.close()
@@ -474,9 +561,26 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     folder = config.getoption("allure_report_dir", None)
     if folder and Path(folder).is_dir():
+        _attach_run_report(config)
         from drdrill.redact import redact_files
 
         redact_files(Path(folder))
+
+
+def _attach_run_report(config: pytest.Config) -> None:
+    """The run's ``report.html`` (the merged run's at the xdist controller; a worker wrote
+    none) as an allure global attachment; a report that cannot be attached is said on stderr."""
+    merged = config.stash.get(MERGED_KEY, None)
+    drill = config.stash.get(SESSION_KEY, None)
+    written = merged[1] if merged is not None else [] if drill is None else drill.written
+    if not written:
+        return
+    from drdrill.report.allure import attach_written_reports
+
+    try:
+        attach_written_reports(config, written)
+    except Exception as exc:
+        sys.stderr.write(f"drdrill: allure: cannot attach the run's report: {redact(str(exc))}\n")
 
 
 @pytest.hookimpl(trylast=True)
@@ -613,6 +717,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     Printed once a run: by the xdist controller for the merged run, never by its workers.
     """
+    if config.option.collectonly:
+        return  # nothing ran: no figures, no verdict
     width = terminalreporter._tw.fullwidth
     merged = config.stash.get(MERGED_KEY, None)
     if merged is not None:

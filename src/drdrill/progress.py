@@ -42,25 +42,33 @@ class ProgressTerminal:
         stream: TextIO,
         prefix: str = "",
         line_open: Callable[[], bool] | None = None,
+        after_write: Callable[[], None] | None = None,
     ) -> None:
         """``line_open`` says whether pytest's own writer is in the middle of a line (then a
-        newline goes first, so that a drill's lines never run on from pytest's)."""
+        newline goes first, so that a drill's lines never run on from pytest's);
+        ``after_write`` tells pytest's writer that its line was broken (it writes the test's
+        name again before its outcome)."""
         self._stream: TextIO | None = stream
         self._prefix = prefix
         self._line_open = line_open
+        self._after_write = after_write
         self._lock = threading.Lock()
         self._last_label: str | None = None
 
     @classmethod
     def open(
-        cls, fd: int, prefix: str = "", line_open: Callable[[], bool] | None = None
+        cls,
+        fd: int,
+        prefix: str = "",
+        line_open: Callable[[], bool] | None = None,
+        after_write: Callable[[], None] | None = None,
     ) -> ProgressTerminal | None:
         """A terminal on a duplicate of ``fd`` (taken now), or None when there is none."""
         try:
             stream = os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="replace")
         except OSError:
             return None
-        return cls(stream, prefix, line_open)
+        return cls(stream, prefix, line_open, after_write)
 
     def write(self, label: str, line: str) -> None:
         """Write one of drill ``label``'s lines, under the drill's name when pytest wrote since
@@ -76,6 +84,8 @@ class ProgressTerminal:
                 self._last_label = label
                 self._stream.write(f"{text}{self._prefix}{line}\n")
                 self._stream.flush()
+                if self._after_write is not None:
+                    self._after_write()
             except (OSError, ValueError):
                 # the terminal went away (a closed pipe): progress is a courtesy, stop it
                 self._stream = None

@@ -106,6 +106,10 @@ def write_run_reports(
 
     run = redacted(run)  # every artefact and the history from one redacted copy
     folder = report_dir / run.run_id
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # checked at load (load_config): the file system changed since
+        raise ConfigError("report_dir", f"cannot create {folder}: {exc.strerror}") from None
     written = [
         write_json(run, folder / "report.json"),
         write_markdown(run, folder / "report.md", min_outage_s),
@@ -187,6 +191,7 @@ def write_parts(parts: Mapping[str, WorkerPart]) -> list[Path]:
     """
     import json
 
+    from drdrill.redact import redact_data
     from drdrill.report.merge import worker_order
 
     written = []
@@ -198,7 +203,8 @@ def write_parts(parts: Mapping[str, WorkerPart]) -> list[Path]:
         folder = Path(part.report_dir) / str(run_id or "unknown-run") / "parts"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{worker}.json"
-        path.write_text(json.dumps(part.report, indent=2) + "\n", encoding="utf-8")
+        # an exit like any report's: no secret in it
+        path.write_text(json.dumps(redact_data(part.report), indent=2) + "\n", encoding="utf-8")
         written.append(path)
     return written
 
@@ -283,7 +289,7 @@ class DrillSession:
 
         ``run_id`` is the one the pytest-xdist controller gave every worker (else a new one).
         """
-        config = load_config(config_path)
+        config = load_config(config_path, report_dir=report_dir)
         objectives = load_objectives(config)
         name = target or config.target
         where = "--dr-target" if target else f"{config.path}: target"
@@ -444,6 +450,7 @@ class DrillSession:
         try:
             self._sweep_faults()
             if self._target_started:
+                self._restore_baseline()
                 self.target.stop()
         finally:
             for nodeid in list(self._timelines):
@@ -451,6 +458,19 @@ class DrillSession:
             self.run.finished_utc = datetime.now(UTC)
             if write:
                 self.write_reports()
+
+    def _restore_baseline(self) -> None:
+        """A stack the run found running is left at its baseline (a run with ``-k`` may have
+        left it failed over), said in one line on stderr; a failure to restore is a warning:
+        the run's verdict stays its drills'."""
+        from drdrill.targets.base import BaselineRestoring
+
+        if isinstance(self.target, BaselineRestoring):
+            line = self.target.restore_baseline()
+            if line is not None:
+                # on a line of its own: pytest's progress line ("[100%]") is still open here
+                sys.stderr.write(f"\ndrdrill: {line}\n")
+                sys.stderr.flush()
 
     def part(self) -> WorkerPart:
         """This worker's part of the run for the controller to merge (where the reports go, and
@@ -482,6 +502,11 @@ class DrillSession:
             self.config.report.min_outage,
         )
         return self._written
+
+    @property
+    def written(self) -> list[Path]:
+        """The reports :meth:`write_reports` wrote (none before, none for a worker's part)."""
+        return list(self._written)
 
     def report_drill_end(self, item: pytest.Item) -> None:
         """The drill's figures into ``item.user_properties`` (JUnit) and allure-pytest."""

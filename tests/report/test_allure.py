@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,12 @@ from drdrill.report.allure import (
     drill_markdown,
     drill_severity,
     module_suite,
+    phase_span,
     phase_title,
 )
 from drdrill.report.json_report import run_from_json
 from drdrill.report.record import RunRecord
+from drdrill.timeline import Event, Source
 
 from .drill_project import CONFIG, RUNBOOK
 
@@ -141,6 +145,50 @@ def test_the_markdown_fills_the_runbook_tables_with_this_drill_alone() -> None:
         "| Database | RPO | Database | 1.2 s | 0.000 ± 0.000 s [0.000, 0.000] s | met | "
         "no ground truth |" in rows
     )
+
+
+def _measured(result: Result, value: float) -> Result:
+    """``result`` with another measured value (same uncertainty)."""
+    return replace(result, measured=Measurement(value, result.measured.uncertainty))
+
+
+def _event(name: str, at_s: float, uncertainty_s: float = 0.0) -> Event:
+    utc = datetime(2026, 11, 30, 12, 0, tzinfo=UTC) + timedelta(seconds=at_s)
+    return Event(name, utc, 1000.0 + at_s, Source.OBSERVED, uncertainty_s)
+
+
+def test_a_phase_spans_its_real_time_from_its_start_event() -> None:
+    epoch_ms = round(datetime(2026, 11, 30, 12, 0, tzinfo=UTC).timestamp() * 1000)
+    events = [_event("fault_injected", 10.0), _event("alarm", 160.0, 0.5)]
+    detection = Result(
+        "Detection", "rto", Measurement(149.75, 0.25), 120.0, "Detection", "fault_injected", "alarm"
+    )
+    assert phase_span(detection, events) == (epoch_ms + 10_000, epoch_ms + 159_750)
+    # an observed start counts from the middle of its interval, as the figure does
+    late = [_event("fault_injected", 10.0, 0.2), _event("alarm", 160.0, 0.5)]
+    assert phase_span(_measured(detection, 149.85), late) == (
+        epoch_ms + 9_900,
+        epoch_ms + 159_750,
+    )
+    # a name the timeline has twice: the start whose span to the end is the figure
+    twice = [_event("fault_injected", 10.0), _event("fault_injected", 40.0), events[1]]
+    second = _measured(detection, 119.75)
+    assert phase_span(second, twice) == (epoch_ms + 40_000, epoch_ms + 159_750)
+    # an invalid phase (its end before its start) has no length
+    assert phase_span(_measured(detection, -3.0), events) == (
+        epoch_ms + 10_000,
+        epoch_ms + 10_000,
+    )
+
+
+def test_a_figure_that_is_no_span_of_the_timeline_has_none() -> None:
+    events = [_event("fault_injected", 10.0)]
+    rpo = Result("Database", "rpo", Measurement(0.5, 0.01), 60.0, "Database")
+    assert phase_span(rpo, events) is None
+    count = Result("lost writes", "rpo", Measurement(3, 0, "writes"), None, None, "fault_injected")
+    assert phase_span(count, events) is None
+    unseen = Result("Detection", "rto", Measurement(1.0), 120.0, "Detection", "never", "alarm")
+    assert phase_span(unseen, events) is None
 
 
 # --- fed to allure-pytest in a real pytest run -------------------------------------------------
@@ -318,12 +366,17 @@ def test_slow_detection(timeline, measure):
 """
 
 
-def test_a_drill_reaches_allure_through_the_plugin(pytester: pytest.Pytester) -> None:
+def _drill_project(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """A real run of the drills in DRILL on the local target, allure recording."""
     pytester.makefile(".md", runbook=RUNBOOK)
     pytester.makefile(".yaml", drdrill=CONFIG)
     pytester.makeini("[pytest]\ndr_config = drdrill.yaml\n")
     pytester.makepyfile(test_drills=DRILL)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--alluredir=results")
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "--alluredir=results", *args)
+
+
+def test_a_drill_reaches_allure_through_the_plugin(pytester: pytest.Pytester) -> None:
+    result = _drill_project(pytester)
     result.assert_outcomes(passed=1, failed=1)
     found = _results(pytester.path / "results")
     met, missed = found["test_region_failover_drill"], found["test_slow_detection"]
@@ -340,6 +393,37 @@ def test_a_drill_reaches_allure_through_the_plugin(pytester: pytest.Pytester) ->
     assert not [v for k, v in _labels(met) if k == "tag" and v.startswith("P")]
     _, md = _attachment(pytester.path / "results", met, "drdrill runbook tables.md")
     assert "| **Total RTO** | 900 s | 2.499 ± 0.001 s [2.498, 2.500] s | met |" in md
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one process", "xdist"])
+def test_a_real_run_attaches_its_report_html_and_times_each_phase(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    _drill_project(pytester, *workers).assert_outcomes(passed=1, failed=1)
+    folder = pytester.path / "results"
+    (html,) = (pytester.path / "out").glob("*/report.html")
+    (report,) = (pytester.path / "out").glob("*/report.json")
+
+    # the run's report.html, written at the session's end, is the run's global attachment
+    globals_ = [json.loads(p.read_text()) for p in folder.glob("*-globals.json")]
+    (attached,) = [a for g in globals_ for a in g.get("attachments", [])]
+    assert (attached["name"], attached["type"]) == ("drdrill report.html", "text/html")
+    assert (folder / attached["source"]).read_bytes() == html.read_bytes()
+
+    # each phase step spans the phase: from its start event, for as long as it measured
+    data = json.loads(report.read_text())
+    events = {(e["test"], e["name"]): e for e in data["events"]}
+    found = _results(folder)
+    for phase in data["phases"]:
+        (step,) = [s for s in found[phase["test"].rsplit("::", 1)[-1]]["steps"]]
+        assert step["name"].startswith(f"{phase['name']}: ")
+        assert abs(step["stop"] - step["start"] - phase["measured"] * 1000) <= 1
+        start = events[(phase["test"], phase["start"])]
+        begin = datetime.fromisoformat(start["utc"]).timestamp() - start["uncertainty_s"] / 2
+        assert abs(step["start"] - begin * 1000) <= 1
+        (span,) = [s for s in step["steps"] if s["name"].startswith("from ")]
+        assert (span["start"], span["stop"]) == (step["start"], step["stop"])
+    assert {p["name"] for p in data["phases"]} == {"Total RTO", "Detection"}
 
 
 # --- Allure 3 renders them offline ---------------------------------------------------------------

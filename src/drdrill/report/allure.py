@@ -1,34 +1,41 @@
 """Allure results of a drill: each figure a step beside its objective, the evidence attached.
 
-allure-pytest writes the results (``pytest --alluredir DIR``); this module only feeds it through
-allure's public API (``allure.step``, ``allure.attach``, ``allure.dynamic``), once a drill has
-ended, while allure-pytest still has the test open: in the plugin's ``pytest_runtest_teardown``
-wrapper, after the fixtures are torn down (probes stopped, faults reverted). See docs/allure.md.
+allure-pytest writes the results (``pytest --alluredir DIR``); this module feeds it through
+allure's public API (``allure.step``, ``allure.attach``, ``allure.dynamic``; only a step's times
+are set on allure-pytest's own step result, :func:`_open_step`), once a drill has ended, while
+allure-pytest still has the test open: in the plugin's ``pytest_runtest_teardown`` wrapper,
+after the fixtures are torn down (probes stopped, faults reverted). See docs/allure.md.
 ``allure`` is imported only where results are fed, so that the rest (titles, severities, checked
 at collection) works without allure-pytest installed.
 
 Per drill: a step per measured figure titled
 ``Total RTO: 2.598 ± 0.001 s [2.597, 2.599] s (objective 18 s): met`` (a missed or invalid one
 failed, with the miss or the reason as its message; an inconclusive one broken: allure's word
-for "cannot tell"); the drill as JSON (events, figures, outages, probes, RPO), its runbook rows
-in markdown, the HTML report when there is one; labels ``suite`` (the test module),
-``severity`` and a ``tag`` with the target kind, and for a drill that failed a ``tag`` with its
-level of the runbook's escalation matrix ("P1 - Critical"; a drill that passed has none).
+for "cannot tell"), spanning its phase's real start and stop (:func:`phase_span`); the drill
+as JSON (events, figures, outages, probes, RPO), its runbook rows in markdown, an HTML report
+when the caller has one; labels ``suite`` (the test module), ``severity`` and a ``tag`` with
+the target kind, and for a drill that failed a ``tag`` with its level of the runbook's
+escalation matrix ("P1 - Critical"; a drill that passed has none). Per run, at the session's
+end: its ``report.html`` as a global attachment (:func:`attach_written_reports`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from drdrill.errors import DrillError, InputError, ObjectiveMissed
-from drdrill.measure import Result, Status
+from drdrill.measure import Measurement, Result, Status
 from drdrill.report.figures import error_text, interval_text, measured_text, status_text
 from drdrill.report.record import RunRecord, TestRecord
+from drdrill.timeline import Event
 
 #: words in a drill's node id that make it critical by default: losing a region is the
 #: disaster the runbook is for; every other drill is normal unless its marker says otherwise
@@ -154,23 +161,79 @@ def _truth_step(result: Result) -> str:
     return f"ground truth {result.truth_s:.3f} s{source} (error {_signed(error)} ms)"
 
 
-def _phase_step(result: Result) -> None:
+def phase_span(result: Result, events: Sequence[Event]) -> tuple[int, int] | None:
+    """When a figure's phase really ran, as allure's steps keep time (ms since the epoch): from
+    the middle of its start event's interval, for as long as it measured (a figure is the span
+    between the two events' midpoints). None for a figure that is no span of the drill's
+    timeline: no start event (an RPO, a count), not finite. An invalid phase (its end before its
+    start) has no length."""
+    value = result.measured.value
+    if result.start is None or result.measured.unit != "s" or not math.isfinite(value):
+        return None
+    starts = [e for e in events if e.name == result.start]
+    if not starts:
+        return None
+    ends = [e for e in events if e.name == result.end]
+    if ends and len(starts) > 1:
+        # a name the timeline has more than once: the start whose span to an end is the figure
+        pairs = [(s, e) for s in starts for e in ends]
+        start = min(pairs, key=lambda p: abs(Measurement.between(*p).value - value))[0]
+    else:
+        start = starts[0]
+    begin = round((start.utc.timestamp() - start.uncertainty_s / 2) * 1000)
+    return begin, begin + max(0, round(value * 1000))
+
+
+def _open_step(uuid: str) -> Any:
+    """allure-pytest's result of the step ``uuid`` while it is open (its ``start`` and
+    ``stop`` can be set), or None where another allure integration records the run."""
+    from allure_commons import plugin_manager
+
+    for plugin in plugin_manager.get_plugins():
+        get_item = getattr(getattr(plugin, "allure_logger", None), "get_item", None)
+        found = None if get_item is None else get_item(uuid)
+        if hasattr(found, "start") and hasattr(found, "stop"):
+            return found
+    return None
+
+
+@contextlib.contextmanager
+def _step(title: str, span: tuple[int, int] | None) -> Iterator[None]:
+    """``allure.step(title)`` that spans ``span`` (start and stop, ms since the epoch) once
+    closed, not the moment it was written (a drill's steps are written at its teardown)."""
     import allure
 
+    context = allure.step(title)
+    step = None
+    try:
+        with context:
+            step = _open_step(context.uuid)
+            yield
+    finally:
+        # allure-pytest stamps the stop when the step closes: the real times go on after
+        if step is not None and span is not None:
+            step.start, step.stop = span
+
+
+def _phase_step(result: Result, events: Sequence[Event] = ()) -> None:
     # a missed or invalid figure raises an assertion inside its step: that is how allure's
     # public API marks a step failed (with the reason as its message); an inconclusive one any
     # other exception (broken). The test's own outcome stays pytest's.
+    span = phase_span(result, events)
+    # the sub-steps say what the phase is: the span its events bound, then at its end what
+    # was checked (the ground truth, why it is invalid)
+    after = None if span is None else (span[1], span[1])
     with (
         contextlib.suppress(ObjectiveMissed, FigureInconclusive),
-        allure.step(phase_title(result)),
+        _step(phase_title(result), span),
     ):
         if result.start and result.end:
-            with allure.step(f"from {result.start} to {result.end}"):
+            with _step(f"from {result.start} to {result.end}", span):
                 pass
-        with allure.step(_truth_step(result)):
+        with _step(_truth_step(result), after):
             pass
         if result.status is Status.INVALID:
-            with allure.step(f"invalid: {result.note or 'not a possible figure'}"):
+            with _step(f"invalid: {result.note or 'not a possible figure'}", after):
                 pass
         if result.status in (Status.MISSED, Status.INVALID):
             raise ObjectiveMissed(result.describe_miss())
@@ -210,7 +273,7 @@ def record_drill(
         escalation = escalation_matrix.drill_severity(record, matrix)
         allure.dynamic.tag(escalation.label)  # type: ignore[no-untyped-call]
     for result in record.results:
-        _phase_step(result)
+        _phase_step(result, record.events)
     allure.attach(
         drill_json(record), name=DRILL_JSON_NAME, attachment_type=allure.attachment_type.JSON
     )
@@ -230,7 +293,7 @@ def attach_run_report(html_report: Path) -> None:
     """The run's HTML report as an allure global attachment (for the end of the session).
 
     The run's ``report.html`` exists only once every drill has ended, after allure has closed
-    their tests; Allure 3 shows global attachments on the report's front page.
+    their tests; Allure 3 shows global attachments in its "Global Attachments" tab.
     """
     import allure
 
@@ -238,3 +301,17 @@ def attach_run_report(html_report: Path) -> None:
         allure.global_attach.file(  # type: ignore[no-untyped-call]
             str(html_report), name=HTML_REPORT_NAME, attachment_type=allure.attachment_type.HTML
         )
+
+
+def attach_written_reports(config: pytest.Config, written: Iterable[Path]) -> Path | None:
+    """The run's ``report.html`` among the reports it wrote (``written``) as an allure global
+    attachment, when allure-pytest records the run (:func:`allure_recording`); call it at the
+    end of the session, once they are written, while allure-pytest is still configured.
+    Returns the report attached, or None."""
+    if not allure_recording(config):
+        return None
+    html = next((path for path in written if path.name == "report.html"), None)
+    if html is None or not html.is_file():
+        return None
+    attach_run_report(html)
+    return html
