@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.fake_terraform import fake_terraform, first_on_path
 
 from drdrill.cli import main
 from drdrill.commands import init
@@ -315,29 +315,10 @@ def test_a_missing_output_folder_is_one_line(
 # --- --terraform-dir: terraform run on the spot ---------------------------------------------
 
 
-def _fake_terraform(bin_dir: Path, stdout: str, status: int = 0) -> Path:
-    """A ``terraform`` standing in for the real binary (which cannot run here): it records its
-    arguments and prints ``stdout``; returns where the arguments go."""
-    (bin_dir / "stdout").write_text(stdout)
-    script = bin_dir / "terraform"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'printf "%s\\n" "$@" > "{bin_dir}/args"\n'
-        f'cat "{bin_dir}/stdout"\n'
-        f'[ {status} -eq 0 ] || echo "Error: No configuration files" >&2\n'
-        f"exit {status}\n"
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return bin_dir / "args"
-
-
 @pytest.fixture
 def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder first on PATH for the test."""
-    path = tmp_path / "bin"
-    path.mkdir()
-    monkeypatch.setenv("PATH", f"{path}{os.pathsep}{os.environ.get('PATH', '')}")
-    return path
+    return first_on_path(tmp_path, monkeypatch)
 
 
 def _from_dir(folder: Path) -> list[str]:
@@ -354,7 +335,7 @@ def _from_dir(folder: Path) -> list[str]:
 def test_terraform_dir_runs_terraform_output_json_there(
     stack: Path, bin_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = _fake_terraform(bin_dir, json.dumps(OUTPUTS))
+    args = fake_terraform(bin_dir, json.dumps(OUTPUTS))
     code, out, err = _init(capsys, *_from_dir(stack))
     assert (code, err) == (0, "")
     infra = stack / "infra"
@@ -370,7 +351,7 @@ def test_terraform_dir_runs_terraform_output_json_there(
 def test_a_failing_terraform_is_one_line(
     stack: Path, bin_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _fake_terraform(bin_dir, "", status=1)
+    fake_terraform(bin_dir, "", status=1, stderr="Error: No configuration files\n")
     code, _, err = _init(capsys, *_from_dir(stack))
     assert code == 2
     assert _one_line_error(err) == (
@@ -414,7 +395,7 @@ def _drdrill(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 def test_the_command_line_end_to_end(stack: Path, bin_dir: Path) -> None:
-    _fake_terraform(bin_dir, json.dumps(OUTPUTS))
+    fake_terraform(bin_dir, json.dumps(OUTPUTS))
     done = _drdrill(*_from_dir(stack), env=dict(os.environ))
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     assert load_config(stack / "drdrill.yaml").target == "aws"

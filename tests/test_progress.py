@@ -11,7 +11,7 @@ import re
 
 import pytest
 from tests.fake_clock import FakeClock
-from tests.report.drill_project import CONFIG, RUNBOOK
+from tests.report.drill_project import CONFIG, drill_project
 from tests.report.test_every_outcome import FREEZE_CONFIG
 
 from drdrill.observe import NotObserved, poll_until
@@ -37,11 +37,8 @@ def test_steps(timeline):
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makefile(".md", runbook=RUNBOOK)
-    pytester.makefile(".yaml", drdrill=CONFIG)
-    pytester.makeini("[pytest]\ndr_config = drdrill.yaml\n")
-    pytester.makepyfile(test_drill=DRILL)
-    return pytester
+    project: pytest.Pytester = drill_project(pytester, test_drill=DRILL)
+    return project
 
 
 def _progress(lines: list[str], prefix: str = "") -> list[str]:

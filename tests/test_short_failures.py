@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .report.drill_project import CONFIG, RUNBOOK
+from .report.drill_project import drill_project
 
 pytest_plugins = ["pytester"]
 
@@ -57,11 +57,8 @@ NO_EFFECT = "the fault had no effect: no probe failed within 2 s"
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makefile(".md", runbook=RUNBOOK)
-    pytester.makefile(".yaml", drdrill=CONFIG)
-    pytester.makeini("[pytest]\ndr_config = drdrill.yaml\n")
-    pytester.makepyfile(test_drills=DRILLS)
-    return pytester
+    project: pytest.Pytester = drill_project(pytester, test_drills=DRILLS)
+    return project
 
 
 def _line_of(project: pytest.Pytester, text: str) -> int:

@@ -14,7 +14,7 @@ import sqlite3
 import time
 
 import pytest
-from tests.report.drill_project import CONFIG, RUNBOOK
+from tests.report.drill_project import drill_project
 
 from drdrill.faults.base import SIGNALS, deferred_signals, handle_signals
 
@@ -82,10 +82,8 @@ def test_detection(timeline, measure):
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makefile(".md", runbook=RUNBOOK)
-    pytester.makefile(".yaml", drdrill=CONFIG)
-    pytester.makeini("[pytest]\ndr_config = drdrill.yaml\n")
-    return pytester
+    project: pytest.Pytester = drill_project(pytester)
+    return project
 
 
 def _report(project: pytest.Pytester) -> dict[str, object]:

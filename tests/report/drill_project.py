@@ -1,5 +1,9 @@
 """The small drill project (runbook and stack config) the report tests run with pytester."""
 
+from __future__ import annotations
+
+from typing import Any
+
 #: a runbook with one RTO table and one RPO table
 RUNBOOK = """# Runbook
 
@@ -23,3 +27,14 @@ target: local
 journal: journal.jsonl
 report_dir: out
 """
+
+
+def drill_project(pytester: Any, config: str = CONFIG, **drills: str) -> Any:
+    """``pytester``'s folder as the small drill project: the runbook, ``config`` as
+    ``drdrill.yaml`` (found through the ini), and each keyword a drill module of that name."""
+    pytester.makefile(".md", runbook=RUNBOOK)
+    pytester.makefile(".yaml", drdrill=config)
+    pytester.makeini("[pytest]\ndr_config = drdrill.yaml\n")
+    if drills:
+        pytester.makepyfile(**drills)
+    return pytester

@@ -16,9 +16,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
+from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
 from drdrill.timeline import PHASES
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the marks of a module whose tests run a whole sandbox (real MariaDB and HAProxy processes)
+SANDBOX_MARKS = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(mariadb_missing() or haproxy_missing()),
+        reason=f"{mariadb_missing() or haproxy_missing()} (CI installs mariadb-server and haproxy)",
+    ),
+]
 #: the probes' sampling interval in these projects (seconds)
 INTERVAL = 0.05
 #: the figures the failover and failback drills must put beside a ground truth

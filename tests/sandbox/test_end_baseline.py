@@ -16,13 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.sandbox.sandbox_project import ROOT, short_folder, write_config
+from tests.sandbox.sandbox_project import ROOT, SANDBOX_MARKS, short_folder, write_config
 
 from drdrill.config import load_config
 from drdrill.sandbox import control
 from drdrill.sandbox.control import SandboxError
-from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
-from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
 from drdrill.targets.sandbox import SandboxTarget
 
 BLOCK = 12
@@ -30,13 +28,7 @@ BLOCK = 12
 SELECTION = "test_region_failover and (automated or lambda)"
 RESTORED = "drdrill: sandbox restored to its baseline after the run: "
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        bool(mariadb_missing() or haproxy_missing()),
-        reason=f"{mariadb_missing() or haproxy_missing()} (CI installs mariadb-server and haproxy)",
-    ),
-]
+pytestmark = SANDBOX_MARKS
 
 
 def _drdrill(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:

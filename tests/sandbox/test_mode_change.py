@@ -15,18 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.sandbox.sandbox_project import run_drill_file, short_folder, write_config
+from tests.sandbox.sandbox_project import SANDBOX_MARKS, run_drill_file, short_folder, write_config
 
-from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
-from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        bool(mariadb_missing() or haproxy_missing()),
-        reason=f"{mariadb_missing() or haproxy_missing()} (CI installs mariadb-server and haproxy)",
-    ),
-]
+pytestmark = SANDBOX_MARKS
 
 BLOCK = 4
 DRDRILL = str(Path(sys.executable).parent / "drdrill")

@@ -15,12 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from tests.sandbox.sandbox_project import short_folder, write_config
+from tests.sandbox.sandbox_project import SANDBOX_MARKS, short_folder, write_config
 
 from drdrill.config import load_config
 from drdrill.sandbox import control
-from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
-from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
 from drdrill.targets.sandbox import SandboxTarget
 
 BLOCK = 12
@@ -36,13 +34,7 @@ SANDBOX = (
     "    timings: {health_check_interval: 1s, alarm_period: 0.5s, alarm_evaluation_periods: 3}"
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        bool(mariadb_missing() or haproxy_missing()),
-        reason=f"{mariadb_missing() or haproxy_missing()} (CI installs mariadb-server and haproxy)",
-    ),
-]
+pytestmark = SANDBOX_MARKS
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,10 @@ spot (a stand-in ``terraform`` script on PATH prints the JSON)."""
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 
 import pytest
+from tests.fake_terraform import fake_terraform, first_on_path
 
 from drdrill.errors import InputError
 from drdrill.targets.aws import terraform
@@ -96,40 +95,20 @@ def test_a_missing_file_names_it(tmp_path: Path) -> None:
     )
 
 
-def _fake_terraform(bin_dir: Path, stdout: str, status: int = 0, stderr: str = "") -> Path:
-    """A ``terraform`` on PATH that records its arguments and prints ``stdout``."""
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "stdout").write_text(stdout)
-    (bin_dir / "stderr").write_text(stderr)
-    script = bin_dir / "terraform"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'printf "%s\\n" "$@" > "{bin_dir}/args"\n'
-        f'cat "{bin_dir}/stdout"\n'
-        f'cat "{bin_dir}/stderr" >&2\n'
-        f"exit {status}\n"
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return bin_dir / "args"
-
-
 @pytest.fixture
 def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A directory first on PATH for the test."""
-    path = tmp_path / "bin"
-    path.mkdir()
-    monkeypatch.setenv("PATH", f"{path}{os.pathsep}{os.environ.get('PATH', '')}")
-    return path
+    return first_on_path(tmp_path, monkeypatch)
 
 
 def test_outputs_from_the_terraform_command(bin_dir: Path) -> None:
-    args = _fake_terraform(bin_dir, json.dumps(OUTPUT_JSON))
+    args = fake_terraform(bin_dir, json.dumps(OUTPUT_JSON))
     assert terraform.outputs("terraform -chdir=infra/prod") == EXPECTED
     assert args.read_text().split() == ["-chdir=infra/prod", "output", "-json"]
 
 
 def test_the_command_keeps_its_own_output_arguments(bin_dir: Path) -> None:
-    args = _fake_terraform(bin_dir, json.dumps(OUTPUT_JSON))
+    args = fake_terraform(bin_dir, json.dumps(OUTPUT_JSON))
     terraform.outputs("terraform output")
     assert args.read_text().split() == ["output", "-json"]
     terraform.outputs("terraform output -json")
@@ -137,7 +116,7 @@ def test_the_command_keeps_its_own_output_arguments(bin_dir: Path) -> None:
 
 
 def test_bad_json_from_the_command_names_the_command(bin_dir: Path) -> None:
-    _fake_terraform(bin_dir, "Warning: No outputs found\n")
+    fake_terraform(bin_dir, "Warning: No outputs found\n")
     with pytest.raises(InputError) as caught:
         terraform.outputs("terraform -chdir=infra")
     assert caught.value.where == "terraform -chdir=infra"
@@ -145,7 +124,7 @@ def test_bad_json_from_the_command_names_the_command(bin_dir: Path) -> None:
 
 
 def test_a_failed_command_reports_its_last_error_line(bin_dir: Path) -> None:
-    _fake_terraform(
+    fake_terraform(
         bin_dir, "", status=1, stderr="\nError: Backend initialization required\n\n  run init\n"
     )
     with pytest.raises(InputError) as caught:
