@@ -41,6 +41,9 @@ def test_failback_after_failover(
             pytest.skip(f"target '{stack.name}' lacks the capability {capability.__name__}")
     assert isinstance(stack, ScriptedStack) and isinstance(stack, WriteTarget)
     assert isinstance(stack, ReplicaReadiness)
+    problem = stack.script_problem("failback.sh")
+    if problem is not None:  # asked before the fault: never a failover with no way back
+        pytest.skip(problem)
     timeout = drill_config.drills.restore_timeout
     inject.change(stack.mode_change("manual"))  # journaled: put back at the end
     outage = inject(stack.region_down("primary", mode="kill"))

@@ -211,6 +211,11 @@ class ScriptedStack(Protocol):
     def run_script(self, name: str, *args: str, timeout_s: float = 180.0) -> str:
         """Run one of the runbook's scripts; its output; an error naming its exit status."""
 
+    def script_problem(self, name: str) -> str | None:
+        """Why the script ``name`` cannot run here (not configured: naming the key), or None;
+        asked before a drill's fault, so that a drill never takes a region down and then
+        finds it has no script to recover with."""
+
 
 @runtime_checkable
 class WriteTarget(Protocol):

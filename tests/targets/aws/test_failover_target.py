@@ -152,3 +152,21 @@ def test_an_rds_probe_asks_at_most_once_an_interval() -> None:
     assert probe()
     assert asked == [100.0, 101.0, 102.0]
     assert slept == [1.0, 0.75]
+
+
+def test_a_script_not_configured_is_named_before_any_fault(
+    stack: ProvisionedStack, tmp_path: Path
+) -> None:
+    # the drills ask this before their fault: a region taken down with no script to recover
+    # with is what they must never do
+    bare = aws_target(tmp_path, stack)
+    problem = bare.script_problem("failover.sh")
+    assert problem is not None and problem.endswith(
+        "targets.aws.scripts.failover not configured (runs failover.sh)"
+    ), problem
+    assert "no runbook script 'deploy.sh'" in (bare.script_problem("deploy.sh") or "")
+    scripted = aws_target(
+        tmp_path, stack, scripts={"failover": "./failover.sh", "failback": "./failback.sh"}
+    )
+    assert scripted.script_problem("failover.sh") is None
+    assert scripted.script_problem("failback.sh") is None

@@ -695,6 +695,16 @@ class AwsTarget:
         ``dns_switch_requested`` (see :mod:`drdrill.targets.aws.failover`)."""
         return self.records.since(mono, record)
 
+    def script_problem(self, name: str) -> str | None:
+        """``targets.aws.scripts.<key> not configured`` when the team's script for ``name`` is
+        not set (or ``name`` is no runbook script), else None."""
+        key = script_key(name)
+        if key not in SCRIPT_KEYS:
+            return f"no runbook script '{name}' (targets.aws.scripts has: {', '.join(SCRIPT_KEYS)})"
+        if getattr(self.settings.scripts, key) is None:
+            return f"{self.config.path}: targets.aws.scripts.{key} not configured (runs {name})"
+        return None
+
     def run_script(self, name: str, *args: str, timeout_s: float = 180.0) -> str:
         """Run the team's own runbook script ``name`` (``failover.sh`` is
         ``targets.aws.scripts.failover``) with ``args``; its output. In a dry run it is only

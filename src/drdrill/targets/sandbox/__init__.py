@@ -460,6 +460,13 @@ class SandboxTarget:
         result: dict[str, Any] = self.client.call("invoke_dr", payload=body, wait=True)
         return result
 
+    def script_problem(self, name: str) -> str | None:
+        """None for the runbook's scripts the sandbox ships (``failover.sh``, ``failback.sh``,
+        ...); what is missing otherwise."""
+        if not (SCRIPTS / name).is_file():
+            return f"the sandbox has no script '{name}' (in {SCRIPTS})"
+        return None
+
     def run_script(self, name: str, *args: str, timeout_s: float = 180.0) -> str:
         """Run one of the runbook's scripts (``failover.sh``, ...) against this sandbox."""
         proc = subprocess.run(
