@@ -251,7 +251,7 @@ def test_compliance_lists_the_months_runs_with_met_missed_and_digests(
     # Static Assets (RPO, "Real-time": 0 s) is in the runbook but no drill measures it
     assert [(o.label, o.target_s) for o in report.not_measured()] == [("Static Assets (RPO)", 0.0)]
 
-    md, js = write_compliance(report, tmp_path / "out")
+    md, js, _ = write_compliance(report, tmp_path / "out")
     assert (md.name, js.name) == ("compliance-2026-11.md", "compliance-2026-11.json")
     text = md.read_text("utf-8")
     assert "Objectives met: 20; missed: 1; inconclusive: 0; invalid: 3" in text
@@ -292,7 +292,7 @@ def test_compliance_flags_a_report_changed_or_removed_since(
     report = store.compliance("2026-11")
     problems = {(run_id, Path(e.path).name, e.state) for run_id, e in report.evidence_problems}
     assert problems == {(RUN_A, "report.md", "changed"), (RUN_C, "report.json", "missing")}
-    md, _ = write_compliance(report, tmp_path)
+    md, _, _ = write_compliance(report, tmp_path)
     assert "**changed**" in md.read_text("utf-8")
     assert "**missing**" in md.read_text("utf-8")
 
@@ -300,7 +300,7 @@ def test_compliance_flags_a_report_changed_or_removed_since(
 def test_a_month_without_runs_is_an_empty_report(store: HistoryStore, tmp_path: Path) -> None:
     report = store.compliance("2026-12")
     assert (report.runs, report.met, report.missed) == ((), 0, 0)
-    md, js = write_compliance(report, tmp_path)
+    md, js, _ = write_compliance(report, tmp_path)
     assert "No drill ran this month." in md.read_text("utf-8")
     assert json.loads(js.read_text("utf-8"))["runs"] == []
 

@@ -1,14 +1,14 @@
 """``drdrill compliance --month YYYY-MM``: whether the month is compliant, its runs' verdicts,
-objectives and report digests.
+objectives and report digests, as ``compliance-YYYY-MM.md``, ``.json`` and ``.html``.
 
 A month is compliant only when a drill ran in it and every run (dry runs aside) has the verdict
 ``passed`` (``inconclusive`` too with ``--accept-inconclusive`` or the config's
 ``compliance.accept_inconclusive: true``), and every report file still has the digest it was
 stored with. The command exits 0 for a compliant month, 1 for one that is not, 2 for bad input.
 
-No secret goes out (:mod:`drdrill.redact`): the files and lines are made from a redacted copy of
-the month's report (a history an older drdrill wrote may hold one); the digests are checked
-against the files before, as they are on disk.
+No secret goes out (:mod:`drdrill.redact`): the files (the HTML page too) and lines are made
+from a redacted copy of the month's report (a history an older drdrill wrote may hold one); the
+digests are checked against the files before, as they are on disk.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from drdrill.commands.history import DEFAULT_CONFIG, add_store_options, existing, locations
 
 HELP_MONTH = "the month to report, as YYYY-MM (UTC)"
-HELP_OUT = "the folder for compliance-YYYY-MM.md and .json (default: the report folder)"
+HELP_OUT = "the folder for compliance-YYYY-MM.md, .json and .html (default: the report folder)"
 HELP_JSON = "print the report as JSON (the content of compliance-YYYY-MM.json) as well"
 HELP_ACCEPT = (
     "count an inconclusive run (a figure whose interval straddles its target) as compliant "
@@ -37,8 +37,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="write the month's compliance report (verdicts, objectives, report digests)",
         description="Whether a month is compliant, from the history: every run started in it "
         "with its verdict, pytest exit status, objectives met and missed, and the sha256 of "
-        "each of its reports checked against the files on disk. Writes compliance-YYYY-MM.md "
-        "and compliance-YYYY-MM.json; exits 1 for a month that is not compliant.",
+        "each of its reports checked against the files on disk. Writes compliance-YYYY-MM.md, "
+        "compliance-YYYY-MM.json and a self-contained compliance-YYYY-MM.html; exits 1 for a "
+        "month that is not compliant.",
     )
     parser.add_argument("--month", metavar="YYYY-MM", required=True, help=HELP_MONTH)
     add_store_options(parser, default_config=True)
@@ -100,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         )
     for run_id, evidence in report.evidence_problems:
         print(f"  warning: {run_id}: {evidence.path} {evidence.state} since the run recorded it")
-    for path in written:
+    # the page first: the markdown and the JSON stay the last two lines before the verdict,
+    # where scripts written before the page read them
+    for path in sorted(written, key=lambda p: p.suffix != ".html"):
         print(f"drdrill compliance: wrote {path}")
     print(f"drdrill compliance {report.month}: {report.verdict_line()}")
     return code

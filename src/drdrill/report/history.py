@@ -26,6 +26,7 @@ Definitions used by the trend and the compliance report:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -41,6 +42,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
+from drdrill import __version__
 from drdrill.errors import DrillError, InputError
 from drdrill.measure import Measurement, Result, Status
 from drdrill.report.figures import STATUS_RANK
@@ -410,6 +414,13 @@ class MonthObjective:
     worst_s: float
     inconclusive: int = 0
     invalid: int = 0
+    #: the target the month's latest run that measured it was held to (None: no objective)
+    target_s: float | None = None
+
+    @property
+    def label(self) -> str:
+        """The objective's display name (RPO objectives say so)."""
+        return self.objective if self.kind == "rto" else f"{self.objective} (RPO)"
 
 
 @dataclass(frozen=True)
@@ -503,12 +514,25 @@ class ComplianceReport:
         """Report files that changed or vanished since their run was appended."""
         return [(r.run_id, e) for r in self.runs for e in r.evidence if e.state != "ok"]
 
+    def runbook(self) -> tuple[RunbookObjective, ...]:
+        """The runbook's objectives as the month's latest run held to one lists them: its RTO
+        table's rows in their order, then its RPO table's (``report.json`` keeps the order)."""
+        for run in reversed(self.runs):
+            if run.runbook:
+                return run.runbook
+        return ()
+
     def objectives(self) -> list[MonthObjective]:
-        """Each objective over the month, in the order runs first measured it."""
+        """Each objective measured in the month, in the runbook's order (:meth:`runbook`); a
+        figure without a row in it (client downtime) after them, in the order first measured."""
         found: dict[tuple[str, str], list[ObjectiveOutcome]] = {}
         for run in self.runs:
             for o in run.objectives:
                 found.setdefault((o.kind, o.objective), []).append(o)
+        rank = {(o.kind, o.name.lower()): i for i, o in enumerate(self.runbook())}
+        ordered = sorted(  # stable: what the runbook does not list keeps the order it came in
+            found.items(), key=lambda item: rank.get((item[0][0], item[0][1].lower()), len(rank))
+        )
         return [
             MonthObjective(
                 kind=kind,
@@ -519,19 +543,20 @@ class ComplianceReport:
                 worst_s=max(o.worst_s for o in outs),
                 inconclusive=sum(1 for o in outs if o.status == "inconclusive"),
                 invalid=sum(1 for o in outs if o.status == "invalid"),
+                target_s=outs[-1].target_s,
             )
-            for (kind, name), outs in found.items()
+            for (kind, name), outs in ordered
         ]
 
     def not_measured(self) -> list[RunbookObjective]:
-        """Objectives of the runbook (with a target) that no run of the month measured."""
+        """Objectives of the runbook (with a target) that no run of the month measured, in the
+        runbook's order (:meth:`runbook`; rows only an older runbook had after)."""
         measured = {(o.kind, o.objective.lower()) for r in self.runs for o in r.objectives}
         missing: dict[tuple[str, str], RunbookObjective] = {}
-        for run in self.runs:
-            for row in run.runbook:
-                key = (row.kind, row.name.lower())
-                if row.target_s is not None and key not in measured:
-                    missing.setdefault(key, row)
+        for row in (*self.runbook(), *(row for run in self.runs for row in run.runbook)):
+            key = (row.kind, row.name.lower())
+            if row.target_s is not None and key not in measured:
+                missing.setdefault(key, row)
         return list(missing.values())
 
     def to_json(self) -> dict[str, Any]:
@@ -1383,7 +1408,7 @@ def _md_cell(text: str) -> str:
 
 def render_compliance_markdown(report: ComplianceReport) -> str:
     """``compliance-YYYY-MM.md``: whether the month is compliant and why, then its runs with
-    their verdicts, its objectives and the evidence."""
+    their verdicts, its objectives (in the runbook's order) and the evidence."""
     verdict, _, rest = report.verdict_line().partition(" — ")
     counts = ", ".join(
         f"{report.runs_with(v)} {v}" for v in Verdict if report.runs_with(v) or v in ("passed",)
@@ -1433,9 +1458,8 @@ def render_compliance_markdown(report: ComplianceReport) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for o in report.objectives():
-        name = o.objective if o.kind == "rto" else f"{o.objective} (RPO)"
         lines.append(
-            f"| {name} | {o.runs} | {o.met} | {o.missed} | {o.inconclusive} | {o.invalid} | "
+            f"| {o.label} | {o.runs} | {o.met} | {o.missed} | {o.inconclusive} | {o.invalid} | "
             f"{o.worst_s:.3f} s |"
         )
     unmeasured = report.not_measured()
@@ -1470,14 +1494,301 @@ def render_compliance_markdown(report: ComplianceReport) -> str:
     return "\n".join([*lines, ""])
 
 
+#: the compliance page's template, beside report.html's (shipped as package data)
+COMPLIANCE_TEMPLATE = "compliance.html.j2"
+
+
+@dataclass(frozen=True)
+class ComplianceCell:
+    """One run against one objective on the compliance page: its worst figure and status."""
+
+    #: ``6.623 s``, or ``—`` where the run measured nothing for it
+    text: str
+    #: met | missed | inconclusive | invalid | no objective | not measured
+    status: str
+    #: the CSS class of the status
+    css: str
+    #: every figure of the run for it, the worst's interval and the target (a tooltip)
+    title: str
+
+
+@dataclass(frozen=True)
+class ComplianceObjectiveRow:
+    """An objective over the month on the compliance page, with each run's cell."""
+
+    label: str
+    target: str
+    runs: int
+    met: int
+    missed: int
+    inconclusive: int
+    invalid: int
+    worst: str
+    #: one a run, in the order of :attr:`CompliancePage.runs`
+    cells: tuple[ComplianceCell, ...]
+    #: False for a runbook row with a target that no run of the month measured
+    measured: bool = True
+
+
+@dataclass(frozen=True)
+class ComplianceRunRow:
+    """A run of the month on the compliance page."""
+
+    run_id: str
+    started: str
+    target: str
+    verdict: str
+    #: the CSS class of the verdict
+    css: str
+    #: how the verdict counts: ``""`` (passed), ``accepted``, ``not judged`` (a dry run) or
+    #: ``fails the month``
+    standing: str
+    exit_status: str
+    tests: str
+    met: int
+    missed: int
+    inconclusive: int
+    invalid: int
+    why: str
+
+
+@dataclass(frozen=True)
+class ComplianceTestRow:
+    """A test of a run (a drill or a readiness check) and how it ended."""
+
+    run_id: str
+    nodeid: str
+    outcome: str
+    css: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ComplianceEvidenceRow:
+    """A report file of a run, its stored sha256 and whether the file still has it."""
+
+    run_id: str
+    #: relative to the history's folder when the file lies under it
+    path: str
+    sha256: str
+    size: int
+    state: str
+    css: str
+
+
+@dataclass(frozen=True)
+class CompliancePage:
+    """What ``compliance-YYYY-MM.html`` draws, every value as text (the template escapes it)."""
+
+    month: str
+    compliant: bool
+    #: ``COMPLIANT`` or ``NOT COMPLIANT``
+    verdict: str
+    #: the rest of the verdict line: ``4 runs, all passed``, or the first finding
+    verdict_rest: str
+    findings: tuple[str, ...]
+    facts: tuple[tuple[str, str], ...]
+    #: what the month does with an inconclusive run, as the config or the flag says
+    inconclusive_rule: str
+    runs: tuple[ComplianceRunRow, ...]
+    objectives: tuple[ComplianceObjectiveRow, ...]
+    tests: tuple[ComplianceTestRow, ...]
+    evidence: tuple[ComplianceEvidenceRow, ...]
+    #: the folder the evidence paths are relative to
+    evidence_folder: str
+    version: str
+
+
+def _target_text(target_s: float | None) -> str:
+    return "N/A" if target_s is None else f"{target_s:g} s"
+
+
+def _outcome_class(outcome: str) -> str:
+    known = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+    return outcome if outcome in known else "other"
+
+
+def _evidence_path(path: str, folder: Path) -> str:
+    try:
+        return str(Path(path).relative_to(folder))
+    except ValueError:
+        return path
+
+
+def _cell(outcome: ObjectiveOutcome | None) -> ComplianceCell:
+    if outcome is None:
+        return ComplianceCell("—", "not measured", "unmeasured", "not measured in this run")
+    figures = ", ".join(f"{f:.3f}" for f in outcome.figures)
+    many = (
+        f"{outcome.measurements} figures: {figures} s; worst " if outcome.measurements > 1 else ""
+    )
+    target = "no objective" if outcome.target_s is None else f"target {outcome.target_s:g} s"
+    title = (
+        f"{many}{outcome.worst_s:.3f} ± {outcome.worst_uncertainty_s:.3f} s "
+        f"[{outcome.worst_s - outcome.worst_uncertainty_s:.3f}, "
+        f"{outcome.worst_s + outcome.worst_uncertainty_s:.3f}]; {target}: {outcome.status}"
+    )
+    return ComplianceCell(
+        f"{outcome.worst_s:.3f} s", outcome.status, _status_class(outcome.status), title
+    )
+
+
+def _standing(report: ComplianceReport, run: RunSummary) -> str:
+    if run.dry_run:
+        return "not judged"
+    if run.verdict == Verdict.PASSED:
+        return ""
+    return "accepted" if report.run_compliant(run) else "fails the month"
+
+
+def compliance_page(report: ComplianceReport) -> CompliancePage:
+    """The compliance page's values, worked out from the (redacted) report: what the markdown
+    says, with each run's figure for each objective beside it."""
+    verdict, _, rest = report.verdict_line().partition(" — ")
+    counts = ", ".join(
+        f"{report.runs_with(v)} {v}" for v in Verdict if report.runs_with(v) or v == "passed"
+    )
+    facts = (
+        ("Generated", f"{report.generated_utc:%Y-%m-%d %H:%M:%S} UTC"),
+        ("History", report.store),
+        ("Runs", f"{len(report.runs)} ({counts})"),
+        (
+            "Objectives",
+            f"met {report.met}; missed {report.missed}; inconclusive {report.inconclusive}; "
+            f"invalid {report.invalid} (summed over the runs)",
+        ),
+    )
+    if report.accept_inconclusive:
+        rule = (
+            "An inconclusive run (a figure whose interval straddles its target) is accepted: "
+            "it counts as compliant (compliance.accept_inconclusive or --accept-inconclusive)."
+        )
+    else:
+        rule = (
+            "An inconclusive run (a figure whose interval straddles its target) is not "
+            "accepted: it fails the month (compliance.accept_inconclusive is off)."
+        )
+    runs = tuple(
+        ComplianceRunRow(
+            run_id=run.run_id,
+            started=f"{run.started_utc:%Y-%m-%d %H:%M:%S}",
+            target=f"{run.target_name} ({run.target_kind})",
+            verdict=run.verdict,
+            css=_verdict_class(run.verdict),
+            standing=_standing(report, run),
+            exit_status="not recorded" if run.exit_status is None else str(run.exit_status),
+            tests=", ".join(f"{n} {o}" for o, n in run.test_counts().items()) or "none",
+            met=run.met,
+            missed=run.missed,
+            inconclusive=run.inconclusive,
+            invalid=run.invalid,
+            why=run.reason,
+        )
+        for run in report.runs
+    )
+    per_run = [{(o.kind, o.objective): o for o in run.objectives} for run in report.runs]
+    rows = [
+        (
+            (o.kind, o.objective),
+            ComplianceObjectiveRow(
+                label=o.label,
+                target=_target_text(o.target_s),
+                runs=o.runs,
+                met=o.met,
+                missed=o.missed,
+                inconclusive=o.inconclusive,
+                invalid=o.invalid,
+                worst=_fmt(o.worst_s),
+                cells=tuple(_cell(outcomes.get((o.kind, o.objective))) for outcomes in per_run),
+            ),
+        )
+        for o in report.objectives()
+    ]
+    rows += [
+        (
+            (o.kind, o.name),
+            ComplianceObjectiveRow(
+                label=o.label,
+                target=_target_text(o.target_s),
+                runs=0,
+                met=0,
+                missed=0,
+                inconclusive=0,
+                invalid=0,
+                worst="—",
+                cells=tuple(_cell(None) for _ in report.runs),
+                measured=False,
+            ),
+        )
+        for o in report.not_measured()
+    ]
+    # the runbook's rows no run measured take their place in its order, the rest stay after
+    rank = {(o.kind, o.name.lower()): i for i, o in enumerate(report.runbook())}
+    rows.sort(key=lambda item: rank.get((item[0][0], item[0][1].lower()), len(rank)))
+    folder = Path(report.store).parent.resolve()
+    return CompliancePage(
+        month=report.month,
+        compliant=report.compliant,
+        verdict=verdict,
+        verdict_rest=rest,
+        findings=tuple(report.findings),
+        facts=facts,
+        inconclusive_rule=rule,
+        runs=runs,
+        objectives=tuple(row for _, row in rows),
+        tests=tuple(
+            ComplianceTestRow(
+                run.run_id, t.nodeid, t.outcome, _outcome_class(t.outcome), t.message or ""
+            )
+            for run in report.runs
+            for t in run.tests
+        ),
+        evidence=tuple(
+            ComplianceEvidenceRow(
+                run_id=run.run_id,
+                path=_evidence_path(e.path, folder),
+                sha256=e.sha256,
+                size=e.size,
+                state=e.state or "not checked",
+                css="ok" if e.state == "ok" else "bad",
+            )
+            for run in report.runs
+            for e in run.evidence
+        ),
+        evidence_folder=str(folder),
+        version=__version__,
+    )
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    # as report.html's: autoescape on (the name .html.j2 is not one select_autoescape matches)
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("drdrill.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_compliance_html(report: ComplianceReport) -> str:
+    """``compliance-YYYY-MM.html``: the markdown's content as one self-contained page (inline
+    CSS; no script, font or image fetched), every value escaped by the template."""
+    return _environment().get_template(COMPLIANCE_TEMPLATE).render(page=compliance_page(report))
+
+
 def write_compliance(report: ComplianceReport, folder: Path) -> list[Path]:
-    """Write ``compliance-YYYY-MM.md`` and ``.json`` in ``folder``; returns their paths."""
+    """Write ``compliance-YYYY-MM.md``, ``.json`` and ``.html`` in ``folder``; returns their
+    paths, in that order."""
     folder.mkdir(parents=True, exist_ok=True)
     md = folder / f"compliance-{report.month}.md"
     md.write_text(render_compliance_markdown(report), encoding="utf-8")
     js = folder / f"compliance-{report.month}.json"
     js.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
-    return [md, js]
+    page = folder / f"compliance-{report.month}.html"
+    page.write_text(render_compliance_html(report), encoding="utf-8")
+    return [md, js, page]
 
 
 # --- for the plugin -------------------------------------------------------------------------
