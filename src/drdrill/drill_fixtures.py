@@ -316,7 +316,10 @@ class ProbeSession:
         record = self._drill.run.test(self._nodeid)
         for runner in self.runners:
             runner.stop()
-            probes, outages = probe_records(runner.stats())
+            # an endpoint down by design (steady=False) was expected down until it came up
+            probes, outages = probe_records(
+                runner.stats(), expected_down=runner not in self._steady
+            )
             record.probes.extend(probes)
             record.outages.extend(outages)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from drdrill.measure import Measurement, Result
@@ -70,4 +71,18 @@ def test_a_drill_without_figures_gets_a_line_not_an_empty_table() -> None:
     text = render_summary(run, width=80)
     assert "test_steps (passed): no figure measured" in text
     assert "Figure" not in text
+    assert "outages seen by the probes: 1; the longest 0.600 s on /x" in text
+
+
+def test_an_endpoint_down_by_design_is_no_outage_in_the_summary() -> None:
+    test = TestRecord("suites/test_x.py::test_failover", outcome="passed")
+    test.results = []
+    start = datetime(2026, 11, 30, 12, 54, 50, tzinfo=UTC)
+    pilot_light = OutageRecord(
+        "http://127.0.2.2:28080/", start, start + timedelta(seconds=5.0), 5.0, 0.05, 0.05
+    )
+    pilot_light = replace(pilot_light, expected_down=True)
+    real = OutageRecord("http://app/x", start, start + timedelta(seconds=0.6), 0.6, 0.05, 0.05)
+    test.outages = [pilot_light, real]
+    text = render_summary(RunRecord("r", {}, {}, None, 0.02, tests=[test]), width=80)
     assert "outages seen by the probes: 1; the longest 0.600 s on /x" in text

@@ -428,3 +428,229 @@ def test_drills_table_shows_each_drills_severity(html: str) -> None:
     """Region failovers take every probed endpoint down together: P1 by the escalation matrix."""
     assert html.count("P1 - Critical") == 3
     assert "all 6 probed endpoints down together" in html
+
+
+# --- the time within Total RTO in no phase (issue 11) -----------------------------------------
+
+
+def _section(page: Page, anchor: str) -> list[Element]:
+    """The elements of one drill's section, in document order."""
+    start = next(i for i, e in enumerate(page.elements) if e.attrs.get("id") == anchor)
+    after = [
+        i
+        for i, e in enumerate(page.elements)
+        if i > start and e.tag == "section" and "drill" in e.classes
+    ]
+    return page.elements[start : after[0] if after else len(page.elements)]
+
+
+def test_the_script_drills_gaps_are_drawn_and_named(page: Page) -> None:
+    """The script trigger's CLI calls between the promotion and the scale-up, and the rest of
+    Total RTO in no phase: a hatched span each on a row under the phases, named in a list."""
+    script = _section(page, "drill-2")
+    assert len([e for e in script if e.tag == "rect" and "gap" in e.classes]) == 3
+    (row,) = [e for e in script if e.tag == "g" and "gaps" in e.classes]
+    assert "not in any phase" in row.content() and "3 gaps · 3.50 s" in row.content()
+    (heading,) = [e for e in script if e.tag == "p" and "gaps" in e.classes]
+    assert heading.content() == (
+        "Time within Total RTO that no phase covers (gaps of 0.2 s or more):"
+    )
+    items = [e.content() for e in script if e.tag == "li"]
+    assert items == [
+        "not in any phase: 0.694 ± 0.005 s between 'replica_writable' (end of RDS Promotion) "
+        "and 'scale_asked' (start of ECS Scale-up)",
+        "not in any phase: 1.273 ± 0.025 s between 'dr_tasks_healthy' (end of ECS Scale-up) "
+        "and 'dns_record_changed' (start of DNS Update)",
+        "not in any phase: 1.538 ± 0.035 s between 'dns_answers_dr' (end of DNS Update) "
+        "and 'write_acknowledged' (end of Total RTO)",
+    ]
+    # the legend explains the span; a gap is never drawn as a phase bar
+    assert any("not in any phase: time within Total RTO" in e.content() for e in script)
+    assert len([e for e in script if e.tag == "rect" and "phase-bar" in e.classes]) == 8
+    automated = _section(page, "drill-1")
+    assert [e.content() for e in automated if e.tag == "li"] == [
+        "not in any phase: 0.374 ± 0.047 s between 'dns_answers_dr' (end of DNS Update) "
+        "and 'write_acknowledged' (end of Total RTO)"
+    ]
+
+
+def test_a_gap_is_drawn_between_the_bars_it_separates(sample: RunRecord) -> None:
+    """The gap starts where RDS Promotion's bar ends and ends where ECS Scale-up's begins."""
+    timeline = page_view(sample).drills[1].timeline
+    assert timeline is not None
+    bars = {b.name: b for b in timeline.bars}
+    first = timeline.gaps[0]
+    promotion, scale = bars["RDS Promotion"], bars["ECS Scale-up"]
+    # the 5 ms promotion's bar is drawn 2 units wide: its end is where its figure says
+    units = (timeline.ticks[1].x - timeline.ticks[0].x) / float(timeline.ticks[1].label.split()[0])
+    promoted = next(r for r in sample.drills[1].results if r.name == "RDS Promotion")
+    assert first.x == pytest.approx(promotion.x + promoted.measured.value * units, abs=0.01)
+    assert first.x + first.width == pytest.approx(scale.x, abs=0.01)
+    assert first.label == ""  # 42 units: too narrow for its words, which its title has
+    assert [g.label for g in timeline.gaps[1:]] == ["1.27 s", "1.54 s"]
+    assert timeline.gaps_y > max(b.y for b in timeline.bars)
+    assert timeline.events_y > timeline.gaps_y
+
+
+def test_a_drill_with_every_moment_in_a_phase_or_without_phases_lists_no_gap() -> None:
+    """Phases that cover Total RTO: a line says so and no row is drawn; a drill with a Total
+    RTO and no other phase (a reboot drill) says nothing of gaps."""
+    run = RunRecord("r1", {"name": "t", "kind": "local"}, {"rto": {}, "rpo": {}}, None, 1.0)
+    covered = run.test("t.py::covered")
+    covered.events += [_event("fault_injected", 0.0), _event("a", 1.1), _event("restored", 2.0)]
+    covered.results += [
+        Result("Detection", "rto", Measurement(1.1), None, "Detection", "fault_injected", "a"),
+        Result("Decision", "rto", Measurement(0.9), None, "Decision", "a", "restored"),
+        Result(
+            "Total RTO", "rto", Measurement(2.0), None, "Total RTO", "fault_injected", "restored"
+        ),
+    ]
+    reboot = run.test("t.py::reboot")
+    reboot.events += [_event("fault_injected", 0.0), _event("restored", 2.0)]
+    reboot.results.append(
+        Result(
+            "Total RTO", "rto", Measurement(2.0), None, "Total RTO", "fault_injected", "restored"
+        )
+    )
+    page = Page(render_html(run))
+    assert page.errors == []
+    assert not page.find("rect", "gap") and not page.find("li")
+    (note,) = page.find("p", "gaps")
+    assert note.content() == "Every stretch of Total RTO of 0.2 s or more is in some phase."
+    assert "Every stretch" not in " ".join(e.content() for e in _section(page, "drill-2"))
+
+
+# --- endpoints expected down (pilot light, issue 11) ------------------------------------------
+
+#: the region failover probes each DR load balancer directly with steady=False
+DR_DIRECT = re.compile(r"^http://127\.\d\.2\.2:")
+
+
+def _expected_data() -> dict[str, Any]:
+    """The sample as a run that records expectations writes it: the DR load balancers' outages
+    from their first sample on (start unknown) marked expected down."""
+    data = copy.deepcopy(_sample_data())
+    for outage in data["outages"]:
+        if DR_DIRECT.match(outage["endpoint"]):
+            assert outage["start_uncertainty_s"] == 0.0  # probing began while it was down
+            outage["expected_down"] = True
+    return data
+
+
+def test_an_expected_down_stretch_is_drawn_apart_not_as_an_outage() -> None:
+    """The DR load balancer before it first came up: a neutral span labelled "expected down
+    (pilot light)", with a legend entry; the public endpoints' outages stay red."""
+    page = Page(render_html(_load(_expected_data())))
+    assert page.errors == []
+    assert len(page.find("rect", "outage")) == 9  # the public endpoints' only
+    expected = page.find("rect", "expected-down")
+    assert len(expected) == 9
+    assert all("open" not in e.classes for e in expected)
+    script = _section(page, "drill-2")
+    strips = [e for e in script if e.tag == "g" and "strip" in e.classes]
+    dr = [s for s in strips if DR_DIRECT.match(s.attrs["data-endpoint"])]
+    assert len(dr) == 3
+    for strip in dr:
+        text = strip.content()
+        assert "expected down (pilot light)" in text  # drawn on the span
+        assert "48.4% up · no outage once up" in text
+        assert "before it first came up" in text  # its title
+    public = [s for s in strips if s not in dr]
+    assert all("out 6.5" in s.content() for s in public)
+    caption = next(e for e in script if e.tag == "figcaption")
+    legend = [
+        e.content()
+        for e in script
+        if e.tag == "span" and "figcaption" in e.parents and "expected down" in e.content()
+    ]
+    assert "expected down (pilot light)" in caption.content()
+    assert legend == [
+        "expected down (pilot light): an endpoint down by design, before it first came up; "
+        "not an outage"
+    ]
+    # the endpoints table counts no outage for it, and says how long it was expected down
+    row = _row(page, "probes", "http://127.2.2.2:28480/")
+    assert row.endswith(" 0 expected down 4.950 s before first up")
+    svg = next(e for e in script if e.tag == "svg")
+    assert "3 outages (3 expected down)" in svg.attrs["aria-label"]
+
+
+def test_the_sample_as_recorded_draws_no_expectation(page: Page) -> None:
+    """A report written before expectations were recorded: every stretch is an outage, and no
+    legend entry speaks of expected down."""
+    assert not page.find("rect", "expected-down")
+    assert "expected down" not in " ".join(e.content() for e in page.find("figcaption"))
+
+
+def test_an_outage_after_an_expected_endpoint_came_up_stays_an_outage() -> None:
+    """Down by design until it came up, then down again: the second stretch is an outage."""
+    run = RunRecord("r1", {"name": "t", "kind": "local"}, {"rto": {}, "rpo": {}}, None, 1.0)
+    test = run.test("t.py::pilot")
+    test.events += [_event("fault_injected", 0.0), _event("restored", 6.0)]
+    url = "http://dr-lb:80/health"
+    test.outages += [
+        OutageRecord(url, _instant(0.0), _instant(3.0), 3.0, 0.0, 0.05, expected_down=True),
+        OutageRecord(url, _instant(4.0), _instant(4.5), 0.5, 0.05, 0.05, 0.05),
+    ]
+    page = Page(render_html(run))
+    assert page.errors == []
+    (expected,) = page.find("rect", "expected-down")
+    (outage,) = page.find("rect", "outage")
+    assert float(expected.attrs["x"]) < float(outage.attrs["x"])
+    (strip,) = page.find("g", "strip")
+    assert "out 0.50 s once up" in strip.content()
+    # still down by design at the end: drawn expected and open, and said so
+    test.outages[:] = [OutageRecord(url, _instant(0.0), None, None, 0.0, 0.0, expected_down=True)]
+    page = Page(render_html(run))
+    (never,) = page.find("rect", "expected-down")
+    assert "open" in never.classes and not page.find("rect", "outage")
+    assert "never came up" in page.find("g", "strip")[0].content()
+
+
+def test_expected_down_is_recorded_for_steady_false_probes_and_read_back() -> None:
+    """probe_records marks the stretch open from the first sample of an endpoint probed with
+    steady=False, never a later outage and never a steady endpoint's; report.json keeps it and
+    a report without the field reads every stretch as an outage."""
+    from drdrill.probes.stats import ERROR_REFUSED, Sample, endpoint_stats
+    from drdrill.report.json_report import run_to_json
+    from drdrill.report.record import probe_records
+
+    url = "http://dr-lb:80/health"
+    pattern = "xxxxxx......xx....."  # down by design, up, down again, up
+    bad = (None, 0.002, ERROR_REFUSED)
+    samples = [  # ``.`` good, ``x`` refused, one every 0.05 s
+        Sample(k * 0.05, k * 0.05, 1e9 + k * 0.05, *((200, 0.002, None) if m == "." else bad))
+        for k, m in enumerate(pattern)
+    ]
+    stats = [endpoint_stats(url, url, samples)]
+    _, outages = probe_records(stats, expected_down=True)
+    assert [o.expected_down for o in outages] == [True, False]
+    _, steady = probe_records(stats)
+    assert [o.expected_down for o in steady] == [False, False]
+
+    run = RunRecord("r1", {"name": "t", "kind": "local"}, {"rto": {}, "rpo": {}}, None, 1.0)
+    run.test("t.py::pilot").outages.extend(outages)
+    data = json.loads(json.dumps(run_to_json(run)))
+    assert [o["expected_down"] for o in data["outages"]] == [True, False]
+    assert run_from_json(data).tests[0].outages == outages
+    for outage in data["outages"]:
+        del outage["expected_down"]
+    assert not any(o.expected_down for o in run_from_json(data).tests[0].outages)
+
+
+def test_report_md_lists_the_expected_down_stretch_apart_from_the_outages() -> None:
+    """report.md's outage table has the public endpoints' outages only; the DR load balancers'
+    stretches before they came up follow it, as expected down."""
+    from drdrill.report.markdown import render_markdown
+
+    md = render_markdown(_load(_expected_data()))
+    section = md.split("## Outages (client-observed)", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| suites/")]
+    assert len(rows) == 9 and not any("127." in r for r in rows)
+    assert "Expected down, not outages:" in section
+    listed = [line for line in section.splitlines() if line.startswith("- suites/")]
+    assert len(listed) == 9
+    assert (
+        "- suites/test_region_failover.py::test_region_failover[script]: "
+        "http://127.2.2.2:28480/ until 2026-11-29T01:18:35.753165+00:00 (4.950 s)"
+    ) in listed

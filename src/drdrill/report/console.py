@@ -70,13 +70,15 @@ def _drill_table(record: TestRecord) -> Table:
 
 
 def _outage_line(record: TestRecord) -> str | None:
-    """The drill's outages summed up (their count and the longest), under its table."""
-    if not record.outages:
+    """The drill's outages summed up (their count and the longest), under its table; an
+    endpoint down by design before it first came up (pilot light) is no outage."""
+    outages = [o for o in record.outages if not o.expected_down]
+    if not outages:
         return None
-    longest = max(record.outages, key=lambda o: o.duration_s or float("inf"))
+    longest = max(outages, key=lambda o: o.duration_s or float("inf"))
     duration = "still open" if longest.duration_s is None else f"{longest.duration_s:.3f} s"
     return (
-        f"  outages seen by the probes: {len(record.outages)}; the longest "
+        f"  outages seen by the probes: {len(outages)}; the longest "
         f"{duration} on {_short_endpoint(longest.endpoint)}"
     )
 

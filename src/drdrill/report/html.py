@@ -1,8 +1,10 @@
 """``report.html``: one self-contained page a person reads without the JSON.
 
 The page holds the run's header, the runbook's objectives beside the worst figure measured, and
-per drill a timeline (phases as bars beside their targets, events as ticks with their uncertainty,
-an outage strip per probed endpoint), the figures, the probes, the write markers and the event log.
+per drill a timeline (phases as bars beside their targets, the time within Total RTO that no
+phase covers as named gaps, events as ticks with their uncertainty, an outage strip per probed
+endpoint, where an endpoint down by design before it first came up is drawn as expected, not as
+an outage), the figures, the probes, the write markers and the event log.
 Everything is inline (CSS and SVG; no script, font or image is fetched), so the file can be mailed,
 archived with a compliance record or opened on a machine with no network.
 
@@ -28,6 +30,7 @@ from drdrill import __version__
 from drdrill.measure import Measurement, Result, Status
 from drdrill.report.figures import error_text, interval_text, status_text, truth_text
 from drdrill.report.figures import worst as worst_figure
+from drdrill.report.gaps import MIN_GAP_S, Gap, Mark, Span, phase_gaps
 from drdrill.report.record import PASSED, OutageRecord, RpoRecord, RunRecord, TestRecord, Verdict
 from drdrill.report.verdict import verdict_line
 from drdrill.timeline import Event
@@ -44,6 +47,7 @@ _PLOT_RIGHT = _WIDTH - _RIGHT
 _PLOT_WIDTH = _PLOT_RIGHT - _PLOT_LEFT
 _TOP = 34.0  # room for the axis labels
 _PHASE_ROW = 26.0
+_GAP_ROW = 22.0
 _LABEL_ROW = 14.0
 _STRIP_ROW = 22.0
 _GROUP_ROW = 16.0
@@ -58,6 +62,10 @@ _TARGET_ROOM = 1.3
 _STRIP_EVENTS = frozenset({"outage_started", "outage_ended"})
 #: events that get a vertical guide line across the whole chart
 _GUIDES = {"fault_injected": "fault", "service_restored": "restored"}
+#: the words on an expected-down span, the longest that fits its width
+_EXPECTED_WORDS = ("expected down (pilot light)", "expected down", "expected")
+#: estimated width of one character of the 10-unit words drawn on spans (gaps, expected down)
+_SPAN_CHAR_WIDTH = 6.2
 _NICE_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800)
 _MAX_LOST_IDS = 60
 
@@ -242,13 +250,30 @@ class EventMark:
 
 
 @dataclass(frozen=True)
+class GapSpan:
+    """A stretch of Total RTO that no phase covers, as a dashed span on the gaps row."""
+
+    x: float
+    width: float
+    #: the duration drawn on the span where it fits ("0.69 s"), else empty
+    label: str
+    #: the gap named by its two events: "not in any phase: 0.689 ± 0.006 s between ..."
+    text: str
+
+
+@dataclass(frozen=True)
 class OutageSpan:
-    """A client-observed outage of an endpoint, as a red span."""
+    """A client-observed outage of an endpoint, as a red span; or the stretch before an endpoint
+    that is down by design first came up (``expected``), as a neutral one."""
 
     x: float
     width: float
     open: bool
     title: str
+    #: expected down (pilot light): no outage
+    expected: bool = False
+    #: the words drawn on an expected-down span where they fit, else empty
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -268,6 +293,8 @@ class EndpointStrip:
     y: float
     spans: tuple[OutageSpan, ...]
     summary: str
+    #: what hovering the strip says (the summary, and the expected-down stretch spelt out)
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -298,6 +325,13 @@ class TimelineView:
     strips_y: float
     axis_note: str
     summary: str
+    #: the time within Total RTO that no phase covers, on a row of its own under the phases
+    gaps: tuple[GapSpan, ...] = ()
+    gaps_y: float = 0.0
+    #: what the gaps row says on the right ("2 gaps · 2.84 s")
+    gaps_summary: str = ""
+    #: an endpoint was drawn expected down (the legend then explains the colour)
+    expected_down: bool = False
 
 
 @dataclass(frozen=True)
@@ -311,6 +345,9 @@ class ProbeRow:
     p95: str
     p99: str
     outages: str
+    #: how long an endpoint down by design was down before it first came up
+    #: ("expected down 4.951 s before first up"), else empty
+    expected_down: str = ""
 
 
 @dataclass(frozen=True)
@@ -354,6 +391,10 @@ class DrillView:
     probes: tuple[ProbeRow, ...]
     rpo: tuple[RpoPanel, ...]
     events: tuple[EventRow, ...]
+    #: the gaps of Total RTO named in words, as listed under the timeline
+    gaps: tuple[str, ...] = ()
+    #: the heading of that list, or what it found when empty ("" with nothing to check)
+    gaps_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -611,7 +652,81 @@ def _phase_bar(result: Result, start: Event, end: Event, y: float, axis: _Axis) 
     )
 
 
+def _expected_span(outage: OutageRecord, axis: _Axis) -> OutageSpan:
+    """The stretch before an endpoint that is down by design first came up, from its first
+    sample (probing began while it was down) to the first good sample of its recovery run."""
+    x = axis.utc(outage.start_utc)
+    if outage.end_utc is None:
+        title = "expected down (pilot light): down by design, and it never came up in the drill"
+        width = max(_PLOT_RIGHT - x, 2.0)
+        label = _fitting(_EXPECTED_WORDS, width)
+        return OutageSpan(x, width, True, title, expected=True, label=label)
+    title = (
+        f"expected down (pilot light), not an outage: down by design from its first sample "
+        f"until it first came up {_seconds(outage.duration_s)} later "
+        f"(± {outage.end_uncertainty_s:.3f} s)"
+    )
+    width = max(axis.utc(outage.end_utc) - x, 2.0)
+    return OutageSpan(x, width, False, title, expected=True, label=_fitting(_EXPECTED_WORDS, width))
+
+
+def _fitting(choices: Sequence[str], width: float) -> str:
+    """The first of ``choices`` that fits a span ``width`` wide (with a little room), or ""."""
+    return next((c for c in choices if len(c) * _SPAN_CHAR_WIDTH + 8 <= width), "")
+
+
+def _is_total(result: Result) -> bool:
+    return "total rto" in ((result.objective or "").lower(), result.name.lower())
+
+
+def _mark(event: Event) -> Mark:
+    return Mark(event.name, _mid(event), event.uncertainty_s / 2)
+
+
+def _gap_inputs(phases: Sequence[_Phase]) -> tuple[Span, list[Span]] | None:
+    """The drill's Total RTO and its phases as spans; None without a Total RTO or a phase.
+
+    Phases are the RTO figures between two events that have an objective (a runbook row),
+    Total RTO aside: a figure for information only (client downtime) is none."""
+    total = next((p for p in phases if _is_total(p[0])), None)
+    spans = [
+        Span(r.name, _mark(a), _mark(b))
+        for r, a, b in phases
+        if r.kind == "rto" and r.objective and not _is_total(r)
+    ]
+    if total is None or not spans:
+        return None
+    result, start, end = total
+    return Span(result.name, _mark(start), _mark(end)), spans
+
+
+def drill_gaps(phases: Sequence[_Phase], min_gap_s: float = MIN_GAP_S) -> tuple[Gap, ...]:
+    """The stretches of the drill's Total RTO that none of its phases covers, ``min_gap_s``
+    long at least (none without a Total RTO or a phase): :func:`drdrill.report.gaps.phase_gaps`
+    over the phases' events."""
+    inputs = _gap_inputs(phases)
+    return () if inputs is None else phase_gaps(*inputs, min_gap_s)
+
+
+def _gaps_note(phases: Sequence[_Phase], gaps: Sequence[Gap]) -> str:
+    """What the list of gaps under the timeline is headed with ("" when there is none to check)."""
+    inputs = _gap_inputs(phases)
+    if inputs is None or not inputs[0].end.at_s > inputs[0].start.at_s:
+        return ""  # nothing to check: no phase, no Total RTO, or one that is not a span
+    if gaps:
+        return f"Time within Total RTO that no phase covers (gaps of {MIN_GAP_S:g} s or more):"
+    return f"Every stretch of Total RTO of {MIN_GAP_S:g} s or more is in some phase."
+
+
+def _gap_span(gap: Gap, axis: _Axis) -> GapSpan:
+    x = axis.mono(gap.start.at_s)
+    width = max(axis.mono(gap.end.at_s) - x, 2.0)
+    return GapSpan(x, width, _fitting((f"{gap.duration_s:.2f} s",), width), gap.text())
+
+
 def _outage_span(outage: OutageRecord, axis: _Axis) -> OutageSpan:
+    if outage.expected_down:
+        return _expected_span(outage, axis)
     x = axis.utc(outage.start_utc)
     if outage.end_utc is None:
         return OutageSpan(
@@ -637,19 +752,30 @@ def _strips(
         if host and (not groups or groups[-1].label != host):
             groups.append(StripGroup(_cut(host, 90), y))
             y += _GROUP_ROW
-        outages = [o for o in test.outages if o.endpoint == endpoint]
-        spans = tuple(_outage_span(o, axis) for o in outages)
+        mine = [o for o in test.outages if o.endpoint == endpoint]
+        spans = tuple(_outage_span(o, axis) for o in mine)
+        outages = [o for o in mine if not o.expected_down]
+        expected = [o for o in mine if o.expected_down]
         probe = stats.get(endpoint)
         parts = [] if probe is None else [f"{probe.availability:.1f}% up"]
-        if any(s.open for s in spans):
+        # kept short: the summary has the right-hand column (about 34 characters) to itself
+        once_up = " once up" if expected else ""
+        if any(o.end_utc is None for o in expected):
+            parts.append("never came up")
+        elif any(o.end_utc is None for o in outages):
             parts.append("still out")
-        elif spans:
-            parts.append(f"out {sum(o.duration_s or 0.0 for o in outages):.2f} s")
+        elif outages:
+            parts.append(f"out {sum(o.duration_s or 0.0 for o in outages):.2f} s{once_up}")
         else:
-            parts.append("no outage")
-        strips.append(
-            EndpointStrip(_cut(path, _LABEL_LIMIT), endpoint, y, spans, " · ".join(parts))
-        )
+            parts.append(f"no outage{once_up}")
+        summary = " · ".join(parts)
+        title = summary
+        if expected and expected[0].end_utc is not None:
+            title += (
+                f"; expected down (pilot light) {_seconds(expected[0].duration_s)} "
+                "before it first came up"
+            )
+        strips.append(EndpointStrip(_cut(path, _LABEL_LIMIT), endpoint, y, spans, summary, title))
         y += _STRIP_ROW
     return strips, groups, y
 
@@ -692,7 +818,9 @@ def _timeline(test: TestRecord) -> TimelineView | None:
         _phase_bar(result, start, end, phases_y + index * _PHASE_ROW, axis)
         for index, (result, start, end) in enumerate(phases)
     ]
-    events_y = phases_y + len(phases) * _PHASE_ROW + 14
+    gaps = drill_gaps(phases)
+    gaps_y = phases_y + len(phases) * _PHASE_ROW
+    events_y = gaps_y + (_GAP_ROW if gaps else 0.0) + 14
     marks = [
         (e, axis.mono(e.mono), axis.mono(e.mono - e.uncertainty_s))
         for e in events
@@ -706,6 +834,8 @@ def _timeline(test: TestRecord) -> TimelineView | None:
         for name, label in _GUIDES.items()
         if (event := _first(events, name)) is not None
     ]
+    expected = [o for o in test.outages if o.expected_down]
+    outages = [o for o in test.outages if not o.expected_down]
     return TimelineView(
         width=_WIDTH,
         height=max(bottom, strips_y + _STRIP_ROW) + 8,
@@ -721,8 +851,16 @@ def _timeline(test: TestRecord) -> TimelineView | None:
         events_y=events_y,
         strips_y=strips_y,
         axis_note=f"seconds since the drill's first event ({_utc_text(axis.t0_utc)})",
-        summary=f"Timeline of {test.nodeid}: {len(phases)} phases, {len(marks)} events, "
-        f"{len(strips)} endpoints, {len(test.outages)} outages over {axis.extent:.2f} s",
+        summary=f"Timeline of {test.nodeid}: {len(phases)} phases, "
+        + (f"{len(gaps)} gap{'s' if len(gaps) > 1 else ''} in no phase, " if gaps else "")
+        + f"{len(marks)} events, {len(strips)} endpoints, {len(outages)} outages"
+        + (f" ({len(expected)} expected down)" if expected else "")
+        + f" over {axis.extent:.2f} s",
+        gaps=tuple(_gap_span(g, axis) for g in gaps),
+        gaps_y=gaps_y,
+        gaps_summary=f"{len(gaps)} gap{'s' if len(gaps) > 1 else ''} · "
+        f"{sum(g.duration_s for g in gaps):.2f} s",
+        expected_down=bool(expected),
     )
 
 
@@ -767,7 +905,10 @@ def _rpo_panel(record: RpoRecord) -> RpoPanel:
 def _drill(index: int, test: TestRecord) -> DrillView:
     events = sorted(test.events, key=lambda e: e.mono)
     t0 = events[0].mono if events else 0.0
-    outages: Counter[str] = Counter(o.endpoint for o in test.outages)
+    outages: Counter[str] = Counter(o.endpoint for o in test.outages if not o.expected_down)
+    phases = _phases(test, events)
+    gaps = drill_gaps(phases)
+    expected = {o.endpoint: o for o in test.outages if o.expected_down}
     return DrillView(
         anchor=_anchor(index),
         nodeid=test.nodeid,
@@ -787,6 +928,7 @@ def _drill(index: int, test: TestRecord) -> DrillView:
                 p95="—" if p.p95_ms is None else f"{p.p95_ms:.1f} ms",
                 p99="—" if p.p99_ms is None else f"{p.p99_ms:.1f} ms",
                 outages=str(outages.get(p.endpoint, 0)),
+                expected_down=_expected_text(expected.get(p.endpoint)),
             )
             for p in test.probes
         ),
@@ -802,7 +944,18 @@ def _drill(index: int, test: TestRecord) -> DrillView:
             )
             for e in events
         ),
+        gaps=tuple(g.text() for g in gaps),
+        gaps_note=_gaps_note(phases, gaps),
     )
+
+
+def _expected_text(outage: OutageRecord | None) -> str:
+    """How long an endpoint down by design was down before it first came up, for its row."""
+    if outage is None:
+        return ""
+    if outage.end_utc is None:
+        return "expected down; never came up"
+    return f"expected down {_seconds(outage.duration_s)} before first up"
 
 
 def _largest(results: Sequence[Result]) -> Result | None:

@@ -239,6 +239,8 @@ def _outage(r: _Reader) -> OutageRecord:
         duration_uncertainty_s=(
             r.opt_number("duration_uncertainty_s") if "duration_uncertainty_s" in r.data else None
         ),
+        # absent from reports written before it was recorded: every stretch was an outage
+        expected_down=r.flag("expected_down") if "expected_down" in r.data else False,
     )
 
 

@@ -107,12 +107,38 @@ def _outage_row(nodeid: str, row: OutageRecord | Blips) -> str:
     )
 
 
+def _expected_lines(run: RunRecord) -> list[str]:
+    """The endpoints down by design (pilot light) before they first came up: not outages."""
+    expected = [(t.nodeid, o) for t in run.tests for o in t.outages if o.expected_down]
+    if not expected:
+        return []
+    lines = [
+        "Expected down, not outages: endpoints probed as down by design (a pilot-light "
+        "region's load balancer) from their first sample until they first came up.",
+        "",
+    ]
+    for nodeid, o in expected:
+        until = (
+            "never came up"
+            if o.end_utc is None or o.duration_s is None
+            else f"until {o.end_utc.isoformat()} ({o.duration_s:.3f} s)"
+        )
+        lines.append(f"- {_cell(nodeid)}: {_cell(o.endpoint)} {until}")
+    return [*lines, ""]
+
+
 def _outages(run: RunRecord, min_outage_s: float) -> list[str]:
-    """The client-observed outages, a row each, a drill's blips of an endpoint on one."""
+    """The client-observed outages, a row each, a drill's blips of an endpoint on one; the
+    stretches an endpoint was expected down (:attr:`OutageRecord.expected_down`) are listed
+    apart, after them."""
     lines = ["## Outages (client-observed)", ""]
-    rows = [(t.nodeid, row) for t in run.tests for row in merge_blips(t.outages, min_outage_s)]
+    rows = [
+        (t.nodeid, row)
+        for t in run.tests
+        for row in merge_blips([o for o in t.outages if not o.expected_down], min_outage_s)
+    ]
     if not rows:
-        return [*lines, "No outage observed.", ""]
+        return [*lines, "No outage observed.", "", *_expected_lines(run)]
     lines += [
         "| Test | Endpoint | Start (UTC) | End (UTC) | Duration | Boundary uncertainty |",
         "|---|---|---|---|---|---|",
@@ -126,7 +152,7 @@ def _outages(run: RunRecord, min_outage_s: float) -> list[str]:
             "report.json lists each.",
             "",
         ]
-    return lines
+    return [*lines, *_expected_lines(run)]
 
 
 def _target_text(row: Mapping[str, Any]) -> str:

@@ -26,6 +26,10 @@ class OutageRecord:
     (the outage began before the first failed sample completed, after the last good one was
     sent; it ended likewise). ``duration_s`` runs between the bounds' midpoints, known to
     ``± duration_uncertainty_s``.
+
+    ``expected_down`` marks no outage but the stretch before an endpoint that is down by design
+    (probed with ``steady=False``: a pilot-light region's load balancer) first came up: it was
+    failing from its first sample on. The reports draw and list it apart from the outages.
     """
 
     endpoint: str
@@ -35,6 +39,7 @@ class OutageRecord:
     start_uncertainty_s: float
     end_uncertainty_s: float
     duration_uncertainty_s: float | None = None
+    expected_down: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The outage at the JSON edge."""
@@ -46,6 +51,7 @@ class OutageRecord:
             "start_uncertainty_s": self.start_uncertainty_s,
             "end_uncertainty_s": self.end_uncertainty_s,
             "duration_uncertainty_s": self.duration_uncertainty_s,
+            "expected_down": self.expected_down,
         }
 
 
@@ -303,9 +309,15 @@ def run_metadata() -> dict[str, Any]:
 
 
 def probe_records(
-    stats: Iterable[EndpointStats],
+    stats: Iterable[EndpointStats], *, expected_down: bool = False
 ) -> tuple[list[ProbeStatsRecord], list[OutageRecord]]:
-    """The report's records of what continuous probes saw: statistics and outages per endpoint."""
+    """The report's records of what continuous probes saw: statistics and outages per endpoint.
+
+    ``expected_down``: the endpoints are down by design until the drill brings them up (probed
+    with ``steady=False``); an outage that was open from the first sample (no good sample came
+    before it, so its start is unknown) is the stretch before the endpoint first came up and is
+    marked :attr:`OutageRecord.expected_down`. Every later outage is an outage.
+    """
     probes: list[ProbeStatsRecord] = []
     outages: list[OutageRecord] = []
     for endpoint in stats:
@@ -330,6 +342,7 @@ def probe_records(
                 start_uncertainty_s=o.start_uncertainty_s or 0.0,
                 end_uncertainty_s=o.end_uncertainty_s or 0.0,
                 duration_uncertainty_s=o.duration_uncertainty_s,
+                expected_down=expected_down and o.start_uncertainty_s is None,
             )
             for o in endpoint.outages
         )
