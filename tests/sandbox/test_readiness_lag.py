@@ -200,8 +200,10 @@ def test_a_thread_stopped_while_the_heartbeat_runs_fails_with_the_lower_bound(
     _primary, replica = replicating
     before = _heartbeats_on(replica)
     result: list[LagReading] = []
+    # a check long enough that the stop lands in it on a loaded runner (with 0.3 s, every
+    # heartbeat could reach the replica before the stop did)
     check = threading.Thread(
-        target=lambda: result.append(lag_target.replica_lag(Timeline(), RPO_S, seconds=0.3))
+        target=lambda: result.append(lag_target.replica_lag(Timeline(), RPO_S, seconds=2.0))
     )
     started = time.monotonic()
     check.start()

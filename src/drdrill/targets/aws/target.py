@@ -459,9 +459,12 @@ class AwsTarget:
         """What keeps the stack from its steady state before a fault (``SteadyStateTarget``),
         asked with the readiness suite's own checks; empty when all hold:
 
-        - replication: :meth:`replication_running` (RDS's ``StatusInfos``);
-        - while it runs, the lag: :meth:`replica_lag` (CloudWatch's ``ReplicaLag``, -1 or no
-          datapoint a problem), surely over ``rpo_s`` a problem too;
+        - replication: :meth:`replication_running` (RDS's ``StatusInfos``, as it is now);
+        - while it runs, the lag: CloudWatch's latest ``ReplicaLag`` minute, whose largest
+          value must be a lag (no datapoint, or -1 all through the minute: a problem) and not
+          surely over ``rpo_s``. Unlike the readiness check, a -1 earlier in a minute whose
+          replication RDS says runs now is no problem: a reboot drill leaves one in the minute
+          it rebooted, which would hold the next drill up to a minute for nothing;
         - the health alarm (``primary.alarms.health``) OK, when one is configured;
         - the public name answering the primary, where the target can tell: the name
           (``route53.record_name``) resolves, asked afresh, to an address of one region's load
@@ -473,13 +476,17 @@ class AwsTarget:
         if not replication:
             problems.append(replication.reason or "the DR database does not replicate")
         else:
-            lag = self.replica_lag(Timeline(), rpo_s)
-            if lag.value is None or lag.lower_bound_only:
-                problems.append(lag.reason or "the DR replica's lag is not known")
-            elif rpo_s is not None and lag.value - lag.uncertainty > rpo_s:
+            dr = self.settings.dr
+            minutes = self.lag_window_minutes
+            point = rds.replica_lag(self.aws, dr.region, dr.rds.instance_id, minutes=minutes)
+            if point is None or point.maximum < 0:
+                # the readiness reading names both: no datapoint, or -1 (not active)
+                reason = replica_lag_reading(point, dr.rds.instance_id, minutes).reason
+                problems.append(reason or "the DR replica's lag is not known")
+            elif rpo_s is not None and point.maximum - 1.0 > rpo_s:
                 problems.append(
-                    f"the DR replica's ReplicaLag {lag.value:g} s (± {lag.uncertainty:g} s) is "
-                    f"over the RPO of {rpo_s:g} s"
+                    f"the DR replica's ReplicaLag {point.maximum:g} s (± 1 s) is over the RPO "
+                    f"of {rpo_s:g} s"
                 )
         alarm = self._health_alarm()
         if alarm is not None:
