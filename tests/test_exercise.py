@@ -8,27 +8,49 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import select
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import pytest
 import yaml
+from tests.fake_clock import FakeClock
 
+from drdrill.config import ProbesConfig, load_config
 from drdrill.exercise import (
     DEFAULT_TEMPLATE,
+    Communication,
+    Exercise,
+    ExerciseOptions,
+    ExerciseReport,
     MessageFacts,
+    Metric,
     TerminalCheckpoint,
     fill_message,
     find_message_template,
     missing_capabilities,
+    render_markdown,
+    stop_reason,
+    summary_lines,
 )
+from drdrill.faults.base import RevertResult
+from drdrill.faults.journal import Journal
+from drdrill.measure import Measurement
+from drdrill.objectives import parse_runbook
+from drdrill.report.severity import NO_SEVERITY, Severity
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
+from drdrill.targets import make_target
+from drdrill.timeline import Clock
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "tests" / "data" / "runbooks" / "seed-style.md"
@@ -150,6 +172,295 @@ def test_local_target_refused_with_one_line_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "j.jsonl").exists()
 
 
+# --- the exit status, and whose objectives each row is held to -----------------------------------
+
+RUNBOOK = ROOT / "docs" / "runbook.md"
+T0 = datetime(2026, 11, 29, 1, 0, tzinfo=UTC)
+NO_IMPACT = Severity(NO_SEVERITY, "", "", None, "", "", "no outage", None)
+
+
+def _metric(
+    name: str = "Detection Time",
+    measured: float | None = 1.0,
+    uncertainty: float = 0.02,
+    target_s: float | None = 2.4,
+    objective: str | None = "Detection",
+    held_by: Any = "stack",
+    scale: float = 0.02,
+) -> Metric:
+    value = None if measured is None else Measurement(measured, uncertainty)
+    return Metric(name, "?", "a", "b", value, objective, target_s, held_by, scale)
+
+
+def _made_report(*metrics: Metric, **changes: Any) -> ExerciseReport:
+    """A report as the exercise makes it, completed unless ``changes`` say otherwise."""
+    report = ExerciseReport(
+        exercise_id="20261129T010000Z",
+        started_utc=T0,
+        finished_utc=T0 + timedelta(seconds=30),
+        outcome="completed",
+        trigger="script",
+        target={"name": "sandbox", "regions": {"primary": "eu-west-1", "dr": "eu-central-1"}},
+        steps=(),
+        events=(),
+        metrics=metrics or (_metric(),),
+        severity=NO_IMPACT,
+        message=Communication("s", "Subject: s\n", "drdrill default"),
+        outages=(),
+        probes=(),
+        reverts=(),
+        objectives_source="docs/runbook.md",
+        objectives_scale=0.02,
+    )
+    return replace(report, **changes)
+
+
+def test_rows_say_whose_time_they_are_and_the_scale_of_their_objective() -> None:
+    assert _metric(held_by="people", scale=1.0).label == "people (runbook, unscaled)"
+    assert _metric().label == "stack (scaled by 0.02)"
+    assert _metric(held_by="people and stack", scale=1.0).label == (
+        "people and stack (runbook, unscaled)"
+    )
+    # a figure's status as a drill's: met or missed over the whole interval, else inconclusive
+    assert _metric(measured=2.3, uncertainty=0.05).status == "met"
+    assert _metric(measured=2.5, uncertainty=0.05).status == "missed"
+    assert _metric(measured=2.38, uncertainty=0.05).status == "inconclusive"
+    assert _metric(measured=-1.0).status == "invalid"
+    assert _metric(measured=None).status == "not measured"
+    assert _metric(objective=None, target_s=None).status == "no objective"
+    assert _metric(measured=3.0).describe() == (
+        "Detection Time 3.000 ± 0.020 s; objective Detection 2.4 s, stack (scaled by 0.02): missed"
+    )
+
+
+MISSED = _metric(measured=3.0)
+INCONCLUSIVE = _metric(measured=2.38, uncertainty=0.05)
+
+
+@pytest.mark.parametrize(
+    ("report", "status", "failures"),
+    [
+        (_made_report(), 0, []),
+        (_made_report(_metric(), _metric("Response Time", measured=None)), 0, []),
+        (_made_report(_metric(objective=None, target_s=None)), 0, []),
+        (_made_report(MISSED), 1, [f"missed: {MISSED.describe()}"]),
+        (
+            _made_report(INCONCLUSIVE),
+            1,
+            [
+                "inconclusive, not accepted (compliance.accept_inconclusive is off): "
+                + INCONCLUSIVE.describe()
+            ],
+        ),
+        (_made_report(INCONCLUSIVE, accept_inconclusive=True), 0, []),
+        (
+            _made_report(
+                outcome="failed", failed_reverts=("take region primary down (kill): refused",)
+            ),
+            1,
+            ["revert failed: take region primary down (kill): refused"],
+        ),
+        (
+            _made_report(outcome="stopped", stopped_at="take the primary region down"),
+            1,
+            ["stopped before: take the primary region down (not confirmed)"],
+        ),
+        (
+            _made_report(outcome="failed", error="the alarm never\nfired"),
+            1,
+            ["failed: the alarm never fired"],
+        ),
+        (_made_report(outcome="interrupted", error="SIGTERM"), 130, ["interrupted: SIGTERM"]),
+    ],
+    ids=[
+        "all-met",
+        "not-measured",
+        "no-objective",
+        "missed",
+        "inconclusive",
+        "inconclusive-accepted",
+        "revert-failed",
+        "stopped",
+        "failed",
+        "interrupted",
+    ],
+)
+def test_exit_status_is_0_only_when_completed_met_and_reverted(
+    report: ExerciseReport, status: int, failures: list[str]
+) -> None:
+    assert report.failures() == failures
+    assert report.exit_status == status
+    assert report.to_json()["exit_status"] == status
+    assert report.to_json()["failures"] == failures
+
+
+def test_summary_report_and_error_line_name_each_failure() -> None:
+    report = _made_report(
+        MISSED,
+        _metric("Response Time", 90.0, 0.02, 180.0, "Decision", held_by="people", scale=1.0),
+        outcome="failed",
+        failed_reverts=("take region primary down (kill): port in use",),
+        reverts=("failed: take region primary down (kill): port in use",),
+    )
+    lines = summary_lines(report)
+    assert lines[:2] == [
+        "Detection Time: 3.000 ± 0.020 s; objective Detection 2.4 s, stack (scaled by 0.02): "
+        "missed",
+        "Response Time: 90.000 ± 0.020 s; objective Decision 180 s, people (runbook, unscaled): "
+        "met",
+    ]
+    assert lines[-3:] == [
+        "not passed (exit status 1):",
+        f"  missed: {MISSED.describe()}",
+        "  revert failed: take region primary down (kill): port in use",
+    ]
+    markdown = render_markdown(report)
+    assert "- **Exit status**: 1; an inconclusive metric is not accepted" in markdown
+    result = markdown.split("## Result\n\n", 1)[1].split("\n\n", 1)[0]
+    assert result.splitlines() == [
+        f"- missed: {MISSED.describe()}",
+        "- revert failed: take region primary down (kill): port in use",
+    ]
+    assert "| stack (scaled by 0.02) | missed |" in markdown
+    assert "| people (runbook, unscaled) | met |" in markdown
+    assert "Still in place (the revert failed):" in markdown
+    reason = stop_reason(report)
+    assert "\n" not in reason
+    assert reason == (
+        "exercise failed; 1 objective not met (Detection Time missed); 1 revert FAILED "
+        "(take region primary down (kill): port in use); drdrill recover puts back a journaled "
+        "fault"
+    )
+    assert summary_lines(_made_report())[-1] == (
+        "passed: the exercise completed, every objective measured was met, every revert succeeded"
+    )
+    accepted = summary_lines(_made_report(INCONCLUSIVE, accept_inconclusive=True))
+    assert (
+        f"inconclusive, accepted (compliance.accept_inconclusive): {INCONCLUSIVE.describe()}"
+        in (accepted)
+    )
+
+
+class _Described:
+    """A target the report can describe; the metrics read the timeline only."""
+
+    name = "fake"
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "regions": {"primary": "eu-west-1", "dr": "eu-central-1"}}
+
+
+def _timed_exercise(
+    tmp_path: Path, trigger: Any, decision_s: float, scale: float = 0.02
+) -> Exercise:
+    """An exercise whose timeline has a failover's events: the alarm 1.5 s after the fault,
+    the failover triggered ``decision_s`` later, the service back 6 s after that."""
+    clock = FakeClock()
+    runbook = parse_runbook(RUNBOOK)
+    exercise = Exercise(
+        _Described(),  # type: ignore[arg-type]
+        journal=Journal(tmp_path / "journal.jsonl"),
+        probes=ProbesConfig(),
+        confirm=lambda step: True,
+        options=ExerciseOptions(trigger=trigger),
+        objectives=runbook.scaled(scale) if scale != 1 else runbook,
+        people_objectives=runbook,
+        clock=Clock(mono=clock.mono, wall=clock.wall),
+    )
+    timeline = exercise.timeline
+    timeline.observe("fault_injected", clock.t, 0.02)
+    clock.t += 1.5
+    timeline.observe("alarm_raised", clock.t, 0.0)
+    clock.t += decision_s
+    timeline.mark("failover_triggered")
+    clock.t += 6.0
+    timeline.observe("service_restored", clock.t, 0.04)
+    return exercise
+
+
+def test_a_persons_decision_is_held_to_the_runbook_the_stack_to_the_scaled(
+    tmp_path: Path,
+) -> None:
+    # a person took 90 s to decide: the runbook's 3 minutes, not the scaled 3.6 s
+    detection, response, resolution = _timed_exercise(tmp_path, "script", 90.0).metrics()
+    assert (detection.held_by, detection.target_s, detection.status) == (
+        "stack",
+        pytest.approx(2.4),
+        "met",
+    )
+    assert detection.label == "stack (scaled by 0.02)"
+    assert (response.held_by, response.target_s, response.status) == ("people", 180.0, "met")
+    assert response.label == "people (runbook, unscaled)"
+    assert response.measured is not None and response.measured.value == pytest.approx(90.0)
+    # the resolution less the person's 90 s: the stack's 7.5 s against the scaled 18 s
+    assert resolution.held_by == "stack" and resolution.target_s == pytest.approx(18.0)
+    assert resolution.measured is not None
+    assert resolution.measured.value == pytest.approx(7.5, abs=0.05)
+    assert resolution.note == (
+        "fault to service restored 97.49 s, less the people's Response Time 90.00 s"
+    )
+    assert resolution.status == "met"
+
+
+def test_the_alarms_automation_is_the_stacks_and_unscaled_rows_are_not_split(
+    tmp_path: Path,
+) -> None:
+    _, response, resolution = _timed_exercise(tmp_path, "automated", 5.0).metrics()
+    assert response.held_by == "stack" and response.target_s == pytest.approx(3.6)
+    assert response.status == "missed"  # the automation took 5 s against the scaled 3.6 s
+    assert resolution.held_by == "stack" and resolution.note is None
+    # unscaled objectives for both: nothing to take apart, the row is both people's and stack's
+    _, response, resolution = _timed_exercise(tmp_path, "script", 90.0, scale=1).metrics()
+    assert response.label == "people (runbook, unscaled)"
+    assert resolution.label == "people and stack (runbook, unscaled)" and resolution.note is None
+    assert resolution.measured is not None
+    assert resolution.measured.value == pytest.approx(97.5, abs=0.05)
+    assert resolution.target_s == 900.0
+
+
+class _StuckFault:
+    """A fault whose revert fails (its stack no longer answers)."""
+
+    kind: ClassVar[str] = "test.stuck"
+
+    def describe(self) -> str:
+        return "take region primary down (kill)"
+
+    def inject(self) -> None:
+        pass
+
+    def revert(self) -> RevertResult:
+        raise RuntimeError("control port refused:\nconnection reset")
+
+    def to_record(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        return cls()
+
+
+def test_a_revert_that_fails_is_a_failure_of_the_exercise(tmp_path: Path) -> None:
+    """The revert's own failure as the exercise records it (the sandbox test below makes one
+    fail for real)."""
+    exercise = _timed_exercise(tmp_path, "script", 1.0)
+    exercise.say = lambda line: None
+    exercise.injector.inject(_StuckFault())
+    lines = exercise._finish()
+    assert lines == [
+        "failed: take region primary down (kill): control port refused:\nconnection reset"
+    ]
+    assert exercise.failed_reverts == [
+        "take region primary down (kill): control port refused: connection reset"
+    ]
+    report = exercise._report("stopped", "trigger the failover", None, lines)
+    assert report.outcome == "failed"  # not merely stopped: something is still in place
+    assert report.exit_status == 1
+    assert report.failures()[-1] == (
+        "revert failed: take region primary down (kill): control port refused: connection reset"
+    )
+
+
 # --- the examples: a cron line and a CI workflow --------------------------------------------------
 
 
@@ -204,12 +515,15 @@ def test_ci_workflow_is_valid_yaml_with_schedule_and_per_change_jobs() -> None:
 # --- on the sandbox ------------------------------------------------------------------------------
 
 
-def _exercise(cwd: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def _command() -> list[str]:
     from drdrill import cli
 
-    command = [DRDRILL] if "exercise" in cli.COMMANDS else [sys.executable, "-c", _CLI]
+    return [DRDRILL] if "exercise" in cli.COMMANDS else [sys.executable, "-c", _CLI]
+
+
+def _exercise(cwd: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*command, "exercise", *args],
+        [*_command(), "exercise", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -401,3 +715,242 @@ def test_no_at_failback_reverts_the_fault_and_stays_on_dr(sandbox: Path, tmp_pat
     status = _status(sandbox)
     assert status["regions"]["primary"]["state"] == "up"  # the fault is reverted
     assert status["dns"]["active"] == "dr"  # the failover is not undone
+
+
+class _Attended:
+    """``drdrill exercise`` with a person at the terminal: each answer given when they choose,
+    after what they wait for shows on its output."""
+
+    def __init__(self, cwd: Path, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [*_command(), "exercise", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+        )
+        self.out = b""
+        self._seen = 0
+
+    def wait_for(self, text: str, timeout_s: float = 120.0) -> None:
+        """Read the output until ``text`` shows (after what the last wait found)."""
+        assert self.process.stdout is not None
+        wanted = text.encode()
+        deadline = time.monotonic() + timeout_s
+        while (found := self.out.find(wanted, self._seen)) < 0:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {text!r} within {timeout_s:g} s: {self.out.decode()}"
+            ready, _, _ = select.select([self.process.stdout], [], [], left)
+            if ready:
+                chunk = os.read(self.process.stdout.fileno(), 4096)
+                assert chunk, f"the exercise ended before {text!r}: {self.out.decode()}"
+                self.out += chunk
+        self._seen = found + len(wanted)
+
+    def answer(self, text: str) -> None:
+        """Type ``text`` at the terminal."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(text.encode())
+        self.process.stdin.flush()
+
+    def finish(self, timeout_s: float = 240.0) -> subprocess.CompletedProcess[str]:
+        """No more answers: the exit status and the whole output."""
+        try:
+            rest, err = self.process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            rest, err = self.process.communicate()
+        stdout = (self.out + rest).decode()
+        return subprocess.CompletedProcess(
+            self.process.args, self.process.returncode, stdout, err.decode()
+        )
+
+
+def _back_on_primary(sandbox: Path) -> None:
+    """The module's sandbox failed back if a test left it on the DR region (a no at the
+    failback does): the exercise's readiness refuses a split brain."""
+    if _status(sandbox)["dns"]["active"] == "primary":
+        return
+    back = subprocess.run(
+        [DRDRILL, "sandbox", "failback", "--config", str(sandbox)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert _status(sandbox)["dns"]["active"] == "primary"
+
+
+def _config_with(sandbox: Path, tmp_path: Path, objectives: str) -> Path:
+    """The module's sandbox config with its ``objectives:`` line replaced."""
+    text = sandbox.read_text().replace("objectives: {scale: 0.02}", objectives)
+    assert objectives in text
+    config = tmp_path / "drdrill.yaml"
+    config.write_text(text)
+    return config
+
+
+@needs_sandbox
+def test_a_missed_objective_exits_1_naming_it(sandbox: Path, tmp_path: Path) -> None:
+    """Detection held to 1 ms (the stack's alarm takes seconds): the exercise completes, misses
+    that one objective, and says so in the summary, the report and its error line."""
+    _back_on_primary(sandbox)
+    config = _config_with(sandbox, tmp_path, "objectives: {scale: 0.02, rto: {Detection: 0.001}}")
+    result = _exercise(tmp_path, "--config", str(config), "--yes", "--out", str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        "drdrill: error: exercise completed; 1 objective not met (Detection Time missed); report: "
+    ), line
+    report = _report(tmp_path)
+    assert report["outcome"] == "completed" and report["exit_status"] == 1
+    (failure,) = report["failures"]
+    assert failure.startswith("missed: Detection Time ")
+    assert failure.endswith("; objective Detection 0.001 s, stack (scaled by 0.02): missed")
+    assert f"  {failure}" in result.stdout.splitlines()
+    assert "not passed (exit status 1):" in result.stdout
+    assert f"- {failure}" in next(tmp_path.glob("exercise-*.md")).read_text()
+    # the others met, each held to its own objectives
+    metrics = {m["name"]: m for m in report["metrics"]}
+    assert metrics["Response Time"]["status"] == "met"
+    assert metrics["Resolution Time"]["status"] == "met"
+    status = _status(sandbox)
+    assert status["dns"]["active"] == "primary" and status["regions"]["primary"]["state"] == "up"
+
+
+#: how long the person takes to decide: over the scaled Decision (3 minutes x 0.02 = 3.6 s)
+DECISION_S = 4.5
+
+
+@needs_sandbox
+def test_a_persons_decision_is_held_to_the_runbooks_own_objective(
+    sandbox: Path, tmp_path: Path
+) -> None:
+    """A person answers the failover's checkpoint after 4.5 s: met against the runbook's
+    3 minutes (the scaled 3.6 s would have missed it); the stack's rows stay scaled."""
+    _back_on_primary(sandbox)
+    session = _Attended(tmp_path, "--config", str(sandbox), "--out", str(tmp_path))
+    session.wait_for("next: take the primary region down. go on? [y/N] ")
+    session.answer("y\n")
+    session.wait_for("next: trigger the failover: run scripts/failover.sh --yes. go on? [y/N] ")
+    time.sleep(DECISION_S)
+    session.answer("y\n")
+    session.wait_for("next: fail back to the primary region: run scripts/failback.sh. go on?")
+    session.answer("y\n")
+    result = session.finish()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    report = _report(tmp_path)
+    assert report["outcome"] == "completed" and report["failures"] == []
+    metrics = {m["name"]: m for m in report["metrics"]}
+    response = metrics["Response Time"]
+    assert response["measured_s"] >= DECISION_S > 3 * 60 * 0.02
+    assert (response["objective"], response["target_s"], response["status"]) == (
+        "Decision",
+        180.0,
+        "met",
+    )
+    assert response["held_by"] == "people" and response["label"] == "people (runbook, unscaled)"
+    detection = metrics["Detection Time"]
+    assert detection["held_by"] == "stack" and detection["label"] == "stack (scaled by 0.02)"
+    assert detection["target_s"] == pytest.approx(2 * 60 * 0.02)
+    # the resolution less the person's decision, against the scaled Total RTO
+    resolution = metrics["Resolution Time"]
+    assert resolution["label"] == "stack (scaled by 0.02)"
+    assert resolution["target_s"] == pytest.approx(15 * 60 * 0.02)
+    whole, people = map(
+        float,
+        re.fullmatch(
+            r"fault to service restored ([\d.]+) s, less the people's Response Time ([\d.]+) s",
+            resolution["note"],
+        ).groups(),  # type: ignore[union-attr]
+    )
+    assert people == pytest.approx(response["measured_s"], abs=0.01)
+    assert resolution["measured_s"] == pytest.approx(whole - people, abs=0.01)
+    assert resolution["status"] == "met"
+    lines = result.stdout.splitlines()
+    (summary,) = [line for line in lines if line.startswith("Response Time: ")]
+    assert summary.endswith("; objective Decision 180 s, people (runbook, unscaled): met")
+    (summary,) = [line for line in lines if line.startswith("Detection Time: ")]
+    assert summary.endswith("stack (scaled by 0.02): met")
+    assert lines[-1] == (
+        "passed: the exercise completed, every objective measured was met, every revert succeeded"
+    )
+    markdown = next(tmp_path.glob("exercise-*.md")).read_text()
+    assert "| people (runbook, unscaled) | met |" in markdown
+    assert "| stack (scaled by 0.02) | met |" in markdown
+
+
+def _db_address(config: Path) -> tuple[str, int]:
+    target = make_target("sandbox", load_config(config), "test")
+    address: tuple[str, int] = target.db_address("primary")  # type: ignore[attr-defined]
+    return address
+
+
+def _hold_port(address: tuple[str, int], timeout_s: float = 15.0) -> socket.socket:
+    """Listen on ``address`` once the killed database has let go of it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            held.bind(address)
+            held.listen(1)
+            return held
+        except OSError:
+            held.close()
+            assert time.monotonic() < deadline, f"{address} still taken"
+            time.sleep(0.05)
+
+
+@needs_sandbox
+def test_a_revert_that_fails_exits_1_and_fails_the_exercise(sandbox: Path, tmp_path: Path) -> None:
+    """The primary database's port taken while its region is down: bringing the region back
+    fails. A no at the failover is then no mere stop: the outcome is failed, exit status 1,
+    the revert named; drdrill recover puts the region back once the port is free."""
+    _back_on_primary(sandbox)
+    journal = sandbox.parent / "journal.jsonl"
+    before = len(_journal_ops(journal))
+    address = _db_address(sandbox)
+    session = _Attended(tmp_path, "--config", str(sandbox), "--out", str(tmp_path))
+    held: socket.socket | None = None
+    try:
+        session.wait_for("next: take the primary region down. go on? [y/N] ")
+        session.answer("y\n")
+        session.wait_for("take the primary region down: ok")
+        held = _hold_port(address)
+        session.wait_for("next: trigger the failover")
+        session.answer("n\n")
+        result = session.finish()
+    finally:
+        if held is not None:
+            held.close()
+        if session.process.poll() is None:
+            session.process.kill()
+            session.process.wait()
+    try:
+        assert result.returncode == 1, result.stdout + result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(
+            "drdrill: error: exercise failed: stopped before 'trigger the failover: "
+        ), line
+        assert "; 1 revert FAILED (take region primary down (kill): " in line
+        report = _report(tmp_path)
+        assert report["outcome"] == "failed" and report["exit_status"] == 1
+        (still,) = report["failed_reverts"]
+        assert still.startswith("take region primary down (kill): ")
+        assert report["failures"][-1] == f"revert failed: {still}"
+        assert f"  revert failed: {still}" in result.stdout.splitlines()
+        assert "NOT REVERTED: take region primary down (kill)" in report["message"]["text"]
+        assert _journal_ops(journal)[before:] == ["inject", "revert_failed"]
+    finally:
+        recovered = subprocess.run(
+            [DRDRILL, "recover", "--config", str(sandbox)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert _journal_ops(journal)[before:] == ["inject", "revert_failed", "reverted"]
+    status = _status(sandbox)
+    assert status["regions"]["primary"]["state"] == "up" and status["dns"]["active"] == "primary"

@@ -21,7 +21,13 @@ is safe, and the report says how to fail back. Ctrl-C and SIGTERM revert likewis
 Each step is recorded with its UTC start and end and its outcome; the runbook's "Metrics to
 Track" are measured beside its objectives, the severity of the outage is classified with its
 escalation matrix, and its internal communication message is filled with the real times, the
-DR region and the actions taken.
+DR region and the actions taken. The people's step (the decision a person takes at the
+failover's checkpoint) is held to the runbook's own objective, the stack's (the alarm, the
+failover on the stack) to the config's scaled ones; each metric says which.
+
+The exercise passes (:attr:`ExerciseReport.exit_status` 0) only when it completed, every
+objective it measured was met (an inconclusive one only with ``accept_inconclusive``) and every
+revert succeeded; a failed revert makes its outcome ``failed``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, TextIO
@@ -45,7 +51,7 @@ from drdrill.drill_fixtures import to_endpoint
 from drdrill.errors import DrillError, InputError
 from drdrill.faults.base import Fault, FaultInjector, handle_signals
 from drdrill.faults.journal import Journal
-from drdrill.measure import Measurement
+from drdrill.measure import Measurement, Result
 from drdrill.objectives import Objectives
 from drdrill.observe import poll_until
 from drdrill.probes.http import (
@@ -186,9 +192,25 @@ class StepRecord:
         }
 
 
+#: whose time a metric is: the people's (a person at a checkpoint deciding), the stack's (the
+#: sandbox's alarm, its automation, its scripts), or both (fault to service restored)
+HeldBy = Literal["people", "stack", "people and stack"]
+
+
+def scale_label(scale: float) -> str:
+    """How a row's objective is scaled, in words: ``runbook, unscaled`` or ``scaled by 0.02``."""
+    return "runbook, unscaled" if scale == 1 else f"scaled by {scale:g}"
+
+
 @dataclass(frozen=True)
 class Metric:
-    """One of the runbook's "Metrics to Track", beside the RTO objective it answers to."""
+    """One of the runbook's "Metrics to Track", beside the RTO objective it answers to.
+
+    ``held_by`` says whose time it is and ``scale`` the scale of the objectives its target
+    comes from: the people's steps are held to the runbook's own figures (a person's 90 s is
+    no sandbox figure), the stack's to the config's scaled ones (``objectives.scale``).
+    ``note`` says how the figure was made when that needs saying (the people's time taken out).
+    """
 
     name: str
     question: str
@@ -197,15 +219,39 @@ class Metric:
     measured: Measurement | None
     objective: str | None
     target_s: float | None
+    held_by: HeldBy = "stack"
+    scale: float = 1.0
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``people (runbook, unscaled)``, ``stack (scaled by 0.02)``: which objectives hold it."""
+        return f"{self.held_by} ({scale_label(self.scale)})"
 
     @property
     def status(self) -> str:
-        """met, missed, not measured, or no objective."""
+        """met, missed, inconclusive or invalid as a drill's figure (:class:`Result`: met when
+        the whole interval value ± uncertainty is within the target, missed when it is all
+        over it, inconclusive when it straddles it), else not measured or no objective."""
         if self.measured is None:
             return "not measured"
-        if self.target_s is None:
+        if self.objective is None:
             return "no objective"
-        return "missed" if self.measured.value > self.target_s else "met"
+        result = Result(self.name, "rto", self.measured, self.target_s, self.objective)
+        return str(result.status)
+
+    def describe(self) -> str:
+        """One line: ``Detection Time 1.620 ± 0.020 s; objective Detection 2.4 s, stack
+        (scaled by 0.02): met``."""
+        measured = "not measured" if self.measured is None else str(self.measured)
+        note = f" ({self.note})" if self.note else ""
+        if self.objective is None:
+            objective = "no objective"
+        elif self.target_s is None:
+            objective = f"objective {self.objective} N/A"
+        else:
+            objective = f"objective {self.objective} {self.target_s:g} s"
+        return f"{self.name} {measured}{note}; {objective}, {self.label}: {self.status}"
 
     def to_json(self) -> dict[str, Any]:
         """The metric at the JSON edge."""
@@ -218,8 +264,32 @@ class Metric:
             "uncertainty_s": None if self.measured is None else self.measured.uncertainty,
             "objective": self.objective,
             "target_s": self.target_s,
+            "held_by": self.held_by,
+            "objectives_scale": self.scale,
+            "label": self.label,
+            "note": self.note,
             "status": self.status,
         }
+
+
+def failing_metrics(metrics: Sequence[Metric], accept_inconclusive: bool = False) -> list[Metric]:
+    """The metrics that fail an exercise: missed or invalid, and inconclusive unless
+    ``accept_inconclusive`` (``compliance.accept_inconclusive``, as compliance reads it)."""
+    failing = {"missed", "invalid"} | (set() if accept_inconclusive else {"inconclusive"})
+    return [metric for metric in metrics if metric.status in failing]
+
+
+def metric_failures(metrics: Sequence[Metric], accept_inconclusive: bool = False) -> list[str]:
+    """:func:`failing_metrics`, one line each: ``missed: Detection Time 3.100 ± 0.020 s;
+    objective Detection 2.4 s, stack (scaled by 0.02): missed``."""
+    lines: list[str] = []
+    for metric in failing_metrics(metrics, accept_inconclusive):
+        if metric.status == "inconclusive":
+            lead = "inconclusive, not accepted (compliance.accept_inconclusive is off)"
+        else:
+            lead = metric.status
+        lines.append(f"{lead}: {metric.describe()}")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -258,10 +328,43 @@ class ExerciseReport:
     objectives_source: str | None = None
     objectives_scale: float = 1.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: the reverts that failed (their lines, also in ``reverts``): what is still in place
+    failed_reverts: tuple[str, ...] = field(default_factory=tuple)
+    #: whether an inconclusive metric passes (``compliance.accept_inconclusive``)
+    accept_inconclusive: bool = False
+    #: the scale of the objectives the people's steps are held to (1: the runbook's own)
+    people_scale: float = 1.0
 
     def metric(self, name: str) -> Metric:
         """The metric called ``name`` ("Detection Time")."""
         return next(m for m in self.metrics if m.name == name)
+
+    def failures(self) -> list[str]:
+        """Why the exercise does not pass, one line each (empty: it passed).
+
+        The exercise did not complete (stopped, failed, interrupted); a metric missed its
+        objective or is invalid; a metric is inconclusive and ``accept_inconclusive`` is off;
+        a revert failed (what it left in place).
+        """
+        lines: list[str] = []
+        if self.stopped_at:
+            lines.append(f"stopped before: {self.stopped_at} (not confirmed)")
+        if self.error:
+            lines.append(_one_line(f"{self.outcome}: {self.error}"))
+        elif self.outcome != "completed" and not (self.stopped_at or self.failed_reverts):
+            lines.append(f"{self.outcome}: did not complete")
+        lines += metric_failures(self.metrics, self.accept_inconclusive)
+        lines += [f"revert failed: {line}" for line in self.failed_reverts]
+        return lines
+
+    @property
+    def exit_status(self) -> int:
+        """0 when the exercise completed, every measured objective was met (an inconclusive one
+        only with ``accept_inconclusive``) and every revert succeeded; 130 when it was
+        interrupted; 1 otherwise."""
+        if self.outcome == "interrupted":
+            return 130
+        return 1 if self.failures() else 0
 
     def to_json(self) -> dict[str, Any]:
         """The whole report at the JSON edge."""
@@ -276,7 +379,14 @@ class ExerciseReport:
             "error": self.error,
             "trigger": self.trigger,
             "target": _jsonable(self.target),
-            "objectives": {"source": self.objectives_source, "scale": self.objectives_scale},
+            "objectives": {
+                "source": self.objectives_source,
+                "scale": self.objectives_scale,
+                "people_scale": self.people_scale,
+                "accept_inconclusive": self.accept_inconclusive,
+            },
+            "exit_status": self.exit_status,
+            "failures": self.failures(),
             "steps": [s.to_json() for s in self.steps],
             "metrics": [m.to_json() for m in self.metrics],
             "severity": self.severity.to_json(),
@@ -285,8 +395,13 @@ class ExerciseReport:
             "outages": [o.to_json() for o in self.outages],
             "probes": [p.to_json() for p in self.probes],
             "reverts": list(self.reverts),
+            "failed_reverts": list(self.failed_reverts),
             "notes": list(self.notes),
         }
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _jsonable(value: Any) -> Any:
@@ -451,6 +566,8 @@ class ExerciseOptions:
     script_timeout_s: float = 180.0
     latency_threshold_s: float = DEFAULT_LATENCY_THRESHOLD_S
     contact: str | None = None
+    #: whether an inconclusive metric passes the exercise (``compliance.accept_inconclusive``)
+    accept_inconclusive: bool = False
 
 
 def missing_capabilities(target: object, trigger: Trigger) -> list[str]:
@@ -488,6 +605,7 @@ class Exercise:
         confirm: Checkpoint,
         options: ExerciseOptions | None = None,
         objectives: Objectives | None = None,
+        people_objectives: Objectives | None = None,
         matrix: EscalationMatrix | None = None,
         template: str | None = None,
         template_source: str = "drdrill default",
@@ -499,7 +617,11 @@ class Exercise:
         self.probes_config = probes
         self.confirm = confirm
         self.options = options or ExerciseOptions()
+        #: the stack's phases are held to these (the config's: scaled, overrides applied)
         self.objectives = objectives
+        #: the people's steps are held to these (the runbook's own figures, overrides applied);
+        #: None: to ``objectives`` as given
+        self.people_objectives = people_objectives if people_objectives is not None else objectives
         self.matrix = matrix or default_matrix()
         self.template = template or DEFAULT_TEMPLATE
         self.template_source = template_source if template else "drdrill default"
@@ -510,6 +632,7 @@ class Exercise:
         self.injector = FaultInjector(journal, run_id=f"exercise-{self.exercise_id}")
         self.steps: list[StepRecord] = []
         self.notes: list[str] = []
+        self.failed_reverts: list[str] = []
         self._runner: ProbeRunner | None = None
         self._mode_before: FailoverMode | None = None
         self._failed_over = False
@@ -844,21 +967,37 @@ class Exercise:
         lines = []
         for result in self.injector.revert_all():
             lines.append(result.line())
-            self.timeline.mark("fault_reverted", fault=result.description, note=result.note)
+            if result.ok:
+                self.timeline.mark("fault_reverted", fault=result.description, note=result.note)
+            else:
+                self.failed_reverts.append(
+                    _one_line(f"{result.description}: {result.note}" if result.note else "")
+                    or result.description
+                )
+                self.timeline.mark("revert_failed", fault=result.description, note=result.note)
             self.say(f"[{_hms(self._now())}] {result.line()}")
         if self._mode_before is not None:
             try:
                 self.target.set_mode(self._mode_before)
             except DrillError as exc:  # the stack may be down after a failure: say so, go on
-                self.notes.append(f"alarm mode not restored to {self._mode_before}: {exc}")
+                line = _one_line(f"alarm mode back to {self._mode_before}: {exc}")
+                self.failed_reverts.append(line)
+                lines.append(f"failed: {line}")
+                self.say(f"[{_hms(self._now())}] failed: {line}")
         return lines
 
     # --- the report ------------------------------------------------------------------------
 
-    def _metric(self, name: str, question: str, start: str, end: str, objective: str) -> Metric:
+    def _objectives_for(self, held_by: HeldBy) -> Objectives | None:
+        return self.people_objectives if held_by == "people" else self.objectives
+
+    def _metric(
+        self, name: str, question: str, start: str, end: str, objective: str, held_by: HeldBy
+    ) -> Metric:
         first, last = self.timeline.find(start), self.timeline.find(end)
         measured = None if first is None or last is None else Measurement.between(first, last)
-        found = self.objectives.get("rto", objective) if self.objectives is not None else None
+        objectives = self._objectives_for(held_by)
+        found = objectives.get("rto", objective) if objectives is not None else None
         return Metric(
             name,
             question,
@@ -867,7 +1006,61 @@ class Exercise:
             measured,
             objective if found is not None else None,
             found.target_s if found is not None else None,
+            held_by,
+            1.0 if objectives is None else objectives.scale,
         )
+
+    def metrics(self) -> tuple[Metric, ...]:
+        """Detection (the stack's alarm), Response (a person's decision at the failover's
+        checkpoint, or the alarm's automation), Resolution (fault to service restored).
+
+        Resolution spans both: when the people's objectives and the stack's differ in scale,
+        the people's Response Time is taken out of it and the rest is held to the stack's
+        Total RTO, so that no second is held to two scales at once.
+        """
+        detection = self._metric(
+            "Detection Time",
+            "How quickly was the incident detected?",
+            "fault_injected",
+            "alarm_raised",
+            "Detection",
+            "stack",
+        )
+        by_people = self.options.trigger != "automated"
+        response = self._metric(
+            "Response Time",
+            "How quickly did the team respond?",
+            "alarm_raised",
+            "failover_triggered",
+            "Decision",
+            "people" if by_people else "stack",
+        )
+        scales_differ = self._scale("people") != self._scale("stack")
+        resolution = self._metric(
+            "Resolution Time",
+            "How long did it take to restore service?",
+            "fault_injected",
+            "service_restored",
+            "Total RTO",
+            "people and stack" if by_people and not scales_differ else "stack",
+        )
+        whole, people = resolution.measured, response.measured
+        if by_people and scales_differ and whole is not None and people is not None:
+            resolution = replace(
+                resolution,
+                measured=Measurement(
+                    whole.value - people.value, whole.uncertainty + people.uncertainty
+                ),
+                note=(
+                    f"fault to service restored {whole.value:.2f} s, less the people's "
+                    f"Response Time {people.value:.2f} s"
+                ),
+            )
+        return detection, response, resolution
+
+    def _scale(self, held_by: HeldBy) -> float:
+        objectives = self._objectives_for(held_by)
+        return 1.0 if objectives is None else objectives.scale
 
     def _drill_record(self) -> TestRecord:
         record = TestRecord(f"exercise {self.exercise_id}")
@@ -879,34 +1072,18 @@ class Exercise:
     def _report(
         self, outcome: Outcome, stopped_at: str | None, error: str | None, reverts: list[str]
     ) -> ExerciseReport:
-        metrics = (
-            self._metric(
-                "Detection Time",
-                "How quickly was the incident detected?",
-                "fault_injected",
-                "alarm_raised",
-                "Detection",
-            ),
-            self._metric(
-                "Response Time",
-                "How quickly did the team respond?",
-                "alarm_raised",
-                "failover_triggered",
-                "Decision",
-            ),
-            self._metric(
-                "Resolution Time",
-                "How long did it take to restore service?",
-                "fault_injected",
-                "service_restored",
-                "Total RTO",
-            ),
-        )
+        if self.failed_reverts and outcome in ("completed", "stopped"):
+            outcome = "failed"  # something the exercise changed is still in place
+        metrics = self.metrics()
         drill = self._drill_record()
-        if outcome in ("failed", "interrupted"):
-            # a step that failed is an issue of its own; a checkpoint declined is a choice
+        missed = metric_failures(metrics, self.options.accept_inconclusive)
+        if outcome in ("failed", "interrupted") or missed:
+            # a step that failed, a revert that failed or an objective missed is an issue of
+            # its own; a checkpoint declined is a choice
             drill.outcome = "failed"
-            drill.message = error
+            drill.message = error or "; ".join(
+                missed + [f"revert failed: {line}" for line in self.failed_reverts]
+            )
         severity = classify(
             drill, self.matrix, latency_threshold_s=self.options.latency_threshold_s
         )
@@ -933,8 +1110,11 @@ class Exercise:
             stopped_at=stopped_at,
             error=error,
             objectives_source=None if self.objectives is None else self.objectives.source,
-            objectives_scale=1.0 if self.objectives is None else self.objectives.scale,
+            objectives_scale=self._scale("stack"),
             notes=tuple(self.notes),
+            failed_reverts=tuple(self.failed_reverts),
+            accept_inconclusive=self.options.accept_inconclusive,
+            people_scale=self._scale("people"),
         )
 
     def _dr_region(self) -> str:
@@ -969,16 +1149,18 @@ class Exercise:
                 actions.append(f"{_hms(step.ended_utc)} {_ACTIONS[step.name]}: {step.detail}")
 
         objective = self.objectives.get("rto", "Total RTO") if self.objectives else None
+        scale = self._scale("stack")
+        scaled = "" if scale == 1 else f" ({scale_label(scale)})"
         if restored is not None and fault is not None:
             took = Measurement.between(fault, restored).value
             resolution = (
                 f"service restored {_utc_text(restored.utc)} ({took:.2f} s after the failure"
             )
             if objective is not None and objective.target_s is not None:
-                resolution += f"; Total RTO objective {objective.target_s:g} s"
+                resolution += f"; Total RTO objective {objective.target_s:g} s{scaled}"
             resolution += ")"
         elif objective is not None and objective.target_s is not None and fault is not None:
-            resolution = f"not restored; Total RTO objective {objective.target_s:g} s"
+            resolution = f"not restored; Total RTO objective {objective.target_s:g} s{scaled}"
         else:
             resolution = "not restored" if fault is not None else "no outage (nothing injected)"
 
@@ -998,10 +1180,18 @@ class Exercise:
             )
         else:
             where = f"before: {stopped_at}" if stopped_at else f"({outcome}: {error})"
+            if self.failed_reverts and not stopped_at and not error:
+                where = "(a revert failed)"
             status = f"DR EXERCISE {outcome.upper()} {where}"
             next_steps = (
                 "Check the stack: drdrill sandbox status, scripts/test-dr.sh",
                 "Review why the exercise did not complete; reschedule it",
+            )
+        if self.failed_reverts:
+            status += f"; NOT REVERTED: {'; '.join(self.failed_reverts)}"
+            next_steps = (
+                "Put back what is still in place: drdrill recover (the fault journal has it)",
+                *next_steps,
             )
         activated = triggered or fault
         facts = MessageFacts(
@@ -1044,6 +1234,10 @@ def _seconds(value: float | None) -> str:
     return f"{value:.3f} s"
 
 
+def _scale_words(scale: float) -> str:
+    return "the runbook's own figures" if scale == 1 else f"the figures scaled by {scale:g}"
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -1069,8 +1263,23 @@ def render_markdown(report: ExerciseReport) -> str:
     ]
     if report.objectives_source:
         lines.append(
-            f"- **Objectives**: {report.objectives_source}"
-            + (f", scaled by {report.objectives_scale:g}" if report.objectives_scale != 1 else "")
+            f"- **Objectives**: {report.objectives_source}; the people's steps held to "
+            f"{_scale_words(report.people_scale)}, the stack's to "
+            f"{_scale_words(report.objectives_scale)}"
+        )
+    accepted = "accepted" if report.accept_inconclusive else "not accepted"
+    lines.append(
+        f"- **Exit status**: {report.exit_status}; an inconclusive metric is {accepted} "
+        f"(compliance.accept_inconclusive)"
+    )
+    failures = report.failures()
+    lines += ["", "## Result", ""]
+    if failures:
+        lines += [f"- {line}" for line in failures]
+    else:
+        lines.append(
+            "Passed: the exercise completed, every objective measured was met and every "
+            "revert succeeded."
         )
     lines += [
         "",
@@ -1090,8 +1299,8 @@ def render_markdown(report: ExerciseReport) -> str:
         "",
         "## Metrics to track",
         "",
-        "| Metric | Question | From -> to | Measured | Objective | Target | Status |",
-        "|--------|----------|------------|----------|-----------|--------|--------|",
+        "| Metric | Question | From -> to | Measured | Objective | Target | Held to | Status |",
+        "|--------|----------|------------|----------|-----------|--------|---------|--------|",
     ]
     for metric in report.metrics:
         measured = (
@@ -1099,19 +1308,25 @@ def render_markdown(report: ExerciseReport) -> str:
             if metric.measured is None
             else f"{metric.measured.value:.3f} ± {metric.measured.uncertainty:.3f} s"
         )
+        if metric.note:
+            measured += f" ({metric.note})"
         lines.append(
             f"| {metric.name} | {metric.question} | {metric.start} -> {metric.end} | "
-            f"{measured} | {metric.objective or '-'} | {_seconds(metric.target_s)} | "
-            f"{metric.status} |"
+            f"{_cell(measured)} | {metric.objective or '-'} | {_seconds(metric.target_s)} | "
+            f"{metric.label} | {metric.status} |"
         )
     done = sum(1 for s in report.steps if s.outcome == "ok")
     answered = sum(1 for s in report.steps if s.destructive and s.outcome != "declined")
     lines += [
         "| Communication Effectiveness | Were stakeholders properly informed? | | "
-        "message drafted below with the real times | | | to review |",
+        "message drafted below with the real times | | | people | to review |",
         f"| Process Adherence | Were procedures followed correctly? | | "
         f"{done} of {len(report.steps)} steps ok, in the runbook's order; "
-        f"{answered} destructive steps confirmed | | | to review |",
+        f"{answered} destructive steps confirmed | | | people | to review |",
+        "",
+        "People's steps (a person deciding at a checkpoint) are held to the runbook's own "
+        "figures; the stack's (the alarm, the automation, the scripts on the stack) to the "
+        "config's objectives, scaled by objectives.scale.",
         "",
         "## Client-observed outages",
         "",
@@ -1156,9 +1371,71 @@ def render_markdown(report: ExerciseReport) -> str:
         "",
     ]
     lines += [f"- {line}" for line in report.reverts] or ["None left to revert."]
+    if report.failed_reverts:
+        lines += ["", "Still in place (the revert failed):", ""]
+        lines += [f"- {line}" for line in report.failed_reverts]
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
+
+
+def summary_lines(report: ExerciseReport) -> list[str]:
+    """The console summary: each metric with its objective and whose it is, the severity, then
+    whether the exercise passed, or each reason it did not, one line each."""
+    lines = [
+        f"{metric.name}: {metric.describe().removeprefix(metric.name + ' ')}"
+        for metric in report.metrics
+    ]
+    lines.append(f"severity: {report.severity.label} ({report.severity.reason})")
+    if report.accept_inconclusive:
+        lines += [
+            f"inconclusive, accepted (compliance.accept_inconclusive): {metric.describe()}"
+            for metric in report.metrics
+            if metric.status == "inconclusive"
+        ]
+    failures = report.failures()
+    if not failures:
+        lines.append(
+            "passed: the exercise completed, every objective measured was met, every revert "
+            "succeeded"
+        )
+        return lines
+    lines.append(f"not passed (exit status {report.exit_status}):")
+    lines += [f"  {line}" for line in failures]
+    return lines
+
+
+def stop_reason(report: ExerciseReport) -> str:
+    """One line on why the exercise did not pass: how it ended, the objectives it missed, what
+    was reverted and what was not."""
+    if report.outcome == "stopped" or (report.outcome == "failed" and report.stopped_at):
+        ended = f"stopped before '{report.stopped_at}' (not confirmed)"
+        why = f"exercise {ended}" if report.outcome == "stopped" else f"exercise failed: {ended}"
+    elif report.error:
+        why = _one_line(f"exercise {report.outcome}: {report.error}")
+    else:
+        why = f"exercise {report.outcome}"
+    parts = [why]
+    missed = failing_metrics(report.metrics, report.accept_inconclusive)
+    if missed:
+        names = ", ".join(f"{m.name} {m.status}" for m in missed)
+        noun = "objective" if len(missed) == 1 else "objectives"
+        parts.append(f"{len(missed)} {noun} not met ({names})")
+    injected = any(s.name == "region_down" and s.outcome == "ok" for s in report.steps)
+    reverted = sum(1 for line in report.reverts if line.startswith("reverted:"))
+    if report.failed_reverts:
+        noun = "revert" if len(report.failed_reverts) == 1 else "reverts"
+        parts.append(
+            f"{len(report.failed_reverts)} {noun} FAILED ({'; '.join(report.failed_reverts)}); "
+            "drdrill recover puts back a journaled fault"
+        )
+    elif not injected:
+        parts.append("nothing was injected")
+    elif reverted:
+        parts.append(f"{reverted} fault(s) reverted")
+    elif report.outcome != "completed":
+        parts.append("the fault was already reverted")
+    return "; ".join(parts)
 
 
 def write_exercise_report(report: ExerciseReport, out_dir: Path) -> tuple[Path, Path]:

@@ -15,8 +15,13 @@ DESCRIPTION = (
     "Asks before each destructive step (--yes: never); a no, or no answer, stops the exercise and "
     "reverts the fault. Writes <out>/exercise-<utc>.md and .json with each step's times, the "
     "detection, response and resolution times beside the runbook's objectives, the severity, "
-    "and the runbook's internal communication message filled in. Exit status 0 when the "
-    "exercise completed, 1 when it stopped or failed, 2 on bad input."
+    "and the runbook's internal communication message filled in. The people's steps (the "
+    "decision at a checkpoint) are held to the runbook's own objectives, the stack's (the "
+    "alarm, the failover on the stack) to the config's scaled ones; each row says which. Exit "
+    "status 0 only when the exercise completed, every objective it measured was met (an "
+    "inconclusive one only with compliance.accept_inconclusive) and every revert succeeded; 1 "
+    "when it stopped, failed, missed an objective or left something not reverted (each named "
+    "on its own line); 130 when interrupted; 2 on bad input."
 )
 
 
@@ -59,7 +64,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the exercise, write its report; ExerciseStopped (exit 1) when it did not complete."""
+    """Run the exercise, write its report, print its summary; 0 when it passed, 130 when
+    interrupted, else ExerciseStopped (exit 1) with one line: it did not complete, an objective
+    was missed or a revert failed (:attr:`ExerciseReport.exit_status`)."""
     from drdrill.config import load_config
     from drdrill.durations import parse_duration
     from drdrill.errors import ConfigError, InputError
@@ -71,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         assume_yes,
         load_template,
         missing_capabilities,
+        stop_reason,
+        summary_lines,
         write_exercise_report,
     )
     from drdrill.faults.journal import Journal
@@ -84,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--latency-threshold", f"'{args.latency_threshold}' is not > 0")
     # everything that can be wrong in the input is checked before the target is touched
     config = load_config(args.config)
-    objectives = load_objectives(config)
+    objectives = load_objectives(config)  # the stack's: scaled by objectives.scale
+    # the people's: the runbook's own figures (a person's minutes are no sandbox's seconds)
+    unscaled = config.objectives.model_copy(update={"scale": 1.0})
+    people_objectives = load_objectives(config.model_copy(update={"objectives": unscaled}))
     matrix, template, template_source = default_matrix(), None, "drdrill default"
     notes: list[str] = []
     if config.runbook is not None:
@@ -118,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
             timeout_s=max(60.0, config.drills.restore_timeout),
             latency_threshold_s=threshold,
             contact=args.contact,
+            accept_inconclusive=config.compliance.accept_inconclusive,
         ),
         objectives=objectives,
+        people_objectives=people_objectives,
         matrix=matrix,
         template=template,
         template_source=template_source,
@@ -134,26 +148,11 @@ def run(args: argparse.Namespace) -> int:
     markdown, data = write_exercise_report(report, out_dir)
     say(f"wrote {markdown}")
     say(f"wrote {data}")
-    if report.outcome == "completed":
-        for metric in report.metrics:
-            value = "n/a" if metric.measured is None else f"{metric.measured.value:.2f} s"
-            target_text = "" if metric.target_s is None else f" (objective {metric.target_s:g} s)"
-            say(f"{metric.name}: {value}{target_text} {metric.status}")
-        say(f"severity: {report.severity.label} ({report.severity.reason})")
-        return 0
+    for line in summary_lines(report):
+        say(line)
     if report.outcome == "interrupted":
         print(f"drdrill: exercise interrupted; report: {markdown}", file=sys.stderr)
         return 130
-    reverted = (
-        "nothing was injected"
-        if not any(s.name == "region_down" and s.outcome == "ok" for s in report.steps)
-        else f"{len(report.reverts)} fault(s) reverted"
-        if report.reverts
-        else "the fault was already reverted"
-    )
-    why = (
-        f"stopped before '{report.stopped_at}' (not confirmed)"
-        if report.stopped_at
-        else f"failed: {report.error}"
-    )
-    raise ExerciseStopped(f"exercise {why}; {reverted}; report: {markdown}")
+    if report.exit_status == 0:
+        return 0
+    raise ExerciseStopped(f"{stop_reason(report)}; report: {markdown}")
