@@ -30,7 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VERDICT = re.compile(r"^(PASSED|FAILED|INCONCLUSIVE|INCOMPLETE) — .*$", re.MULTILINE)
-PYTEST_TIME = re.compile(r" in ([0-9.]+)s")
+#: pytest's last line: "=== 14 passed, 6 skipped in 70.37s (0:01:10) ==="
+PYTEST_TIME = re.compile(r"^=+ .* in ([0-9.]+)s(?: \([0-9:]+\))? =+$", re.MULTILINE)
 
 
 def _spin() -> None:
@@ -80,7 +81,7 @@ def run_main_job(hog_count: int, extra: list[str]) -> dict[str, object]:
             load_after = os.getloadavg()[0]
         out = done.stdout + done.stderr
         verdict = VERDICT.search(out)
-        pytest_time = PYTEST_TIME.findall(out.splitlines()[-1] if out.strip() else "")
+        pytest_time = PYTEST_TIME.findall(done.stdout)
         return {
             "hogs": hog_count,
             "exit": done.returncode,
