@@ -8,6 +8,10 @@ and thawed with SIGCONT (both waited for: delivery is asynchronous); an orphan l
 earlier harness process found by its pid file and killed. Its messages name it by the owner's
 label and raise the owner's error classes, so that a component's errors stay its own.
 
+Every child is tied to the process that started it (:mod:`drdrill.sandbox.reaper`): its own
+session keeps a Ctrl-C away from it, and so nothing else would end it if that process died
+without stopping it (a CI timeout's SIGKILL). The process's reaper kills it then.
+
 :class:`ChildProcess` is a small helper process of the supervisor (the pager, the observer),
 expected to exit by itself when its parent is gone (``--parent-pid``):
 :meth:`ChildProcess.start` waits until the process prints its ready line.
@@ -26,6 +30,7 @@ from pathlib import Path
 import psutil
 
 from drdrill.errors import DrillError
+from drdrill.sandbox import reaper
 
 #: How many lines of its log a child's messages quote.
 TAIL_LINES = 8
@@ -107,7 +112,8 @@ class Child:
 
     def spawn(self, cmd: Sequence[str], output: Path) -> None:
         """Start ``cmd`` in its own session, stdin closed, stdout and stderr appended to
-        ``output``; it is not frozen."""
+        ``output``, tied to this process (killed by its reaper if this process dies without
+        stopping it); it is not frozen."""
         with output.open("ab") as log:
             try:
                 self.popen = subprocess.Popen(
@@ -121,6 +127,7 @@ class Child:
                 )
             except OSError as exc:
                 raise self.start_error(f"{self.label}: cannot run {cmd[0]}: {exc}") from exc
+        reaper.tie_child(self.popen.pid, self.label)
         self.frozen = False
 
     def reap(self) -> None:
@@ -129,6 +136,7 @@ class Child:
         if proc is not None and proc.poll() is not None:
             self.popen = None
             self.frozen = False
+            reaper.untie_child(proc.pid)
 
     def require_running(self, what: str) -> subprocess.Popen[bytes]:
         """The running process; raises ``error`` naming ``what`` could not be done."""

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from drdrill.config import DrillConfig
 from drdrill.errors import ConfigError, DrillError
-from drdrill.sandbox import blocklock
+from drdrill.sandbox import blocklock, reaper
 from drdrill.sandbox.aws import unavailable_reason as aws_api_unavailable
 from drdrill.sandbox.monitor import INSUFFICIENT_DATA
 from drdrill.sandbox.settings import SandboxSettings
@@ -103,10 +103,20 @@ def client_for(settings: SandboxSettings) -> SandboxClient:
     return SandboxClient(settings.port("control"))
 
 
-def up(settings: SandboxSettings, run_dir: Path, timeout_s: float = 90.0) -> dict[str, Any]:
+def up(
+    settings: SandboxSettings,
+    run_dir: Path,
+    timeout_s: float = 90.0,
+    *,
+    tie_to_caller: bool = False,
+) -> dict[str, Any]:
     """Start the sandbox unless it runs already (idempotent); its status once ready.
     :class:`~drdrill.sandbox.blocklock.BlockTaken` when another run folder's sandbox holds the
-    block (nothing is started)."""
+    block (nothing is started).
+
+    ``tie_to_caller``: the supervisor started here shuts down (as on :func:`down`) once this
+    process is gone, however it ends (a drill run's sandbox); otherwise it runs until
+    :func:`down` (``drdrill sandbox up``). A sandbox found running is left as it is."""
     client = client_for(settings)
     blocklock.check(settings.block, run_dir)
     if client.alive():
@@ -120,17 +130,14 @@ def up(settings: SandboxSettings, run_dir: Path, timeout_s: float = 90.0) -> dic
     run_dir.mkdir(parents=True)
     settings_file = run_dir / "settings.json"
     settings_file.write_text(settings.model_dump_json(indent=2))
+    cmd = [sys.executable, "-m", "drdrill.sandbox.supervisor"]
+    cmd += ["--settings", str(settings_file), "--run-dir", str(run_dir)]
+    if tie_to_caller:
+        me = reaper.ProcessId.current()
+        cmd += ["--owner-pid", str(me.pid), "--owner-start", repr(me.start)]
     log = open(run_dir / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "drdrill.sandbox.supervisor",
-            "--settings",
-            str(settings_file),
-            "--run-dir",
-            str(run_dir),
-        ],
+        cmd,
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

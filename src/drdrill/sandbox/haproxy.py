@@ -36,7 +36,9 @@ registering a slot logs DOWN (changed from CLI), DOWN (leaving forced drain), th
 was UP "is going DOWN for maintenance" (reason ``maintenance``).
 
 Nothing here imports pytest: the sandbox supervisor uses it as well as the tests. One owner
-drives the life cycle; the runtime-API methods may be called from any thread.
+drives the life cycle; the runtime-API methods may be called from any thread. The ``haproxy``
+process is tied to the process that started it (:mod:`drdrill.sandbox.reaper`): killed by that
+process's reaper should it die without stopping it.
 """
 
 from __future__ import annotations

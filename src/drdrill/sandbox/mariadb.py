@@ -3,6 +3,9 @@
 Each :class:`MariaDBServer` is one ``mariadbd`` child process with its own run directory
 (config file, data directory, socket, pid file, error log). Data directories are copied from a
 template installed once a process (``mariadb-install-db`` takes ~0.5 s, a copy a few ms).
+The process, a temporary run directory and the template are tied to the process that made them
+(:mod:`drdrill.sandbox.reaper`): should it die without cleaning up (``kill -9``), its reaper
+kills the server and removes them.
 
 The helpers here encode what was measured on MariaDB 10.11:
 
@@ -41,6 +44,7 @@ import pymysql
 import pymysql.cursors
 
 from drdrill.errors import DrillError
+from drdrill.sandbox import reaper
 from drdrill.sandbox.children import Child, format_tail
 
 #: Where Debian and the CI image install the server binaries.
@@ -244,6 +248,7 @@ def _template_datadir(config: MariaDBConfig) -> Path:
         if _template_root is None:
             _template_root = Path(tempfile.mkdtemp(prefix="drdrill-mariadb-template-"))
             atexit.register(_remove_template_root)
+            reaper.tie_path(_template_root)  # removed by the reaper if we die first
         where = Path(tempfile.mkdtemp(prefix="t", dir=_template_root))
         datadir = where / "data"
         cnf = where / "install.cnf"
@@ -292,6 +297,7 @@ class MariaDBServer:
         self._owns_dir = config.run_dir is None
         if config.run_dir is None:
             self.run_dir = Path(tempfile.mkdtemp(prefix=f"drdrill-mariadb-{config.name}-"))
+            reaper.tie_path(self.run_dir)  # removed by the reaper if we die first
         else:
             self.run_dir = Path(config.run_dir)
         self.datadir = self.run_dir / "data"
@@ -480,6 +486,8 @@ class MariaDBServer:
         finally:
             if self._owns_dir:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
+                if not os.path.lexists(self.run_dir):
+                    reaper.untie_path(self.run_dir)
             _live_servers.discard(self)
 
     # - connections -

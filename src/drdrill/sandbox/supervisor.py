@@ -12,6 +12,11 @@ pager process on ``127.0.0.1:<ports.pager>`` (:mod:`drdrill.sandbox.pager`), an 
 process that shares no code with drdrill samples both load balancers
 (:mod:`drdrill.sandbox.observer`, writing ``observer.jsonl``), and the control server logs each
 call that acts (``control_request``) before acting.
+
+Its life: ``drdrill sandbox up`` starts it for good (it runs until ``down``). A drill run that
+brings a sandbox up for itself passes its own identity (``--owner-pid``, ``--owner-start``):
+the supervisor then shuts down as on ``down`` once that process is gone, a ``kill -9``
+included. Its own children are tied to it (:mod:`drdrill.sandbox.reaper`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drdrill.errors import DrillError
+from drdrill.sandbox import reaper
 from drdrill.sandbox.automation import DrAutomation
 from drdrill.sandbox.aws import unavailable_reason as aws_api_unavailable
 from drdrill.sandbox.blocklock import EXIT_TAKEN, BlockLock, BlockTaken
@@ -766,12 +772,44 @@ class ControlServer(ThreadingHTTPServer):
         self.sandbox = sandbox
 
 
+def watch_owner(
+    owner: reaper.ProcessId,
+    shutdown: threading.Event,
+    interval_s: float = reaper.POLL_S,
+    look: reaper.Probe = reaper.probe,
+) -> threading.Thread:
+    """Ask for a shutdown (``shutdown``) once ``owner`` is gone, checked every ``interval_s``
+    (a daemon thread, returned started)."""
+
+    def watch() -> None:
+        while not shutdown.wait(interval_s):
+            if not reaper.is_alive(owner, look):
+                print(
+                    f"supervisor: owner pid {owner.pid} is gone: shutting down",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                shutdown.set()
+
+    thread = threading.Thread(target=watch, name="drdrill-owner-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sandbox until asked to shut down (control API) or SIGTERM."""
+    """Run the sandbox until asked to shut down (control API), SIGTERM, or its owner's end."""
     parser = argparse.ArgumentParser(prog="python -m drdrill.sandbox.supervisor")
     parser.add_argument("--settings", required=True, help="JSON of SandboxSettings")
     parser.add_argument("--run-dir", required=True, type=Path)
+    parser.add_argument(
+        "--owner-pid", type=int, help="shut down once this process is gone (a drill run's)"
+    )
+    parser.add_argument(
+        "--owner-start", type=float, help="the owner's start time (reaper.ProcessId.start)"
+    )
     args = parser.parse_args(argv)
+    if (args.owner_pid is None) != (args.owner_start is None):
+        parser.error("--owner-pid and --owner-start go together")
     settings = SandboxSettings.model_validate_json(Path(args.settings).read_text())
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -785,6 +823,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sandbox = Sandbox(settings, run_dir)
     signal.signal(signal.SIGTERM, lambda *_: sandbox.shutdown_requested.set())
     signal.signal(signal.SIGINT, lambda *_: sandbox.shutdown_requested.set())
+    if args.owner_pid is not None:
+        # a drill run's sandbox goes with the run, however it ends (checked from now on: an
+        # owner gone while the stack comes up is noticed once it is up)
+        watch_owner(reaper.ProcessId(args.owner_pid, args.owner_start), sandbox.shutdown_requested)
     control = ControlServer(("127.0.0.1", settings.port("control")), sandbox)
     try:
         sandbox.up()
