@@ -462,11 +462,13 @@ class DrillSession:
     def _restore_baseline(self) -> None:
         """A stack the run found running is left at its baseline (a run with ``-k`` may have
         left it failed over), said in one line on stderr; a failure to restore is a warning:
-        the run's verdict stays its drills'."""
+        the run's verdict stays its drills'. After an interrupt it is left as it is, said."""
+        from drdrill.faults.base import SIGNALS
         from drdrill.targets.base import BaselineRestoring
 
         if isinstance(self.target, BaselineRestoring):
-            line = self.target.restore_baseline()
+            # an interrupted run may have stopped mid-failover: a person decides what to keep
+            line = self.target.restore_baseline(reset=not SIGNALS.received)
             if line is not None:
                 # on a line of its own: pytest's progress line ("[100%]") is still open here
                 sys.stderr.write(f"\ndrdrill: {line}\n")

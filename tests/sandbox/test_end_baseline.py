@@ -112,3 +112,20 @@ def test_a_restore_that_fails_is_a_warning_and_leaves_the_sandbox_as_it_was(
     assert f"drdrill: {target.restore_baseline()}" == f"{RESTORED}failed back from dr"
     target.stop()  # a sandbox the target found running stays up
     assert target.client.alive() and target.at_baseline()
+
+
+def test_after_an_interrupted_run_the_sandbox_is_left_as_it_is(config: Path) -> None:
+    # an interrupted run may have stopped mid-failover: its end says what the sandbox needs
+    # and leaves the choice (fail back, keeping what DR took, or reset) to a person
+    target = SandboxTarget(load_config(config))
+    target.start()  # finds the user's sandbox running
+    target.client.call("switch_dns", to="dr")
+    line = target.restore_baseline(reset=False)
+    assert line is not None and line.startswith(
+        f"WARNING: the sandbox in block {BLOCK} ({target.run_dir}) is left as the interrupted "
+        "run left it"
+    ), line
+    assert "not at its baseline: failed back from dr;" in line
+    assert target.baseline_changes() == ["failed back from dr"]
+    assert f"drdrill: {target.restore_baseline()}" == f"{RESTORED}failed back from dr"
+    assert target.at_baseline()

@@ -1,6 +1,8 @@
 """The failover mode a drill sets is journaled like a fault: put back when the drill ends, and by
 ``drdrill recover`` after the drill was killed (issue 12: a killed automated drill left the alarm
-to fail the region over by itself, and the next drill's fault became a real failover).
+to fail the region over by itself, and the next drill's fault became a real failover). A split
+brain (both databases writable, as an interrupted failover leaves them) is named by ``drdrill
+recover`` and refused by the next drill, not reset silently.
 
 A sandbox of the user's own (``drdrill sandbox up``, block 4, a short temporary folder), drilled
 by real pytest runs of a small project; one of them is killed with SIGKILL mid-drill.
@@ -38,6 +40,11 @@ def test_mode_put_back_at_the_end(stack, inject, timeline):
 
 
 @pytest.mark.drill(targets=["sandbox"])
+def test_any_drill(stack):
+    pass
+
+
+@pytest.mark.drill(targets=["sandbox"])
 def test_killed_after_the_mode_change(stack, inject):
     inject.change(stack.mode_change("automated"))
     os.kill(os.getpid(), signal.SIGKILL)
@@ -57,11 +64,11 @@ def project() -> Iterator[tuple[Path, Path]]:
             _drdrill("sandbox", "down", "--config", str(config))
 
 
-def _drdrill(*args: str) -> subprocess.CompletedProcess[str]:
+def _drdrill(*args: str, status: int = 0) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [DRDRILL, *args], capture_output=True, text=True, timeout=180, check=False
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == status, result.stdout + result.stderr
     return result
 
 
@@ -89,3 +96,23 @@ def test_the_mode_is_put_back_at_the_end_and_by_recover_after_a_kill(
     recovered = _drdrill("recover", "--config", str(config))
     assert "failover mode automated (was manual)" in recovered.stdout, recovered.stdout
     assert _mode(config) == "manual"
+
+
+def test_a_split_brain_is_named_by_recover_and_refused_by_the_next_drill(
+    project: tuple[Path, Path],
+) -> None:
+    folder, config = project
+    # DR promoted while the primary still takes writes: two writable databases, as an
+    # interrupted failover leaves them
+    _drdrill("sandbox", "failover", "--step", "promote", "--force", "--config", str(config))
+    said = _drdrill("recover", "--config", str(config), status=1).stdout
+    assert said.splitlines()[-1] == (
+        "split brain: both regions' databases take writes; failback (`drdrill sandbox "
+        "failback`) or reset (`drdrill sandbox down`, then `up`) needed"
+    )
+    drill = run_drill_file(folder, folder / "test_mode.py::test_any_drill", config)
+    assert drill.returncode == 1, drill.stdout[-3000:] + drill.stderr[-2000:]
+    assert "is in split brain (both regions' databases take writes)" in drill.stdout
+    status = json.loads(_drdrill("sandbox", "status", "--config", str(config), "--json").stdout)
+    assert status["split_brain"] is True, "the drill reset the stack it should have refused"
+    assert "was in split brain when the run began and is left so" in drill.stderr, drill.stderr

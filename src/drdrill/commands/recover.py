@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     journal = Journal(journal_path(args.journal, args.config))
     if not journal.exists():
         print(f"nothing to recover (no journal at {journal.path})")
-        return 0
+        return _stack_needs(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", JournalWarning)
         outcomes = recover(journal, args.run_id, dry_run=args.dry_run, include_live=args.force)
@@ -84,15 +84,41 @@ def run(args: argparse.Namespace) -> int:
         print(f"drdrill: warning: {redact(str(warning.message))}", file=sys.stderr)
     if not outcomes:
         print("nothing to recover")
-        return 0
+        return _stack_needs(args)
     for outcome in outcomes:
         print(redact(outcome.line()), flush=True)
     left = [o for o in outcomes if not o.ok]
     if not left:
-        return 0
+        return _stack_needs(args)
     names = "; ".join(o.description for o in left)
     noun = "fault" if len(left) == 1 else "faults"
     message = f"{len(left)} {noun} not reverted: {names}"
     if any(o.status is RevertStatus.SKIPPED for o in left):
         message += " (skipped ones belong to a running drill: let it finish, or use --force)"
     raise FaultError(message)
+
+
+def _stack_needs(args: argparse.Namespace) -> int:
+    """After the reverts: what the config's stack still needs that no revert can do, said in
+    one line (exit 1), else 0. A sandbox in split brain (both regions' databases writable, as
+    an interrupted failover can leave it) needs a failback or a reset: a reset throws away what
+    the promoted database took, so it is for a person to choose."""
+    path = Path(args.config) if args.config is not None else Path(DEFAULT_CONFIG)
+    if args.dry_run or not path.is_file():
+        return 0
+    from drdrill.config import load_config
+
+    config = load_config(path)
+    if config.target != "sandbox":
+        return 0
+    from drdrill.targets.sandbox import SandboxTarget
+
+    target = SandboxTarget(config)
+    if not target.client.alive() or not target.status().get("split_brain"):
+        return 0
+    print(
+        "split brain: both regions' databases take writes; failback (`drdrill sandbox "
+        "failback`) or reset (`drdrill sandbox down`, then `up`) needed",
+        flush=True,
+    )
+    return 1

@@ -284,9 +284,10 @@ class BaselineRestoring(Protocol):
     """A stack a drill run leaves at its baseline when the run ends (a sandbox the user brought
     up, which the run found running: a run with ``-k`` may have left it failed over)."""
 
-    def restore_baseline(self) -> str | None:
+    def restore_baseline(self, reset: bool = True) -> str | None:
         """Back to the baseline if the run left it changed: one line saying what was restored
-        (or a warning that it could not be); None when there was nothing to do."""
+        (or a warning that it could not be); None when there was nothing to do. Without
+        ``reset`` (an interrupted run), left as it is: the line says what it needs."""
 
 
 @runtime_checkable

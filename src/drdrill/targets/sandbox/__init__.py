@@ -22,7 +22,7 @@ import pymysql
 from pydantic import ValidationError
 
 from drdrill.config import DrillConfig, EndpointConfig
-from drdrill.errors import ConfigError
+from drdrill.errors import ConfigError, DrillError
 from drdrill.probes.client import ClientSpec
 from drdrill.probes.http import AiohttpClient, HttpClient
 from drdrill.probes.lag import (
@@ -120,6 +120,10 @@ class SandboxTarget:
         self._started_here = False
         #: a sandbox ``start`` found running (its owner's: left running, at its baseline)
         self._found_running = False
+        #: whether the first baseline check of a sandbox found running looked for a split brain
+        self._split_brain_checked = False
+        #: whether it found one (the run then drills nothing on it, and never resets it)
+        self._found_split_brain = False
         #: resolvers handed to probes: their histories say when clients saw the DNS switch
         self.resolvers: list[TtlResolver] = []
         #: name caches handed to writers (likewise)
@@ -137,7 +141,7 @@ class SandboxTarget:
         (``BlockTaken``, one line naming the owner) when another sandbox holds the block."""
         blocklock.check(self.settings.block, self.run_dir)
         if not self.client.alive():
-            control.up(self.settings, self.run_dir)
+            control.up(self.settings, self.run_dir, tie_to_caller=True)  # goes with this run
             self._started_here = True
         else:
             self._found_running = not self._started_here
@@ -155,7 +159,7 @@ class SandboxTarget:
         leaves it running)."""
         was_running = self.client.alive()
         control.down(self.settings, self.run_dir)
-        control.up(self.settings, self.run_dir)
+        control.up(self.settings, self.run_dir, tie_to_caller=self._started_here or not was_running)
         if not was_running:
             self._started_here = True
 
@@ -202,15 +206,29 @@ class SandboxTarget:
         return not self.baseline_changes()
 
     def ensure_baseline(self) -> None:
-        """Reset the stack unless it is at its baseline."""
+        """Reset the stack unless it is at its baseline. A sandbox this run found running in
+        split brain (both databases writable, as an interrupted failover leaves it) is not
+        reset: a reset throws away what the promoted database took, which is for a person to
+        choose (DrillError, naming the ways out)."""
+        if self._found_running and not self._split_brain_checked:
+            self._split_brain_checked = True
+            if self.client.alive() and self.status().get("split_brain"):
+                self._found_split_brain = True  # and the end of the run leaves it so too
+                raise DrillError(
+                    f"the sandbox in block {self.settings.block} is in split brain (both "
+                    "regions' databases take writes): fail back (`drdrill sandbox failback`) "
+                    "or reset it (`drdrill sandbox down`, then `up`) before drilling"
+                )
         if not self.client.alive() or not self.at_baseline():
             self.reset()
 
-    def restore_baseline(self) -> str | None:
+    def restore_baseline(self, reset: bool = True) -> str | None:
         """At the end of a run, a running sandbox back at its baseline (:meth:`ensure_baseline`)
         if the run left it changed: one line saying what was restored, or a warning that it
         could not be; None when it was at its baseline. A sandbox no longer running is not
-        started (its owner may have taken it down)."""
+        started (its owner may have taken it down). Without ``reset`` (an interrupted run: it
+        may have stopped mid-failover, and a reset would throw away what the promoted database
+        took) it is left as it is, and the line says what it needs."""
         if self._started_here or not self._found_running:
             return None  # brought up by this run: it goes down with it
         where = f"the sandbox in block {self.settings.block} ({self.run_dir})"
@@ -223,6 +241,21 @@ class SandboxTarget:
             changes = self.baseline_changes()
             if not changes:
                 return None
+            if self._found_split_brain:
+                return (
+                    f"WARNING: {where} was in split brain when the run began and is left so: "
+                    "fail back (`drdrill sandbox failback`) or reset it (`drdrill sandbox "
+                    "down`, then `up`)"
+                )
+            if not reset:
+                brain = " (SPLIT BRAIN: both databases take writes)" * bool(
+                    self.status().get("split_brain")
+                )
+                return (
+                    f"WARNING: {where} is left as the interrupted run left it{brain}, not at "
+                    f"its baseline: {', '.join(changes)}; fail back (`drdrill sandbox "
+                    "failback`) or reset it (`drdrill sandbox down`, then `up`)"
+                )
             self.ensure_baseline()
             left = self.baseline_changes()
             problem = f"a reset left it needing: {', '.join(left)}" if left else None
