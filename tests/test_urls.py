@@ -66,3 +66,26 @@ def test_the_writers_url_is_checked_too(tmp_path: Path) -> None:
     config.write_text("writer:\n  url: 'http://app:99999/write'\n")
     with pytest.raises(ConfigError, match=r"writer\.url.*Port out of range"):
         load_config(config)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (
+            "http://a..b/",
+            "host 'a..b' has an empty label (two dots together, or a dot at its start)",
+        ),
+        ("http://.a/", "has an empty label"),
+        (f"http://{'x' * 64}.test/", "has a label of 64 characters: a DNS label has at most 63"),
+        (f"http://{'a.' * 130}test/", "is 264 characters long: a DNS name has at most 253"),
+    ],
+)
+def test_names_dns_cannot_hold_are_refused(url: str, problem: str) -> None:
+    found = url_problem(url)
+    assert found is not None and problem in found, found
+    assert len(found) < 300  # the URL is quoted short
+
+
+@pytest.mark.parametrize("url", ["http://app.visitor-analytics.test:28080/", "http://localhost./"])
+def test_names_dns_can_hold_are_taken(url: str) -> None:
+    assert url_problem(url) is None

@@ -11,6 +11,8 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from drdrill.errors import quote
+
 #: a host name's characters (letters, digits, dots, hyphens, underscores)
 _HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -21,19 +23,38 @@ def url_problem(url: str) -> str | None:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:  # unbalanced brackets, a port that is no number or out of range
-        return f"{url!r} is not a URL: {exc}"
+        return f"'{quote(url)}' is not a URL: {exc}"
     if parts.scheme not in ("http", "https"):
-        return f"{url!r} is not an http:// or https:// URL"
+        return f"'{quote(url)}' is not an http:// or https:// URL"
     host = parts.hostname
     if not host:
-        return f"{url!r} has no host"
+        return f"'{quote(url)}' has no host"
     if port == 0:
-        return f"{url!r}: port 0 is not a port to connect to (1-65535)"
+        return f"'{quote(url)}': port 0 is not a port to connect to (1-65535)"
     if "[" in parts.netloc:
         try:
             ipaddress.IPv6Address(host.split("%", 1)[0])
         except ValueError:
-            return f"{url!r}: [{host}] is not an IPv6 address"
+            return f"'{quote(url)}': [{host}] is not an IPv6 address"
     elif not _HOST_NAME.fullmatch(host):
-        return f"{url!r}: host {host!r} is not a host name or an IP address"
+        return f"'{quote(url)}': host '{quote(host)}' is not a host name or an IP address"
+    else:
+        problem = _name_problem(host)
+        if problem is not None:
+            return f"'{quote(url)}': host '{quote(host)}' {problem}"
+    return None
+
+
+def _name_problem(host: str) -> str | None:
+    """What keeps ``host`` (of the allowed characters) from being a name DNS can hold: an empty
+    label (``a..b``), a label over 63 characters, the whole over 253; None when it can be."""
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253:
+        return f"is {len(name)} characters long: a DNS name has at most 253"
+    labels = name.split(".")
+    if any(not label for label in labels):
+        return "has an empty label (two dots together, or a dot at its start)"
+    longest = max(labels, key=len)
+    if len(longest) > 63:
+        return f"has a label of {len(longest)} characters: a DNS label has at most 63"
     return None
