@@ -1,6 +1,6 @@
 """A drill run leaves a sandbox it found running at its baseline, or says it did not.
 
-A user's sandbox (``drdrill sandbox up``, block 12, a short temporary folder) is drilled with
+A user's sandbox (``drdrill sandbox up``, block 15, a short temporary folder) is drilled with
 ``pytest suites -k``: two region failovers, the second of which resets the stack the first left
 on DR. The run ends failed over; at its end the sandbox target restores the baseline, leaves the
 sandbox running (it is the user's, reset or not) and says so in one line. A restore that fails
@@ -23,7 +23,7 @@ from drdrill.sandbox import control
 from drdrill.sandbox.control import SandboxError
 from drdrill.targets.sandbox import SandboxTarget
 
-BLOCK = 12
+BLOCK = 15
 #: the drills the run selects: each fails over; the second finds the stack on DR and resets it
 SELECTION = "test_region_failover and (automated or lambda)"
 RESTORED = "drdrill: sandbox restored to its baseline after the run: "

@@ -3,7 +3,7 @@
 Unit tests of the reaper's decisions run without processes (a fake ``/proc``). The rest start
 real ones, each owner a ``python -c`` or pytest subprocess killed with SIGKILL as a CI timeout
 does: its MariaDB servers, HAProxy and temporary folders are gone within seconds; a normal exit
-leaves no reaper and no manifest; a sandbox a drill run brought up (block 19) goes down with the
+leaves no reaper and no manifest; a sandbox a drill run brought up (block 18) goes down with the
 run, and one brought up with ``drdrill sandbox up`` outlives the command.
 """
 
@@ -31,7 +31,7 @@ from drdrill.sandbox import blocklock, control, reaper
 from drdrill.sandbox.reaper import Manifest, ProcessId, ProcState, Reaper, TiedChild
 from drdrill.sandbox.supervisor import watch_owner
 
-BLOCK = 19
+BLOCK = 18
 #: how long a killed owner's processes and folders may take to be gone
 GONE_WITHIN_S = 20.0
 
