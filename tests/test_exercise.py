@@ -25,6 +25,7 @@ import pytest
 import yaml
 from tests.fake_clock import FakeClock
 
+from drdrill import cli
 from drdrill.config import ProbesConfig, load_config
 from drdrill.exercise import (
     DEFAULT_TEMPLATE,
@@ -34,7 +35,9 @@ from drdrill.exercise import (
     ExerciseReport,
     MessageFacts,
     Metric,
+    StepRecord,
     TerminalCheckpoint,
+    exercise_run,
     fill_message,
     find_message_template,
     missing_capabilities,
@@ -46,9 +49,12 @@ from drdrill.faults.base import RevertResult
 from drdrill.faults.journal import Journal
 from drdrill.measure import Measurement
 from drdrill.objectives import parse_runbook
+from drdrill.report.history import HistoryStore
+from drdrill.report.record import OutageRecord, ProbeStatsRecord
 from drdrill.report.severity import NO_SEVERITY, Severity
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
+from drdrill.session import write_run_reports
 from drdrill.targets import make_target
 from drdrill.timeline import Clock
 
@@ -461,6 +467,209 @@ def test_a_revert_that_fails_is_a_failure_of_the_exercise(tmp_path: Path) -> Non
     )
 
 
+# --- the exercise as a run: its reports, the history, compliance ---------------------------------
+
+NODEID = "drdrill exercise::exercise[script]"
+OUTAGE = OutageRecord(
+    "http://app.example/health",
+    datetime(2027, 1, 15, 8, 0, 1, tzinfo=UTC),
+    datetime(2027, 1, 15, 8, 0, 8, tzinfo=UTC),
+    7.0,
+    0.05,
+    0.05,
+    0.05,
+)
+PROBE = ProbeStatsRecord("http://app.example/health", 200, 96.5, 4.0, 9.0, 12.0)
+
+
+def _completed_exercise(tmp_path: Path) -> tuple[Exercise, ExerciseReport]:
+    """A completed exercise's report as the exercise makes it: a person took 90 s to decide
+    (held to the runbook's 3 minutes), the stack's rows held to the objectives scaled by 0.02;
+    its probes saw one outage."""
+    exercise = _timed_exercise(tmp_path, "script", 90.0)
+    exercise.say = lambda line: None
+    report = exercise._report("completed", None, None, [])
+    return exercise, replace(report, outages=(OUTAGE,), probes=(PROBE,))
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_an_exercise_is_a_run_in_the_reports_the_history_and_compliance(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no drdrill.yaml of the repository read by the commands
+    exercise, report = _completed_exercise(tmp_path)
+    assert report.exit_status == 0
+    run = exercise_run(report, exercise.objectives)
+    reports, history = tmp_path / "reports", tmp_path / "reports" / "history.sqlite"
+    written = write_run_reports(run, reports, history, min_outage_s=0.5)
+    assert written == [
+        reports / run.run_id / name for name in ("report.json", "report.md", "report.html")
+    ]
+    assert all(p.is_file() for p in written)
+    assert run.run_id.startswith(report.started_utc.strftime("%Y%m%dT%H%M%SZ-"))
+
+    data = json.loads(written[0].read_text())
+    assert data["run"]["verdict"] == "passed" and data["run"]["exit_status"] == 0
+    assert data["run"]["started_utc"] == report.started_utc.isoformat()
+    (test,) = data["tests"]
+    assert (test["nodeid"], test["outcome"], test["message"]) == (NODEID, "passed", None)
+    # each measured row as a figure, held to the objective it was held to, whose it is in its note
+    phases = [
+        (p["name"], p["objective"], p["measured"], p["target_s"], p["status"], p["note"])
+        for p in data["phases"]
+    ]
+    assert phases == [
+        (
+            m.name,
+            m.objective,
+            m.measured.value if m.measured else None,
+            m.target_s,
+            m.status,
+            m.label + (f"; {m.note}" if m.note else ""),
+        )
+        for m in report.metrics
+    ]
+    assert [p["note"] for p in data["phases"]] == [
+        "stack (scaled by 0.02)",
+        "people (runbook, unscaled)",
+        "stack (scaled by 0.02); fault to service restored 97.49 s, less the people's "
+        "Response Time 90.00 s",
+    ]
+    assert {p["test"] for p in data["phases"]} == {NODEID}
+    # the table the run was held to: the people's Decision at the runbook's own 3 minutes
+    rto = data["objectives"]["rto"]
+    assert rto["Decision"]["target_s"] == 180.0
+    assert "the exercise's Response Time: people (runbook, unscaled)" in rto["Decision"]["notes"]
+    assert rto["Detection"]["target_s"] == pytest.approx(2.4)
+    assert data["objectives"]["scale"] == 0.02
+    assert [e["name"] for e in data["events"]] == [e.name for e in report.events]
+    assert [o["endpoint"] for o in data["outages"]] == [OUTAGE.endpoint]
+    assert [(p["endpoint"], p["samples"]) for p in data["probes"]] == [(PROBE.endpoint, 200)]
+    markdown = written[1].read_text()
+    assert markdown.startswith("**PASSED** — 1 passed")
+    assert "| **Decision** | 180 s | 90.000 ± " in markdown
+    assert NODEID in written[2].read_text()
+
+    code, out, err = _cli(
+        capsys, "history", "--db", str(history), "--json", "--html", str(tmp_path / "h.html")
+    )
+    assert (code, err) == (0, "")
+    listed = json.loads(out)
+    assert listed["runs"] == [run.run_id]
+    assert listed["verdicts"][0]["verdict"] == "passed"
+    assert listed["verdicts"][0]["tests"] == {"passed": 1}
+    objectives = {t["objective"]: t for t in listed["objectives"]}
+    assert set(objectives) == {"Detection", "Decision", "Total RTO"}
+    code, out, err = _cli(
+        capsys, "history", "--db", str(history), "--html", str(tmp_path / "h.html")
+    )
+    assert code == 0 and run.run_id in out
+
+    month = report.started_utc.strftime("%Y-%m")
+    code, out, err = _cli(
+        capsys, "compliance", "--month", month, "--db", str(history), "--out", str(tmp_path)
+    )
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    (row,) = [line for line in lines if run.run_id in line]
+    assert "passed (exit 0)" in row and "met 3, missed 0" in row
+    assert lines[-1] == f"drdrill compliance {month}: COMPLIANT — 1 runs, all passed"
+    page = json.loads((tmp_path / f"compliance-{month}.json").read_text())
+    assert [r["id"] for r in page["runs"]] == [run.run_id]
+
+
+READY_FAILED = StepRecord(
+    "readiness", "readiness check", False, T0, T0, "failed", "stack not ready: alarm is ALARM"
+)
+
+
+@pytest.mark.parametrize(
+    ("report", "outcome", "verdict", "exit_status"),
+    [
+        (_made_report(), "passed", "passed", 0),
+        # accepted as the exercise accepted it: compliance judges an inconclusive run likewise
+        (_made_report(INCONCLUSIVE, accept_inconclusive=True), "passed", "inconclusive", 0),
+        (_made_report(INCONCLUSIVE), "failed", "failed", 1),
+        (_made_report(MISSED), "failed", "failed", 1),
+        (_made_report(outcome="failed", error="the alarm never fired"), "failed", "failed", 1),
+        (
+            _made_report(outcome="failed", error=READY_FAILED.detail, steps=(READY_FAILED,)),
+            "error",
+            "failed",
+            1,
+        ),
+        (_made_report(outcome="failed", failed_reverts=("x: refused",)), "failed", "failed", 1),
+        (
+            _made_report(outcome="stopped", stopped_at="take the primary region down"),
+            "skipped",
+            "incomplete",
+            1,
+        ),
+        (
+            _made_report(outcome="interrupted", error="interrupted by SIGTERM"),
+            "interrupted",
+            "incomplete",
+            2,
+        ),
+    ],
+    ids=[
+        "passed",
+        "inconclusive-accepted",
+        "inconclusive",
+        "missed",
+        "step-failed",
+        "not-ready",
+        "revert-failed",
+        "stopped",
+        "interrupted",
+    ],
+)
+def test_the_exercises_end_is_its_tests_outcome_and_its_runs_verdict(
+    report: ExerciseReport, outcome: str, verdict: str, exit_status: int
+) -> None:
+    run = exercise_run(report, parse_runbook(RUNBOOK).scaled(0.02), run_id="r1")
+    (test,) = run.tests
+    assert (test.nodeid, test.outcome) == (NODEID, outcome)
+    assert (str(run.verdict), run.exit_status) == (verdict, exit_status)
+    # the reason is the exercise's own one line
+    assert test.message == (None if report.exit_status == 0 else stop_reason(report))
+    assert [r.name for r in test.results] == [m.name for m in report.metrics]
+    if report.outcome == "stopped":
+        assert run.interruption == "stopped before 'take the primary region down' (not confirmed)"
+        assert run.lost == []
+    elif report.outcome == "interrupted":
+        assert run.interruption == "interrupted by SIGTERM" and run.lost == [NODEID]
+    else:
+        assert run.interruption is None and run.lost == []
+
+
+def test_a_stopped_exercise_is_an_incomplete_run_the_month_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    history = tmp_path / "history.sqlite"
+    stopped = _made_report(outcome="stopped", stopped_at="fail back to the primary region")
+    missed = _made_report(MISSED, started_utc=T0 + timedelta(hours=1))
+    for report in (stopped, missed):
+        write_run_reports(exercise_run(report), tmp_path, history)
+    with HistoryStore(history) as store:
+        runs = store.runs("2026-11")
+    assert [(r.verdict, r.exit_status) for r in runs] == [("incomplete", 1), ("failed", 1)]
+    assert runs[0].reason == "stopped before 'fail back to the primary region' (not confirmed)"
+    assert runs[1].reason.startswith("Detection 3.000 s > 2.4 s; failed exercise[script]: ")
+    code, out, err = _cli(capsys, "compliance", "--month", "2026-11", "--db", str(history))
+    assert code == 1, out + err
+    assert out.splitlines()[-1].startswith(
+        f"drdrill compliance 2026-11: NOT COMPLIANT — run {runs[0].run_id} incomplete: stopped "
+        "before 'fail back to the primary region' (not confirmed) (and 1 more)"
+    )
+
+
 # --- the examples: a cron line and a CI workflow --------------------------------------------------
 
 
@@ -680,6 +889,29 @@ def test_unattended_exercise_measures_and_fills_the_message(sandbox: Path, tmp_p
 
     markdown = next(tmp_path.glob("exercise-*.md")).read_text()
     assert "## Metrics to track" in markdown and "| Resolution Time |" in markdown
+
+    # the exercise as a run: its reports beside the exercise's own, the run in the history
+    (folder,) = [path.parent for path in tmp_path.glob("*/report.json")]
+    for name in ("report.json", "report.md", "report.html"):
+        assert f"wrote {folder / name}" in result.stdout.splitlines()
+        assert (folder / name).is_file()
+    run = json.loads((folder / "report.json").read_text())
+    assert (run["run"]["id"], run["run"]["verdict"], run["run"]["exit_status"]) == (
+        folder.name,
+        "passed",
+        0,
+    )
+    (test,) = run["tests"]
+    assert (test["nodeid"], test["outcome"]) == ("drdrill exercise::exercise[script]", "passed")
+    assert [(p["name"], p["measured"], p["status"]) for p in run["phases"]] == [
+        (m["name"], m["measured_s"], m["status"]) for m in report["metrics"]
+    ]
+    assert [e["name"] for e in run["events"]] == [e["name"] for e in report["events"]]
+    assert len(run["outages"]) == len(report["outages"]) and run["probes"]
+    with HistoryStore(tmp_path / "history.sqlite") as store:
+        (stored,) = store.runs(run["run"]["started_utc"][:7])
+    assert (stored.run_id, stored.verdict) == (folder.name, "passed")
+    assert [t.nodeid for t in stored.tests] == ["drdrill exercise::exercise[script]"]
     # the fault was journaled, then reverted: nothing left for drdrill recover
     assert _journal_ops(journal)[before:] == ["inject", "reverted"]
     status = _status(sandbox)

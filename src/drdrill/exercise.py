@@ -28,6 +28,11 @@ failover on the stack) to the config's scaled ones; each metric says which.
 The exercise passes (:attr:`ExerciseReport.exit_status` 0) only when it completed, every
 objective it measured was met (an inconclusive one only with ``accept_inconclusive``) and every
 revert succeeded; a failed revert makes its outcome ``failed``.
+
+The exercise is also a run (:func:`exercise_run`): one test,
+``drdrill exercise::exercise[<trigger>]``, with its timeline, metrics, outages and probes,
+written as any pytest run's ``report.json``, ``.md`` and ``.html`` and appended to the history,
+where ``drdrill history`` and ``drdrill compliance`` judge it as any run.
 """
 
 from __future__ import annotations
@@ -62,7 +67,18 @@ from drdrill.probes.http import (
     ProbeFailure,
     ProbeRunner,
 )
-from drdrill.report.record import OutageRecord, ProbeStatsRecord, TestRecord, probe_records
+from drdrill.report.record import (
+    ERROR,
+    EXIT_INTERRUPTED,
+    FAILED,
+    PASSED,
+    SKIPPED,
+    OutageRecord,
+    ProbeStatsRecord,
+    RunRecord,
+    TestRecord,
+    probe_records,
+)
 from drdrill.report.severity import (
     DEFAULT_LATENCY_THRESHOLD_S,
     NO_SEVERITY,
@@ -1451,6 +1467,128 @@ def write_exercise_report(report: ExerciseReport, out_dir: Path) -> tuple[Path, 
     markdown.write_text(render_markdown(report), encoding="utf-8")
     data.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     return markdown, data
+
+
+# --- the exercise as a run ----------------------------------------------------------------------
+
+#: the module part of an exercise's node id in the run's reports and the history
+EXERCISE_NODE: Final = "drdrill exercise"
+
+
+def exercise_nodeid(trigger: Trigger) -> str:
+    """The exercise's test in its run: ``drdrill exercise::exercise[script]``; the history and
+    the compliance report name it ``exercise[script]``, which says it was an exercise."""
+    return f"{EXERCISE_NODE}::exercise[{trigger}]"
+
+
+def metric_result(metric: Metric, test: str | None = None) -> Result | None:
+    """A measured metric as a drill's figure, held to the objective it was held to (the
+    people's to the runbook's own, the stack's to the scaled one); its note says whose time it
+    is and how it was made (``people (runbook, unscaled)``, ``stack (scaled by 0.02); fault to
+    service restored ...``). None for a metric not measured (the exercise stopped first)."""
+    if metric.measured is None:
+        return None
+    return Result(
+        name=metric.name,
+        kind="rto",
+        measured=metric.measured,
+        target_s=metric.target_s,
+        objective=metric.objective,
+        start=metric.start,
+        end=metric.end,
+        test=test,
+        note=metric.label if metric.note is None else f"{metric.label}; {metric.note}",
+    )
+
+
+def held_objectives(report: ExerciseReport, objectives: Objectives | None) -> dict[str, Any]:
+    """The objectives table the exercise was held to, as a run's ``objectives``: the stack's
+    (``objectives``, scaled), with each row a metric was held to otherwise (the people's
+    Decision, to the runbook's own figure) at the target it was held to, its notes saying
+    whose time it is; a run's reports show each row's target beside its figure."""
+    table: dict[str, Any] = objectives.to_json() if objectives is not None else {}
+    rto: dict[str, Any] = table.setdefault("rto", {})
+    table.setdefault("rpo", {})
+    for metric in report.metrics:
+        if metric.objective is None:
+            continue
+        name = next((k for k in rto if k.casefold() == metric.objective.casefold()), None)
+        row = rto.get(name) if name is not None else None
+        if name is None or not isinstance(row, Mapping) or row.get("target_s") == metric.target_s:
+            continue
+        held = f"the exercise's {metric.name}: {metric.label}"
+        notes = f"{row['notes']}; {held}" if row.get("notes") else held
+        rto[name] = {**row, "target_s": metric.target_s, "notes": notes}
+    return table
+
+
+def _test_outcome(report: ExerciseReport) -> str | None:
+    """How the exercise's test ended (None: interrupted, which the run's end concludes)."""
+    if report.outcome == "interrupted":
+        return None
+    if report.exit_status == 0:
+        return PASSED  # an inconclusive metric only when accepted: the run says inconclusive
+    if report.outcome == "stopped":
+        return SKIPPED  # a checkpoint declined: a person's choice, not a fault of the stack
+    if any(s.name == "readiness" and s.outcome == "failed" for s in report.steps):
+        return ERROR  # the stack was not ready: nothing was exercised, as a fixture's error
+    return FAILED
+
+
+def exercise_run(
+    report: ExerciseReport, objectives: Objectives | None = None, *, run_id: str | None = None
+) -> RunRecord:
+    """The exercise as a run of one test, for the run's reports and the history.
+
+    The test (:func:`exercise_nodeid`) holds the exercise's timeline, its measured metrics as
+    figures (:func:`metric_result`), and its probes' outages and statistics. It ends as the
+    exercise's exit status says: ``passed`` (exit 0); ``skipped`` when a checkpoint was declined
+    (the run is then ``incomplete``, "stopped before '<step>' (not confirmed)"); ``error`` when
+    the readiness check failed; ``failed`` when a step failed, a figure missed its objective, is
+    invalid or is inconclusive and not accepted, or a revert failed; ``interrupted`` on Ctrl-C
+    or SIGTERM (the run ``incomplete``). Each reason is :func:`stop_reason`'s line. The run's
+    exit status is pytest's for the same end (0, 1; 2 when interrupted), so that its verdict is
+    decided as a pytest run's. ``objectives`` are the stack's (the config's, scaled); the run's
+    table is :func:`held_objectives`. ``run_id`` is new by default.
+    """
+    from drdrill.report.outcome import conclude
+    from drdrill.session import new_run_id
+
+    nodeid = exercise_nodeid(report.trigger)
+    results = [metric_result(metric, nodeid) for metric in report.metrics]
+    test = TestRecord(
+        nodeid,
+        duration_s=max(0.0, (report.finished_utc - report.started_utc).total_seconds()),
+        events=list(report.events),
+        results=[r for r in results if r is not None],
+        outages=list(report.outages),
+        probes=list(report.probes),
+    )
+    outcome = _test_outcome(report)
+    if outcome is not None:
+        test.outcome = outcome
+    if report.exit_status != 0:
+        test.message = stop_reason(report)
+    run = RunRecord(
+        run_id=run_id or new_run_id(report.started_utc),
+        target=_jsonable(report.target),
+        objectives=held_objectives(report, objectives),
+        objectives_source=report.objectives_source,
+        objectives_scale=report.objectives_scale,
+        started_utc=report.started_utc,
+        finished_utc=report.finished_utc,
+        tests=[test],
+    )
+    interrupted = report.outcome == "interrupted"
+    conclude(
+        run,
+        collected=[nodeid],
+        exit_status=EXIT_INTERRUPTED if interrupted else report.exit_status,
+        interruption=(report.error or "interrupted") if interrupted else None,
+    )
+    if report.outcome == "stopped":
+        run.interruption = f"stopped before '{report.stopped_at}' (not confirmed)"
+    return run
 
 
 def load_template(runbook: Path | None) -> tuple[str | None, str]:

@@ -14,14 +14,16 @@ DESCRIPTION = (
     "primary region down, failover, post-failover checks, primary restored, failback, checks. "
     "Asks before each destructive step (--yes: never); a no, or no answer, stops the exercise and "
     "reverts the fault. Writes <out>/exercise-<utc>.md and .json with each step's times, the "
-    "detection, response and resolution times beside the runbook's objectives, the severity, "
-    "and the runbook's internal communication message filled in. The people's steps (the "
-    "decision at a checkpoint) are held to the runbook's own objectives, the stack's (the "
-    "alarm, the failover on the stack) to the config's scaled ones; each row says which. Exit "
-    "status 0 only when the exercise completed, every objective it measured was met (an "
+    "detection, response and resolution times beside the runbook's objectives, the severity, and "
+    "the runbook's internal communication message filled in; and, as any run of drills, "
+    "<out>/<run-id>/report.json, .md and .html, the run appended to the history (drdrill history, "
+    "drdrill compliance), its test named drdrill exercise::exercise[<trigger>]. The people's "
+    "steps (the decision at a checkpoint) are held to the runbook's own objectives, the stack's "
+    "(the alarm, the failover on the stack) to the config's scaled ones; each row says which. "
+    "Exit status 0 only when the exercise completed, every objective it measured was met (an "
     "inconclusive one only with compliance.accept_inconclusive) and every revert succeeded; 1 "
-    "when it stopped, failed, missed an objective or left something not reverted (each named "
-    "on its own line); 130 when interrupted; 2 on bad input."
+    "when it stopped, failed, missed an objective or left something not reverted (each named on "
+    "its own line); 130 when interrupted; 2 on bad input."
 )
 
 
@@ -49,7 +51,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--out",
         type=Path,
         metavar="DIR",
-        help="where exercise-<utc>.md and .json go (default: the config's report_dir, reports/)",
+        help="where exercise-<utc>.md and .json and the run's <run-id>/ folder go (default: the "
+        "config's report_dir, reports/); the history is the config's history, else "
+        "history.sqlite there",
     )
     parser.add_argument(
         "--contact", help="the message's contact line (default: user@host running the exercise)"
@@ -69,13 +73,14 @@ def run(args: argparse.Namespace) -> int:
     was missed or a revert failed (:attr:`ExerciseReport.exit_status`)."""
     from drdrill.config import load_config
     from drdrill.durations import parse_duration
-    from drdrill.errors import ConfigError, InputError
+    from drdrill.errors import ConfigError, DrillError, InputError
     from drdrill.exercise import (
         Exercise,
         ExerciseOptions,
         ExerciseStopped,
         TerminalCheckpoint,
         assume_yes,
+        exercise_run,
         load_template,
         missing_capabilities,
         stop_reason,
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from drdrill.faults.journal import Journal
     from drdrill.report.severity import default_matrix, find_matrix_table, parse_escalation_matrix
-    from drdrill.session import load_objectives
+    from drdrill.session import load_objectives, write_run_reports
     from drdrill.targets import make_target
     from drdrill.targets.base import ExerciseStack
 
@@ -148,6 +153,19 @@ def run(args: argparse.Namespace) -> int:
     markdown, data = write_exercise_report(report, out_dir)
     say(f"wrote {markdown}")
     say(f"wrote {data}")
+    # the exercise as a run: report.json, .md and .html, and the history, as a pytest run's
+    try:
+        written = write_run_reports(
+            exercise_run(report, objectives),
+            out_dir,
+            config.history_path(out_dir),
+            config.report.min_outage,
+        )
+    except (DrillError, OSError) as exc:  # the exercise's own report is written: it decides
+        print(f"drdrill: exercise: run reports not written: {exc}", file=sys.stderr)
+        written = []
+    for path in written:
+        say(f"wrote {path}")
     for line in summary_lines(report):
         say(line)
     if report.outcome == "interrupted":
