@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from drdrill.report.history import HistoryStore, render_compliance_html, write_compliance
+from drdrill.timeline import PHASES
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "reports"
 DRDRILL = str(Path(sys.executable).parent / "drdrill")
@@ -30,16 +31,7 @@ RUN_A, RUN_B, RUN_C = (
     "20261117T091500Z-c33333",
 )
 #: the sample runbook's rows as its tables list them: RTO, then RPO
-RUNBOOK_ORDER = [
-    "Detection",
-    "Decision",
-    "RDS Promotion",
-    "ECS Scale-up",
-    "Health Verification",
-    "DNS Update",
-    "Total RTO",
-    "Database (RPO)",
-]
+RUNBOOK_ORDER = [*PHASES, "Database (RPO)"]
 HOSTILE_ID = '20261120T000000Z-<script>alert("id")</script>&'
 HOSTILE_TEST = "suites/test_x.py::test_x[<img src=x onerror=alert(1)>]"
 HOSTILE_MESSAGE = "boom '\"><b>bold</b> key AKIAPLANTEDKEY123456"

@@ -65,6 +65,21 @@ def truth_error(phase: dict[str, Any], tolerance_s: float) -> float | None:
     return error
 
 
+def drdrill_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``drdrill`` run as a user runs it (``python -m drdrill.cli`` of this interpreter), its
+    output kept; the caller judges its exit status."""
+    return subprocess.run(
+        [sys.executable, "-m", "drdrill.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def run_drill_file(
     folder: Path, drill: Path, config: Path, report_dir: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:

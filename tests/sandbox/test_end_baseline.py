@@ -16,7 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.sandbox.sandbox_project import ROOT, SANDBOX_MARKS, short_folder, write_config
+from tests.sandbox.sandbox_project import (
+    ROOT,
+    SANDBOX_MARKS,
+    drdrill_cli,
+    short_folder,
+    write_config,
+)
 
 from drdrill.config import load_config
 from drdrill.sandbox import control
@@ -31,16 +37,6 @@ RESTORED = "drdrill: sandbox restored to its baseline after the run: "
 pytestmark = SANDBOX_MARKS
 
 
-def _drdrill(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "drdrill.cli", *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
 @pytest.fixture(scope="module")
 def config() -> Iterator[Path]:
     """The project's config; its sandbox brought up as a user does, taken down at the end."""
@@ -50,7 +46,7 @@ def config() -> Iterator[Path]:
         if target.client.alive():
             pytest.fail(f"a sandbox already runs in block {BLOCK}: not ours to drive")
         try:
-            up = _drdrill(folder, "sandbox", "up", "--config", str(path))
+            up = drdrill_cli("sandbox", "up", "--config", str(path), cwd=folder)
             assert up.returncode == 0, up.stdout + up.stderr
             yield path
         finally:

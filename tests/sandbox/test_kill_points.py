@@ -22,7 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.sandbox.sandbox_project import ROOT, SANDBOX_MARKS, short_folder, write_config
+from tests.sandbox.sandbox_project import (
+    ROOT,
+    SANDBOX_MARKS,
+    drdrill_cli,
+    short_folder,
+    write_config,
+)
 
 from drdrill.config import load_config
 from drdrill.targets.sandbox import SandboxTarget
@@ -30,7 +36,6 @@ from drdrill.targets.sandbox import SandboxTarget
 pytestmark = SANDBOX_MARKS
 
 BLOCK = 2
-DRDRILL = str(Path(sys.executable).parent / "drdrill")
 POINTS = ("mode", "fault", "promoted")
 
 DRILL = """
@@ -60,17 +65,11 @@ def project() -> Iterator[tuple[Path, Path]]:
     with short_folder("drdrill-kill-") as folder:
         config = write_config(folder, block=BLOCK)
         (folder / "test_killed.py").write_text(DRILL)
-        _drdrill("sandbox", "up", "--config", str(config))
+        drdrill_cli("sandbox", "up", "--config", str(config))
         try:
             yield folder, config
         finally:
-            _drdrill("sandbox", "down", "--config", str(config))
-
-
-def _drdrill(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [DRDRILL, *args], capture_output=True, text=True, timeout=300, check=False
-    )
+            drdrill_cli("sandbox", "down", "--config", str(config))
 
 
 def _run_until(
@@ -131,7 +130,7 @@ def test_a_killed_drill_leaves_the_baseline_or_says_what_it_needs(
     assert run.returncode != 0, run.stdout[-3000:]  # never "passed" after a signal
     said = run.stderr
     if sig == signal.SIGKILL:
-        recovered = _drdrill("recover", "--config", str(config), "--force")
+        recovered = drdrill_cli("recover", "--config", str(config), "--force")
         said = recovered.stdout
         assert recovered.returncode in (0, 1), recovered.stdout + recovered.stderr
     target = SandboxTarget(load_config(config))

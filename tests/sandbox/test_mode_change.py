@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.sandbox.sandbox_project import SANDBOX_MARKS, run_drill_file, short_folder, write_config
+from tests.sandbox.sandbox_project import (
+    SANDBOX_MARKS,
+    drdrill_cli,
+    run_drill_file,
+    short_folder,
+    write_config,
+)
 
 pytestmark = SANDBOX_MARKS
 
 BLOCK = 4
-DRDRILL = str(Path(sys.executable).parent / "drdrill")
 
 DRILLS = """
 import os
@@ -65,9 +69,7 @@ def project() -> Iterator[tuple[Path, Path]]:
 
 
 def _drdrill(*args: str, status: int = 0) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [DRDRILL, *args], capture_output=True, text=True, timeout=180, check=False
-    )
+    result = drdrill_cli(*args)
     assert result.returncode == status, result.stdout + result.stderr
     return result
 

@@ -24,7 +24,13 @@ from typing import Any, TypeVar
 
 import psutil
 import pytest
-from tests.sandbox.sandbox_project import ROOT, SANDBOX_MARKS, short_folder, write_config
+from tests.sandbox.sandbox_project import (
+    ROOT,
+    SANDBOX_MARKS,
+    drdrill_cli,
+    short_folder,
+    write_config,
+)
 
 from drdrill.config import load_config
 from drdrill.sandbox import blocklock, control, reaper
@@ -385,16 +391,6 @@ def _pids(status: dict[str, Any]) -> dict[str, int]:
     return {what: pid for what, pid in pids.items() if pid}
 
 
-def _drdrill(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "drdrill.cli", *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
 @real_processes
 def test_a_drill_runs_sandbox_goes_with_the_run_and_a_users_stays() -> None:
     with short_folder("drdrill-od-") as folder:
@@ -439,7 +435,7 @@ def test_a_drill_runs_sandbox_goes_with_the_run_and_a_users_stays() -> None:
             print(f"kill -9 of the drill run: its sandbox down after {took:.3f} s ({len(pids)})")
 
             # a sandbox brought up by `drdrill sandbox up` is nobody's: it outlives the command
-            up = _drdrill(folder, "sandbox", "up", "--config", str(config))
+            up = drdrill_cli("sandbox", "up", "--config", str(config), cwd=folder)
             assert up.returncode == 0, up.stdout + up.stderr
             status = control.client_for(settings).status()
             time.sleep(4 * reaper.POLL_S)  # an owner's watch would have seen the command go
@@ -447,7 +443,7 @@ def test_a_drill_runs_sandbox_goes_with_the_run_and_a_users_stays() -> None:
             owner = blocklock.owner(BLOCK)
             assert owner is not None and owner.pid == status["pid"]
             assert "--owner-pid" not in " ".join(psutil.Process(status["pid"]).cmdline())
-            down = _drdrill(folder, "sandbox", "down", "--config", str(config))
+            down = drdrill_cli("sandbox", "down", "--config", str(config), cwd=folder)
             assert down.returncode == 0, down.stdout + down.stderr
             assert blocklock.owner(BLOCK) is None
         finally:
