@@ -21,16 +21,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final
 
 from drdrill import defaults
 from drdrill.errors import ConfigError, InputError
 from drdrill.files import not_a_regular_file
+from drdrill.targets.base import Region
 
 if TYPE_CHECKING:
     from drdrill.objectives import Objectives
 
-Region = Literal["primary", "dr"]
 REGIONS: Final[tuple[Region, ...]] = ("primary", "dr")
 
 #: the terraform outputs the example config documents (``terraform output -raw

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pymysql
@@ -53,7 +53,6 @@ from drdrill.sandbox.truth import TruthLog
 
 T = TypeVar("T")
 
-Region = Literal["primary", "dr"]
 
 VISITS_TABLE = "visits"
 #: The environment variable the scheduler passes the database password in.

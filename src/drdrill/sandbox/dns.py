@@ -34,17 +34,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from dnslib import QTYPE, RCODE, RR, SOA, A, DNSLabel
 from dnslib.server import BaseResolver, DNSServer
 
 from drdrill.errors import DrillError
 from drdrill.sandbox.truth import TruthLog
+from drdrill.targets.base import Region
 
 #: The two sides of the failover record set (the regions' keys in the sandbox settings).
-Side = Literal["primary", "dr"]
-SIDES: tuple[Side, ...] = get_args(Side)
+SIDES: tuple[Region, ...] = get_args(Region)
 #: How often the server threads look for a stop request (a stop waits at most this long).
 _POLL_S = 0.05
 _PORT_ATTEMPTS = 5
@@ -58,7 +58,7 @@ class DnsError(DrillError):
 class _Answer:
     """What the record set says now; replaced as a whole so that readers need no lock."""
 
-    side: Side
+    side: Region
     ip: str
     serial: int
 
@@ -125,7 +125,7 @@ class FailoverDns:
         records: Mapping[str, str],
         ttl: int,
         truth: TruthLog | None = None,
-        active: Side = "primary",
+        active: Region = "primary",
         *,
         zone: str | None = None,
         component: str = "route53",
@@ -145,7 +145,7 @@ class FailoverDns:
             raise DnsError(f"dns name '{self.name}' is not in zone '{self.zone}'")
         if set(records) != set(SIDES):
             raise DnsError(f"dns records must be exactly {list(SIDES)}, got {sorted(records)}")
-        self.records: dict[Side, str] = {}
+        self.records: dict[Region, str] = {}
         for side in SIDES:
             try:
                 self.records[side] = str(ipaddress.IPv4Address(records[side]))
@@ -182,7 +182,7 @@ class FailoverDns:
     # - state -
 
     @property
-    def active(self) -> Side:
+    def active(self) -> Region:
         """The side the name points at now."""
         return self._answer.side
 
@@ -210,7 +210,7 @@ class FailoverDns:
         """The server threads are serving."""
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
-    def switch(self, to: Side) -> bool:
+    def switch(self, to: Region) -> bool:
         """Point the name at ``to``'s address; False (and no event) when it already does."""
         if to not in SIDES:
             raise DnsError(f"dns: cannot switch to {to!r}: not one of {list(SIDES)}")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drdrill.config import ConfigPath, PositiveSeconds, Seconds
-from drdrill.targets.base import Region
+from drdrill.targets.base import FailoverMode, Region
 
 #: the two regions, named as every target names them (one region type)
 RegionKey = Region
@@ -144,7 +144,7 @@ class SandboxSettings(_Model):
 
     run_dir: ConfigPath = Path(".drdrill/sandbox")
     app_name: str = "app.visitor-analytics.test"
-    mode: Literal["automated", "manual"] = "manual"
+    mode: FailoverMode = "manual"
     #: also serve the AWS API, kept true to the processes (the ``sandbox-aws`` target drills
     #: through it); off by default: its reconciler shares the supervisor's interpreter with the
     #: components whose records are the ground truth, and moto takes seconds to start

@@ -17,7 +17,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import pymysql
 
@@ -26,8 +26,8 @@ from drdrill.probes.writes import read_present_markers
 from drdrill.targets.aws import rds
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.settings import AwsSettings, DatabaseSettings
+from drdrill.targets.base import Region
 
-Region = Literal["primary", "dr"]
 #: what a connection may take to open, and one statement to answer
 CONNECT_TIMEOUT_S = 2.0
 STATEMENT_TIMEOUT_S = 5.0

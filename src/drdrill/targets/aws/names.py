@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from drdrill.errors import ConfigError
 from drdrill.targets.aws.session import AwsClients, OneLineFailure
 from drdrill.targets.aws.settings import AwsSettings, RegionSettings
-
-Region = Literal["primary", "dr"]
+from drdrill.targets.base import Region
 
 #: Route53's one region (its API lives in us-east-1 only)
 ROUTE53_REGION = "us-east-1"

@@ -20,13 +20,12 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
 
 from drdrill.probes.resolve import ResolveError
 from drdrill.probes.writes import Marker, WriteRejected, WriterError
 from drdrill.targets.aws import route53
+from drdrill.targets.base import Region
 
-Region = Literal["primary", "dr"]
 _REGIONS: tuple[Region, Region] = ("primary", "dr")
 
 

@@ -61,11 +61,10 @@ from drdrill.targets.aws.scripts import KEYS as SCRIPT_KEYS
 from drdrill.targets.aws.scripts import run_script, script_environment, script_key
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.settings import AwsSettings, RegionSettings, load_aws_settings
+from drdrill.targets.base import FailoverMode, Region
 from drdrill.timeline import Timeline
 
-Region = Literal["primary", "dr"]
 #: whether the health alarm starts the failover by itself
-Mode = Literal["automated", "manual"]
 
 EMULATOR_LIMITS = (
     "an AWS API emulator does not recover anything (moto never replaces a stopped task, a "
@@ -660,7 +659,7 @@ class AwsTarget:
         r = self.settings.primary
         return (r.region, r.alarms.health) if r.alarms.health else None
 
-    def failover_mode(self) -> Mode | None:
+    def failover_mode(self) -> FailoverMode | None:
         """``automated`` while the health alarm's actions are enabled (its SNS notification
         invokes the DR automation), ``manual`` while they are disabled; None without an alarm."""
         alarm = self._health_alarm()
@@ -668,7 +667,7 @@ class AwsTarget:
             return None
         return "automated" if cloudwatch.actions_enabled(self.aws, *alarm) else "manual"
 
-    def mode_change(self, mode: Mode) -> SetAlarmActions:
+    def mode_change(self, mode: FailoverMode) -> SetAlarmActions:
         """Setting the mode as a change a drill journals (``inject.change``): the health
         alarm's actions put back at the drill's end, or by ``drdrill recover`` after a kill."""
         alarm = self._health_alarm()
@@ -682,7 +681,7 @@ class AwsTarget:
             self._access(), *alarm, mode == "automated", before, clients=self.aws
         )
 
-    def set_mode(self, mode: Mode) -> None:
+    def set_mode(self, mode: FailoverMode) -> None:
         """Enable the health alarm's actions (automated) or disable them (manual); what they
         were before is put back at :meth:`stop`."""
         alarm = self._health_alarm()

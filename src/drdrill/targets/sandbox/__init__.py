@@ -45,6 +45,7 @@ from drdrill.sandbox.ground_truth import (
 from drdrill.sandbox.observer_log import ObserverTarget, ObserverTransition, read_transitions
 from drdrill.sandbox.settings import DnsClientRole, RegionKey, SandboxSettings
 from drdrill.sandbox.truth import TruthEvent, TruthLog
+from drdrill.targets.base import FailoverMode
 from drdrill.targets.sandbox.faults import (
     CutOffClients,
     CutReplication,
@@ -473,16 +474,16 @@ class SandboxTarget:
         """Change a service's desired count."""
         self.client.call("scale", region=region, desired=desired)
 
-    def failover_mode(self) -> Literal["automated", "manual"] | None:
+    def failover_mode(self) -> FailoverMode | None:
         """Whether the alarm runs the DR automation by itself now."""
         mode = self.status().get("mode")
         return mode if mode in ("automated", "manual") else None
 
-    def set_mode(self, mode: Literal["automated", "manual"]) -> None:
+    def set_mode(self, mode: FailoverMode) -> None:
         """Whether the alarm runs the DR automation by itself."""
         self.client.call("set_mode", mode=mode)
 
-    def mode_change(self, mode: Literal["automated", "manual"]) -> SetFailoverMode:
+    def mode_change(self, mode: FailoverMode) -> SetFailoverMode:
         """Setting the mode as a change a drill journals (``inject.change``): reverted at the
         drill's end, or by ``drdrill recover`` after a kill."""
         return SetFailoverMode(self.control_port, mode, self.failover_mode() or "manual")

@@ -13,8 +13,7 @@ from typing import Any, ClassVar, Literal, Self
 from drdrill.errors import FaultError
 from drdrill.faults.base import RevertResult
 from drdrill.sandbox.control import SandboxClient, SandboxError
-
-Region = Literal["primary", "dr"]
+from drdrill.targets.base import FailoverMode, Region
 
 
 def _region(record: Mapping[str, Any]) -> Region:
@@ -333,8 +332,8 @@ class SetFailoverMode:
     #: a change of configuration, not an outage: no safety consent asked
     destructive: ClassVar[bool] = False
     control_port: int
-    mode: Literal["automated", "manual"]
-    before: Literal["automated", "manual"]
+    mode: FailoverMode
+    before: FailoverMode
 
     def describe(self) -> str:
         """One line naming the change."""
