@@ -16,6 +16,7 @@ from drdrill.measure import Measurement, Measurements
 from drdrill.objectives import Objectives
 from drdrill.targets.base import (
     AlarmReadiness,
+    DrAlarmReadiness,
     LocalHostStack,
     RecoveryLimited,
     ReplicaReadiness,
@@ -118,6 +119,18 @@ def test_alarm_is_wired_to_notifications(alarm_ready: AlarmReadiness) -> None:
     """The health alarm is OK and notifies somebody."""
     assert alarm_ready.alarm_state() == "OK"
     assert alarm_ready.alarm_notifies(), "the alarm's notifications reach nobody"
+
+
+@pytest.mark.drill(destructive=False)
+def test_dr_alarm_is_wired_to_notifications(ready_target: Target) -> None:
+    """The DR region's health alarm notifies somebody: after a failover it is the one that
+    pages (``dr.alarms.health``, on ``dr.sns_topic_arn`` when set)."""
+    if not isinstance(ready_target, DrAlarmReadiness):
+        pytest.skip(_lacks(ready_target, "DrAlarmReadiness"))
+    notifies = ready_target.dr_alarm_notifies()
+    if notifies is None:
+        pytest.skip("no DR health alarm configured (targets.aws.dr.alarms.health)")
+    assert notifies, "the DR region's health alarm notifies nobody"
 
 
 @pytest.mark.drill(destructive=False)

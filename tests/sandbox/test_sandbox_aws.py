@@ -637,3 +637,49 @@ def test_the_aws_drills_run_through_the_api_and_agree_with_the_ground_truth(
         if test["outcome"] != "passed":
             assert test["outcome"] == "failed", test
             assert str(test.get("message", "")).startswith(("phase '", "data loss '")), test
+
+
+def test_the_exercise_runs_through_the_api_and_leaves_the_stack_at_its_baseline(
+    sandbox: dict[str, Any],
+) -> None:
+    """``drdrill exercise`` on the AWS target: the region down, the alarm, the runbook's
+    aws-CLI failover, the checks through the public name, the failback, every step ok and the
+    fault journaled then reverted, with the sandbox at its baseline afterwards."""
+    run_dir = Path(sandbox["status"]["run_dir"])
+    generated = run_dir.parent / f"{run_dir.name}-aws.yaml"
+    out = sandbox["folder"] / "exercise"
+    journal = sandbox["folder"] / "journal.jsonl"
+    before = journal.read_text().splitlines() if journal.exists() else []
+    result = _drdrill("exercise", "--config", str(generated), "--yes", "--out", str(out))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "target sandbox-aws, trigger script" in result.stdout
+    (found,) = out.glob("exercise-*.json")
+    report = json.loads(found.read_text())
+    assert report["outcome"] == "completed"
+    assert [(s["name"], s["outcome"]) for s in report["steps"]] == [
+        (name, "ok")
+        for name in (
+            "readiness",
+            "region_down",
+            "detection",
+            "failover",
+            "service_restored",
+            "post_failover_checks",
+            "restore_primary",
+            "failback",
+            "post_failback_checks",
+        )
+    ]
+    steps = {s["name"]: s["detail"] for s in report["steps"]}
+    # the AWS target's own region down (Route53 health check, ECS), not the sandbox's
+    assert "fail route53 health check" in steps["region_down"], steps["region_down"]
+    assert "scale ecs service" in steps["region_down"], steps["region_down"]
+    metrics = {m["name"]: m for m in report["metrics"]}
+    assert metrics["Detection Time"]["status"] == "met", metrics["Detection Time"]
+    assert metrics["Resolution Time"]["status"] == "met", metrics["Resolution Time"]
+    ops = [json.loads(line)["op"] for line in journal.read_text().splitlines()[len(before) :]]
+    assert ops == ["inject", "reverted"], ops
+    status = _status(sandbox)
+    assert status["dns"]["active"] == "primary", status["dns"]
+    assert status["regions"]["primary"]["state"] == "up"
+    assert status["regions"]["dr"]["ecs"]["desired"] == 0

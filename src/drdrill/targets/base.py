@@ -330,6 +330,15 @@ class AlarmReadiness(Protocol):
 
 
 @runtime_checkable
+class DrAlarmReadiness(Protocol):
+    """A target whose DR region has a health alarm of its own: the one that pages once the
+    site is served from DR."""
+
+    def dr_alarm_notifies(self) -> bool | None:
+        """Whether the DR region's health alarm notifies somebody; None when none is set."""
+
+
+@runtime_checkable
 class StaticAssetsStack(Protocol):
     """A stack whose static assets replicate across regions (S3 cross-region replication)."""
 

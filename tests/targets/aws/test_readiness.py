@@ -22,7 +22,7 @@ from drdrill.sandbox.aws.provision import (
     set_read_replication,
 )
 from drdrill.targets.aws.target import AwsTarget
-from drdrill.targets.base import ReplicaReadiness
+from drdrill.targets.base import DrAlarmReadiness, ReplicaReadiness
 from drdrill.timeline import Timeline
 
 
@@ -117,3 +117,44 @@ def test_a_replica_whose_replication_stopped_is_not_running(
         assert state.reason.endswith(f": {message}")
     calls = [c.operation for c in aws_target.aws.log.calls[before:]]
     assert calls == ["DescribeDBInstances"]  # read from RDS, not inferred
+
+
+def _target(stack: ProvisionedStack, tmp_path: Path, dr: dict[str, object]) -> AwsTarget:
+    """The aws target on the provisioned stack, with ``dr`` merged into its DR settings."""
+    path = tmp_path / "drdrill.yaml"
+    aws = stack.settings.model_dump(mode="json", exclude_none=True)
+    aws["dr"] = {**aws["dr"], **dr}
+    path.write_text(yaml.safe_dump({"target": "aws", "targets": {"aws": aws}}))
+    return AwsTarget(load_config(path))
+
+
+def test_the_dr_alarm_notifies_its_topics_subscriber(aws_target: AwsTarget) -> None:
+    assert isinstance(aws_target, DrAlarmReadiness)
+    before = len(aws_target.aws.log.calls)
+
+    assert aws_target.dr_alarm_notifies() is True
+
+    calls = [(c.operation, c.region) for c in aws_target.aws.log.calls[before:]]
+    assert ("DescribeAlarms", "eu-central-1") in calls  # asked of the DR region
+    assert ("ListSubscriptionsByTopic", "eu-central-1") in calls
+
+
+def test_a_dr_alarm_on_another_topic_than_dr_sns_topic_arn_notifies_nobody(
+    stack: ProvisionedStack, tmp_path: Path
+) -> None:
+    """``dr.sns_topic_arn`` was documented and ignored: the alarm must notify that topic."""
+    other = _target(stack, tmp_path, {}).aws.client("sns", stack.dr.region)
+    topic = str(other.create_topic(Name="someone-elses-alerts")["TopicArn"])
+    other.subscribe(TopicArn=topic, Protocol="email", Endpoint="elsewhere@example.test")
+
+    target = _target(stack, tmp_path, {"sns_topic_arn": topic})
+
+    assert target.dr_alarm_notifies() is False
+
+
+def test_without_a_dr_health_alarm_there_is_nothing_to_check(
+    stack: ProvisionedStack, tmp_path: Path
+) -> None:
+    """The runbook's name is the default; ``health: null`` says the DR region has none."""
+    target = _target(stack, tmp_path, {"alarms": {"health": None}})
+    assert target.dr_alarm_notifies() is None

@@ -131,6 +131,7 @@ def test_contract_suites_pass_and_recovery_drills_skip_with_the_reason(
         "test_replica_lag_within_rpo",
         "test_dr_region_is_at_pilot_light",
         "test_alarm_is_wired_to_notifications",
+        "test_dr_alarm_is_wired_to_notifications",
         "test_failover_record_points_at_a_healthy_primary",
         "test_static_assets_replicate",
     ):
@@ -295,6 +296,7 @@ _READINESS = (
     "test_replica_lag_within_rpo",
     "test_dr_region_is_at_pilot_light",
     "test_alarm_is_wired_to_notifications",
+    "test_dr_alarm_is_wired_to_notifications",
     "test_failover_record_points_at_a_healthy_primary",
     "test_static_assets_replicate",
 )

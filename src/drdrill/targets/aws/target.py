@@ -405,7 +405,18 @@ class AwsTarget:
     def alarm_notifies(self) -> bool:
         """The health alarm has an SNS action with at least one subscriber (on the configured
         ``sns_topic_arn`` when there is one: the topic the on-call hang off)."""
-        r = self.settings.primary
+        return self._alarm_notifies(self.settings.primary)
+
+    def dr_alarm_notifies(self) -> bool | None:
+        """The DR region's health alarm (``dr.alarms.health``), the one that watches the site
+        once it is served from DR, notifies somebody (on ``dr.sns_topic_arn`` when set); None
+        when no DR health alarm is configured."""
+        r = self.settings.dr
+        if not r.alarms.health:
+            return None
+        return self._alarm_notifies(r)
+
+    def _alarm_notifies(self, r: RegionSettings) -> bool:
         if not r.alarms.health:
             return False
         topics = [
