@@ -41,7 +41,8 @@ def _reported(
     while not (found := stack.reported_since(since, record)):
         assert time.monotonic() < deadline, f"the stack never reported '{record}'"
         time.sleep(0.02)
-    return timeline.report(name, found[0].utc, record=record)
+    first = found[0]
+    return timeline.report_stamped(name, first.utc, first.resolution_s, record=record)
 
 
 def _trigger(stack: FailoverStack, trigger: str, outcome: dict[str, Any]) -> None:
@@ -114,7 +115,11 @@ def test_region_failover(
             for h in stack.alarm_history()
             if h["state"] == "ALARM" and datetime.fromisoformat(h["utc"]) >= fault_utc
         ][:1]
-        alarm = timeline.report("alarm_raised", datetime.fromisoformat(changed["utc"]))
+        alarm = timeline.report_stamped(
+            "alarm_raised",
+            datetime.fromisoformat(changed["utc"]),
+            float(changed.get("resolution_s", 0.0)),
+        )
 
         # Decision: the alarm -> the failover triggered. Automated: the automation's own
         # reaction, as the stack reports its invocation. Otherwise the on-call's: paged by the

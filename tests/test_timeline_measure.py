@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from tests.fake_clock import FakeClock
 
@@ -14,6 +16,7 @@ from drdrill.measure import (
     UnmappedPhase,
 )
 from drdrill.objectives import parse_runbook_text
+from drdrill.targets.aws.rds import RdsEvent
 from drdrill.timeline import Source, Timeline
 
 RUNBOOK = """
@@ -207,3 +210,59 @@ def test_a_late_probe_loop_is_named_on_the_figure(line: Timeline, clock: FakeClo
     assert result.note is not None and "probe loop ran up to 300 ms late" in result.note
     quiet = measure.phase("Total RTO", "fault_injected", "fault_injected")
     assert quiet.note is None
+
+
+def test_a_record_stamped_to_the_second_at_the_objective_is_inconclusive_never_met(
+    line: Timeline, clock: FakeClock
+) -> None:
+    """RDS, ECS and Route53 stamp some records to the second: the action lies anywhere in the
+    second after the stamp. Before the fix the stamp counted as exact, and a phase ending at a
+    stamp equal to its objective read "met" whatever the second held."""
+    objectives = parse_runbook_text(RUNBOOK, "runbook.md")
+    measure = Measurements(line, objectives, "suites/test_x.py::test_y")
+    fault = line.mark("fault_injected")
+    clock.t += 121.0
+    stamped = fault.utc + timedelta(seconds=120)  # "12:02:00", no fraction: a second's record
+    record = RdsEvent("db", stamped, "Finished DB Instance promotion", ())
+    assert record.resolution_s == 1.0
+
+    end = line.report_stamped("promoted", record.utc, record.resolution_s)
+
+    assert end.source is Source.REPORTED and end.uncertainty_s == 1.0
+    assert end.mono == pytest.approx(fault.mono + 121.0)  # the end of the second it names
+    assert end.attrs["stamped_utc"] == stamped.isoformat()
+    result = measure.phase("ECS Scale-up", fault, end)  # 120 s objective
+    assert result.measured.value == pytest.approx(120.5)
+    assert result.measured.uncertainty == pytest.approx(0.5)
+    assert result.status is Status.INCONCLUSIVE
+
+
+def test_a_millisecond_record_and_a_round_trip_keep_their_own_width(
+    line: Timeline, clock: FakeClock
+) -> None:
+    fault = line.mark("fault_injected")
+    stamped = fault.utc + timedelta(seconds=3, milliseconds=250)
+    assert RdsEvent("db", stamped, "rebooted", ()).resolution_s == 0.001
+    end = line.report_stamped("rebooted", stamped, 0.001)
+    assert end.mono == pytest.approx(fault.mono + 3.251)
+    assert end.uncertainty_s == pytest.approx(0.001)
+    # a request we sent, known between its send and its answer
+    asked = line.report_stamped("scale_asked", stamped, 0.180)
+    assert asked.mono == pytest.approx(fault.mono + 3.430)
+    assert asked.uncertainty_s == pytest.approx(0.180)
+
+
+def test_the_failover_drill_puts_a_records_resolution_on_its_event(line: Timeline) -> None:
+    """The region failover drill's reported events carry their record's resolution."""
+    from suites.test_region_failover import _reported
+
+    since = line.mark("fault_injected")
+
+    class Stack:
+        def reported_since(self, mono: float, record: str) -> list[RdsEvent]:
+            assert (mono, record) == (since.mono, "rds_promotion_requested")
+            return [RdsEvent("db-replica", since.utc + timedelta(seconds=2), "promoting", ())]
+
+    event = _reported(Stack(), line, "rds_promotion_requested", "promotion_asked", since.mono)  # type: ignore[arg-type]
+    assert event.uncertainty_s == 1.0
+    assert event.mono == pytest.approx(since.mono + 3.0)

@@ -806,7 +806,12 @@ class Exercise:
         ]
         if changes:
             # the alarm's own record of its change (like CloudWatch's history): exact
-            return self.timeline.report("alarm_raised", datetime.fromisoformat(changes[0]["utc"]))
+            first = changes[0]
+            return self.timeline.report_stamped(
+                "alarm_raised",
+                datetime.fromisoformat(first["utc"]),
+                float(first.get("resolution_s", 0.0)),
+            )
         return self.timeline.observe("alarm_raised", seen.mono, seen.uncertainty_s)
 
     def _trigger(self, fault: Event, alarm: Event) -> str:
@@ -841,7 +846,10 @@ class Exercise:
             if time.monotonic() > deadline:
                 raise ExerciseStopped("the alarm never triggered the DR automation")
             time.sleep(0.05)
-        self.timeline.report("failover_triggered", found[0].utc, trigger="automated")
+        first = found[0]
+        self.timeline.report_stamped(
+            "failover_triggered", first.utc, first.resolution_s, trigger="automated"
+        )
 
     def _wait_restored(self, fault: Event) -> str:
         runner = self._runner

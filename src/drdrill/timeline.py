@@ -166,6 +166,16 @@ class Timeline:
         mono = utc.timestamp() - (self._clock.wall() - self._clock.mono())
         return self.add(Event(name, utc, mono, Source.REPORTED, uncertainty_s, attrs))
 
+    def report_stamped(self, name: str, utc: datetime, resolution_s: float, **attrs: Any) -> Event:
+        """Record an event from a platform's record stamped ``utc`` to ``resolution_s`` (a
+        second, a millisecond, a request's round trip): the action lies in
+        ``[utc, utc + resolution_s]``, so the event is put at the end of that stretch with the
+        stretch as its uncertainty. A phase ending at it is met only if met at the stretch's
+        end; one starting at it, only if met from its start."""
+        resolution_s = max(0.0, resolution_s)
+        late = utc + timedelta(seconds=resolution_s)
+        return self.report(name, late, resolution_s, stamped_utc=utc.isoformat(), **attrs)
+
     @property
     def events(self) -> list[Event]:
         """Every event so far, in time order."""

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 #: how much of the file's start identifies it (its first line holds a time to the microsecond)
 _HEAD_BYTES = 128
@@ -36,6 +36,8 @@ class TruthEvent:
     mono: float
     component: str
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: the components stamp their lines to the microsecond from the same clock as the drill
+    resolution_s: ClassVar[float] = 0.0
 
 
 def wall_minus_mono() -> float:

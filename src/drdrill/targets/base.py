@@ -156,6 +156,10 @@ class ReportedRecord(Protocol):
     def utc(self) -> datetime:
         """When the platform says it happened."""
 
+    @property
+    def resolution_s(self) -> float:
+        """How finely ``utc`` is known: the action lies in ``[utc, utc + resolution_s]``."""
+
 
 @runtime_checkable
 class FailoverStack(DatabaseServiceStack, Protocol):

@@ -377,12 +377,18 @@ class AwsTarget:
         return cloudwatch.alarm_state(self.aws, r.region, r.alarms.health)
 
     def alarm_history(self) -> list[dict[str, Any]]:
-        """The health alarm's state changes as CloudWatch reports them (reported events)."""
+        """The health alarm's state changes as CloudWatch reports them (reported events), each
+        with how finely CloudWatch stamped it (a millisecond; a second without a fraction)."""
         r = self.settings.primary
         if not r.alarms.health:
             raise DrillError("aws target: no health alarm configured")
         return [
-            {"state": c.new, "utc": c.utc.isoformat(), "reason": c.reason}
+            {
+                "state": c.new,
+                "utc": c.utc.isoformat(),
+                "reason": c.reason,
+                "resolution_s": 0.001 if c.utc.microsecond else 1.0,
+            }
             for c in cloudwatch.alarm_history(self.aws, r.region, r.alarms.health)
         ]
 
