@@ -11,8 +11,28 @@ from drdrill.config import DrillConfig
 from drdrill.drill_fixtures import Injector, ProbeSession
 from drdrill.measure import Measurements
 from drdrill.observe import expect_effect, poll_until
-from drdrill.targets.base import GroundTruthTarget, ServiceStack
-from drdrill.timeline import Timeline
+from drdrill.targets.base import GroundTruthTarget, PlatformRecords, ServiceStack
+from drdrill.timeline import Event, Timeline
+
+
+def _ecs_record(
+    stack: PlatformRecords, timeline: Timeline, measure: Measurements, fault: Event
+) -> None:
+    """ECS's own record of the tasks since the fault: the first stop and the last start on the
+    timeline, and the replacement as ECS timed it, for information (ECS Scale-up also needs the
+    load balancer to call the replacements healthy, which AWS does not stamp)."""
+    stopped = stack.platform_records(fault.mono, "task_stopped")
+    started = stack.platform_records(fault.mono, "task_started")
+    if not stopped or not started:
+        return
+    first, last = stopped[0], started[-1]
+    stop = timeline.report_stamped(
+        "task_stopped_reported", first.utc, first.resolution_s, record="task_stopped"
+    )
+    start = timeline.report_stamped(
+        "replacement_started_reported", last.utc, last.resolution_s, record="task_started"
+    )
+    measure.phase("task replacement (ECS's record)", stop, start, objective=None)
 
 
 @pytest.mark.drill(phases=["ECS Scale-up"])
@@ -57,6 +77,8 @@ def test_service_returns_to_desired_count(
     )
     time.sleep(0.5)
     measure.phase("ECS Scale-up", fault, steady)
+    if isinstance(service_stack, PlatformRecords):  # ECS's own times beside what was observed
+        _ecs_record(service_stack, timeline, measure, fault)
     if isinstance(service_stack, GroundTruthTarget):  # the sandbox logs what really happened
         service_stack.attach_truth(measure, drill="task_failure")
     measure.verify()

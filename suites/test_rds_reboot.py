@@ -10,7 +10,7 @@ import pytest
 from drdrill.config import DrillConfig
 from drdrill.drill_fixtures import Injector, ProbeSession, WriterSession
 from drdrill.measure import Measurement, Measurements
-from drdrill.targets.base import DatabaseServiceStack, GroundTruthTarget
+from drdrill.targets.base import DatabaseServiceStack, GroundTruthTarget, PlatformRecords
 from drdrill.timeline import Timeline
 
 
@@ -42,6 +42,14 @@ def test_reboot_primary_under_writes(
     # the runbook's end-to-end objective holds for any outage: fault -> every check passes again
     measure.phase("Total RTO", "fault_injected", restored)
     measure.record("Database", Measurement(rpo.data_loss_window_s), kind="rpo")
+    if isinstance(database_stack, PlatformRecords):  # RDS's own word beside what was observed
+        back = database_stack.platform_records(timeline.get("fault_injected").mono, "db_restarted")
+        if back:
+            event = timeline.report_stamped(
+                "db_restarted_reported", back[0].utc, back[0].resolution_s, record="db_restarted"
+            )
+            name = "database restart (RDS's record)"
+            measure.phase(name, "fault_injected", event, objective=None)
     if isinstance(database_stack, GroundTruthTarget):  # the sandbox logs what really happened
         database_stack.attach_truth(measure, drill="db_reboot")
     measure.verify()

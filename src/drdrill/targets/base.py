@@ -162,6 +162,17 @@ class ReportedRecord(Protocol):
 
 
 @runtime_checkable
+class PlatformRecords(Protocol):
+    """A stack whose platform keeps its own record of what happened to it (AWS: ECS's task
+    times, RDS's events), which drills put beside what they observed."""
+
+    def platform_records(self, mono: float, record: str) -> Sequence[ReportedRecord]:
+        """The records named ``record`` since the monotonic time ``mono``, oldest first:
+        ``task_stopped`` and ``task_started`` (the primary service's tasks), ``db_restarted``
+        (the primary database back from a reboot or a Multi-AZ failover)."""
+
+
+@runtime_checkable
 class FailoverStack(DatabaseServiceStack, Protocol):
     """Everything a region failover drill watches and triggers.
 

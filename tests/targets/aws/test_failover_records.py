@@ -26,11 +26,13 @@ from drdrill.sandbox.aws.provision import (
     put_function_log,
     put_rds_event,
     put_service_event,
+    put_task_times,
 )
 from drdrill.targets.aws import ecs, lambda_, logs, rds, route53
 from drdrill.targets.aws.failover import ScaleRequest
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.target import AwsTarget
+from drdrill.targets.base import PlatformRecords
 from drdrill.timeline import Timeline
 
 from .aws_target import aws_target
@@ -263,3 +265,74 @@ def test_aws_is_asked_at_most_once_an_interval(stack: ProvisionedStack, tmp_path
         target.reported_since(since, "rds_promotion_requested")
     calls = [c for c in target.aws.log.calls[before:] if c.operation == "DescribeEvents"]
     assert len(calls) == 1
+
+
+def test_task_times_are_ecs_stopped_at_and_started_at_of_the_primary_service(
+    stack: ProvisionedStack, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """The ECS drill's ``task_stopped``/``task_started`` are ECS's own stamps of the service's
+    tasks (moto stamps a stopped task's ``stoppedAt``; its replacement comes from a real
+    ``UpdateService`` here, as moto replaces nothing by itself)."""
+    target = _target(tmp_path, stack)
+    aws = AwsClients(endpoint_url=moto_endpoint)
+    p = stack.settings.primary
+    since = time.monotonic()
+    assert target.platform_records(since, "task_stopped") == []
+    assert isinstance(target, PlatformRecords)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+
+    victim, other = ecs.running_tasks(aws, p.region, p.ecs.cluster, p.ecs.service)[:2]
+    aws.client("ecs", p.region).stop_task(cluster=p.ecs.cluster, task=victim, reason="drill")
+    stopped_at = datetime.now(UTC).replace(microsecond=123_000)  # ECS stamps to the ms
+    # ECS's stamps, which moto does not write: supplied on its model (the calls stay real)
+    put_task_times(aws, p.region, p.ecs.cluster, victim, started=before - timedelta(hours=1))
+    put_task_times(aws, p.region, p.ecs.cluster, victim, stopped=stopped_at)
+    put_task_times(aws, p.region, p.ecs.cluster, other, started=stopped_at + timedelta(seconds=3))
+
+    stops = target.platform_records(since, "task_stopped")
+    starts = target.platform_records(since, "task_started")
+
+    assert [(t.task_arn, t.reason) for t in stops if isinstance(t, ecs.TaskTime)] == [
+        (victim, "drill")
+    ]
+    assert stops[0].utc == stopped_at and stops[0].resolution_s == 0.001
+    # the victim started before the drill: only the task started since counts
+    assert [t.task_arn for t in starts if isinstance(t, ecs.TaskTime)] == [other]
+    assert starts[0].utc == stopped_at + timedelta(seconds=3)
+
+
+def test_db_restarted_is_rds_event_of_the_primary_back_from_its_reboot(
+    stack: ProvisionedStack, moto_endpoint: str, tmp_path: Path
+) -> None:
+    target = _target(tmp_path, stack)
+    aws = AwsClients(endpoint_url=moto_endpoint)
+    p = stack.settings.primary
+    since = time.monotonic()
+    asked = datetime.now(UTC)
+    put_rds_event(aws, p.region, p.rds.instance_id, "DB instance shutdown", asked)
+    put_rds_event(
+        aws, p.region, p.rds.instance_id, "DB instance restarted", asked + timedelta(seconds=4)
+    )
+    put_rds_event(
+        aws,
+        p.region,
+        p.rds.instance_id,
+        "Multi-AZ instance failover completed",
+        asked + timedelta(seconds=9),
+    )
+    # the replica's events are not the primary's
+    put_rds_event(
+        aws,
+        stack.settings.dr.region,
+        stack.settings.dr.rds.instance_id,
+        "DB instance restarted",
+        asked + timedelta(seconds=1),
+    )
+
+    found = target.platform_records(since, "db_restarted")
+
+    assert [r.message for r in found if isinstance(r, rds.RdsEvent)] == [
+        "DB instance restarted",
+        "Multi-AZ instance failover completed",
+    ]
+    assert found[0].utc == asked + timedelta(seconds=4)

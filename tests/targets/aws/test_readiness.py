@@ -13,9 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
-from drdrill.config import load_config
 from drdrill.sandbox.aws.provision import (
     ProvisionedStack,
     put_replica_lag,
@@ -25,13 +23,12 @@ from drdrill.targets.aws.target import AwsTarget
 from drdrill.targets.base import DrAlarmReadiness, ReplicaReadiness
 from drdrill.timeline import Timeline
 
+from .aws_target import aws_target as target_of
+
 
 @pytest.fixture
 def aws_target(stack: ProvisionedStack, tmp_path: Path) -> AwsTarget:
-    path = tmp_path / "drdrill.yaml"
-    aws = stack.settings.model_dump(mode="json", exclude_none=True)
-    path.write_text(yaml.safe_dump({"target": "aws", "targets": {"aws": aws}}))
-    return AwsTarget(load_config(path))
+    return target_of(tmp_path, stack)
 
 
 def _replica(stack: ProvisionedStack) -> str:
@@ -119,15 +116,6 @@ def test_a_replica_whose_replication_stopped_is_not_running(
     assert calls == ["DescribeDBInstances"]  # read from RDS, not inferred
 
 
-def _target(stack: ProvisionedStack, tmp_path: Path, dr: dict[str, object]) -> AwsTarget:
-    """The aws target on the provisioned stack, with ``dr`` merged into its DR settings."""
-    path = tmp_path / "drdrill.yaml"
-    aws = stack.settings.model_dump(mode="json", exclude_none=True)
-    aws["dr"] = {**aws["dr"], **dr}
-    path.write_text(yaml.safe_dump({"target": "aws", "targets": {"aws": aws}}))
-    return AwsTarget(load_config(path))
-
-
 def test_the_dr_alarm_notifies_its_topics_subscriber(aws_target: AwsTarget) -> None:
     assert isinstance(aws_target, DrAlarmReadiness)
     before = len(aws_target.aws.log.calls)
@@ -143,11 +131,11 @@ def test_a_dr_alarm_on_another_topic_than_dr_sns_topic_arn_notifies_nobody(
     stack: ProvisionedStack, tmp_path: Path
 ) -> None:
     """``dr.sns_topic_arn`` was documented and ignored: the alarm must notify that topic."""
-    other = _target(stack, tmp_path, {}).aws.client("sns", stack.dr.region)
+    other = target_of(tmp_path, stack).aws.client("sns", stack.dr.region)
     topic = str(other.create_topic(Name="someone-elses-alerts")["TopicArn"])
     other.subscribe(TopicArn=topic, Protocol="email", Endpoint="elsewhere@example.test")
 
-    target = _target(stack, tmp_path, {"sns_topic_arn": topic})
+    target = target_of(tmp_path, stack, dr={"sns_topic_arn": topic})
 
     assert target.dr_alarm_notifies() is False
 
@@ -156,5 +144,5 @@ def test_without_a_dr_health_alarm_there_is_nothing_to_check(
     stack: ProvisionedStack, tmp_path: Path
 ) -> None:
     """The runbook's name is the default; ``health: null`` says the DR region has none."""
-    target = _target(stack, tmp_path, {"alarms": {"health": None}})
+    target = target_of(tmp_path, stack, dr={"alarms": {"health": None}})
     assert target.dr_alarm_notifies() is None

@@ -807,6 +807,27 @@ def put_service_event(
     model.events.append({"id": uuid.uuid4().hex, "createdAt": when, "message": message})
 
 
+def put_task_times(
+    aws: AwsClients,
+    region: str,
+    cluster: str,
+    task_arn: str,
+    started: datetime | None = None,
+    stopped: datetime | None = None,
+) -> None:
+    """Make the moto server hold a task's ``startedAt``/``stoppedAt`` as ECS stamps them (moto
+    stamps neither): put onto moto's own model, in this process; DescribeTasks stays real."""
+    from moto.backends import get_backend
+
+    _require_emulator(aws)
+    tasks = get_backend("ecs")[MOTO_ACCOUNT][region].tasks[cluster]
+    model: Any = tasks[task_arn] if task_arn in tasks else tasks[task_arn.rsplit("/", 1)[-1]]
+    if started is not None:
+        model.started_at = started
+    if stopped is not None:
+        model.stopped_at = stopped
+
+
 def put_function_log(
     aws: AwsClients, region: str, function: str, lines: list[tuple[datetime, str]]
 ) -> None:

@@ -309,3 +309,54 @@ def tasks_started_events(
         for e in service_events(aws, region, cluster, service)
         if e.utc >= since and STARTED_TASKS.search(e.message)
     ]
+
+
+@dataclass(frozen=True)
+class TaskTime:
+    """A moment in one task's life as ECS recorded it: ``startedAt`` or ``stoppedAt``."""
+
+    task_arn: str
+    utc: datetime
+    #: ECS's ``stoppedReason`` for a stop, "" for a start
+    reason: str = ""
+
+    @property
+    def resolution_s(self) -> float:
+        """How finely ECS stamped it: a millisecond, or a second when its time has no fraction."""
+        return 0.001 if self.utc.microsecond else 1.0
+
+
+def task_times(
+    aws: AwsClients, region: str, cluster: str, service: str, since: datetime
+) -> tuple[list[TaskTime], list[TaskTime]]:
+    """The service's tasks started and stopped at or after ``since``, each list oldest first:
+    ECS's ``startedAt`` and ``stoppedAt`` of every task of the service it still lists (it keeps
+    stopped tasks for about an hour), running or stopped."""
+    client = aws.client("ecs", region)
+    group = f"service:{service}"
+    arns: list[str] = []
+    tasks: list[dict[str, Any]] = []
+    with _errors(_name(cluster, service, region)):
+        for status in ("RUNNING", "STOPPED"):
+            pages = client.get_paginator("list_tasks").paginate(
+                cluster=cluster, serviceName=service, desiredStatus=status
+            )
+            for page in pages:
+                arns.extend(a for a in page.get("taskArns", []) if a not in arns)
+        for start in range(0, len(arns), _DESCRIBE_BATCH):
+            batch = arns[start : start + _DESCRIBE_BATCH]
+            tasks.extend(client.describe_tasks(cluster=cluster, tasks=batch).get("tasks", []))
+    started: list[TaskTime] = []
+    stopped: list[TaskTime] = []
+    for task in tasks:
+        if task.get("group") != group:  # an emulator may ignore the filter
+            continue
+        arn = str(task["taskArn"])
+        if task.get("startedAt") is not None and _utc(task["startedAt"]) >= since:
+            started.append(TaskTime(arn, _utc(task["startedAt"])))
+        if task.get("stoppedAt") is not None and _utc(task["stoppedAt"]) >= since:
+            reason = str(task.get("stoppedReason", ""))
+            stopped.append(TaskTime(arn, _utc(task["stoppedAt"]), reason))
+    started.sort(key=lambda t: t.utc)
+    stopped.sort(key=lambda t: t.utc)
+    return started, stopped

@@ -13,6 +13,14 @@ AWS itself keeps of it, with that record's own time and resolution.
   Lambda's answers and in its log (the ``/change/C...`` the API returns, which the aws CLI
   prints and a function logs when it prints its response).
 
+What AWS recorded of the primary region, which the ECS task failure and RDS reboot drills put
+beside what they observed (:data:`PLATFORM_RECORDS`):
+
+- ``task_stopped`` / ``task_started``: ECS's ``stoppedAt`` / ``startedAt`` of the primary
+  service's tasks (running and recently stopped ones);
+- ``db_restarted``: RDS's event on the primary instance of its return from a reboot
+  (:data:`~drdrill.targets.aws.rds.RESTART_MESSAGE`).
+
 AWS's times are wall-clock times: a drill's monotonic ``since`` is mapped onto the wall clock
 the way :meth:`~drdrill.timeline.Timeline.report` maps back. A record counts when its time,
 widened by its resolution, is at or after ``since``. Each kind is asked of AWS at most once
@@ -42,6 +50,9 @@ RECORDS = (
     "ecs_scale_requested",
     "dns_switch_requested",
 )
+#: what the platform recorded of the primary region during a drill (ECS's task times, RDS's
+#: events): the ECS task failure and RDS reboot drills read these
+PLATFORM_RECORDS = ("task_stopped", "task_started", "db_restarted")
 #: the filter pattern of a function's log lines that carry a Route53 change id
 CHANGE_PATTERN = '"/change/"'
 
@@ -133,10 +144,14 @@ class FailoverRecords:
             "rds_promotion_requested": self._promotion_requested,
             "ecs_scale_requested": self._scale_requested,
             "dns_switch_requested": self._dns_switch_requested,
+            "task_stopped": lambda since: list(self._task_times(since)[1]),
+            "task_started": lambda since: list(self._task_times(since)[0]),
+            "db_restarted": self._db_restarted,
         }
         reader = readers.get(record)
         if reader is None:
-            raise DrillError(f"aws target: no record '{record}' (known: {', '.join(RECORDS)})")
+            known = ", ".join((*RECORDS, *PLATFORM_RECORDS))
+            raise DrillError(f"aws target: no record '{record}' (known: {known})")
         key = (record, mono)
         now = time.monotonic()
         with self._lock:
@@ -193,6 +208,14 @@ class FailoverRecords:
                 and s.desired > 0
             )
         return found
+
+    def _task_times(self, since: datetime) -> tuple[list[ecs.TaskTime], list[ecs.TaskTime]]:
+        p = self.settings.primary
+        return ecs.task_times(self.aws, p.region, p.ecs.cluster, p.ecs.service, since)
+
+    def _db_restarted(self, since: datetime) -> list[Reported]:
+        p = self.settings.primary
+        return list(rds.restart_events(self.aws, p.region, p.rds.instance_id, since))
 
     def _dns_switch_requested(self, since: datetime) -> list[Reported]:
         function = self.dr_function()

@@ -390,6 +390,18 @@ def events(aws: AwsClients, region: str, db_id: str, since: datetime) -> list[Rd
     return found
 
 
+#: RDS's events of an instance back after a reboot: single-AZ, and a Multi-AZ failover
+RESTART_MESSAGE = re.compile(
+    r"DB instance restarted|Multi-AZ instance failover completed", re.IGNORECASE
+)
+
+
+def restart_events(aws: AwsClients, region: str, db_id: str, since: datetime) -> list[RdsEvent]:
+    """The events of the instance coming back from a reboot since ``since``, oldest first (see
+    :data:`RESTART_MESSAGE`)."""
+    return [e for e in events(aws, region, db_id, since) if RESTART_MESSAGE.search(e.message)]
+
+
 def promotion_events(aws: AwsClients, region: str, db_id: str, since: datetime) -> list[RdsEvent]:
     """The events of the replica's promotion since ``since``, oldest first (see
     :data:`PROMOTION_MESSAGE`)."""

@@ -718,6 +718,12 @@ class AwsTarget:
         ``dns_switch_requested`` (see :mod:`drdrill.targets.aws.failover`)."""
         return self.records.since(mono, record)
 
+    def platform_records(self, mono: float, record: str) -> list[Reported]:
+        """What AWS recorded of the primary region since ``mono``, oldest first: ECS's
+        ``startedAt``/``stoppedAt`` of the service's tasks (``task_started``, ``task_stopped``),
+        RDS's restart events of the primary (``db_restarted``)."""
+        return self.records.since(mono, record)
+
     def script_problem(self, name: str) -> str | None:
         """``targets.aws.scripts.<key> not configured`` when the team's script for ``name`` is
         not set (or ``name`` is no runbook script), else None."""
