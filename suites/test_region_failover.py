@@ -33,13 +33,21 @@ FAILOVER_FIGURES = [*PHASES, "Database"]
 
 
 def _reported(
-    stack: FailoverStack, timeline: Timeline, record: str, name: str, since: float
+    stack: FailoverStack,
+    timeline: Timeline,
+    record: str,
+    name: str,
+    since: float,
+    timeout_s: float,
 ) -> Event:
     """The stack's own record of an action it took (its API's answer, like an RDS event or a
-    Lambda log line), put on the timeline as a reported event."""
-    deadline = time.monotonic() + 60
+    Lambda log line), put on the timeline as a reported event; waited for up to ``timeout_s``
+    (``drills.restore_timeout``)."""
+    deadline = time.monotonic() + timeout_s
     while not (found := stack.reported_since(since, record)):
-        assert time.monotonic() < deadline, f"the stack never reported '{record}'"
+        assert time.monotonic() < deadline, (
+            f"the stack never reported '{record}' within {timeout_s:g} s (drills.restore_timeout)"
+        )
         time.sleep(0.02)
     first = found[0]
     return timeline.report_stamped(name, first.utc, first.resolution_s, record=record)
@@ -96,6 +104,9 @@ def test_region_failover(
     start = timeline.get("fault_injected")
     since = start.mono - start.uncertainty_s
 
+    def reported(record: str, name: str) -> Event:
+        return _reported(stack, timeline, record, name, since, timeout)
+
     with watching() as watches:
         alarm_seen = Watch(timeline, "alarm_seen", lambda: stack.alarm_state() == "ALARM", timeout)
         replica_writable = Watch(timeline, "replica_writable", writable, timeout, since=start)
@@ -127,7 +138,7 @@ def test_region_failover(
         outcome: dict[str, Any] = {}
         trigger_thread = None
         if trigger == "automated":
-            triggered = _reported(stack, timeline, "automation_invoked", "failover_started", since)
+            triggered = reported("automation_invoked", "failover_started")
         else:
             time.sleep(drill_config.drills.oncall_delay)
             triggered = timeline.mark("failover_triggered", trigger=trigger)
@@ -135,11 +146,11 @@ def test_region_failover(
             trigger_thread.start()
 
         # RDS Promotion: promotion asked (the stack's record) -> the replica takes writes
-        asked = _reported(stack, timeline, "rds_promotion_requested", "promotion_asked", since)
+        asked = reported("rds_promotion_requested", "promotion_asked")
         writable_at = replica_writable.wait()
 
         # ECS Scale-up: scale asked -> the desired tasks healthy behind the DR load balancer
-        scale = _reported(stack, timeline, "ecs_scale_requested", "scale_asked", since)
+        scale = reported("ecs_scale_requested", "scale_asked")
         healthy = tasks_healthy.wait()
 
         # Health Verification: scaled and healthy -> the post-failover checks pass against the
@@ -150,7 +161,7 @@ def test_region_failover(
 
         # DNS Update: the record changed (the stack's record of the API call) -> a resolver
         # that honours the TTL answers DR
-        switched = _reported(stack, timeline, "dns_switch_requested", "dns_record_changed", since)
+        switched = reported("dns_switch_requested", "dns_record_changed")
         answered = dns_dr.wait()
 
         # Total RTO: fault -> every endpoint passes through the public name and a write succeeds

@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 
@@ -39,7 +40,13 @@ from drdrill.objectives import Objectives
 from drdrill.observe import NotObserved, Watch
 from drdrill.plugin import drill_session
 from drdrill.probes.stats import percentile
-from drdrill.targets.base import RecoveryLimited, StaticAssetsDrill, StaticObject, Target
+from drdrill.targets.base import (
+    RecoveryLimited,
+    ReplicationMetrics,
+    StaticAssetsDrill,
+    StaticObject,
+    Target,
+)
 from drdrill.timeline import Event, Source, Timeline
 
 #: the runbook row the worst lag is held to
@@ -512,6 +519,35 @@ def record_replication(
     return measure.record(ROW, worst, kind="rpo", start=start.name, end=end.name, note=note)
 
 
+#: the figure the platform published itself, beside the markers' worst lag
+PLATFORM_LATENCY = "S3 ReplicationLatency (CloudWatch max)"
+
+
+def _platform_latency(
+    stack: ReplicationMetrics, measure: Measurements, timeline: Timeline, run: AssetReplication
+) -> None:
+    """S3's own ``ReplicationLatency`` over the drill's minutes, for information beside the
+    markers' lags; where it has none yet, the timeline says so (replication metrics are off,
+    or CloudWatch has not published them: it does minutes late)."""
+    if not run.markers:
+        return
+    start = run.markers[0].written.utc
+    latency = stack.replication_latency(start, datetime.now(UTC))
+    if latency is None:
+        timeline.mark(
+            "replication_latency_not_published",
+            note="no ReplicationLatency datapoint: replication metrics off, or not yet published",
+        )
+        return
+    measure.record(
+        PLATFORM_LATENCY,
+        Measurement(latency),
+        objective=None,
+        kind="rpo",
+        note="S3's own figure: the largest minute since the first marker",
+    )
+
+
 def _real_time_hint(result: Result, objectives: Objectives | None) -> str:
     if result.target_s != 0:
         return ""
@@ -544,6 +580,8 @@ def test_static_assets_replication_lag(
     summary = run.finish(fault=timeline.find("fault_injected"))
     target_s = _objective_s(measure, objectives)
     result = record_replication(measure, timeline, summary, where, target_s)
+    if isinstance(assets_stack, ReplicationMetrics):
+        _platform_latency(assets_stack, measure, timeline, run)
     missing = summary.missing
     lost = (
         f"{len(missing)} of {len(summary.markers)} marker objects not in s3://{buckets['dr']} "

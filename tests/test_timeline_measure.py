@@ -263,6 +263,6 @@ def test_the_failover_drill_puts_a_records_resolution_on_its_event(line: Timelin
             assert (mono, record) == (since.mono, "rds_promotion_requested")
             return [RdsEvent("db-replica", since.utc + timedelta(seconds=2), "promoting", ())]
 
-    event = _reported(Stack(), line, "rds_promotion_requested", "promotion_asked", since.mono)  # type: ignore[arg-type]
+    event = _reported(Stack(), line, "rds_promotion_requested", "promotion_asked", since.mono, 1.0)  # type: ignore[arg-type]
     assert event.uncertainty_s == 1.0
     assert event.mono == pytest.approx(since.mono + 3.0)

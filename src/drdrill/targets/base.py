@@ -415,6 +415,16 @@ class StaticObject(Protocol):
 
 
 @runtime_checkable
+class ReplicationMetrics(Protocol):
+    """A stack whose bucket replication publishes its own latency (S3's ``ReplicationLatency``
+    where replication metrics are on), which the static assets drill puts beside its markers'."""
+
+    def replication_latency(self, start: datetime, end: datetime) -> float | None:
+        """The largest latency the platform published from ``start`` to ``end``, seconds;
+        None when it published none there."""
+
+
+@runtime_checkable
 class StaticAssetsDrill(StaticAssetsStack, Protocol):
     """A stack whose static assets replication a drill can time: it writes marker objects into
     the primary bucket and looks for each one in the DR bucket (the "Static Assets" RPO)."""

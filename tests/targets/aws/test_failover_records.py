@@ -29,7 +29,7 @@ from drdrill.sandbox.aws.provision import (
     put_task_times,
 )
 from drdrill.targets.aws import ecs, lambda_, logs, rds, route53
-from drdrill.targets.aws.failover import ScaleRequest
+from drdrill.targets.aws.failover import RecordSwitchSeen, ScaleRequest
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.target import AwsTarget
 from drdrill.targets.base import PlatformRecords
@@ -336,3 +336,72 @@ def test_db_restarted_is_rds_event_of_the_primary_back_from_its_reboot(
         "Multi-AZ instance failover completed",
     ]
     assert found[0].utc == asked + timedelta(seconds=4)
+
+
+def _point_primary_record_at(aws: AwsClients, stack: ProvisionedStack, dns: str, zone: str) -> None:
+    """What the runbook's failover does to the record (an UPSERT of the PRIMARY alias)."""
+    aws.client("route53", "us-east-1").change_resource_record_sets(
+        HostedZoneId=stack.zone_id,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "UPSERT",
+                    "ResourceRecordSet": {
+                        "Name": stack.record_name,
+                        "Type": "A",
+                        "SetIdentifier": "primary",
+                        "Failover": "PRIMARY",
+                        "AliasTarget": {
+                            "HostedZoneId": zone,
+                            "DNSName": dns,
+                            "EvaluateTargetHealth": True,
+                        },
+                    },
+                }
+            ]
+        },
+    )
+
+
+def test_an_automation_that_lets_out_no_change_id_is_timed_from_the_record_set(
+    stack: ProvisionedStack, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """Before the fix a DR Lambda that printed no Route53 change id (most do not) failed the
+    drill after 60 s: "the stack never reported 'dns_switch_requested'"."""
+    target = _target(tmp_path, stack)
+    target.records.change_id_grace_s = 0.3
+    aws = AwsClients(endpoint_url=moto_endpoint)
+    since = time.monotonic()
+    assert target.reported_since(since, "dns_switch_requested") == []  # a look: on primary
+    looked = datetime.now(UTC)
+
+    _point_primary_record_at(
+        aws, stack, "DualStack." + stack.dr.load_balancer_dns + ".", stack.dr.load_balancer_zone_id
+    )
+    switched = datetime.now(UTC)
+    # seen on DR, but a change id may still come: not yet
+    assert target.reported_since(since, "dns_switch_requested") == []
+    time.sleep(0.4)
+    (record,) = target.reported_since(since, "dns_switch_requested")
+
+    assert isinstance(record, RecordSwitchSeen)
+    # between the look that saw primary and the one that saw DR: the switch lies inside
+    assert record.utc <= looked <= switched <= record.seen_utc
+    assert record.resolution_s == (record.seen_utc - record.utc).total_seconds() < 5
+
+
+def test_a_change_id_within_the_grace_wins_over_the_record_set(
+    stack: ProvisionedStack, moto_endpoint: str, tmp_path: Path
+) -> None:
+    target = _target(tmp_path, stack)
+    target.records.change_id_grace_s = 30.0
+    aws = AwsClients(endpoint_url=moto_endpoint)
+    since = time.monotonic()
+    _point_primary_record_at(aws, stack, stack.dr.load_balancer_dns, stack.dr.load_balancer_zone_id)
+    assert target.reported_since(since, "dns_switch_requested") == []
+    change = route53.change_record(
+        aws, stack.zone_id, f"x.{stack.record_name}", "A", ["192.0.2.9"], 60
+    )
+    target.records.note_output(change, "failover.sh")
+    (record,) = target.reported_since(since, "dns_switch_requested")
+    assert isinstance(record, route53.RecordChange)

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import yaml
 
 from drdrill.config import load_config
 from drdrill.probes.stats import percentile
-from drdrill.sandbox.aws.provision import ProvisionedStack
+from drdrill.sandbox.aws.provision import ASSETS_RULE_ID, ProvisionedStack
 from drdrill.targets.aws import s3
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.target import AwsTarget
@@ -40,6 +41,8 @@ pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[3]
 SUITE = ROOT / "suites" / "test_static_assets.py"
+#: the figure of S3's own ReplicationLatency (suites/test_static_assets.py)
+PLATFORM_LATENCY = "S3 ReplicationLatency (CloudWatch max)"
 MOTO_ACCOUNT = "123456789012"
 #: where the drill's markers go (the provisioned rule replicates the whole bucket)
 MARKERS = "drdrill-static-assets/"
@@ -314,6 +317,49 @@ def test_every_marker_replicated_meets_the_rtc_objective(
     # the worst marker's own events bound the figure
     assert rpo["start"].endswith(" written") and rpo["end"].endswith(" replicated")
     assert _figure(report, "static assets not replicated")["measured"] == 0
+    assert _left(aws, stack) == []
+    # moto publishes no ReplicationLatency: said on the timeline, no figure made up
+    assert _event(report, "replication_latency_not_published")
+    assert not [f for f in report["phases"] if f["name"] == PLATFORM_LATENCY]
+
+
+def _put_latency(aws: AwsClients, stack: ProvisionedStack, rule: str, value: float) -> None:
+    """A ``ReplicationLatency`` datapoint as S3 publishes one with replication metrics on."""
+    aws.client("cloudwatch", stack.primary.region).put_metric_data(
+        Namespace="AWS/S3",
+        MetricData=[
+            {
+                "MetricName": "ReplicationLatency",
+                "Dimensions": [
+                    {"Name": "SourceBucket", "Value": stack.primary.bucket},
+                    {"Name": "DestinationBucket", "Value": stack.dr.bucket},
+                    {"Name": "RuleId", "Value": rule},
+                ],
+                "Timestamp": datetime.now(UTC),
+                "Value": value,
+                "Unit": "Seconds",
+            }
+        ],
+    )
+
+
+def test_s3s_own_replication_latency_is_reported_beside_the_markers(
+    project: pytest.Pytester,
+    stack: ProvisionedStack,
+    aws: AwsClients,
+    replicator_errors: list[Replicator],
+) -> None:
+    """Where replication metrics are on, S3's ``ReplicationLatency`` (its largest minute since
+    the first marker, over the bucket's enabled rules) is a figure for information."""
+    _put_latency(aws, stack, ASSETS_RULE_ID, 1.25)
+    _put_latency(aws, stack, "some-other-rule", 99.0)  # no rule of the bucket's: not counted
+    config = _config(project.path, stack, rpo="15 minutes")
+    with Replicator(aws, stack, _delays) as replicator:
+        replicator_errors.append(replicator)
+        result = _drill(project, config)
+    result.assert_outcomes(passed=1)
+    figure = _figure(_report(project.path), PLATFORM_LATENCY)
+    assert (figure["measured"], figure["objective"]) == (1.25, None)
     assert _left(aws, stack) == []
 
 

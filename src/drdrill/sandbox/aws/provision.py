@@ -570,6 +570,10 @@ def _databases(
     return primary, replica
 
 
+#: the id of the assets bucket's replication rule (S3's metrics name it)
+ASSETS_RULE_ID = "assets-to-dr"
+
+
 def _buckets(aws: AwsClients, settings: AwsSettings) -> str:
     source = _need(settings.primary.s3.bucket, "primary.s3.bucket")
     destination = _need(settings.dr.s3.bucket, "dr.s3.bucket")
@@ -585,7 +589,7 @@ def _buckets(aws: AwsClients, settings: AwsSettings) -> str:
             "Role": role,
             "Rules": [
                 {
-                    "ID": "assets-to-dr",
+                    "ID": ASSETS_RULE_ID,
                     "Status": "Enabled",
                     "Priority": 1,
                     "Filter": {},

@@ -132,6 +132,10 @@ class BucketReplication:
     destination: str
     delay_s: float
     link_up: Callable[[], bool]
+    #: the source bucket's region, and the rule's id: S3's ``ReplicationLatency`` is published
+    #: there, by source, destination and rule
+    region: str = "eu-west-1"
+    rule_id: str = "assets-to-dr"
 
 
 #: buckets whose new objects S3 replicates (their objects are PENDING until copied)
@@ -340,6 +344,7 @@ class Reconciler:
         if source is None or destination is None:
             return
         now = time.monotonic()
+        latencies: list[float] = []
         for name in list(source.keys.keys()):
             key = source.keys.get(name)
             if key is None or getattr(key, "sandbox_replication_status", None) == "COMPLETED":
@@ -353,8 +358,29 @@ class Reconciler:
             copy.sandbox_replication_status = "REPLICA"  # type: ignore[attr-defined]
             key.sandbox_replication_status = "COMPLETED"
             self._pending.pop(name, None)
+            written = key.last_modified
+            written = written if written.tzinfo else written.replace(tzinfo=UTC)
+            latencies.append(max(0.0, (datetime.now(UTC) - written).total_seconds()))
         for name in [n for n in self._pending if n not in source.keys]:
             self._pending.pop(name, None)  # deleted before it was copied
+        if latencies and self._cloudwatch is not None:
+            # S3's replication metric, as S3 publishes it where replication metrics are on
+            self._cloudwatch(rule.region).put_metric_data(
+                Namespace="AWS/S3",
+                MetricData=[
+                    {
+                        "MetricName": "ReplicationLatency",
+                        "Dimensions": [
+                            {"Name": "SourceBucket", "Value": rule.source},
+                            {"Name": "DestinationBucket", "Value": rule.destination},
+                            {"Name": "RuleId", "Value": rule.rule_id},
+                        ],
+                        "Timestamp": datetime.now(UTC),
+                        "Value": max(latencies),
+                        "Unit": "Seconds",
+                    }
+                ],
+            )
 
     def _sync_region(self, key: str, plane: RegionPlane) -> None:
         backend = self._ecs(plane)

@@ -25,7 +25,12 @@ from moto.moto_api._internal import mock_random
 
 from drdrill.sandbox.aws.endpoint import AwsEndpoint, Call
 from drdrill.sandbox.aws.failover import DrFunction
-from drdrill.sandbox.aws.provision import ProvisionedRegion, ProvisionedStack, provision_stack
+from drdrill.sandbox.aws.provision import (
+    ASSETS_RULE_ID,
+    ProvisionedRegion,
+    ProvisionedStack,
+    provision_stack,
+)
 from drdrill.sandbox.aws.reconcile import ACCOUNT, BucketReplication, Reconciler, RegionPlane
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.settings import AwsSettings
@@ -193,6 +198,8 @@ def serve(
             delay_s=settings.timings.s3_replication_delay,
             # S3 copies while both regions are up (no copy out of, or into, a region down)
             link_up=lambda: up("primary") and up("dr"),
+            region=built.primary.region,
+            rule_id=ASSETS_RULE_ID,
         )
         reconciler = Reconciler(
             endpoint.app,

@@ -210,3 +210,39 @@ def latest_datapoint(
         minimum=float(latest["Minimum"]),
         maximum=float(latest["Maximum"]),
     )
+
+
+def maximum_between(
+    aws: AwsClients,
+    region: str,
+    namespace: str,
+    metric: str,
+    dimensions: Mapping[str, str],
+    start: datetime,
+    end: datetime,
+    *,
+    period_s: int = 60,
+) -> float | None:
+    """The metric's largest value in the periods from ``start`` (floored to its period) to
+    ``end``; None when CloudWatch holds no datapoint there (the metric is off, or not yet
+    published)."""
+    where = ", ".join(f"{k}={v}" for k, v in dimensions.items())
+    label = f"cloudwatch metric {namespace} {metric} ({where}) in {region}"
+    floor = start - timedelta(seconds=start.timestamp() % period_s)
+    try:
+        answer = aws.client("cloudwatch", region).get_metric_statistics(
+            Namespace=namespace,
+            MetricName=metric,
+            Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+            StartTime=floor,
+            EndTime=max(end, floor + timedelta(seconds=period_s)),
+            Period=period_s,
+            Statistics=["Maximum"],
+        )
+    except ClientError as exc:
+        first = str(exc).splitlines()[0]
+        raise DrillError(f"{label}: {first}") from exc
+    points = answer.get("Datapoints", [])
+    if not points:
+        return None
+    return max(float(point["Maximum"]) for point in points)

@@ -11,7 +11,10 @@ AWS itself keeps of it, with that record's own time and resolution.
 - ``dns_switch_requested``: the record change's ``SubmittedAt`` as Route53 gives it
   (``GetChange``), for each change id the automation let out: in the scripts' output, in the
   Lambda's answers and in its log (the ``/change/C...`` the API returns, which the aws CLI
-  prints and a function logs when it prints its response).
+  prints and a function logs when it prints its response). An automation that lets out no
+  change id is still timed: from Route53's record set, asked at each look, as the first look
+  whose PRIMARY failover record is an alias of the DR load balancer
+  (:class:`RecordSwitchSeen`: between that look and the one before, so as wide as the gap).
 
 What AWS recorded of the primary region, which the ECS task failure and RDS reboot drills put
 beside what they observed (:data:`PLATFORM_RECORDS`):
@@ -34,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from drdrill.errors import DrillError
@@ -88,6 +91,22 @@ class ScaleRequest:
 
 
 @dataclass(frozen=True)
+class RecordSwitchSeen:
+    """The failover record seen pointing at DR in Route53's record set, and not at the look
+    before: the switch lies between the two looks."""
+
+    #: the look before, when the record did not point at DR (or the drill's start)
+    utc: datetime
+    #: the look that saw it on DR
+    seen_utc: datetime
+
+    @property
+    def resolution_s(self) -> float:
+        """The gap between the two looks."""
+        return (self.seen_utc - self.utc).total_seconds()
+
+
+@dataclass(frozen=True)
 class _Cached:
     at: float
     found: tuple[Reported, ...]
@@ -98,17 +117,24 @@ class FailoverRecords:
 
     #: the least time between two looks at one kind of record in AWS
     min_interval_s = 1.0
+    #: how long after the record is seen on DR a change id may still come and be used instead
+    change_id_grace_s = 5.0
 
     def __init__(
         self,
         aws: AwsClients,
         settings: AwsSettings,
         clock: Clock | None = None,
+        record_on_dr: Callable[[], bool] | None = None,
     ) -> None:
-        """Records of the stack ``settings`` describe, read through ``aws``."""
+        """Records of the stack ``settings`` describe, read through ``aws``; ``record_on_dr``
+        says whether Route53's failover record points at DR now (the fallback of
+        ``dns_switch_requested`` when the automation lets out no change id)."""
         self.aws = aws
         self.settings = settings
         self.clock = clock or Clock()
+        self.record_on_dr = record_on_dr
+        self._record_looks: list[tuple[datetime, bool]] = []
         self._lock = threading.Lock()
         self._invocations: list[lambda_.Invocation] = []
         self._scales: list[ScaleRequest] = []
@@ -226,4 +252,26 @@ class FailoverRecords:
                 self.note_output(line.message, f"{group} {line.stream}")
         with self._lock:
             ids = list(self._change_ids)
-        return [route53.get_change(self.aws, change) for change in ids]
+        if ids or self.record_on_dr is None:
+            return [route53.get_change(self.aws, change) for change in ids]
+        return self._record_switch_seen(since)
+
+    def _record_switch_seen(self, since: datetime) -> list[Reported]:
+        """The first look since ``since`` that saw the record on DR, bounded by the look
+        before it (or ``since``, when the first look already saw it)."""
+        assert self.record_on_dr is not None
+        on_dr = self.record_on_dr()
+        now = datetime.now(UTC)
+        with self._lock:
+            self._record_looks.append((now, on_dr))
+            looks = [(at, on) for at, on in self._record_looks if at >= since]
+        before = since
+        for at, on in looks:
+            if on:
+                # the change id, more exact, may follow the switch (a log line is late): the
+                # record's own look counts once none came within the grace
+                if (now - at).total_seconds() < self.change_id_grace_s:
+                    return []
+                return [RecordSwitchSeen(before, at)]
+            before = at
+        return []

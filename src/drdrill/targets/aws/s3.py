@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from drdrill.errors import DrillError
+from drdrill.targets.aws import cloudwatch
 from drdrill.targets.aws.session import AwsClients
 
 _BUCKET_ARN = "arn:aws:s3:::"
@@ -255,3 +256,30 @@ def delete_prefix(aws: AwsClients, region: str, bucket: str, prefix: str) -> int
                 )
             deleted += len(batch)
     return deleted
+
+
+def replication_latency(
+    aws: AwsClients, region: str, source: str, start: datetime, end: datetime
+) -> float | None:
+    """S3's ``ReplicationLatency`` (AWS/S3, seconds) from ``source``, the largest in the minutes
+    from ``start`` to ``end`` over its enabled rules; None when no rule has a datapoint there
+    (replication metrics are off, or not yet published: CloudWatch gets them minutes late).
+    ``region`` is the source bucket's."""
+    config = replication(aws, region, source)
+    if config is None:
+        return None
+    found: list[float] = []
+    for rule in config.rules:
+        if rule.status != "Enabled":
+            continue
+        dimensions = {
+            "SourceBucket": source,
+            "DestinationBucket": rule.destination_bucket,
+            "RuleId": rule.id,
+        }
+        value = cloudwatch.maximum_between(
+            aws, region, "AWS/S3", "ReplicationLatency", dimensions, start, end
+        )
+        if value is not None:
+            found.append(value)
+    return max(found) if found else None

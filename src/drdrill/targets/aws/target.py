@@ -100,7 +100,7 @@ class AwsTarget:
         """What the target holds of its stack, fresh: the stack's own records of a failover,
         drdrill's connections to the databases (``<region>.database``), its own failover
         state, and the names it has looked up."""
-        self.records = FailoverRecords(self.aws, self.settings)
+        self.records = FailoverRecords(self.aws, self.settings, record_on_dr=self._record_on_dr)
         self.databases = DatabaseAccess(self.aws, self.settings, str(self.config.path))
         self._failover_state = _FailoverState()
         self.__dict__.pop("stack_names", None)
@@ -525,6 +525,22 @@ class AwsTarget:
             return None
         return self.region_of(answer)
 
+    def _record_on_dr(self) -> bool:
+        """Route53's PRIMARY failover record is an alias of the DR load balancer (what the
+        runbook's failover makes of it), as its record set says now."""
+        r53 = self.settings.route53
+        zone_id = self.stack_names.zone_id()
+        dr_dns = self.alb_dns("dr")
+        if not (zone_id and r53.record_name and dr_dns):
+            return False
+        want = _alias_name(dr_dns)
+        return any(
+            rec.role == "PRIMARY"
+            and rec.alias_target is not None
+            and _alias_name(rec.alias_target) == want
+            for rec in route53.failover_records(self.aws, zone_id, r53.record_name)
+        )
+
     def primary_record_healthy(self) -> bool:
         """The failover record's PRIMARY has a health check that says HEALTHY."""
         r53 = self.settings.route53
@@ -555,6 +571,14 @@ class AwsTarget:
         if not (p and d):
             raise DrillError("aws target: no s3 bucket configured for both primary and dr")
         return {"primary": p, "dr": d}
+
+    def replication_latency(self, start: datetime, end: datetime) -> float | None:
+        """S3's ``ReplicationLatency`` of the primary bucket, the largest from ``start`` to
+        ``end`` (CloudWatch's minutes); None without a datapoint (replication metrics off, or
+        not yet published)."""
+        buckets = self.static_assets_buckets()
+        region = self.settings.primary.region
+        return s3.replication_latency(self.aws, region, buckets["primary"], start, end)
 
     def static_marker_root(self) -> str:
         """The shortest key prefix an enabled rule replicates into the DR bucket by itself."""
@@ -845,3 +869,9 @@ def replica_lag_reading(point: cloudwatch.Datapoint | None, db_id: str, minutes:
             f"{point.utc:%H:%M} UTC: replication is not active"
         )
     return LagReading.measured(point.maximum, 1.0)
+
+
+def _alias_name(dns: str) -> str:
+    """An ALB's DNS name as alias targets spell it in any case, with or without the trailing
+    dot and the ``dualstack.`` prefix Route53 adds."""
+    return dns.strip().rstrip(".").lower().removeprefix("dualstack.")
