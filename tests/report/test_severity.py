@@ -292,3 +292,30 @@ def test_outages_alone_and_a_chosen_endpoint_set(matrix: EscalationMatrix) -> No
     assert classify(both, matrix, endpoints=ENDPOINTS).level == "P2"
     # without a matrix, drdrill's own
     assert classify(both).action == "Activate DR now"
+
+
+def test_an_endpoint_down_by_design_is_no_customers(matrix: EscalationMatrix) -> None:
+    """The DR load balancer probed directly in a region failover is down by design until DR is
+    scaled (pilot light). Before the fix its stretch counted as an outage: the complete outage
+    was cut short where DR came up (11.0 to 13.0), not where customers got the site back
+    (14.0), and its samples' availability made a healthy run P2."""
+    dr = "http://dr-lb.test/health.php"
+    pilot = OutageRecord(
+        endpoint=dr,
+        start_utc=at(0.0),
+        end_utc=at(13.0),
+        duration_s=13.0,
+        start_uncertainty_s=0.0,
+        end_uncertainty_s=0.05,
+        expected_down=True,
+    )
+    record = drill(
+        [pilot, outage(HEALTH, 10.0, 14.0), outage(HOME, 10.2, 14.1), outage(STATS, 11.0, 14.0)],
+        [*(stats(e, availability=70.0) for e in ENDPOINTS), stats(dr, availability=40.0)],
+    )
+    severity = classify(record, matrix)
+    assert severity.level == "P1"
+    assert "all 3 probed endpoints down together for 3.00 s from 01:00:11.00Z" in severity.reason
+
+    quiet = drill([pilot], [*(stats(e) for e in ENDPOINTS), stats(dr, availability=40.0)])
+    assert classify(quiet, matrix).level not in ("P1", "P2")

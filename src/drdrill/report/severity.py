@@ -348,8 +348,10 @@ def classify(
     """The severity of a drill's (or of outages') customer impact, in the runbook's words.
 
     ``endpoints`` are the probed endpoints that must all be down for a complete outage; by
-    default those of the record's probe statistics and outages. ``matrix`` defaults to
-    :func:`default_matrix`.
+    default those of the record's probe statistics and outages, less those down by design
+    (an endpoint with an :attr:`~drdrill.report.record.OutageRecord.expected_down` stretch, like
+    the DR load balancer at pilot light, probed directly: no customer's way in, so neither its
+    stretch nor its later outages count). ``matrix`` defaults to :func:`default_matrix`.
     """
     if not (math.isfinite(latency_threshold_s) and latency_threshold_s > 0):
         raise ValueError(f"latency threshold must be > 0 s, got {latency_threshold_s!r}")
@@ -360,7 +362,14 @@ def classify(
     else:
         drill = None
         outages = [record] if isinstance(record, OutageRecord) else list(record)
+    by_design = {o.endpoint for o in outages if o.expected_down}
+    if endpoints is None:
+        outages = [o for o in outages if o.endpoint not in by_design]
+    else:
+        outages = [o for o in outages if not o.expected_down]
     stats = list(drill.probes) if drill is not None else []
+    if endpoints is None:
+        stats = [s for s in stats if s.endpoint not in by_design]
     probed = list(
         dict.fromkeys(endpoints)
         if endpoints is not None
