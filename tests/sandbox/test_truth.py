@@ -7,6 +7,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from drdrill.sandbox.truth import TruthLog, mono_of_wall, wall_minus_mono
 
 
@@ -38,11 +40,18 @@ def test_reads_are_incremental_and_survive_a_torn_line_and_a_new_file(tmp_path: 
 
 
 def test_wall_times_go_to_the_monotonic_axis() -> None:
+    """A wall time lands on the monotonic axis at wall - offset, exactly for a given offset.
+    The offset read now is checked only to be this machine's (within a second: a loaded runner
+    may stall between two clock reads; how close it is, is benchmarks/bench_truth.py's)."""
     offset = wall_minus_mono()
+    assert mono_of_wall(1_800_000_000.25, offset) == 1_800_000_000.25 - offset
+    assert mono_of_wall(1_800_000_000.0 - 2.5, offset) - mono_of_wall(1_800_000_000.0, offset) == (
+        pytest.approx(-2.5)
+    )
+    before = time.monotonic()
     wall = time.time()
-    mono = time.monotonic()
-    assert abs(mono_of_wall(wall) - mono) < 0.005
-    assert mono_of_wall(wall - 2.5, offset) - mono_of_wall(wall, offset) == -2.5
+    after = time.monotonic()
+    assert before - 1.0 <= mono_of_wall(wall) <= after + 1.0
 
 
 def test_a_new_file_that_outgrew_the_old_one_is_read_afresh(tmp_path: Path) -> None:
