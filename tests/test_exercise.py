@@ -52,6 +52,7 @@ from drdrill.objectives import parse_runbook
 from drdrill.report.history import HistoryStore
 from drdrill.report.record import OutageRecord, ProbeStatsRecord
 from drdrill.report.severity import NO_SEVERITY, Severity
+from drdrill.sandbox.control import SandboxClient
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
 from drdrill.session import write_run_reports
@@ -758,6 +759,24 @@ def _journal_ops(path: Path) -> list[str]:
     return [json.loads(line)["op"] for line in path.read_text().splitlines() if line.strip()]
 
 
+def _journal_kinds(path: Path) -> list[tuple[str, str]]:
+    """Each journal line's op with the kind of change it is about (lines joined by id)."""
+    kinds: dict[str, str] = {}
+    found: list[tuple[str, str]] = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        entry = json.loads(line)
+        if entry["op"] == "inject":
+            kinds[entry["id"]] = entry["kind"]
+        found.append((entry["op"], kinds.get(entry["id"], "?")))
+    return found
+
+
+#: the exercise's journal: the alarm's mode set for the trigger (journaled like a drill's, so
+#: that `drdrill recover` puts it back after a kill), then the region down; reverted newest first
+MODE, REGION = "sandbox.set_mode", "sandbox.region_down"
+JOURNALED = [("inject", MODE), ("inject", REGION), ("reverted", REGION), ("reverted", MODE)]
+
+
 def _report(out: Path) -> dict[str, Any]:
     (found,) = sorted(out.glob("exercise-*.json"))
     assert found.with_suffix(".md").exists()
@@ -873,6 +892,10 @@ def test_unattended_exercise_measures_and_fills_the_message(sandbox: Path, tmp_p
     # the whole public service was down: every endpoint at once
     assert report["severity"]["level"] == "P1"
     assert report["severity"]["criteria"] == "Complete service outage"
+    # the checks passed at the end: no outage left open, none "still down at the end"
+    assert "still down" not in report["severity"]["reason"], report["severity"]
+    assert all(o["end_utc"] is not None for o in report["outages"]), report["outages"]
+    assert steps[-1]["detail"].endswith("; the continuous probes agree"), steps[-1]
     assert report["outages"] and {o["endpoint"] for o in report["outages"]} == {
         p["endpoint"] for p in report["probes"]
     }
@@ -913,7 +936,7 @@ def test_unattended_exercise_measures_and_fills_the_message(sandbox: Path, tmp_p
     assert (stored.run_id, stored.verdict) == (folder.name, "passed")
     assert [t.nodeid for t in stored.tests] == ["drdrill exercise::exercise[script]"]
     # the fault was journaled, then reverted: nothing left for drdrill recover
-    assert _journal_ops(journal)[before:] == ["inject", "reverted"]
+    assert _journal_kinds(journal)[before:] == JOURNALED
     status = _status(sandbox)
     assert status["dns"]["active"] == "primary" and status["regions"]["primary"]["state"] == "up"
     assert status["regions"]["dr"]["ecs"]["desired"] == 0
@@ -943,7 +966,7 @@ def test_no_at_failback_reverts_the_fault_and_stays_on_dr(sandbox: Path, tmp_pat
     assert report["steps"][-1]["outcome"] == "declined"
     assert "service stays on the DR region" in report["message"]["text"]
     assert "scripts/failback.sh" in report["message"]["text"]
-    assert _journal_ops(journal)[before:] == ["inject", "reverted"]
+    assert _journal_kinds(journal)[before:] == JOURNALED
     status = _status(sandbox)
     assert status["regions"]["primary"]["state"] == "up"  # the fault is reverted
     assert status["dns"]["active"] == "dr"  # the failover is not undone
@@ -996,6 +1019,16 @@ class _Attended:
         return subprocess.CompletedProcess(
             self.process.args, self.process.returncode, stdout, err.decode()
         )
+
+
+def _recover(sandbox: Path) -> subprocess.CompletedProcess[str]:
+    """``drdrill recover`` on the module's sandbox."""
+    return subprocess.run(
+        [DRDRILL, "recover", "--config", str(sandbox)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _back_on_primary(sandbox: Path) -> None:
@@ -1174,15 +1207,55 @@ def test_a_revert_that_fails_exits_1_and_fails_the_exercise(sandbox: Path, tmp_p
         assert report["failures"][-1] == f"revert failed: {still}"
         assert f"  revert failed: {still}" in result.stdout.splitlines()
         assert "NOT REVERTED: take region primary down (kill)" in report["message"]["text"]
-        assert _journal_ops(journal)[before:] == ["inject", "revert_failed"]
+        assert _journal_kinds(journal)[before:] == [
+            ("inject", MODE),
+            ("inject", REGION),
+            ("revert_failed", REGION),
+            ("reverted", MODE),
+        ]
     finally:
-        recovered = subprocess.run(
-            [DRDRILL, "recover", "--config", str(sandbox)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        recovered = _recover(sandbox)
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr
-    assert _journal_ops(journal)[before:] == ["inject", "revert_failed", "reverted"]
+    assert _journal_kinds(journal)[before:] == [
+        ("inject", MODE),
+        ("inject", REGION),
+        ("revert_failed", REGION),
+        ("reverted", MODE),
+        ("reverted", REGION),
+    ]
     status = _status(sandbox)
     assert status["regions"]["primary"]["state"] == "up" and status["dns"]["active"] == "primary"
+
+
+@needs_sandbox
+def test_a_killed_exercise_leaves_nothing_recover_does_not_put_back(
+    sandbox: Path, tmp_path: Path
+) -> None:
+    """SIGKILL at the failover's checkpoint, the primary region down: the journal holds the
+    alarm's mode (set for the script trigger) and the region down, and ``drdrill recover`` puts
+    both back. Before the fix the exercise set the mode outside the journal, so a killed
+    exercise left the stack's failover mode changed and recover did not know it."""
+    _back_on_primary(sandbox)
+    control = SandboxClient(int(_status(sandbox)["control"].rsplit(":", 1)[1]))
+    control.call("set_mode", mode="automated")  # the script trigger sets it to manual
+    session = _Attended(tmp_path, "--config", str(sandbox), "--out", str(tmp_path))
+    try:
+        session.wait_for("next: take the primary region down. go on? [y/N] ")
+        session.answer("y\n")
+        session.wait_for("next: trigger the failover")
+        session.process.kill()
+        session.process.wait()
+        left = _status(sandbox)
+        assert left["mode"] == "manual" and left["regions"]["primary"]["state"] == "down"
+        recovered = _recover(sandbox)
+        assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+        assert "failover mode automated (was manual)" in recovered.stdout, recovered.stdout
+        status = _status(sandbox)
+        assert status["mode"] == "automated", status["mode"]
+        assert status["regions"]["primary"]["state"] == "up"
+        assert status["dns"]["active"] == "primary"
+    finally:
+        if session.process.poll() is None:
+            session.process.kill()
+            session.process.wait()
+        control.call("set_mode", mode="manual")

@@ -92,7 +92,6 @@ from drdrill.targets.base import (
     FailoverMode,
     FailoverStack,
     GuardedTarget,
-    ModeAware,
     ProbeClients,
     ReplicaReadiness,
     ResettableStack,
@@ -650,7 +649,6 @@ class Exercise:
         self.notes: list[str] = []
         self.failed_reverts: list[str] = []
         self._runner: ProbeRunner | None = None
-        self._mode_before: FailoverMode | None = None
         self._failed_over = False
         self._failed_back = False
 
@@ -763,11 +761,14 @@ class Exercise:
             client_factory=self._client_factory(),
         )
         self._runner.start()
-        if isinstance(self.target, ModeAware):
-            self._mode_before = self.target.failover_mode()
-        self.target.set_mode("automated" if self.options.trigger == "automated" else "manual")
 
     def _inject(self) -> tuple[Fault, Event]:
+        # the alarm's mode for this trigger, as a drill sets it: its undo journaled first, put
+        # back with the faults at the end (newest first), or by `drdrill recover` after a kill
+        mode: FailoverMode = "automated" if self.options.trigger == "automated" else "manual"
+        change = self.target.mode_change(mode)
+        self.injector.inject(change)
+        self.timeline.mark("state_changed", change=change.describe(), kind=change.kind)
         fault: Fault = self.target.region_down("primary", mode="kill")
         if isinstance(self.target, GuardedTarget):
             # consent was given at the checkpoint; the target's own checks still apply
@@ -893,9 +894,26 @@ class Exercise:
         return "scripts/failback.sh completed"
 
     def _post_failback_checks(self) -> str:
-        return self._checks_pass("post-failback", self._dns_on("primary")) + (
-            "; DNS answers the primary region"
-        )
+        since = time.monotonic()
+        checked = self._checks_pass("post-failback", self._dns_on("primary"))
+        return checked + "; DNS answers the primary region" + self._probes_agree(since)
+
+    def _probes_agree(self, since: float) -> str:
+        """The continuous probes see what the checks saw: every endpoint good for its recovery
+        samples from ``since``, so the exercise never ends on an outage its checks did not
+        see (nor reports one "still down at the end" after they passed)."""
+        runner = self._runner
+        if runner is None:  # pragma: no cover - started before any fault
+            return ""
+        deadline = time.monotonic() + self.options.timeout_s
+        while runner.all_good_since(since, runner.recovery_samples) is None:
+            if time.monotonic() > deadline:
+                raise ExerciseStopped(
+                    "the checks passed but the continuous probes still see the site down through "
+                    f"the public name {self.options.timeout_s:g} s later"
+                )
+            time.sleep(0.02)
+        return "; the continuous probes agree"
 
     # --- the whole exercise ----------------------------------------------------------------
 
@@ -985,7 +1003,7 @@ class Exercise:
         return self._report(outcome, stopped_at, error, reverts)
 
     def _finish(self) -> list[str]:
-        """Stop the probes, revert what is still in place, put the alarm's mode back."""
+        """Stop the probes, revert what is still in place (the alarm's mode among it)."""
         if self._runner is not None:
             self._runner.stop()
         lines = []
@@ -1000,14 +1018,6 @@ class Exercise:
                 )
                 self.timeline.mark("revert_failed", fault=result.description, note=result.note)
             self.say(f"[{_hms(self._now())}] {result.line()}")
-        if self._mode_before is not None:
-            try:
-                self.target.set_mode(self._mode_before)
-            except DrillError as exc:  # the stack may be down after a failure: say so, go on
-                line = _one_line(f"alarm mode back to {self._mode_before}: {exc}")
-                self.failed_reverts.append(line)
-                lines.append(f"failed: {line}")
-                self.say(f"[{_hms(self._now())}] failed: {line}")
         return lines
 
     # --- the report ------------------------------------------------------------------------

@@ -80,6 +80,35 @@ def _drdrill(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
     )
 
 
+def _suites(
+    config: Path, report_dir: Path, *paths: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``pytest <paths>`` with ``config`` (the AWS path's), no AWS_ variable of ours leaking in;
+    the run and its report.json."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *paths,
+            "-p",
+            "no:cacheprovider",
+            "--dr-config",
+            str(config),
+            "--dr-report-dir",
+            str(report_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+    )
+    (report_path,) = report_dir.glob("*/report.json")
+    report: dict[str, Any] = json.loads(report_path.read_text())
+    return result, report
+
+
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[dict[str, Any]]:
     with short_folder("drdrill-aws-") as folder:
@@ -570,31 +599,14 @@ def test_the_aws_drills_run_through_the_api_and_agree_with_the_ground_truth(
     assert _status(sandbox)["aws"]["config"] == str(generated), "status names it"
     data = yaml.safe_load(generated.read_text())
     assert data["target"] == "sandbox-aws"
-    report_dir = sandbox["folder"] / "aws-reports"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "suites/test_ecs_task_failure.py",
-            "suites/test_rds_reboot.py",
-            "suites/test_region_failover.py",
-            "suites/test_failback.py",
-            "-p",
-            "no:cacheprovider",
-            "--dr-config",
-            str(generated),
-            "--dr-report-dir",
-            str(report_dir),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+    result, report = _suites(
+        generated,
+        sandbox["folder"] / "aws-reports",
+        "suites/test_ecs_task_failure.py",
+        "suites/test_rds_reboot.py",
+        "suites/test_region_failover.py",
+        "suites/test_failback.py",
     )
-    (report_path,) = report_dir.glob("*/report.json")
-    report = json.loads(report_path.read_text())
     assert report["target"]["name"] == "sandbox-aws", report["target"]
     outcomes = {t["nodeid"].split("::", 1)[1]: t["outcome"] for t in report["tests"]}
     # every drill ran (none skipped): ECS task failure twice, RDS reboot clean and Multi-AZ,
@@ -690,11 +702,26 @@ def test_the_exercise_runs_through_the_api_and_leaves_the_stack_at_its_baseline(
     # the AWS target's own region down (Route53 health check, ECS), not the sandbox's
     assert "fail route53 health check" in steps["region_down"], steps["region_down"]
     assert "scale ecs service" in steps["region_down"], steps["region_down"]
+    assert "still down" not in report["severity"]["reason"], report["severity"]
+    assert all(o["end_utc"] is not None for o in report["outages"]), report["outages"]
     metrics = {m["name"]: m for m in report["metrics"]}
     assert metrics["Detection Time"]["status"] == "met", metrics["Detection Time"]
     assert metrics["Resolution Time"]["status"] == "met", metrics["Resolution Time"]
-    ops = [json.loads(line)["op"] for line in journal.read_text().splitlines()[len(before) :]]
-    assert ops == ["inject", "reverted"], ops
+    kinds: dict[str, str] = {}
+    ops = []
+    for line in journal.read_text().splitlines():
+        entry = json.loads(line)
+        kinds.setdefault(entry["id"], entry.get("kind", "?"))
+        ops.append((entry["op"], kinds[entry["id"]]))
+    # the alarm's actions set for the trigger, journaled like a drill's, then the region down;
+    # both put back, newest first
+    mode, region = "aws.cloudwatch.alarm_actions", "aws.region_down"
+    assert ops[len(before) :] == [
+        ("inject", mode),
+        ("inject", region),
+        ("reverted", region),
+        ("reverted", mode),
+    ], ops
     status = _status(sandbox)
     assert status["dns"]["active"] == "primary", status["dns"]
     assert status["regions"]["primary"]["state"] == "up"
@@ -709,28 +736,9 @@ def test_the_static_assets_drill_times_real_copies_and_s3s_own_latency(
     drill's worst lag and S3's own figure both lie near the delay."""
     run_dir = Path(sandbox["status"]["run_dir"])
     generated = run_dir.parent / f"{run_dir.name}-aws.yaml"
-    report_dir = sandbox["folder"] / "assets-reports"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "suites/test_static_assets.py",
-            "-p",
-            "no:cacheprovider",
-            "--dr-config",
-            str(generated),
-            "--dr-report-dir",
-            str(report_dir),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+    result, report = _suites(
+        generated, sandbox["folder"] / "assets-reports", "suites/test_static_assets.py"
     )
-    (report_path,) = report_dir.glob("*/report.json")
-    report = json.loads(report_path.read_text())
     figures = {p["name"]: p for p in report["phases"]}
     (test,) = report["tests"]
     # the runbook's "Real-time" reads as 0 s, which no lag meets: missed, with the lag measured

@@ -172,6 +172,36 @@ class Datapoint:
     maximum: float
 
 
+def _statistics(
+    aws: AwsClients,
+    region: str,
+    namespace: str,
+    metric: str,
+    dimensions: Mapping[str, str],
+    start: datetime,
+    end: datetime,
+    period_s: int,
+    statistics: list[str],
+) -> list[dict[str, Any]]:
+    """``GetMetricStatistics``' datapoints; a ClientError as one line naming the metric."""
+    where = ", ".join(f"{k}={v}" for k, v in dimensions.items())
+    label = f"cloudwatch metric {namespace} {metric} ({where}) in {region}"
+    try:
+        answer = aws.client("cloudwatch", region).get_metric_statistics(
+            Namespace=namespace,
+            MetricName=metric,
+            Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+            StartTime=start,
+            EndTime=end,
+            Period=period_s,
+            Statistics=statistics,
+        )
+    except ClientError as exc:
+        first = str(exc).splitlines()[0]
+        raise DrillError(f"{label}: {first}") from exc
+    return list(answer.get("Datapoints", []))
+
+
 def latest_datapoint(
     aws: AwsClients,
     region: str,
@@ -186,22 +216,10 @@ def latest_datapoint(
     """The metric's latest period (minimum and maximum) in the last ``minutes``; None when
     CloudWatch holds no datapoint in that window."""
     end = now or datetime.now(UTC)
-    where = ", ".join(f"{k}={v}" for k, v in dimensions.items())
-    label = f"cloudwatch metric {namespace} {metric} ({where}) in {region}"
-    try:
-        answer = aws.client("cloudwatch", region).get_metric_statistics(
-            Namespace=namespace,
-            MetricName=metric,
-            Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
-            StartTime=end - timedelta(minutes=minutes),
-            EndTime=end,
-            Period=period_s,
-            Statistics=["Minimum", "Maximum"],
-        )
-    except ClientError as exc:
-        first = str(exc).splitlines()[0]
-        raise DrillError(f"{label}: {first}") from exc
-    points = answer.get("Datapoints", [])
+    start = end - timedelta(minutes=minutes)
+    points = _statistics(
+        aws, region, namespace, metric, dimensions, start, end, period_s, ["Minimum", "Maximum"]
+    )
     if not points:
         return None
     latest = max(points, key=lambda p: _utc(p["Timestamp"]))
@@ -226,23 +244,11 @@ def maximum_between(
     """The metric's largest value in the periods from ``start`` (floored to its period) to
     ``end``; None when CloudWatch holds no datapoint there (the metric is off, or not yet
     published)."""
-    where = ", ".join(f"{k}={v}" for k, v in dimensions.items())
-    label = f"cloudwatch metric {namespace} {metric} ({where}) in {region}"
     floor = start - timedelta(seconds=start.timestamp() % period_s)
-    try:
-        answer = aws.client("cloudwatch", region).get_metric_statistics(
-            Namespace=namespace,
-            MetricName=metric,
-            Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
-            StartTime=floor,
-            EndTime=max(end, floor + timedelta(seconds=period_s)),
-            Period=period_s,
-            Statistics=["Maximum"],
-        )
-    except ClientError as exc:
-        first = str(exc).splitlines()[0]
-        raise DrillError(f"{label}: {first}") from exc
-    points = answer.get("Datapoints", [])
+    until = max(end, floor + timedelta(seconds=period_s))
+    points = _statistics(
+        aws, region, namespace, metric, dimensions, floor, until, period_s, ["Maximum"]
+    )
     if not points:
         return None
     return max(float(point["Maximum"]) for point in points)
