@@ -52,7 +52,6 @@ from drdrill.objectives import parse_runbook
 from drdrill.report.history import HistoryStore
 from drdrill.report.record import OutageRecord, ProbeStatsRecord
 from drdrill.report.severity import NO_SEVERITY, Severity
-from drdrill.sandbox.control import SandboxClient
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
 from drdrill.session import write_run_reports
@@ -1232,12 +1231,12 @@ def test_a_killed_exercise_leaves_nothing_recover_does_not_put_back(
     sandbox: Path, tmp_path: Path
 ) -> None:
     """SIGKILL at the failover's checkpoint, the primary region down: the journal holds the
-    alarm's mode (set for the script trigger) and the region down, and ``drdrill recover`` puts
-    both back. Before the fix the exercise set the mode outside the journal, so a killed
-    exercise left the stack's failover mode changed and recover did not know it."""
+    alarm's mode (set for the trigger) and the region down, both open, and ``drdrill recover``
+    puts both back. Before the fix the exercise set the mode outside the journal: a killed
+    exercise left whatever mode it had set, and recover did not know of it."""
     _back_on_primary(sandbox)
-    control = SandboxClient(int(_status(sandbox)["control"].rsplit(":", 1)[1]))
-    control.call("set_mode", mode="automated")  # the script trigger sets it to manual
+    journal = sandbox.parent / "journal.jsonl"
+    before = len(_journal_ops(journal))
     session = _Attended(tmp_path, "--config", str(sandbox), "--out", str(tmp_path))
     try:
         session.wait_for("next: take the primary region down. go on? [y/N] ")
@@ -1245,17 +1244,16 @@ def test_a_killed_exercise_leaves_nothing_recover_does_not_put_back(
         session.wait_for("next: trigger the failover")
         session.process.kill()
         session.process.wait()
-        left = _status(sandbox)
-        assert left["mode"] == "manual" and left["regions"]["primary"]["state"] == "down"
+        assert _journal_kinds(journal)[before:] == [("inject", MODE), ("inject", REGION)]
+        assert _status(sandbox)["regions"]["primary"]["state"].startswith("down")
         recovered = _recover(sandbox)
         assert recovered.returncode == 0, recovered.stdout + recovered.stderr
-        assert "failover mode automated (was manual)" in recovered.stdout, recovered.stdout
+        assert "reverted: failover mode manual (was manual)" in recovered.stdout, recovered.stdout
+        assert _journal_kinds(journal)[before:] == JOURNALED
         status = _status(sandbox)
-        assert status["mode"] == "automated", status["mode"]
-        assert status["regions"]["primary"]["state"] == "up"
+        assert status["mode"] == "manual" and status["regions"]["primary"]["state"] == "up"
         assert status["dns"]["active"] == "primary"
     finally:
         if session.process.poll() is None:
             session.process.kill()
             session.process.wait()
-        control.call("set_mode", mode="manual")

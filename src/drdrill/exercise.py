@@ -345,6 +345,8 @@ class ExerciseReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
     #: the reverts that failed (their lines, also in ``reverts``): what is still in place
     failed_reverts: tuple[str, ...] = field(default_factory=tuple)
+    #: changes that are no faults put back at the end (the alarm's failover mode)
+    changes_put_back: tuple[str, ...] = field(default_factory=tuple)
     #: whether an inconclusive metric passes (``compliance.accept_inconclusive``)
     accept_inconclusive: bool = False
     #: the scale of the objectives the people's steps are held to (1: the runbook's own)
@@ -411,6 +413,7 @@ class ExerciseReport:
             "probes": [p.to_json() for p in self.probes],
             "reverts": list(self.reverts),
             "failed_reverts": list(self.failed_reverts),
+            "changes_put_back": list(self.changes_put_back),
             "notes": list(self.notes),
         }
 
@@ -648,6 +651,9 @@ class Exercise:
         self.steps: list[StepRecord] = []
         self.notes: list[str] = []
         self.failed_reverts: list[str] = []
+        #: what was changed that is no fault (the alarm's mode), and its put-back lines
+        self._change_kinds: set[str] = set()
+        self.changes_put_back: list[str] = []
         self._runner: ProbeRunner | None = None
         self._failed_over = False
         self._failed_back = False
@@ -767,6 +773,7 @@ class Exercise:
         # back with the faults at the end (newest first), or by `drdrill recover` after a kill
         mode: FailoverMode = "automated" if self.options.trigger == "automated" else "manual"
         change = self.target.mode_change(mode)
+        self._change_kinds.add(change.kind)
         self.injector.inject(change)
         self.timeline.mark("state_changed", change=change.describe(), kind=change.kind)
         fault: Fault = self.target.region_down("primary", mode="kill")
@@ -1008,6 +1015,12 @@ class Exercise:
             self._runner.stop()
         lines = []
         for result in self.injector.revert_all():
+            if result.ok and result.kind in self._change_kinds:
+                # the alarm's mode put back: no fault of the exercise's, said apart
+                self.timeline.mark("state_restored", change=result.description, note=result.note)
+                self.changes_put_back.append(result.line())
+                self.say(f"[{_hms(self._now())}] {result.line()}")
+                continue
             lines.append(result.line())
             if result.ok:
                 self.timeline.mark("fault_reverted", fault=result.description, note=result.note)
@@ -1147,6 +1160,7 @@ class Exercise:
             objectives_scale=self._scale("stack"),
             notes=tuple(self.notes),
             failed_reverts=tuple(self.failed_reverts),
+            changes_put_back=tuple(self.changes_put_back),
             accept_inconclusive=self.options.accept_inconclusive,
             people_scale=self._scale("people"),
         )

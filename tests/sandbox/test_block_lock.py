@@ -22,7 +22,7 @@ from tests.sandbox.sandbox_project import ROOT, short_folder, write_config
 
 from drdrill.config import load_config
 from drdrill.sandbox import blocklock
-from drdrill.sandbox.blocklock import BlockLock, BlockTaken
+from drdrill.sandbox.blocklock import XDIST_BOOTSTRAP, BlockLock, BlockTaken
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
 from drdrill.targets.sandbox import SandboxTarget
@@ -190,3 +190,34 @@ def test_a_second_sandbox_in_a_taken_block_is_refused() -> None:
             _drdrill("sandbox", "down", "--config", str(config_b))
             _drdrill("sandbox", "down", "--config", str(config_a))
         assert blocklock.owner(BLOCK) is None
+
+
+def _starter_seen_from(tmp_path: Path, *, bootstrap: bool) -> str:
+    """What :func:`starter` says in a child of a parent started under a pytest-xdist worker's
+    environment: the parent run as execnet runs a worker (``bootstrap``), or as a command of its
+    own (a script file)."""
+    child = "from drdrill.sandbox.blocklock import starter; print(starter())"
+    code = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    env = {**os.environ, "PYTEST_XDIST_WORKER": "gw7"}
+    if bootstrap:
+        command = [sys.executable, "-c", f"import sys;{XDIST_BOOTSTRAP}"]
+        return subprocess.run(
+            command, input=repr(code) + "\n", capture_output=True, text=True, env=env, timeout=60
+        ).stdout.strip()
+    script = tmp_path / "parent.py"
+    script.write_text(code)
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60
+    ).stdout.strip()
+
+
+def test_the_owner_record_names_who_started_the_sandbox_under_xdist(tmp_path: Path) -> None:
+    """A sandbox started in a worker is named as that worker of the controller; one started by
+    a command a worker ran (``drdrill sandbox up`` in a test) is named by that command. Before
+    the fix the command was lost to the worker's anonymous bootstrap (``...ne()))``), and the
+    refusal of a taken block did not name the config to take it down with."""
+    me = " ".join(psutil.Process().cmdline())
+    in_worker = _starter_seen_from(tmp_path, bootstrap=True)
+    assert in_worker == f"pytest-xdist gw7 of {' '.join(me.split())}", in_worker
+    by_command = _starter_seen_from(tmp_path, bootstrap=False)
+    assert by_command == f"{sys.executable} {tmp_path / 'parent.py'}", by_command

@@ -187,14 +187,20 @@ class BlockLock:
         self.release()
 
 
+#: what execnet runs a pytest-xdist worker as (``python -c "import sys;exec(eval(...))"``)
+XDIST_BOOTSTRAP = "exec(eval(sys.stdin.readline()))"
+
+
 def starter() -> str:
     """Who started this process: its parent's command line (for a pytest-xdist worker, which
-    runs from an anonymous command, the controller's, named as that worker's)."""
+    runs from an anonymous command, the controller's, named as that worker's). A command a
+    worker ran (``drdrill sandbox up`` in a test) is named itself: it inherits the worker's
+    environment, but its parent is no anonymous bootstrap."""
     try:
         parent = psutil.Process(os.getppid())
         command = " ".join(parent.cmdline())
         worker = os.environ.get("PYTEST_XDIST_WORKER")
-        if worker:
+        if worker and XDIST_BOOTSTRAP in command:
             controller = parent.parent()
             if controller is not None:
                 command = f"pytest-xdist {worker} of {' '.join(controller.cmdline())}"
