@@ -161,5 +161,11 @@ class _TooLong:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist (``-n 2``) a module's tests stay on one worker: a module's sandbox,
+    # MariaDB pair or moto stack is module-scoped and its block of ports its own, so splitting
+    # a module across workers would bring its sandbox up twice on one block. ``--dist`` given
+    # other than the default is kept.
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadfile"
     if _fast_run(config):
         config.pluginmanager.register(_TooLong(), "drdrill-too-long")
