@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Self
 import pytest
 import yaml
 from tests.fake_clock import FakeClock
+from tests.probes.test_http_probe import FlakyServer
 
 from drdrill import cli
 from drdrill.config import ProbesConfig, load_config
@@ -49,6 +50,7 @@ from drdrill.faults.base import RevertResult
 from drdrill.faults.journal import Journal
 from drdrill.measure import Measurement
 from drdrill.objectives import parse_runbook
+from drdrill.probes.http import Endpoint, ProbeRunner
 from drdrill.report.history import HistoryStore
 from drdrill.report.record import OutageRecord, ProbeStatsRecord
 from drdrill.report.severity import NO_SEVERITY, Severity
@@ -382,6 +384,46 @@ def _timed_exercise(
     clock.t += 6.0
     timeline.observe("service_restored", clock.t, 0.04)
     return exercise
+
+
+@pytest.mark.slow
+def test_the_service_is_restored_only_after_the_outage_the_fault_made(tmp_path: Path) -> None:
+    """Real probes of a real HTTP server that keeps serving for 0.6 s after the fault (a region
+    down takes a while to reach the clients), then fails for 0.6 s, then serves again. Before
+    the fix the exercise took the good samples right after the fault for the restore: a
+    Resolution Time of a few samples, met whatever the real outage."""
+    server = FlakyServer()
+    exercise = Exercise(
+        _Described(),  # type: ignore[arg-type]
+        journal=Journal(tmp_path / "journal.jsonl"),
+        probes=ProbesConfig(),
+        confirm=lambda step: True,
+        options=ExerciseOptions(trigger="script", timeout_s=30.0),
+        objectives=parse_runbook(RUNBOOK),
+        people_objectives=parse_runbook(RUNBOOK),
+    )
+    runner = ProbeRunner([Endpoint(server.url("/health"))], interval_s=0.05, recovery_samples=3)
+    exercise._runner = runner
+    runner.start()
+    try:
+        time.sleep(0.3)
+        fault = exercise.timeline.mark("fault_injected")
+        time.sleep(0.6)
+        went_down = server.down("503")
+        time.sleep(0.6)
+        came_back = server.up()
+        exercise._wait_restored(fault)
+    finally:
+        runner.stop()
+        server.close()
+    restored = exercise.timeline.get("service_restored")
+    # the restore's interval holds the moment the server came back, after the outage
+    assert restored.mono - restored.uncertainty_s <= came_back <= restored.mono, (
+        restored,
+        went_down,
+        came_back,
+    )
+    assert restored.mono - fault.mono > 1.2
 
 
 def test_a_persons_decision_is_held_to_the_runbook_the_stack_to_the_scaled(

@@ -106,6 +106,20 @@ def serving_problem(drill: DrillSession, timeout_s: float) -> str | None:
     )
 
 
+def first_failure_after(after: Event, runners: Sequence[ProbeRunner]) -> float | None:
+    """The send time of the first failed sample of any endpoint sent since ``after`` could have
+    happened (its lower bound: a fault acts during the call that injects it), or None. A
+    restore is looked for from there: good samples before the fault showed are no restore."""
+    since = after.mono - after.uncertainty_s
+    first: float | None = None
+    for runner in runners:
+        for endpoint in runner.endpoints:
+            failed = next((s for s in runner.samples(endpoint.url, since) if s.bad), None)
+            if failed is not None and (first is None or failed.send_mono < first):
+                first = failed.send_mono
+    return first
+
+
 class ProbeSession:
     """The ``probes`` fixture: continuous probes whose outages land on the drill's timeline."""
 
@@ -162,16 +176,8 @@ class ProbeSession:
 
     def first_failure_after(self, after: Event, runners: Sequence[ProbeRunner]) -> float | None:
         """The send time of the first failed sample of any endpoint sent since ``after`` could
-        have happened (its lower bound: a fault acts during the call that injects it), or
-        None."""
-        since = after.mono - after.uncertainty_s
-        first: float | None = None
-        for runner in runners:
-            for endpoint in runner.endpoints:
-                failed = next((s for s in runner.samples(endpoint.url, since) if s.bad), None)
-                if failed is not None and (first is None or failed.send_mono < first):
-                    first = failed.send_mono
-        return first
+        have happened, or None (see :func:`first_failure_after`)."""
+        return first_failure_after(after, runners)
 
     def _on_event(self, event: OutageEvent) -> None:
         outage = event.outage

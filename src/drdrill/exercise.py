@@ -52,7 +52,7 @@ from typing import Any, Final, Literal, Protocol, TextIO
 
 from drdrill.config import ProbesConfig
 from drdrill.defaults import Trigger
-from drdrill.drill_fixtures import to_endpoint
+from drdrill.drill_fixtures import first_failure_after, to_endpoint
 from drdrill.errors import DrillError, InputError
 from drdrill.faults.base import Fault, FaultInjector, handle_signals
 from drdrill.faults.journal import Journal
@@ -864,7 +864,16 @@ class Exercise:
         if runner is None:  # pragma: no cover - started before any fault
             raise DrillError("probes not started")
         deadline = time.monotonic() + self.options.timeout_s
-        while (good := runner.all_good_since(fault.mono, runner.recovery_samples)) is None:
+        # the outage first, as a drill's wait does: a run of good samples sent before the fault
+        # showed (a region down that takes a while to reach the clients) is no restore
+        while (failed := first_failure_after(fault, [runner])) is None:
+            if time.monotonic() > deadline:
+                raise ExerciseStopped(
+                    "the fault had no effect through the public name: no probe failed "
+                    f"{self.options.timeout_s:g} s after it"
+                )
+            time.sleep(0.02)
+        while (good := runner.all_good_since(failed, runner.recovery_samples)) is None:
             if time.monotonic() > deadline:
                 raise ExerciseStopped(
                     f"service not restored through the public name "
