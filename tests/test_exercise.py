@@ -34,6 +34,7 @@ from drdrill.exercise import (
     Exercise,
     ExerciseOptions,
     ExerciseReport,
+    ExerciseStopped,
     MessageFacts,
     Metric,
     StepRecord,
@@ -384,6 +385,59 @@ def _timed_exercise(
     clock.t += 6.0
     timeline.observe("service_restored", clock.t, 0.04)
     return exercise
+
+
+class _Lagging(_Described):
+    """A stack whose replica lags over the RPO, as its own steady-state check says; otherwise
+    ready (alarm OK, DNS on the primary, replication running, DR at pilot light)."""
+
+    def __init__(self) -> None:
+        self.asked_rpo: list[float | None] = []
+
+    def start(self) -> None:
+        """Nothing to connect to."""
+
+    def steady_state_problems(self, rpo_s: float | None) -> list[str]:
+        self.asked_rpo.append(rpo_s)
+        return [f"replica lag 5.000 ± 0.500 s over the RPO of {rpo_s:g} s"]
+
+    def alarm_state(self) -> str:
+        return "OK"
+
+    def dns_answer(self) -> str:
+        return "127.0.1.2"
+
+    def region_of(self, address: str | None) -> str:
+        return "primary"
+
+    def replication_running(self) -> bool:
+        return True
+
+    def desired(self, region: str) -> int:
+        return 0
+
+    def endpoints(self) -> list[Any]:
+        return []
+
+
+def test_readiness_is_the_drills_steady_state_a_lagging_replica_included(tmp_path: Path) -> None:
+    """Before the fix the exercise asked only whether the replica replicated, not how far
+    behind: it went ahead on a replica lagging over the RPO, which the drills refuse."""
+    target = _Lagging()
+    exercise = Exercise(
+        target,  # type: ignore[arg-type]
+        journal=Journal(tmp_path / "journal.jsonl"),
+        probes=ProbesConfig(),
+        confirm=lambda step: True,
+        options=ExerciseOptions(trigger="script"),
+        objectives=parse_runbook(RUNBOOK).scaled(0.02),
+        people_objectives=parse_runbook(RUNBOOK),
+    )
+    with pytest.raises(ExerciseStopped) as stopped:
+        exercise._readiness()
+    lag = "replica lag 5.000 ± 0.500 s over the RPO of 1.2 s"
+    assert str(stopped.value) == f"stack not ready: {lag}"
+    assert target.asked_rpo == [pytest.approx(1.2)]  # the stack's (scaled) Database RPO
 
 
 @pytest.mark.slow

@@ -96,6 +96,7 @@ from drdrill.targets.base import (
     ReplicaReadiness,
     ResettableStack,
     ScriptedStack,
+    SteadyStateTarget,
 )
 from drdrill.timeline import Clock, Event, Source, Timeline
 
@@ -736,27 +737,39 @@ class Exercise:
         if isinstance(target, ResettableStack):
             target.ensure_baseline()
         problems: list[str] = []
-        alarm = target.alarm_state()
-        if alarm != "OK":
-            problems.append(f"alarm is {alarm}, not OK")
-        dns = self._dns_on("primary")()
-        if dns is not None:
-            problems.append(dns)
-        if isinstance(target, ReplicaReadiness) and not (state := target.replication_running()):
-            reason = state.reason
-            problems.append(
-                "the DR database does not replicate" + (f": {reason}" if reason else "")
-            )
+        if isinstance(target, SteadyStateTarget):
+            # the drills' own steady state: replication, the replica's lag within the RPO, the
+            # alarm OK, the public name on the primary (each as the target can tell)
+            problems += target.steady_state_problems(self._database_rpo())
+            checked = "steady state as the drills ask it (replication, lag within the RPO, "
+            checked += "alarm OK, DNS on the primary)"
+        else:
+            alarm = target.alarm_state()
+            if alarm != "OK":
+                problems.append(f"alarm is {alarm}, not OK")
+            dns = self._dns_on("primary")()
+            if dns is not None:
+                problems.append(dns)
+            if isinstance(target, ReplicaReadiness) and not (state := target.replication_running()):
+                reason = state.reason
+                problems.append(
+                    "the DR database does not replicate" + (f": {reason}" if reason else "")
+                )
+            checked = "alarm OK, DNS on the primary region, replication running"
         if (desired := target.desired("dr")) != 0:
             problems.append(f"DR not at pilot light ({desired} tasks desired)")
         results = check_endpoints(self._endpoints(), self._client_factory())
         problems += [f"{r.name}: {r.detail}" for r in results if not r.ok]
         if problems:
             raise ExerciseStopped(f"stack not ready: {'; '.join(problems)}")
-        return (
-            f"alarm OK, DNS on the primary region, replication running, DR at pilot light, "
-            f"{len(results)} checks pass"
-        )
+        return f"{checked}, DR at pilot light, {len(results)} checks pass"
+
+    def _database_rpo(self) -> float | None:
+        """The stack's "Database" RPO (the objectives the stack is held to), None without."""
+        if self.objectives is None:
+            return None
+        found = self.objectives.get("rpo", "Database")
+        return None if found is None else found.target_s
 
     def _start_probes(self) -> None:
         cfg = self.probes_config
