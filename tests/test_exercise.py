@@ -959,6 +959,7 @@ def test_unattended_exercise_measures_and_fills_the_message(sandbox: Path, tmp_p
         "failover",
         "service_restored",
         "post_failover_checks",
+        "data_loss",
         "restore_primary",
         "failback",
         "post_failback_checks",
@@ -979,6 +980,13 @@ def test_unattended_exercise_measures_and_fills_the_message(sandbox: Path, tmp_p
     ):
         assert metrics[name]["measured_s"] > 0, metrics[name]
         assert metrics[name]["objective"] == objective and metrics[name]["target_s"] > 0
+    # the writes the failover lost, as a drill counts them, against the Database RPO
+    loss = metrics["Data Loss"]
+    assert (loss["objective"], loss["target_s"]) == ("Database", pytest.approx(60 * 0.02))
+    assert loss["measured_s"] is not None and loss["status"] in ("met", "missed"), loss
+    assert re.fullmatch(r"\d+ of \d+ acknowledged writes lost", loss["note"]), loss
+    (counted,) = [s for s in steps if s["name"] == "data_loss"]
+    assert "acknowledged writes lost (data loss window " in counted["detail"], counted
     # detection and response lie within the resolution: fault -> alarm -> trigger -> restored
     assert (
         metrics["Detection Time"]["measured_s"] + metrics["Response Time"]["measured_s"]

@@ -11,7 +11,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pytest
 
@@ -36,7 +36,7 @@ from drdrill.targets.base import DryRunnable, GuardedTarget, ProbeClients, Write
 from drdrill.timeline import Event, Source, Timeline
 
 if TYPE_CHECKING:
-    from drdrill.config import EndpointConfig
+    from drdrill.config import EndpointConfig, WriterConfig
     from drdrill.session import DrillSession
 
 F = TypeVar("F", bound=Fault)
@@ -330,6 +330,44 @@ class ProbeSession:
             record.outages.extend(outages)
 
 
+class _Named(Protocol):
+    """Anything with a name to say in an error (a target)."""
+
+    @property
+    def name(self) -> str:
+        """What users call it."""
+
+
+def marker_sink(cfg: WriterConfig, where: str, target: Callable[[], _Named]) -> WriteSink:
+    """Where RPO markers go, as the config's ``writer`` says: the database itself
+    (``sink: mysql``), the URL given, else the target's own way in (a :class:`WriteTarget`:
+    through the public name, as clients write). ``where`` names the config in errors;
+    ``target`` is asked only when the config names no sink of its own."""
+    if cfg.sink == "mysql":
+        if cfg.mysql is None:
+            raise ConfigError(f"{where}: writer.mysql", "required for sink mysql")
+        db = cfg.mysql
+        endpoint = MySqlEndpoint(
+            db.host,
+            db.port,
+            db.user,
+            db.password,
+            db.database,
+            connect_timeout_s=max(1.0, cfg.timeout),
+            read_timeout_s=cfg.timeout,
+            write_timeout_s=cfg.timeout,
+        )
+        return MySqlSink(endpoint.connect)
+    if cfg.url is not None:
+        return HttpSink(cfg.url, timeout_s=cfg.timeout)
+    chosen = target()
+    if not isinstance(chosen, WriteTarget):
+        raise DrillError(
+            f"target '{chosen.name}' is no WriteTarget: give writer.url or pass a sink"
+        )
+    return chosen.write_sink(cfg.timeout)
+
+
 class WriterSession:
     """The ``writer`` fixture: numbered RPO markers through the app or the database."""
 
@@ -343,32 +381,9 @@ class WriterSession:
         self._log: WriteLog | None = None
 
     def _default_sink(self) -> WriteSink:
-        cfg = self._drill.config.writer
-        if cfg.sink == "mysql":
-            if cfg.mysql is None:
-                raise ConfigError(
-                    f"{self._drill.config.path}: writer.mysql", "required for sink mysql"
-                )
-            db = cfg.mysql
-            endpoint = MySqlEndpoint(
-                db.host,
-                db.port,
-                db.user,
-                db.password,
-                db.database,
-                connect_timeout_s=max(1.0, cfg.timeout),
-                read_timeout_s=cfg.timeout,
-                write_timeout_s=cfg.timeout,
-            )
-            return MySqlSink(endpoint.connect)
-        if cfg.url is not None:
-            return HttpSink(cfg.url, timeout_s=cfg.timeout)
-        target = self._drill.started_target()
-        if not isinstance(target, WriteTarget):
-            raise DrillError(
-                f"target '{target.name}' is no WriteTarget: give writer.url or pass a sink"
-            )
-        return target.write_sink(cfg.timeout)
+        return marker_sink(
+            self._drill.config.writer, str(self._drill.config.path), self._drill.started_target
+        )
 
     def start(self, sink: WriteSink | None = None, rate_hz: float | None = None) -> MarkerWriter:
         """Start writing markers at ``rate_hz`` (default: the config's) through ``sink``."""

@@ -50,13 +50,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, TextIO
 
-from drdrill.config import ProbesConfig
+from drdrill.config import ProbesConfig, WriterConfig
 from drdrill.defaults import Trigger
-from drdrill.drill_fixtures import first_failure_after, to_endpoint
+from drdrill.drill_fixtures import first_failure_after, marker_sink, to_endpoint
 from drdrill.errors import DrillError, InputError
 from drdrill.faults.base import Fault, FaultInjector, handle_signals
 from drdrill.faults.journal import Journal
-from drdrill.measure import Measurement, Result
+from drdrill.measure import Kind, Measurement, Result
 from drdrill.objectives import Objectives
 from drdrill.observe import poll_until
 from drdrill.probes.http import (
@@ -67,6 +67,7 @@ from drdrill.probes.http import (
     ProbeFailure,
     ProbeRunner,
 )
+from drdrill.probes.writes import MarkerWriter, RpoResult, verify_markers
 from drdrill.report.record import (
     ERROR,
     EXIT_INTERRUPTED,
@@ -97,6 +98,7 @@ from drdrill.targets.base import (
     ResettableStack,
     ScriptedStack,
     SteadyStateTarget,
+    WriteTarget,
 )
 from drdrill.timeline import Clock, Event, Source, Timeline
 
@@ -105,6 +107,9 @@ StepOutcome = Literal["ok", "failed", "declined"]
 
 SCHEMA: Final = "drdrill-exercise"
 SCHEMA_VERSION: Final = 1
+
+#: how long the RPO writer writes before the first checkpoint
+WRITES_BEFORE_S: Final = 1.0
 
 #: the runbook's Lambda payload
 LAMBDA_PAYLOAD: Final[Mapping[str, str]] = {"trigger": "manual", "reason": "disaster_recovery"}
@@ -238,6 +243,8 @@ class Metric:
     held_by: HeldBy = "stack"
     scale: float = 1.0
     note: str | None = None
+    #: an RTO (a span of time) or an RPO (the data a failover lost, as a span of history)
+    kind: Kind = "rto"
 
     @property
     def label(self) -> str:
@@ -253,7 +260,7 @@ class Metric:
             return "not measured"
         if self.objective is None:
             return "no objective"
-        result = Result(self.name, "rto", self.measured, self.target_s, self.objective)
+        result = Result(self.name, self.kind, self.measured, self.target_s, self.objective)
         return str(result.status)
 
     def describe(self) -> str:
@@ -630,8 +637,16 @@ class Exercise:
         template_source: str = "drdrill default",
         say: Callable[[str], None] = print,
         clock: Clock | None = None,
+        writer: WriterConfig | None = None,
+        config_path: str = "drdrill.yaml",
     ) -> None:
         self.target = target
+        #: the RPO markers' writer, as the drills' (None: the exercise counts no data loss)
+        self.writer_config = writer
+        self.config_path = config_path
+        self._writer: MarkerWriter | None = None
+        self._rpo: RpoResult | None = None
+        self._rpo_why: str | None = None
         self.journal = journal
         self.probes_config = probes
         self.confirm = confirm
@@ -780,6 +795,65 @@ class Exercise:
             client_factory=self._client_factory(),
         )
         self._runner.start()
+        self._start_writer()
+
+    @property
+    def _write_run(self) -> str:
+        return f"exercise-{self.exercise_id}"
+
+    def _start_writer(self) -> None:
+        """Numbered markers written as clients write, from before the fault, as a drill's
+        writer does: the writes the failover lost are counted after it (``data_loss``)."""
+        cfg = self.writer_config
+        if cfg is None:
+            return
+        try:
+            sink = marker_sink(cfg, self.config_path, lambda: self.target)
+        except DrillError as exc:
+            self._rpo_why = f"no writer: {exc}"
+            self.notes.append(f"data loss not measured: {exc}")
+            return
+        self._writer = MarkerWriter(sink, cfg.rate_hz, self._write_run)
+        self._writer.start()
+        self.timeline.mark("writes_started", run=self._write_run)
+        # a second of writes before anything is asked, as a drill writes before its fault: an
+        # unattended exercise would otherwise have next to nothing to lose
+        time.sleep(WRITES_BEFORE_S)
+
+    def _count_lost(self) -> str:
+        """The acknowledged writes missing from the database that serves after the failover
+        (read once the writer drained): the Data Loss metric, held to the Database RPO."""
+        writer = self._writer
+        if writer is None:  # pragma: no cover - the step runs only with a writer
+            return "not measured: no writer"
+        log = writer.stop()
+        self.timeline.mark("writes_stopped", sent=log.sent)
+        acked = [r for r in log.records if r.acknowledged]
+        fault = self.timeline.find("fault_injected")
+        if fault is None or not any(r.done_mono < fault.mono - fault.uncertainty_s for r in acked):
+            self._rpo_why = (
+                f"nothing to lose: no write acknowledged before the fault ({log.sent} sent, "
+                f"{len(acked)} acknowledged)"
+            )
+            return f"not measured: {self._rpo_why}"
+        target = self.target
+        if not isinstance(target, WriteTarget):
+            self._rpo_why = f"target '{target.name}' cannot list the markers it holds"
+            return f"not measured: {self._rpo_why}"
+        try:
+            result = verify_markers(log, target.present_markers(self._write_run))
+        except DrillError as exc:  # the count is lost, the exercise goes on to its failback
+            self._rpo_why = _one_line(f"the markers could not be read: {exc}")
+            return f"not measured: {self._rpo_why}"
+        self._rpo = result
+        self.timeline.mark(
+            "data_loss_counted",
+            acknowledged=result.acknowledged,
+            lost=result.lost_acknowledged,
+            window_s=result.data_loss_window_s,
+        )
+        lost = f"{result.lost_acknowledged} of {result.acknowledged} acknowledged writes lost"
+        return f"{lost} (data loss window {result.data_loss_window_s:.3f} s)"
 
     def _inject(self) -> tuple[Fault, Event]:
         # the alarm's mode for this trigger, as a drill sets it: its undo journaled first, put
@@ -1004,6 +1078,13 @@ class Exercise:
                         self._post_failover_checks,
                         False,
                     )
+                    if self._writer is not None:
+                        self._step(
+                            "data_loss",
+                            "count the acknowledged writes the failover lost",
+                            self._count_lost,
+                            False,
+                        )
                     self._step(
                         "restore_primary",
                         "restore the primary region",
@@ -1035,6 +1116,9 @@ class Exercise:
         """Stop the probes, revert what is still in place (the alarm's mode among it)."""
         if self._runner is not None:
             self._runner.stop()
+        if self._writer is not None and self._rpo is None and self._rpo_why is None:
+            self._writer.stop()
+            self._rpo_why = "the exercise ended before the writes lost were counted"
         lines = []
         for result in self.injector.revert_all():
             if result.ok and result.kind in self._change_kinds:
@@ -1125,7 +1209,33 @@ class Exercise:
                     f"Response Time {people.value:.2f} s"
                 ),
             )
-        return detection, response, resolution
+        if self.writer_config is None:
+            return detection, response, resolution
+        return detection, response, resolution, self._data_loss()
+
+    def _data_loss(self) -> Metric:
+        """The window of acknowledged history the failover lost, against the stack's Database
+        RPO (the runbook's "No data loss (RPO < 1 minute)")."""
+        objectives = self.objectives
+        found = objectives.get("rpo", "Database") if objectives is not None else None
+        rpo = self._rpo
+        return Metric(
+            "Data Loss",
+            "How much acknowledged data did the failover lose?",
+            "writes_started",
+            "data_loss_counted",
+            None if rpo is None else Measurement(rpo.data_loss_window_s),
+            "Database" if found is not None else None,
+            found.target_s if found is not None else None,
+            "stack",
+            1.0 if objectives is None else objectives.scale,
+            note=(
+                self._rpo_why
+                if rpo is None
+                else f"{rpo.lost_acknowledged} of {rpo.acknowledged} acknowledged writes lost"
+            ),
+            kind="rpo",
+        )
 
     def _scale(self, held_by: HeldBy) -> float:
         objectives = self._objectives_for(held_by)
@@ -1544,7 +1654,7 @@ def metric_result(metric: Metric, test: str | None = None) -> Result | None:
         return None
     return Result(
         name=metric.name,
-        kind="rto",
+        kind=metric.kind,
         measured=metric.measured,
         target_s=metric.target_s,
         objective=metric.objective,

@@ -693,6 +693,7 @@ def test_the_exercise_runs_through_the_api_and_leaves_the_stack_at_its_baseline(
             "failover",
             "service_restored",
             "post_failover_checks",
+            "data_loss",
             "restore_primary",
             "failback",
             "post_failback_checks",

@@ -143,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         template=template,
         template_source=template_source,
         say=say,
+        writer=config.writer,
+        config_path=str(config.path),
     )
     exercise.notes.extend(notes)
     say(
