@@ -238,7 +238,7 @@ def _severity(run: RunRecord) -> list[str]:
     if not severities:
         return []
     lines = [
-        "## Severity (escalation matrix, failed drills only)",
+        "## Severity (escalation matrix: a level for each failed drill, — for a drill that passed)",
         "",
         "| Drill | Severity | Why | Response time | Action |",
         "|---|---|---|---|---|",
