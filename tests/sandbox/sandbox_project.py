@@ -6,6 +6,7 @@ HAProxy refuses unix socket paths over 97 characters, which pytest's tmp_path ca
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -134,3 +135,34 @@ targets:
 """
     )
     return path
+
+
+def run_suites(
+    config: Path, report_dir: Path, *paths: str, timeout: float = 600
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``pytest <paths>`` of the repository's suites with ``config``, reports in
+    ``report_dir``, no ``AWS_`` variable of this process leaking in; the run and its one
+    report.json."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *paths,
+            "-p",
+            "no:cacheprovider",
+            "--dr-config",
+            str(config),
+            "--dr-report-dir",
+            str(report_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+    )
+    reports = list(report_dir.glob("*/report.json"))
+    assert len(reports) == 1, result.stdout[-4000:] + result.stderr[-2000:]
+    report: dict[str, Any] = json.loads(reports[0].read_text())
+    return result, report

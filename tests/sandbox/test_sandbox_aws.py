@@ -30,6 +30,7 @@ from tests.sandbox.sandbox_project import (
     FAILOVER_WITH_TRUTH,
     INTERVAL,
     ROOT,
+    run_suites,
     short_folder,
     truth_error,
     write_config,
@@ -78,35 +79,6 @@ def _drdrill(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
         timeout=timeout,
         cwd=ROOT,
     )
-
-
-def _suites(
-    config: Path, report_dir: Path, *paths: str
-) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """``pytest <paths>`` with ``config`` (the AWS path's), no AWS_ variable of ours leaking in;
-    the run and its report.json."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            *paths,
-            "-p",
-            "no:cacheprovider",
-            "--dr-config",
-            str(config),
-            "--dr-report-dir",
-            str(report_dir),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-    )
-    (report_path,) = report_dir.glob("*/report.json")
-    report: dict[str, Any] = json.loads(report_path.read_text())
-    return result, report
 
 
 @pytest.fixture(scope="module")
@@ -599,7 +571,7 @@ def test_the_aws_drills_run_through_the_api_and_agree_with_the_ground_truth(
     assert _status(sandbox)["aws"]["config"] == str(generated), "status names it"
     data = yaml.safe_load(generated.read_text())
     assert data["target"] == "sandbox-aws"
-    result, report = _suites(
+    result, report = run_suites(
         generated,
         sandbox["folder"] / "aws-reports",
         "suites/test_ecs_task_failure.py",
@@ -737,7 +709,7 @@ def test_the_static_assets_drill_times_real_copies_and_s3s_own_latency(
     drill's worst lag and S3's own figure both lie near the delay."""
     run_dir = Path(sandbox["status"]["run_dir"])
     generated = run_dir.parent / f"{run_dir.name}-aws.yaml"
-    result, report = _suites(
+    result, report = run_suites(
         generated, sandbox["folder"] / "assets-reports", "suites/test_static_assets.py"
     )
     figures = {p["name"]: p for p in report["phases"]}

@@ -13,18 +13,15 @@ loses acknowledged writes, which the drill counts exactly and fails its RPO for.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from tests.sandbox.sandbox_project import (
     FAILOVER_WITH_TRUTH,
     INTERVAL,
-    ROOT,
     run_drill_file,
+    run_suites,
     short_folder,
     truth_error,
     write_config,
@@ -59,35 +56,11 @@ def _config(tmp: Path, block: int, extra: str = "") -> Path:
     return write_config(tmp, block, extra)
 
 
-def _run(config: Path, report_dir: Path, *args: str, timeout: float = 600) -> Any:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            *args,
-            "-p",
-            "no:cacheprovider",
-            "--dr-config",
-            str(config),
-            "--dr-report-dir",
-            str(report_dir),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    reports = list(report_dir.glob("*/report.json"))
-    assert len(reports) == 1, result.stdout[-4000:] + result.stderr[-2000:]
-    return result, json.loads(reports[0].read_text())
-
-
 def test_failover_and_failback_figures_agree_with_the_ground_truth(tmp_path: Path) -> None:
     config = _config(tmp_path, block=5)
     rows = []
     for run in range(RUNS):
-        result, report = _run(
+        result, report = run_suites(
             config,
             tmp_path / f"run{run}",
             "suites/test_region_failover.py",
@@ -142,7 +115,7 @@ def test_a_slow_on_call_misses_decision(tmp_path: Path) -> None:
     # the runbook's Decision objective (3 minutes) scaled by 0.02 is 3.6 s: an on-call who
     # takes 4 s to react to the page misses it, whatever else goes well
     config = _config(tmp_path, block=6, extra="drills: {oncall_delay: 4s}")
-    result, report = _run(
+    result, report = run_suites(
         config, tmp_path / "run", "suites/test_region_failover.py::test_region_failover[lambda]"
     )
     assert result.returncode == 1, result.stdout[-4000:]
