@@ -265,7 +265,7 @@ def _healthy_host_count(
         MetricName="HealthyHostCount",
         Dimensions=_alb_dimensions(clients, target, key),
         StartTime=since,
-        EndTime=datetime.now(UTC) + timedelta(seconds=1),
+        EndTime=max(datetime.now(UTC), since) + timedelta(seconds=1),
         Period=1,
         Statistics=["Maximum"],
     )
@@ -285,7 +285,19 @@ def test_the_load_balancers_healthy_host_count_is_haproxys(
     )["MetricAlarms"][0]
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/ApplicationELB", "HealthyHostCount")
     assert alarm["Dimensions"] == _alb_dimensions(clients, target, "primary"), "not what it watches"
-    since = datetime.now(UTC)
+    # the previous test's replacement task counted (its last datapoint 2 again), then whole
+    # seconds from the next one on: a datapoint of the second the replacement became healthy
+    # may still say 1
+    _until(
+        "the primary's HealthyHostCount back at 2",
+        lambda: (
+            _healthy_host_count(
+                clients, target, "primary", datetime.now(UTC) - timedelta(seconds=3)
+            )[-1:]
+            == [2.0]
+        ),
+    )
+    since = datetime.now(UTC) + timedelta(seconds=1)
     for key, healthy in (("primary", 2.0), ("dr", 0.0)):
         points = _until(
             f"two {key} datapoints",

@@ -285,7 +285,9 @@ def test_task_times_are_ecs_stopped_at_and_started_at_of_the_primary_service(
 
     victim, other = ecs.running_tasks(aws, p.region, p.ecs.cluster, p.ecs.service)[:2]
     aws.client("ecs", p.region).stop_task(cluster=p.ecs.cluster, task=victim, reason="drill")
-    stopped_at = datetime.now(UTC).replace(microsecond=123_000)  # ECS stamps to the ms
+    # ECS stamps to the millisecond: a time after the drill's start, whole milliseconds
+    soon = datetime.now(UTC) + timedelta(milliseconds=2)
+    stopped_at = soon.replace(microsecond=soon.microsecond // 1000 * 1000 or 1000)
     # ECS's stamps, which moto does not write: supplied on its model (the calls stay real)
     put_task_times(aws, p.region, p.ecs.cluster, victim, started=before - timedelta(hours=1))
     put_task_times(aws, p.region, p.ecs.cluster, victim, stopped=stopped_at)
