@@ -120,6 +120,10 @@ class Timings(_Model):
     alarm_period: PositiveSeconds = 0.5
     alarm_evaluation_periods: int = Field(default=3, ge=1)
     scheduler_delay: Seconds = 1.0
+    #: how long a rebooted database stays down before it starts again (RDS takes its time;
+    #: a crash reboot of a fraction of a second can fall between two probe samples, and a
+    #: drill then says "the fault had no effect")
+    db_reboot_downtime: Seconds = 0.0
     task_start_delay: Seconds = 0.0
     dns_ttl: int = Field(default=2, ge=0, le=3600)
     #: how long the DR automation waits after the alarm (automated mode) before it acts

@@ -508,6 +508,7 @@ class Sandbox:
         else:
             db.stop()
         self.truth.append("db_down", f"rds-{region}", mode=mode)
+        time.sleep(self.settings.timings.db_reboot_downtime)
         self._start_db(region)
         self.truth.append("db_available", f"rds-{region}")
         return {"region": region, "mode": mode, "pid": db.pid}
