@@ -57,7 +57,7 @@ from drdrill.errors import DrillError, InputError
 from drdrill.faults.base import Fault, FaultInjector, handle_signals
 from drdrill.faults.journal import Journal
 from drdrill.measure import Kind, Measurement, Result
-from drdrill.objectives import Objectives
+from drdrill.objectives import Objective, Objectives
 from drdrill.observe import poll_until
 from drdrill.probes.http import (
     AiohttpClient,
@@ -779,11 +779,12 @@ class Exercise:
             raise ExerciseStopped(f"stack not ready: {'; '.join(problems)}")
         return f"{checked}, DR at pilot light, {len(results)} checks pass"
 
+    def _database_row(self) -> Objective | None:
+        """The stack's "Database" RPO row (of the objectives the stack is held to), or None."""
+        return None if self.objectives is None else self.objectives.get("rpo", "Database")
+
     def _database_rpo(self) -> float | None:
-        """The stack's "Database" RPO (the objectives the stack is held to), None without."""
-        if self.objectives is None:
-            return None
-        found = self.objectives.get("rpo", "Database")
+        found = self._database_row()
         return None if found is None else found.target_s
 
     def _start_probes(self) -> None:
@@ -1217,7 +1218,7 @@ class Exercise:
         """The window of acknowledged history the failover lost, against the stack's Database
         RPO (the runbook's "No data loss (RPO < 1 minute)")."""
         objectives = self.objectives
-        found = objectives.get("rpo", "Database") if objectives is not None else None
+        found = self._database_row()
         rpo = self._rpo
         return Metric(
             "Data Loss",

@@ -25,6 +25,12 @@ PHASES: tuple[str, ...] = (
 )
 
 
+def stamp_resolution(utc: datetime) -> float:
+    """How finely an AWS record's time is known: a millisecond when it has a fraction, else a
+    second (an API that stamps whole seconds)."""
+    return 0.001 if utc.microsecond else 1.0
+
+
 class Source(StrEnum):
     """Who vouches for an event's time."""
 

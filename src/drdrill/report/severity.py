@@ -362,14 +362,13 @@ def classify(
     else:
         drill = None
         outages = [record] if isinstance(record, OutageRecord) else list(record)
-    by_design = {o.endpoint for o in outages if o.expected_down}
-    if endpoints is None:
+    stats = list(drill.probes) if drill is not None else []
+    if endpoints is None:  # the customers' endpoints: none that is down by design
+        by_design = {o.endpoint for o in outages if o.expected_down}
         outages = [o for o in outages if o.endpoint not in by_design]
+        stats = [s for s in stats if s.endpoint not in by_design]
     else:
         outages = [o for o in outages if not o.expected_down]
-    stats = list(drill.probes) if drill is not None else []
-    if endpoints is None:
-        stats = [s for s in stats if s.endpoint not in by_design]
     probed = list(
         dict.fromkeys(endpoints)
         if endpoints is not None

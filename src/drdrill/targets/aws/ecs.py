@@ -27,7 +27,7 @@ from drdrill.errors import DrillError, FaultError
 from drdrill.observe import NotObserved
 from drdrill.targets.aws import elbv2
 from drdrill.targets.aws.session import AwsClients
-from drdrill.timeline import Timeline
+from drdrill.timeline import Timeline, stamp_resolution
 
 #: task states on the way to RUNNING (the ECS task lifecycle)
 PENDING_STATES = frozenset({"PROVISIONING", "PENDING", "ACTIVATING"})
@@ -281,7 +281,7 @@ class ServiceEvent:
     @property
     def resolution_s(self) -> float:
         """How finely ECS stamped it: a millisecond, or a second when its time has no fraction."""
-        return 0.001 if self.utc.microsecond else 1.0
+        return stamp_resolution(self.utc)
 
 
 def _utc(value: Any) -> datetime:
@@ -323,7 +323,7 @@ class TaskTime:
     @property
     def resolution_s(self) -> float:
         """How finely ECS stamped it: a millisecond, or a second when its time has no fraction."""
-        return 0.001 if self.utc.microsecond else 1.0
+        return stamp_resolution(self.utc)
 
 
 def task_times(

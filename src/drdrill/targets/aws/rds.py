@@ -27,7 +27,7 @@ from drdrill.errors import DrillError, FaultError, SafetyError
 from drdrill.observe import NotObserved
 from drdrill.targets.aws import cloudwatch
 from drdrill.targets.aws.session import AwsClients
-from drdrill.timeline import Timeline
+from drdrill.timeline import Timeline, stamp_resolution
 
 #: the ``StatusType`` of a read replica's replication in ``StatusInfos``
 READ_REPLICATION = "read replication"
@@ -356,7 +356,7 @@ class RdsEvent:
     @property
     def resolution_s(self) -> float:
         """How finely RDS stamped it: a millisecond, or a second when its time has no fraction."""
-        return 0.001 if self.utc.microsecond else 1.0
+        return stamp_resolution(self.utc)
 
 
 def events(aws: AwsClients, region: str, db_id: str, since: datetime) -> list[RdsEvent]:

@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 from drdrill.errors import DrillError
 from drdrill.probes.resolve import ResolveError
 from drdrill.targets.aws.session import AwsClients
+from drdrill.timeline import stamp_resolution
 
 #: Route53's one region (its API lives in us-east-1 only).
 ROUTE53_REGION = "us-east-1"
@@ -339,7 +340,7 @@ class RecordChange:
     @property
     def resolution_s(self) -> float:
         """How finely Route53 stamped it: a millisecond, or a second without a fraction."""
-        return 0.001 if self.utc.microsecond else 1.0
+        return stamp_resolution(self.utc)
 
 
 def get_change(aws: AwsClients, change_id: str) -> RecordChange:

@@ -62,7 +62,7 @@ from drdrill.targets.aws.scripts import run_script, script_environment, script_k
 from drdrill.targets.aws.session import AwsClients
 from drdrill.targets.aws.settings import AwsSettings, RegionSettings, load_aws_settings
 from drdrill.targets.base import FailoverMode, Region
-from drdrill.timeline import Timeline
+from drdrill.timeline import Timeline, stamp_resolution
 
 #: whether the health alarm starts the failover by itself
 
@@ -387,7 +387,7 @@ class AwsTarget:
                 "state": c.new,
                 "utc": c.utc.isoformat(),
                 "reason": c.reason,
-                "resolution_s": 0.001 if c.utc.microsecond else 1.0,
+                "resolution_s": stamp_resolution(c.utc),
             }
             for c in cloudwatch.alarm_history(self.aws, r.region, r.alarms.health)
         ]
