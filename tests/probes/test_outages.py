@@ -111,7 +111,7 @@ def test_bounds_follow_the_real_gaps_and_latencies() -> None:
 
 
 def test_a_timeout_bounds_the_start_by_its_completion() -> None:
-    run = samples("..t.")
+    run = samples("..txxxxxxxxxxxx.")  # down until after the timed-out request completed
     slow = run[2]
     run[2] = Sample(slow.due_mono, 0.2, EPOCH0 + 0.2, None, 1.0, ERROR_TIMEOUT)
     (outage,) = derive_outages("e", run, recovery_samples=1)
@@ -125,11 +125,32 @@ def test_a_slow_first_failure_never_gives_a_negative_duration() -> None:
     slow = run[2]
     run[2] = Sample(slow.due_mono, 0.2, EPOCH0 + 0.2, None, 1.0, ERROR_TIMEOUT)
     (outage,) = derive_outages("e", run, recovery_samples=1)
-    # the start lies in [0.1, 1.2], the end in [0.2, 0.304]: the midpoints cross (0.65 > 0.252)
-    assert same(outage.start_bound, 0.1, 1.2) and same(outage.end_bound, 0.2, done(3))
+    # the timeout proves the start by 1.2 s, the good sample the end by 0.304 s: the outage
+    # began before it ended, so its start lies in [0.1, 0.304], not [0.1, 1.2], and the outage
+    # never reads as starting after it ended (seen in a report: "start .804, end .455")
+    assert same(outage.start_bound, 0.1, done(3)) and same(outage.end_bound, 0.2, done(3))
+    assert outage.end_mono is not None and outage.start_mono <= outage.end_mono
+    assert outage.end_utc is not None and outage.start_utc <= outage.end_utc
     # the duration lies in [0, 0.304 - 0.1]: its middle, not 0.252 - 0.65 = -0.398 s
     assert outage.duration_s == pytest.approx((done(3) - 0.1) / 2)
     assert outage.duration_uncertainty_s == pytest.approx((done(3) - 0.1) / 2)
+
+
+def test_a_good_sample_that_hung_does_not_hold_the_end_back() -> None:
+    """The first good sample after an outage hung 0.5 s (sent as the database came back), the
+    next ones passed at once: the end is proven by the earliest completion among the recovery
+    run's samples, in the tracker and in "all good since" alike."""
+    run = samples("..xx....")
+    hung = run[4]
+    run[4] = Sample(hung.due_mono, 0.4, EPOCH0 + 0.4, 200, 0.5, None)
+    (outage,) = derive_outages("e", run, recovery_samples=3)
+    assert same(outage.end_bound, 0.3, done(5))  # not [0.3, 0.9]
+    good = all_good_since([run], 0.25, 3)
+    assert good is not None and good.mono == pytest.approx(done(5))
+    assert good.uncertainty_s == pytest.approx(done(5) - 0.3)
+    # only the run's confirming samples count: with one, the end is that sample's completion
+    (one,) = derive_outages("e", run, recovery_samples=1)
+    assert same(one.end_bound, 0.3, 0.9)
 
 
 def test_bounds_contain_the_truth_of_simulated_outages() -> None:

@@ -33,6 +33,7 @@ class FakeLb:
 
     def __init__(self) -> None:
         self.mode = "fail"
+        self.hang_s = 0.4
         self.connections = 0
         self.requests = 0
         owner = self
@@ -46,7 +47,11 @@ class FakeLb:
 
             def do_GET(self) -> None:
                 owner.requests += 1
-                status, body = owner.answer(self.path)
+                if owner.mode == "hang":  # a database restarting behind it: a slow 503
+                    time.sleep(owner.hang_s)
+                    status, body = 503, "database unavailable"
+                else:
+                    status, body = owner.answer(self.path)
                 data = body.encode()
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
@@ -159,6 +164,42 @@ def test_transitions_bracket_the_real_change(fake_lb: FakeLb, tmp_path: Path) ->
     print(f"samples: {samples}, late: {records[-1]['late']}")
     assert samples["lb-a"] > 1 and samples["lb-b"] > 1
     assert read_transitions(out, since_mono=changes[-1].hi_mono, target="lb-a") == [changes[-1]]
+
+
+def test_a_hanging_sample_does_not_hide_the_recovery_after_it(
+    fake_lb: FakeLb, tmp_path: Path
+) -> None:
+    """A database restarting behind the load balancer makes requests hang, then fail; once it is
+    back, requests sent later pass at once. The observer judges samples in the order they were
+    sent, so its fail -> pass transition brackets the moment the target came back about as
+    tightly as any other: not one timeout later, behind the sample that hung. (A sequential
+    observer's bracket here was the hang's length, 0.4 s, wide.)"""
+    out = tmp_path / "observer.jsonl"
+    fake_lb.mode = "pass"
+    proc = start_observer(out, f"lb-a=127.0.0.1:{fake_lb.port}", parent=os.getpid())
+    try:
+        wait_for_line(out, lambda x: x.get("event") == "initial" and x["target"] == "lb-a")
+        time.sleep(0.2)
+        fake_lb.mode = "hang"
+        time.sleep(0.6)
+        before = time.monotonic()
+        fake_lb.mode = "pass"
+        after = time.monotonic()
+        time.sleep(0.8)  # the hung samples end (503) after samples sent later passed
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        assert proc.stdout is not None
+        proc.stdout.close()
+    [initial, *changes] = read_transitions(out, target="lb-a")
+    assert initial.new == "pass"
+    assert [(c.old, c.new) for c in changes] == [("pass", "fail"), ("fail", "pass")], changes
+    back = changes[1]
+    assert back.lo_mono <= after and before <= back.hi_mono, (before, after, back)
+    print(f"back: bracket {1000 * back.uncertainty_s:.1f} ms wide (the hang: 400 ms)")
+    # the bracket is the send of the last hung sample to the end of the first one that passed:
+    # a grid step and a request, nowhere near the hang (assert loosely: a busy runner is slow)
+    assert back.uncertainty_s < fake_lb.hang_s / 2, back
 
 
 def test_it_exits_when_its_parent_is_not_the_one_named(fake_lb: FakeLb, tmp_path: Path) -> None:

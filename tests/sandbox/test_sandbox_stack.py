@@ -24,6 +24,8 @@ from tests.sandbox.sandbox_project import ROOT, write_config
 
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
+from drdrill.sandbox.truth import TruthLog
+from drdrill.targets.sandbox.faults import RebootDb
 
 DRDRILL = str(Path(sys.executable).parent / "drdrill")
 pytestmark = pytest.mark.skipif(
@@ -69,7 +71,8 @@ def _from_run_dir(run_dir: Path) -> list[psutil.Process]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("sandbox")
-    config = write_config(tmp, block=13)
+    # a rebooted database stays down 0.5 s, as in drdrill.yaml
+    config = write_config(tmp, block=13, sandbox_extra="timings: {db_reboot_downtime: 0.5}")
     up = _drdrill("sandbox", "up", "--config", str(config))
     assert up.returncode == 0, up.stdout + up.stderr
     yield config
@@ -146,6 +149,30 @@ def test_region_down_and_hang(inject):
         assert time.monotonic() < deadline, f"primary region not healthy again: {primary}"
         time.sleep(0.2)
     assert primary["rds"]["running"] and primary["ecs"]["running"] == 2
+
+
+def test_a_reboot_returns_once_the_database_is_down_and_it_starts_in_the_background(
+    stack: Path,
+) -> None:
+    """The reboot fault answers as RDS does, while the instance reboots: its call returns
+    after the shutdown (so ``fault_injected`` is known to within the shutdown, not the whole
+    reboot), ``status`` says ``rebooting`` until the start is done, and the revert waits for
+    it rather than starting a second database."""
+    status = _status(stack)
+    fault = RebootDb(int(status["control"].rsplit(":", 1)[1]), "primary", "clean")
+    truth = TruthLog(Path(status["run_dir"]) / "truth.jsonl")
+    before = time.monotonic()
+    fault.inject()
+    returned = time.monotonic()
+    rds = _status(stack)["regions"]["primary"]["rds"]
+    assert rds["rebooting"] and not rds["running"], rds
+    assert fault.revert().note == "database running"
+    after = _status(stack)["regions"]["primary"]["rds"]
+    assert after["running"] and not after["rebooting"], after
+    events = {e.event: e.mono for e in truth.since(before) if e.component == "rds-primary"}
+    assert events["db_reboot_started"] < events["db_down"] <= returned, events
+    # the 0.5 s downtime and the start came after the call returned
+    assert events["db_available"] >= returned + 0.5, events
 
 
 def test_down_leaves_no_process_and_no_port(stack: Path) -> None:

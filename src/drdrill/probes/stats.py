@@ -181,12 +181,20 @@ class Bound:
         return self.low_mono - tolerance_s <= mono <= self.high_mono + tolerance_s
 
 
-def restore_bound(last_bad: Sample | None, first_good: Sample) -> Bound:
+def restore_bound(
+    last_bad: Sample | None, first_good: Sample, run_done_mono: float | None = None
+) -> Bound:
     """Where a down -> up transition lies: from the send of the last bad sample before it to
-    the completion of the first good one. Without a bad sample (nothing before the run is
-    known) the lower end is the first good sample's own send."""
+    the completion of the first good one, or of any good one sent after it that completed
+    sooner (``run_done_mono``, the earliest completion in the good run: a request sent as the
+    database came back can hang a while and still pass, while the next one passes at once;
+    either proves the stack served by its completion). Without a bad sample (nothing before the
+    run is known) the lower end is the first good sample's own send."""
     low = last_bad.send_mono if last_bad is not None else first_good.send_mono
-    return Bound(low, first_good.done_mono)
+    high = first_good.done_mono
+    if run_done_mono is not None:
+        high = max(low, min(high, run_done_mono))
+    return Bound(low, high)
 
 
 def start_bound(last_good: Sample | None, first_bad: Sample) -> Bound | None:
@@ -346,6 +354,7 @@ class OutageTracker:
         self._failed = 0
         self._run_first: Sample | None = None
         self._run_length = 0
+        self._run_done = math.inf  # the earliest completion in the run
 
     @property
     def outages(self) -> list[Outage]:
@@ -375,7 +384,9 @@ class OutageTracker:
             return None
         if self._run_first is None:
             self._run_first = sample
+            self._run_done = math.inf
         self._run_length += 1
+        self._run_done = min(self._run_done, sample.done_mono)
         if self._run_length < self.recovery_samples:
             return None
         ended = self._close(self._run_first)
@@ -405,8 +416,16 @@ class OutageTracker:
         opened = self._open_outage()
         last_failed = self._last_failed
         assert opened is not None and last_failed is not None
-        end = restore_bound(last_failed, first_good)
+        end = restore_bound(last_failed, first_good, self._run_done)
         start = opened.start_bound
+        start_mono, start_uncertainty = opened.start_mono, opened.start_uncertainty_s
+        start_utc = opened.start_utc
+        if start is not None and start.high_mono > end.high_mono:
+            # the first bad sample hung past the restore (a timeout completing after later
+            # samples passed): the outage began before it ended, so its start is no later
+            start = Bound(min(start.low_mono, end.high_mono), end.high_mono)
+            start_mono, start_uncertainty = start.high_mono, start.uncertainty_s
+            start_utc = first_good.utc_at(start_mono)
         if start is None:
             duration, duration_uncertainty = end.mid_mono - opened.start_mono, None
         else:
@@ -419,12 +438,12 @@ class OutageTracker:
             duration, duration_uncertainty = (low + high) / 2, (high - low) / 2
         ended = Outage(
             endpoint=opened.endpoint,
-            start_mono=opened.start_mono,
-            start_utc=opened.start_utc,
+            start_mono=start_mono,
+            start_utc=start_utc,
             end_mono=end.mono,
             end_utc=first_good.utc_at(end.mono),
             duration_s=duration,
-            start_uncertainty_s=opened.start_uncertainty_s,
+            start_uncertainty_s=start_uncertainty,
             end_uncertainty_s=end.uncertainty_s,
             failed_samples=opened.failed_samples,
             first_error=opened.first_error,
@@ -434,6 +453,7 @@ class OutageTracker:
         self._closed.append(ended)
         self._start = self._last_failed = self._run_first = None
         self._failed = self._run_length = 0
+        self._run_done = math.inf
         return ended
 
 
@@ -519,6 +539,12 @@ class _Healthy:
     start: Sample
     before: Sample | None  # the last counting sample before ``start``: it did not show the run
     end_mono: float  # send time of the failure that ended the run; inf if it never ended
+    done_mono: float  # the earliest completion among the run's confirming samples
+
+    @property
+    def restore(self) -> Bound:
+        """Where this endpoint's restore lies (:func:`restore_bound`)."""
+        return restore_bound(self.before, self.start, self.done_mono)
 
 
 def _healthy_spans(samples: Sequence[Sample], t_mono: float, n: int) -> list[_Healthy]:
@@ -527,21 +553,24 @@ def _healthy_spans(samples: Sequence[Sample], t_mono: float, n: int) -> list[_He
     run_first: Sample | None = None
     run_before: Sample | None = None
     run_length = 0
+    run_done = math.inf
     for sample in samples:
         if sample.starved:
             continue
         if sample.send_mono >= t_mono:
             if sample.ok:
                 if run_first is None:
-                    run_first, run_before = sample, previous
+                    run_first, run_before, run_done = sample, previous, math.inf
                 run_length += 1
+                if run_length <= n:  # the samples that confirm the run
+                    run_done = min(run_done, sample.done_mono)
             else:
                 if run_first is not None and run_length >= n:
-                    spans.append(_Healthy(run_first, run_before, sample.send_mono))
+                    spans.append(_Healthy(run_first, run_before, sample.send_mono, run_done))
                 run_first, run_before, run_length = None, None, 0
         previous = sample
     if run_first is not None and run_length >= n:
-        spans.append(_Healthy(run_first, run_before, math.inf))
+        spans.append(_Healthy(run_first, run_before, math.inf, run_done))
     return spans
 
 
@@ -553,9 +582,10 @@ def all_good_since(
     An endpoint is on a good run from the first of ``n_consecutive`` good samples until its next
     bad one; only samples sent at or after ``t_mono`` count, starved ones never. The earliest
     point where all those spans overlap is found on the runs' send times; each endpoint's
-    restore then lies in ``[send of the sample before its run, completion of the run's first
-    sample]`` (:func:`restore_bound`), and the moment all were up in the latest of those: from
-    the greatest lower end to the greatest upper end. ``None`` when there is no such moment yet
+    restore then lies in ``[send of the sample before its run, the earliest completion among
+    the run's confirming samples]`` (:func:`restore_bound`), and the moment all were up in the
+    latest of those: from the greatest lower end to the greatest upper end. ``None`` when there
+    is no such moment yet
     (or no endpoints).
     """
     if n_consecutive < 1:
@@ -575,7 +605,7 @@ def all_good_since(
         latest = max(s.start.send_mono for s in chosen)
         if latest <= moment:
             # every chosen span has started by ``moment`` and none has ended: they overlap
-            bounds = [restore_bound(s.before, s.start) for s in chosen]
+            bounds = [s.restore for s in chosen]
             decider = max(chosen, key=lambda s: s.start.send_mono)
             high = max(b.high_mono for b in bounds)
             low = max(b.low_mono for b in bounds)

@@ -11,8 +11,10 @@ three post-failover checks, each a plain ``http.client`` GET on a new connection
 - ``/api.php?action=stats`` answers 200 with a JSON object whose ``status`` is ``"ok"``.
 
 Every ``--interval`` (20 ms) it samples each target (a load balancer, named on the command line
-as ``NAME=IP:PORT``) in a thread of its own: the three checks in turn, stopping at the first
-that fails. A sample passes when all three pass. It appends to ``--out`` (JSON lines):
+as ``NAME=IP:PORT``): the three checks in turn, stopping at the first that fails. A sample
+passes when all three pass. Each sample runs in a thread of its own, so one that hangs until its
+timeout does not hold back the samples after it, and samples are judged in the order they were
+sent, whatever order they complete in. It appends to ``--out`` (JSON lines):
 
 - ``observer_started`` {pid, targets, interval_s, timeout_s};
 - ``initial`` {target, state, mono, utc}: the first sample's state;
@@ -38,6 +40,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 HOME_TEXT = "Visitor Analytics"
@@ -106,8 +109,28 @@ class Log:
                 os.close(fd)
 
 
+#: samples of one target in flight at once at most: a sample that hangs (a database restarting
+#: behind the load balancer) does not hold back the ones after it, as it would in a sequential
+#: loop, where one timed-out check made the observer blind for up to three timeouts
+MAX_IN_FLIGHT = 16
+
+
+@dataclass
+class _Result:
+    """One sample's outcome: sent and done as (monotonic, wall) pairs, and why it failed."""
+
+    sent: tuple[float, float]
+    done: tuple[float, float]
+    why: str | None
+
+
 class Watch:
-    """Samples one target every ``interval`` seconds and logs its transitions."""
+    """Samples one target every ``interval`` seconds and logs its transitions.
+
+    Samples are sent on a grid, each in a thread of its own (up to :data:`MAX_IN_FLIGHT` at
+    once), and judged in the order they were sent, whatever order they complete in: a sample
+    sent later that passed says the target was back although an earlier one still hangs.
+    """
 
     def __init__(
         self, name: str, host: str, port: int, interval: float, timeout: float, log: Log
@@ -121,54 +144,87 @@ class Watch:
         self.samples = 0
         self.late = 0
         self.late_max = 0.0
+        self._lock = threading.Lock()
+        self._results: dict[int, _Result] = {}
+        self._next = 0  # the sequence number of the next sample to judge
+        self._state: str | None = None
+        self._last_sent: tuple[float, float] | None = None  # of the sample judged last
 
     def run(self, stop: threading.Event) -> None:
-        """Sample until ``stop`` is set."""
-        state: str | None = None
-        last_sent: tuple[float, float] | None = None  # (mono, wall) of the previous sample
+        """Sample until ``stop`` is set; then wait for the samples in flight."""
+        slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+        threads: list[threading.Thread] = []
+        seq = 0
         due = time.monotonic()
         while not stop.is_set():
+            slots.acquire()  # all in flight: the next sample waits, and counts as late
             sent = (time.monotonic(), time.time())
             lateness = sent[0] - due
             if lateness > self.interval:
                 self.late += 1
                 self.late_max = max(self.late_max, lateness)
-            why = sample(self.host, self.port, self.timeout)
-            done = (time.monotonic(), time.time())
-            self.samples += 1
-            now_state = "pass" if why is None else "fail"
-            if state is None:
-                self.log.write(
-                    {
-                        "event": "initial",
-                        "target": self.name,
-                        "state": now_state,
-                        "mono": done[0],
-                        "utc": _utc(done[1]),
-                        "detail": why,
-                    }
-                )
-            elif now_state != state and last_sent is not None:
-                self.log.write(
-                    {
-                        "event": "transition",
-                        "target": self.name,
-                        "from": state,
-                        "to": now_state,
-                        "lo_mono": last_sent[0],
-                        "hi_mono": done[0],
-                        "lo_utc": _utc(last_sent[1]),
-                        "hi_utc": _utc(done[1]),
-                        "detail": why,
-                    }
-                )
-            state = now_state
-            last_sent = sent
+            thread = threading.Thread(
+                target=self._sample, args=(seq, sent, slots), name=f"{self.name}-{seq}"
+            )
+            thread.daemon = True
+            thread.start()
+            threads = [t for t in threads if t.is_alive()] + [thread]
+            seq += 1
             due += self.interval
             now = time.monotonic()
             if due < now:
-                due = now  # a sample that overran: the next one starts now, not in a burst
+                due = now  # a sample that started late: the next one starts now, not in a burst
             stop.wait(due - now)
+        for thread in threads:
+            thread.join(self.timeout * len(PATHS) + 1.0)
+
+    def _sample(
+        self, seq: int, sent: tuple[float, float], slots: threading.BoundedSemaphore
+    ) -> None:
+        try:
+            why = sample(self.host, self.port, self.timeout)
+            done = (time.monotonic(), time.time())
+            with self._lock:
+                self.samples += 1
+                self._results[seq] = _Result(sent, done, why)
+                while self._next in self._results:  # judge in send order
+                    self._judge(self._results.pop(self._next))
+                    self._next += 1
+        finally:
+            slots.release()
+
+    def _judge(self, result: _Result) -> None:
+        """The next sample in send order: log the first state, or a change of state."""
+        now_state = "pass" if result.why is None else "fail"
+        if self._state is None:
+            self.log.write(
+                {
+                    "event": "initial",
+                    "target": self.name,
+                    "state": now_state,
+                    "mono": result.done[0],
+                    "utc": _utc(result.done[1]),
+                    "detail": result.why,
+                }
+            )
+        elif now_state != self._state and self._last_sent is not None:
+            # between the send of the last sample in the old state and the completion of this
+            # one (sent after it, so the interval is never empty)
+            self.log.write(
+                {
+                    "event": "transition",
+                    "target": self.name,
+                    "from": self._state,
+                    "to": now_state,
+                    "lo_mono": self._last_sent[0],
+                    "hi_mono": result.done[0],
+                    "lo_utc": _utc(self._last_sent[1]),
+                    "hi_utc": _utc(result.done[1]),
+                    "detail": result.why,
+                }
+            )
+        self._state = now_state
+        self._last_sent = result.sent
 
 
 def _target(text: str) -> tuple[str, str, int]:

@@ -107,6 +107,9 @@ class Sandbox:
         self.run_dir = run_dir
         self.truth = TruthLog(run_dir / "truth.jsonl")
         self._lock = threading.RLock()
+        #: the regions whose database is rebooting (stopped, its start not done yet)
+        self._rebooting: set[RegionKey] = set()
+        self._reboot_lock = threading.Condition()
         self.shutdown_requested = threading.Event()
         self.region_state: dict[RegionKey, str] = {"primary": "up", "dr": "up"}
         self.db: dict[RegionKey, MariaDBServer] = {}
@@ -309,6 +312,7 @@ class Sandbox:
 
     def down(self) -> None:
         """Stop every component; no process and no port left behind."""
+        self.wait_rebooted()  # a database starting in the background would outlive the rest
         steps: list[Callable[[], None]] = [self.observer.stop, self.monitor.stop]
         if self.aws is not None:
             steps.insert(0, self.aws.stop)
@@ -382,6 +386,7 @@ class Sandbox:
                 "rds": {
                     "address": db.address,
                     "running": db.is_running(),
+                    "rebooting": key in self._rebooting,
                     "pid": db.pid,
                     "read_only": db.read_only,
                     "replication": repl,
@@ -499,19 +504,58 @@ class Sandbox:
         stopped = self.ecs[region].stop_tasks(count=count, percent=percent, mode=mode)  # type: ignore[arg-type]
         return {"region": region, "stopped": stopped}
 
-    def reboot_db(self, region: RegionKey, mode: str = "clean") -> dict[str, Any]:
-        """Reboot a region's database (clean: shutdown and start; crash: kill -9 and start)."""
+    def reboot_db(
+        self, region: RegionKey, mode: str = "clean", wait: bool = True
+    ) -> dict[str, Any]:
+        """Reboot a region's database (clean: shutdown and start; crash: kill -9 and start).
+
+        ``wait`` (the default; the AWS API's ``RebootDBInstance`` runs this in a thread of its
+        own): return once the database is back up. Without it, return once it is down, and
+        start it again in the background, as RDS answers a reboot while the instance reboots:
+        the caller then knows when the fault took effect to within the shutdown, not the whole
+        reboot. ``status`` shows ``rebooting`` until the start is done.
+        """
         db = self.db[region]
-        self.truth.append("db_reboot_started", f"rds-{region}", mode=mode)
-        if mode == "crash":
-            db.kill()
+        with self._reboot_lock:
+            if region in self._rebooting:
+                raise DrillError(f"the {region} database is rebooting already")
+            self._rebooting.add(region)
+        try:
+            self.truth.append("db_reboot_started", f"rds-{region}", mode=mode)
+            if mode == "crash":
+                db.kill()
+            else:
+                db.stop()
+            self.truth.append("db_down", f"rds-{region}", mode=mode)
+        except BaseException:
+            self._reboot_done(region)
+            raise
+        if wait:
+            self._restart_after_reboot(region)
         else:
-            db.stop()
-        self.truth.append("db_down", f"rds-{region}", mode=mode)
-        time.sleep(self.settings.timings.db_reboot_downtime)
-        self._start_db(region)
-        self.truth.append("db_available", f"rds-{region}")
-        return {"region": region, "mode": mode, "pid": db.pid}
+            threading.Thread(
+                target=self._restart_after_reboot, args=(region,), name=f"reboot-{region}"
+            ).start()
+        return {"region": region, "mode": mode, "pid": db.pid, "rebooting": not wait}
+
+    def _restart_after_reboot(self, region: RegionKey) -> None:
+        """The second half of a reboot: the downtime, then the start."""
+        try:
+            time.sleep(self.settings.timings.db_reboot_downtime)
+            self._start_db(region)
+            self.truth.append("db_available", f"rds-{region}")
+        finally:
+            self._reboot_done(region)
+
+    def _reboot_done(self, region: RegionKey) -> None:
+        with self._reboot_lock:
+            self._rebooting.discard(region)
+            self._reboot_lock.notify_all()
+
+    def wait_rebooted(self, timeout_s: float = 60.0) -> bool:
+        """Wait until no database is rebooting (False if one still is after ``timeout_s``)."""
+        with self._reboot_lock:
+            return self._reboot_lock.wait_for(lambda: not self._rebooting, timeout_s)
 
     def _start_db(self, region: RegionKey) -> None:
         """Start a region's database; a start that crashed and was retried is in the truth."""
@@ -752,6 +796,10 @@ class _Handler(BaseHTTPRequestHandler):
             # the stack's own record of a trigger's arrival, before anything is done
             self.server.sandbox.truth.append("control_request", "control", call=name, args=kwargs)
         try:
+            if name not in QUIET_OPS and name not in ("reboot_db", "shutdown"):
+                # a change waits for a reboot in progress to end: its start in the background
+                # must not race a region down, a failback or a reset
+                self.server.sandbox.wait_rebooted()
             result = getattr(self.server.sandbox, name)(**kwargs)
         except (DrillError, TypeError, ValueError, KeyError) as exc:
             self._send(400, {"error": f"{type(exc).__name__}: {exc}"})

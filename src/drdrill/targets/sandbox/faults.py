@@ -6,6 +6,7 @@ as long as the sandbox supervisor runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
@@ -14,6 +15,9 @@ from drdrill.errors import FaultError
 from drdrill.faults.base import RevertResult
 from drdrill.sandbox.control import SandboxClient, SandboxError
 from drdrill.targets.base import FailoverMode, Region
+
+#: how long a revert waits for a reboot in progress (its database starting) to end
+REBOOT_WAIT_S = 60.0
 
 
 def _region(record: Mapping[str, Any]) -> Region:
@@ -113,13 +117,20 @@ class RebootDb:
         return f"reboot rds in {self.region} ({self.mode})"
 
     def inject(self) -> None:
-        """Reboot now (returns once the database is back up)."""
-        _call(self.control_port, "reboot_db", region=self.region, mode=self.mode)
+        """Reboot now: returns once the database is down, and it starts again in the
+        background, as RDS answers a reboot while the instance reboots (so the fault is known
+        to have acted within the call, the shutdown, not within the whole reboot)."""
+        _call(self.control_port, "reboot_db", region=self.region, mode=self.mode, wait=False)
 
     def revert(self) -> RevertResult:
-        """Start the database if a reboot left it down."""
-        status = _call(self.control_port, "status")
-        if status["regions"][self.region]["rds"]["running"]:
+        """Start the database if a reboot left it down (after a reboot in progress ends)."""
+        status = _call(self.control_port, "status", light=True)
+        rds = status["regions"][self.region]["rds"]
+        deadline = time.monotonic() + REBOOT_WAIT_S
+        while rds.get("rebooting") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            rds = _call(self.control_port, "status", light=True)["regions"][self.region]["rds"]
+        if rds["running"]:
             return RevertResult("database running")
         _call(self.control_port, "reboot_db", region=self.region, mode="clean")
         return RevertResult("database started")
