@@ -155,3 +155,23 @@ def test_a_reboots_truth_is_the_return_to_pass_that_held() -> None:
     assert reboot_truth(events, flapping[:3], since=9.0).seconds is None
     assert "failing again" in reboot_truth(events, flapping[:3], since=9.0).source
     assert reboot_truth(events, [], since=9.0).seconds is None
+
+
+def test_a_reboots_truth_starts_at_the_requests_arrival() -> None:
+    """The drill times the fault from its request; an API that starts the reboot late (RDS
+    does, the sandbox's API in a thread of its own) makes that delay part of the downtime, and
+    the truth counts it the same way: from the last request logged before the reboot began."""
+    back = [_lb("fail", 10.3, 10.4), _lb("pass", 11.1, 11.3)]
+    events = [
+        ev(9.5, "api_request", "aws-api", call="rds:RebootDBInstance", region="eu-west-1"),
+        ev(9.8, "api_request", "aws-api", call="rds:DescribeDBInstances", region="eu-west-1"),
+        ev(10.0, "db_reboot_started", "rds-primary", mode="clean"),
+        ev(12.0, "api_request", "aws-api", call="rds:RebootDBInstance", region="eu-west-1"),
+    ]
+    truth = reboot_truth(events, back, since=9.0)
+    assert truth.seconds == pytest.approx(11.2 - 9.5)
+    assert truth.source.startswith("the reboot request's arrival (the AWS API's log)")
+    control = [ev(9.9, "control_request", "control", call="reboot_db"), *events[2:3]]
+    assert reboot_truth(control, back, since=9.0).seconds == pytest.approx(11.2 - 9.9)
+    # a request before the drill's start is not this reboot's
+    assert reboot_truth(events, back, since=9.6).seconds == pytest.approx(11.2 - 10.0)

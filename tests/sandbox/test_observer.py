@@ -20,7 +20,7 @@ import pytest
 
 from drdrill.sandbox import observer
 from drdrill.sandbox.mariadb import free_port
-from drdrill.sandbox.observer_log import read_transitions
+from drdrill.sandbox.observer_log import judged_until, read_transitions
 
 pytestmark = pytest.mark.slow  # the observer as a real process, timed (~1-3 s each)
 
@@ -200,6 +200,9 @@ def test_a_hanging_sample_does_not_hide_the_recovery_after_it(
     # the bracket is the send of the last hung sample to the end of the first one that passed:
     # a grid step and a request, nowhere near the hang (assert loosely: a busy runner is slow)
     assert back.uncertainty_s < fake_lb.hang_s / 2, back
+    # it says how far it has judged, so a reader can wait for the samples still hanging
+    judged = judged_until(out, "lb-a")
+    assert judged is not None and judged >= after, (judged, after)
 
 
 def test_it_exits_when_its_parent_is_not_the_one_named(fake_lb: FakeLb, tmp_path: Path) -> None:

@@ -49,18 +49,15 @@ pytestmark = [
 
 BLOCK = 16
 CLUSTER = SERVICE = "visitor-analytics"
-#: the issue's aim is one probe interval + 50 ms, as the sandbox target's own figures hold;
-#: through the AWS API some figures are off by more today (the reconciler shares the
-#: supervisor's interpreter with the records of the ground truth; see docs/targets.md), so
-#: this test holds the AWS path to six probe intervals + 50 ms and prints every error
-TOLERANCE_S = 6 * INTERVAL + 0.05
+#: the issue's aim, as the sandbox target's own figures are held (test_truth_agreement.py): one
+#: probe interval + 50 ms, or inside the interval the figure states (at most ± 0.5 s wide)
+TOLERANCE_S = INTERVAL + 0.05
 #: figures whose truth disagrees with the API path by more still, printed and reported, not
-#: held to the tolerance: the RDS reboot (-1.09 to +1.49 s seen; its truth is the independent
-#: observer's pass after a fail, whose window after a database restart was up to 0.78 s wide,
-#: and which missed a 0.28 s crash reboot outright: then there is no truth) and Health
-#: Verification (+0.56 s on the script trigger in CI once, its truth clamped to 0)
+#: held to the tolerance: Health Verification (+0.56 s on the script trigger in CI once, its
+#: truth clamped to 0). The RDS reboot left this list once the observer stopped waiting for a
+#: hung sample before sending the next (its window after a database restart was up to 0.78 s
+#: wide) and the sandbox's reboot stopped spanning its whole downtime in one call
 NOT_YET_AGREEING = {
-    ("test_reboot_primary_under_writes", "Total RTO"),
     ("test_region_failover", "Health Verification"),
 }
 #: the figures each drill must put beside a ground truth, through the AWS API as directly

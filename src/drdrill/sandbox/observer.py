@@ -21,6 +21,8 @@ sent, whatever order they complete in. It appends to ``--out`` (JSON lines):
 - ``transition`` {target, from, to, lo_mono, hi_mono, lo_utc, hi_utc, detail}: the state
   changed between ``lo`` (the send of the last sample in the old state) and ``hi`` (the
   completion of the first sample in the new state); ``detail`` says which check failed;
+- ``judged`` {target, sent_mono}: every sample of the target sent up to ``sent_mono`` is judged
+  (its transitions, if any, are above); written every :data:`JUDGED_EVERY_S` of send time;
 - ``observer_stopped`` {samples, late}: how many samples each target took, and how many
   started late by more than one interval (the apparatus's own lateness) and by how much at most.
 
@@ -113,6 +115,8 @@ class Log:
 #: behind the load balancer) does not hold back the ones after it, as it would in a sequential
 #: loop, where one timed-out check made the observer blind for up to three timeouts
 MAX_IN_FLIGHT = 16
+#: how often (in send time) a target's ``judged`` line says how far its samples are judged
+JUDGED_EVERY_S = 0.2
 
 
 @dataclass
@@ -149,6 +153,7 @@ class Watch:
         self._next = 0  # the sequence number of the next sample to judge
         self._state: str | None = None
         self._last_sent: tuple[float, float] | None = None  # of the sample judged last
+        self._judged_logged = float("-inf")  # the send time the last ``judged`` line gave
 
     def run(self, stop: threading.Event) -> None:
         """Sample until ``stop`` is set; then wait for the samples in flight."""
@@ -225,6 +230,11 @@ class Watch:
             )
         self._state = now_state
         self._last_sent = result.sent
+        if result.sent[0] - self._judged_logged >= JUDGED_EVERY_S:
+            # a reader asking "what was the state at T" waits for this to pass T: a sample sent
+            # before T may still hang, and the samples after it wait for it to be judged
+            self.log.write({"event": "judged", "target": self.name, "sent_mono": result.sent[0]})
+            self._judged_logged = result.sent[0]
 
 
 def _target(text: str) -> tuple[str, str, int]:

@@ -89,3 +89,20 @@ def read_transitions(
             found.append(item)
     found.sort(key=lambda t: t.hi_mono)
     return found
+
+
+def judged_until(path: Path, target: str) -> float | None:
+    """The send time up to which the observer has judged every sample of ``target`` (its
+    latest ``judged`` line), or None when it has not said yet."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    for raw in reversed(text.splitlines()):
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue  # a line being written
+        if record.get("event") == "judged" and record.get("target") == target:
+            return float(record["sent_mono"])
+    return None

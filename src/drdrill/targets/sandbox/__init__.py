@@ -42,7 +42,12 @@ from drdrill.sandbox.ground_truth import (
     reboot_truth,
     task_failure_truth,
 )
-from drdrill.sandbox.observer_log import ObserverTarget, ObserverTransition, read_transitions
+from drdrill.sandbox.observer_log import (
+    ObserverTarget,
+    ObserverTransition,
+    judged_until,
+    read_transitions,
+)
 from drdrill.sandbox.settings import DnsClientRole, RegionKey, SandboxSettings
 from drdrill.sandbox.truth import TruthEvent, TruthLog
 from drdrill.targets.base import FailoverMode
@@ -735,8 +740,22 @@ class SandboxTarget:
         self, since_mono: float, target: ObserverTarget
     ) -> list[ObserverTransition]:
         """The independent observer's transitions of a load balancer (``primary-lb``,
-        ``dr-lb``) whose upper bound is at or after ``since_mono``, in time order."""
-        return read_transitions(self.run_dir / "observer.jsonl", since_mono, target)
+        ``dr-lb``) whose upper bound is at or after ``since_mono``, in time order, as of now.
+
+        The observer judges samples in the order they were sent, so a sample that hangs holds
+        back what the samples after it say; this waits (up to three request timeouts and a
+        second) until every sample sent before the call is judged, so that a return to pass
+        already seen is not missing."""
+        path = self.run_dir / "observer.jsonl"
+        asked = time.monotonic()
+        timings = self.settings.timings
+        deadline = asked + 3 * timings.observer_timeout + 1.0
+        while time.monotonic() < deadline:
+            judged = judged_until(path, target)
+            if judged is not None and judged >= asked:
+                break
+            time.sleep(timings.observer_interval)
+        return read_transitions(path, since_mono, target)
 
     def describe(self) -> Mapping[str, Any]:
         """Kind, regions and addresses."""
