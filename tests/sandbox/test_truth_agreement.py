@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from tests.sandbox.sandbox_project import (
     FAILOVER_WITH_TRUTH,
-    INTERVAL,
+    TOLERANCE_S,
     run_drill_file,
     run_suites,
     short_folder,
@@ -32,8 +32,6 @@ from tests.sandbox.sandbox_project import (
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
 
-#: one probe interval + 50 ms for scheduling on a busy 2-core machine
-TOLERANCE_S = INTERVAL + 0.05
 RUNS = 2
 #: the figures each drill must put beside a ground truth
 WITH_TRUTH = FAILOVER_WITH_TRUTH
@@ -135,8 +133,9 @@ def test_reboot_and_task_failure_figures_agree_with_the_ground_truth(tmp_path: P
     The reboot's truth is the supervisor's record of its start to the independent observer's
     return to pass; the database stays down 0.5 s, as in drdrill.yaml, so requests sent during
     the downtime hang until their timeout while later ones pass: the figure must still agree
-    (it did not when outages were bounded by the hung request's completion, nor when the
-    observer waited for each sample in turn)."""
+    (it was off by up to 0.77 s when outages were bounded by the hung request's completion, the
+    observer waited for each sample in turn and bounded a change by its first sample, and the
+    reboot's fault was known only to within the whole reboot)."""
     config = write_config(tmp_path, 5, sandbox_extra="timings: {db_reboot_downtime: 0.5}")
     with_truth = {
         "test_reboot_primary_under_writes": ("Total RTO",),

@@ -20,7 +20,8 @@ sent, whatever order they complete in. It appends to ``--out`` (JSON lines):
 - ``initial`` {target, state, mono, utc}: the first sample's state;
 - ``transition`` {target, from, to, lo_mono, hi_mono, lo_utc, hi_utc, detail}: the state
   changed between ``lo`` (the send of the last sample in the old state) and ``hi`` (the
-  completion of the first sample in the new state); ``detail`` says which check failed;
+  earliest completion among the first :data:`CONFIRM` samples in the new state, or fewer when
+  it changed again before); ``detail`` says which check failed; logged once so confirmed;
 - ``judged`` {target, sent_mono}: every sample of the target sent up to ``sent_mono`` is judged
   (its transitions, if any, are above); written every :data:`JUDGED_EVERY_S` of send time;
 - ``observer_stopped`` {samples, late}: how many samples each target took, and how many
@@ -117,6 +118,8 @@ class Log:
 MAX_IN_FLIGHT = 16
 #: how often (in send time) a target's ``judged`` line says how far its samples are judged
 JUDGED_EVERY_S = 0.2
+#: samples in a new state that confirm a change; its upper bound is their earliest completion
+CONFIRM = 3
 
 
 @dataclass
@@ -154,6 +157,8 @@ class Watch:
         self._state: str | None = None
         self._last_sent: tuple[float, float] | None = None  # of the sample judged last
         self._judged_logged = float("-inf")  # the send time the last ``judged`` line gave
+        self._pending: dict[str, object] | None = None  # a change waiting for its confirmation
+        self._confirming = 0  # samples in the new state judged so far
 
     def run(self, stop: threading.Event) -> None:
         """Sample until ``stop`` is set; then wait for the samples in flight."""
@@ -199,7 +204,13 @@ class Watch:
             slots.release()
 
     def _judge(self, result: _Result) -> None:
-        """The next sample in send order: log the first state, or a change of state."""
+        """The next sample in send order: log the first state, or a change of state.
+
+        A change is logged once :data:`CONFIRM` samples in the new state are judged (or the
+        state changes again first): its upper bound is the earliest completion among them.
+        Each of them proves the new state by its completion, and a request sent as a database
+        came back may hang a while and pass, while the next one passes at once.
+        """
         now_state = "pass" if result.why is None else "fail"
         if self._state is None:
             self.log.write(
@@ -213,28 +224,46 @@ class Watch:
                 }
             )
         elif now_state != self._state and self._last_sent is not None:
+            self._flush()  # a change that did not last CONFIRM samples is logged as it was
             # between the send of the last sample in the old state and the completion of this
             # one (sent after it, so the interval is never empty)
-            self.log.write(
-                {
-                    "event": "transition",
-                    "target": self.name,
-                    "from": self._state,
-                    "to": now_state,
-                    "lo_mono": self._last_sent[0],
-                    "hi_mono": result.done[0],
-                    "lo_utc": _utc(self._last_sent[1]),
-                    "hi_utc": _utc(result.done[1]),
-                    "detail": result.why,
-                }
-            )
+            self._pending = {
+                "event": "transition",
+                "target": self.name,
+                "from": self._state,
+                "to": now_state,
+                "lo_mono": self._last_sent[0],
+                "hi_mono": result.done[0],
+                "lo_utc": _utc(self._last_sent[1]),
+                "hi_utc": _utc(result.done[1]),
+                "detail": result.why,
+            }
+            self._confirming = 1
+        elif self._pending is not None:
+            if result.done[0] < float(self._pending["hi_mono"]):  # type: ignore[arg-type]
+                self._pending["hi_mono"] = result.done[0]
+                self._pending["hi_utc"] = _utc(result.done[1])
+            self._confirming += 1
+            if self._confirming >= CONFIRM:
+                self._flush()
         self._state = now_state
         self._last_sent = result.sent
-        if result.sent[0] - self._judged_logged >= JUDGED_EVERY_S:
+        if self._pending is None and result.sent[0] - self._judged_logged >= JUDGED_EVERY_S:
             # a reader asking "what was the state at T" waits for this to pass T: a sample sent
             # before T may still hang, and the samples after it wait for it to be judged
             self.log.write({"event": "judged", "target": self.name, "sent_mono": result.sent[0]})
             self._judged_logged = result.sent[0]
+
+    def _flush(self) -> None:
+        """Log the change waiting for its confirming samples, if any."""
+        if self._pending is not None:
+            self.log.write(self._pending)
+            self._pending = None
+
+    def finish(self) -> None:
+        """Log what is still waiting (the observer stops)."""
+        with self._lock:
+            self._flush()
 
 
 def _target(text: str) -> tuple[str, str, int]:
@@ -282,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop.set()
     for thread in threads:
         thread.join(args.timeout * len(PATHS) + 1.0)
+    for watch in watches:
+        watch.finish()
     log.write(
         {
             "event": "observer_stopped",

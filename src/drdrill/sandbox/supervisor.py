@@ -510,16 +510,26 @@ class Sandbox:
         """Reboot a region's database (clean: shutdown and start; crash: kill -9 and start).
 
         ``wait`` (the default; the AWS API's ``RebootDBInstance`` runs this in a thread of its
-        own): return once the database is back up. Without it, return once it is down, and
-        start it again in the background, as RDS answers a reboot while the instance reboots:
-        the caller then knows when the fault took effect to within the shutdown, not the whole
+        own): return once the database is back up. Without it, return at once and reboot in
+        the background, as RDS answers a reboot request and then reboots: the caller knows the
+        moment of its request, which is the fault, rather than a call as long as the whole
         reboot. ``status`` shows ``rebooting`` until the start is done.
         """
-        db = self.db[region]
         with self._reboot_lock:
             if region in self._rebooting:
                 raise DrillError(f"the {region} database is rebooting already")
             self._rebooting.add(region)
+        if not wait:
+            threading.Thread(
+                target=self._reboot, args=(region, mode), name=f"reboot-{region}"
+            ).start()
+            return {"region": region, "mode": mode, "rebooting": True}
+        self._reboot(region, mode)
+        return {"region": region, "mode": mode, "pid": self.db[region].pid, "rebooting": False}
+
+    def _reboot(self, region: RegionKey, mode: str) -> None:
+        """Stop (or kill) the database, keep it down the configured downtime, start it."""
+        db = self.db[region]
         try:
             self.truth.append("db_reboot_started", f"rds-{region}", mode=mode)
             if mode == "crash":
@@ -527,20 +537,6 @@ class Sandbox:
             else:
                 db.stop()
             self.truth.append("db_down", f"rds-{region}", mode=mode)
-        except BaseException:
-            self._reboot_done(region)
-            raise
-        if wait:
-            self._restart_after_reboot(region)
-        else:
-            threading.Thread(
-                target=self._restart_after_reboot, args=(region,), name=f"reboot-{region}"
-            ).start()
-        return {"region": region, "mode": mode, "pid": db.pid, "rebooting": not wait}
-
-    def _restart_after_reboot(self, region: RegionKey) -> None:
-        """The second half of a reboot: the downtime, then the start."""
-        try:
             time.sleep(self.settings.timings.db_reboot_downtime)
             self._start_db(region)
             self.truth.append("db_available", f"rds-{region}")

@@ -117,9 +117,9 @@ class RebootDb:
         return f"reboot rds in {self.region} ({self.mode})"
 
     def inject(self) -> None:
-        """Reboot now: returns once the database is down, and it starts again in the
-        background, as RDS answers a reboot while the instance reboots (so the fault is known
-        to have acted within the call, the shutdown, not within the whole reboot)."""
+        """Ask for a reboot: returns at once and the database reboots in the background, as
+        RDS answers a reboot request and then reboots (so the fault is the request, known to
+        within a short call, not to within the whole reboot)."""
         _call(self.control_port, "reboot_db", region=self.region, mode=self.mode, wait=False)
 
     def revert(self) -> RevertResult:
