@@ -37,6 +37,19 @@ INTERVAL = 0.05
 #: how far a figure may be off its ground truth: one probe interval + 50 ms for scheduling on a
 #: busy 2-core machine (the issue's aim), or inside the interval the figure states
 TOLERANCE_S = INTERVAL + 0.05
+#: the exception, wider: the Total RTO of a database reboot, whose truth ends at the middle of
+#: the observer's bracket of a return to pass, not at a component's own record. On a machine
+#: kept busy that bracket is up to ~0.25 s wide (three checks in a row a sample, by a process
+#: starved like the rest), and the figure was seen off its middle by -139 to -60 ms (two
+#: busy-loop processes; -3 to +40 ms idle). The truth's own width is not in the report yet.
+REBOOT_TOLERANCE_S = TOLERANCE_S + 0.1
+
+
+def tolerance_for(drill: str, figure: str) -> float:
+    """The tolerance a drill's figure is held to against its ground truth."""
+    if drill.startswith("test_reboot_primary_under_writes") and figure == "Total RTO":
+        return REBOOT_TOLERANCE_S
+    return TOLERANCE_S
 
 
 #: the figures the failover and failback drills must put beside a ground truth
