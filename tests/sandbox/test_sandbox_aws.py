@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ import boto3
 import psutil
 import pytest
 import yaml
+from botocore.exceptions import ClientError
 from tests.sandbox.sandbox_project import (
     FAILOVER_WITH_TRUTH,
     REBOOT_TOLERANCE_S,
@@ -52,7 +54,7 @@ pytestmark = [
 BLOCK = 16
 CLUSTER = SERVICE = "visitor-analytics"
 #: the figures are held as the sandbox target's own are (test_truth_agreement.py): one probe
-#: interval + 50 ms (TOLERANCE_S, the issue's aim; a reboot's Total RTO 0.1 s more, see
+#: interval + 50 ms (TOLERANCE_S, the issue's aim; a reboot's Total RTO 0.2 s more, see
 #: sandbox_project.REBOOT_TOLERANCE_S), or inside the interval the figure states.
 #: Figures whose truth disagrees with the API path by more still, printed and reported, not
 #: held to the tolerance: Health Verification (+0.56 s on the script trigger in CI once, its
@@ -493,7 +495,8 @@ def test_the_runbooks_aws_cli_scripts_fail_the_stack_over_through_the_api(
 ) -> None:
     """``AWS_ENDPOINT_URL=<sandbox> automated-failover.sh``: the runbook's failover as aws CLI
     calls (the real ``aws`` of this Python), and the stack really fails over; then the
-    post-failover checks (``test-dr.sh``) pass, and the runbook's failback brings it back."""
+    post-failover checks (``test-dr.sh``) pass, and the runbook's failback (``failback.sh``, aws
+    CLI calls too) brings it back: the primary rebuilt from DR, promoted, DR a replica again."""
     status = _status(sandbox)
     target = status["aws"]["target"]
     scripts = resources.files("drdrill") / "scripts" / "aws"
@@ -547,13 +550,52 @@ def test_the_runbooks_aws_cli_scripts_fail_the_stack_over_through_the_api(
     assert checks.returncode == 0, checks.stdout + checks.stderr
     assert checks.stderr.count("ok: ") == 7, checks.stderr
 
-    # the failback needs the stack failed over, however it got there
-    back = _drdrill("sandbox", "failback", "--config", str(sandbox["config"]), timeout=300)
+    # the runbook's failback, as aws CLI calls too: the command the generated drill config
+    # runs (with the sandbox's DNS TTL and the primary's desired count in its environment)
+    generated = yaml.safe_load(Path(status["aws"]["config"]).read_text())
+    command = shlex.split(generated["targets"]["aws"]["scripts"]["failback"])
+    assert command[-1].endswith("scripts/aws/failback.sh"), command
+    since = len(truth.read_text().splitlines())
+    back = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert back.returncode == 0, back.stdout + back.stderr
-    assert _status(sandbox)["dns"]["active"] == "primary"
-    record = _primary_record(clients, target)  # the failback's record change is in Route53 too
+    after = _status(sandbox)
+    assert after["dns"]["active"] == "primary", after["dns"]
+    primary, dr = after["regions"]["primary"], after["regions"]["dr"]
+    assert primary["rds"]["read_only"] is False and dr["rds"]["read_only"] is True
+    assert dr["rds"]["replication"] == {"io": True, "sql": True}, "DR replicates the primary"
+    assert primary["ecs"]["running"] == 2 and dr["ecs"] == {"desired": 0, "running": 0, "tasks": []}
+    events = [json.loads(line) for line in truth.read_text().splitlines()[since:]]
+    calls = [e["call"] for e in events if e["event"] == "api_request"]
+    for call in (
+        "rds:DeleteDBInstance",
+        "rds:CreateDBInstanceReadReplica",
+        "rds:PromoteReadReplica",
+        "ecs:UpdateService",
+        "route53:ChangeResourceRecordSets",
+    ):
+        assert call in calls, calls
+    assert not [e for e in events if e["event"] == "control_request"], "drdrill's API was used"
+    steps = [e["event"] for e in events if e["component"] == "dr-automation"]
+    for step in ("failback_started", "primary_reseeded", "primary_writable", "dr_reseeded"):
+        assert step in steps, steps
+    # what RDS and Route53 say of it
+    rds_primary = clients("rds", "eu-west-1").describe_db_instances(
+        DBInstanceIdentifier=target["primary"]["rds"]["instance_id"]
+    )["DBInstances"][0]
+    assert rds_primary["DBInstanceStatus"] == "available"
+    assert "ReadReplicaSourceDBInstanceIdentifier" not in rds_primary
+    replica = clients("rds", "eu-central-1").describe_db_instances(
+        DBInstanceIdentifier=target["dr"]["rds"]["instance_id"]
+    )["DBInstances"][0]
+    assert replica["ReadReplicaSourceDBInstanceIdentifier"] == rds_primary["DBInstanceArn"]
+    record = _primary_record(clients, target)
     assert record["AliasTarget"]["DNSName"].rstrip(".") == target["primary"]["alb"]["dns_name"]
     assert record.get("HealthCheckId") == check
+    # the database that takes the writes is never deleted through the API
+    with pytest.raises(ClientError, match="takes the writes"):
+        clients("rds", "eu-west-1").delete_db_instance(
+            DBInstanceIdentifier=target["primary"]["rds"]["instance_id"], SkipFinalSnapshot=True
+        )
 
 
 def test_the_runbooks_aws_cli_checks_fail_on_a_stack_that_has_not_failed_over(

@@ -92,7 +92,12 @@ def _write_aws_config(
     # beside the run folder, which a reset of the sandbox empties
     path = run_dir.parent / f"{run_dir.name}-aws.yaml"
     regions = [settings.primary.name, settings.dr.name]
-    path.write_text(drill_config(Path(config.path), aws["target"], regions, run_dir))
+    failback = {
+        "PRIMARY_DESIRED": str(settings.primary.desired),
+        # clients hold the sandbox DNS's answers this long
+        "DNS_TTL": f"{settings.timings.dns_ttl:g}",
+    }
+    path.write_text(drill_config(Path(config.path), aws["target"], regions, run_dir, failback))
     aws["config"] = str(path)
 
 

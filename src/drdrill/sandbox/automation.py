@@ -250,6 +250,59 @@ class DrAutomation:
         self._truth("failback_completed", total_s=round(time.monotonic() - started, 3))
         return {"status": "completed", "seconds": round(time.monotonic() - started, 3)}
 
+    def failback_step(self, name: str, via: str = "aws-api") -> dict[str, Any]:
+        """One step of a failback that someone else runs through the sandbox's AWS API (an
+        aws-CLI failback script), each for the RDS call that asks for it:
+
+        - ``rebuild_primary`` (``CreateDBInstanceReadReplica`` of the primary's instance from
+          DR's): the primary region's processes back, the old primary rebuilt as a replica of
+          the DR database (the writes made during DR come back with it);
+        - ``promote_primary`` (``PromoteReadReplica`` of it): once it has applied what arrived,
+          it takes writes; the DR database is left as it is (the script stops DR's service
+          first, and rebuilds DR next);
+        - ``rebuild_dr`` (``CreateDBInstanceReadReplica`` of DR's instance from the primary's):
+          the DR database rebuilt as a replica of the primary; the failback is done.
+
+        The script scales the services and points the record itself (``UpdateService``,
+        ``ChangeResourceRecordSets``). ``via`` names who asked in the ground truth.
+        """
+        sandbox = self.sandbox
+        primary, dr = sandbox.db["primary"], sandbox.db["dr"]
+        if name == "rebuild_primary":
+            with self._lock:
+                if self.state not in ("dr", "failing_back") and not self._failed_over():
+                    raise DrillError(f"failback needs a completed failover (state: {self.state})")
+                if sandbox.link.partitioned:
+                    raise DrillError("failback needs the regions joined: heal the partition first")
+                self.state = "failing_back"
+            self._truth("failback_started", via=via)
+            if sandbox.region_state["primary"] != "up":
+                sandbox.region_up("primary")
+            sandbox.harvest_db_log("primary")  # a reseed wipes its general log
+            seconds = reseed_replica(primary, dr, via=sandbox.across("primary"))
+            self._truth("primary_reseeded", seconds=round(seconds, 3))
+            return {"step": name, "seconds": round(seconds, 3)}
+        if name == "promote_primary":
+            if self.state != "failing_back":
+                raise DrillError(f"the primary is rebuilt as a replica first (state: {self.state})")
+            wait_for_replica(dr, primary, timeout=30)
+            promote_replica(primary, timeout=30)
+            sandbox.writer_region = "primary"
+            self._truth("primary_writable", via=via)
+            return {"step": name}
+        if name == "rebuild_dr":
+            if sandbox.writer_region != "primary":
+                raise DrillError("DR is rebuilt from the primary once the primary takes writes")
+            sandbox.harvest_db_log("dr")
+            seconds = reseed_replica(dr, primary, via=sandbox.across("dr"))
+            self._truth("dr_reseeded", seconds=round(seconds, 3))
+            with self._lock:
+                self.state = "primary"
+                self._done.clear()
+            self._truth("failback_completed", via=via)
+            return {"step": name, "seconds": round(seconds, 3)}
+        raise DrillError(f"unknown failback step '{name}'")
+
     def _wait_healthy(self, region: str, want: int) -> None:
         lb = self.sandbox.lb["primary" if region == "primary" else "dr"]
         deadline = time.monotonic() + self.healthy_timeout_s

@@ -146,6 +146,9 @@ class DrFunction:
         code: Mapping[str, str],
         session: Callable[[], Any],
         endpoint_url: str,
+        primary_id: str = "",
+        failback_step: Callable[[str, str], Any] | None = None,
+        writer_region: Callable[[], str] | None = None,
     ) -> None:
         """``set_mode`` sets the failover mode; ``route53()`` is a Route53 client of the
         endpoint; ``dr_alb`` and ``primary_alb`` the load balancers' (DNS name, hosted zone
@@ -154,9 +157,14 @@ class DrFunction:
         ``promote``); ``dns_changed(side, via)`` points the sandbox's DNS at ``primary`` or
         ``dr`` when a Route53 change through the API points the failover record there.
         ``code`` is the function's environment; its code runs with a boto3 ``session()``
-        against ``endpoint_url``."""
+        against ``endpoint_url``. ``primary_id`` is the primary's instance, ``failback_step(name,
+        via)`` runs one step of a failback for the RDS calls of an aws-CLI failback
+        (``DeleteDBInstance``, ``CreateDBInstanceReadReplica``, ``PromoteReadReplica`` of the
+        primary), ``writer_region()`` says which region's database takes the writes."""
         self.region, self.function = region, function
         self.dr_region, self.replica_id = dr_region, replica_id
+        self.primary_id = primary_id
+        self._failback_step, self._writer_region = failback_step, writer_region
         self.zone_id, self.record_name, self.dr_alb = zone_id, record_name, dr_alb
         self.primary_alb = primary_alb
         self.alarm = alarm
@@ -184,6 +192,10 @@ class DrFunction:
         _FUNCTIONS[(region, function)] = self
         app.respond("lambda", "Invoke", self._on_invoke)
         app.before("rds", "PromoteReadReplica", self._on_promote)
+        if failback_step is not None and writer_region is not None and primary_id:
+            app.before("rds", "DeleteDBInstance", self._on_delete)
+            app.after("rds", "CreateDBInstanceReadReplica", self._on_create_replica)
+            app.note("rds", "CreateDBInstanceReadReplica")  # in the API's log, as it arrives
         app.note("route53", "ChangeResourceRecordSets")
         app.note("sns", "Publish")  # the alarm's notification (the automated Decision's truth)
 
@@ -199,8 +211,13 @@ class DrFunction:
     def _on_promote(self, call: Call) -> None:
         """``PromoteReadReplica`` of the DR replica promotes it for real, in the background as
         RDS does: ``modifying`` until the database takes writes, then ``available`` and no
-        longer a replica (the automation's records). Other instances: moto answers."""
+        longer a replica (the automation's records). Of the primary's instance rebuilt as a
+        replica of DR (a failback): the failback's ``promote_primary``. Other instances: moto
+        answers."""
         db_id = str(call.params.get("DBInstanceIdentifier", ""))
+        if call.region == self.region and db_id == self.primary_id:
+            self._failback_call(call, "promote_primary", "modifying", must_be_replica=True)
+            return
         if call.region != self.dr_region or db_id != self.replica_id:
             return
         instance: Any = get_backend("rds")[ACCOUNT][self.dr_region].databases[self.replica_id]
@@ -215,6 +232,63 @@ class DrFunction:
                 self.errors = [*self.errors[-9:], f"promote {db_id}: {type(exc).__name__}: {exc}"]
 
         hold_while(instance, "modifying", promote)
+
+    # --- calls of the API that fail back (an aws-CLI failback script's) ------------------------
+
+    def _ours(self, call: Call) -> str | None:
+        """``primary`` or ``dr`` when the call names one of the sandbox's two databases."""
+        db_id = str(call.params.get("DBInstanceIdentifier", ""))
+        if call.region == self.region and db_id == self.primary_id:
+            return "primary"
+        if call.region == self.dr_region and db_id == self.replica_id:
+            return "dr"
+        return None
+
+    def _on_delete(self, call: Call) -> None:
+        """``DeleteDBInstance`` of one of the sandbox's databases: moto forgets the instance (the
+        failback creates it again as a read replica, under the same name); the process stays,
+        to be rebuilt. The database that takes the writes is refused: the sandbox keeps it."""
+        side = self._ours(call)
+        if side is None or self._writer_region is None:
+            return
+        if side == self._writer_region():
+            raise ApiError(
+                "InvalidDBInstanceState",
+                f"the sandbox does not delete {call.params.get('DBInstanceIdentifier')}: it "
+                "takes the writes (fail over or back first)",
+            )
+
+    def _on_create_replica(self, call: Call) -> None:
+        """``CreateDBInstanceReadReplica`` naming one of the sandbox's databases, from the other
+        region's: that ``mariadbd`` rebuilt for real as a replica of the other, in the
+        background (``creating`` until it replicates): the failback's ``rebuild_primary`` or
+        ``rebuild_dr``."""
+        side = self._ours(call)
+        if side is None:
+            return
+        step = "rebuild_primary" if side == "primary" else "rebuild_dr"
+        self._failback_call(call, step, "creating", must_be_replica=False)
+
+    def _failback_call(self, call: Call, step: str, status: str, must_be_replica: bool) -> None:
+        """Run the failback's ``step`` in the background, the instance ``status`` meanwhile."""
+        run = self._failback_step
+        if run is None:
+            return
+        db_id = str(call.params.get("DBInstanceIdentifier", ""))
+        instance: Any = get_backend("rds")[ACCOUNT][call.region].databases.get(db_id)
+        if instance is None:
+            return  # moto answers its own error
+        if must_be_replica and not instance.source_db_instance_identifier:
+            raise ApiError("InvalidDBInstanceState", f"DB instance {db_id} is not a read replica.")
+        via = self._via
+
+        def work() -> None:
+            try:
+                run(step, via)
+            except Exception as exc:
+                self.errors = [*self.errors[-9:], f"{step} {db_id}: {type(exc).__name__}: {exc}"]
+
+        hold_while(instance, status, work)
 
     def _on_record_change(self, zone: str, changes: list[dict[str, Any]]) -> None:
         """A change of the failover record through the API: the sandbox's DNS answers the
@@ -334,16 +408,22 @@ class DrFunction:
                 "read replica",
                 when,
             )
+        elif event == "primary_writable" and self.primary_id:
+            # a failback's promotion: the primary's instance no longer a replica of DR
+            primary = get_backend("rds")[ACCOUNT][self.region].databases.get(self.primary_id)
+            if primary is not None:
+                primary.is_replica = False
+                primary.source_db_instance_identifier = None
         elif event == "replica_writable":
             instance = get_backend("rds")[ACCOUNT][self.dr_region].databases[self.replica_id]
             instance.is_replica = False
             instance.source_db_instance_identifier = None
         elif event == "dr_reseeded":
             # failback: DR a read replica of the primary again (pilot light)
-            rds = get_backend("rds")[ACCOUNT]
-            instance = rds[self.dr_region].databases[self.replica_id]
-            instance.is_replica = True
-            instance.source_db_instance_identifier = self.source_arn
+            dr = get_backend("rds")[ACCOUNT][self.dr_region].databases.get(self.replica_id)
+            if dr is not None:
+                dr.is_replica = True
+                dr.source_db_instance_identifier = self.source_arn
         elif event == "dns_switch_requested" and attrs.get("via") is None:
             self._own_change.set()
             try:

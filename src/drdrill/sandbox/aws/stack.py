@@ -260,6 +260,9 @@ def serve(
                 code=code,
                 session=aws.session,
                 endpoint_url=endpoint.url,
+                primary_id=built.primary.rds.instance_id,
+                failback_step=automation.failback_step,
+                writer_region=lambda: automation.sandbox.writer_region,
             )
             function.match_mode(mode)
             automation.listeners.append(function.on_automation)
@@ -336,11 +339,17 @@ def script_env(target: Mapping[str, Any]) -> list[str]:
 
 
 def drill_config(
-    sandbox_config: Path, target: dict[str, Any], regions: list[str], run_dir: Path
+    sandbox_config: Path,
+    target: dict[str, Any],
+    regions: list[str],
+    run_dir: Path,
+    failback_env: Mapping[str, str] | None = None,
 ) -> str:
     """A drill config (YAML) for this sandbox through its AWS API: the sandbox config's own
     objectives, probes, writer and drill settings, with ``target: aws`` and ``targets.aws``
-    pointed at the endpoint (every path made absolute, so that it works from anywhere)."""
+    pointed at the endpoint (every path made absolute, so that it works from anywhere).
+    ``failback_env`` adds to the failback script's environment (the primary's desired count,
+    the DNS TTL)."""
     raw = yaml.safe_load(sandbox_config.read_text()) if sandbox_config.is_file() else {}
     raw = raw or {}
     if not isinstance(raw, dict):
@@ -362,7 +371,6 @@ def drill_config(
     sandbox["run_dir"] = str(run_dir.resolve())
     sandbox["aws_api"] = True  # a reset must bring the endpoint back
     scripts = Path(str(resources.files("drdrill") / "scripts"))
-    config = run_dir.resolve().parent / f"{run_dir.name}-aws.yaml"
     target = {
         **target,
         "scripts": {
@@ -371,13 +379,12 @@ def drill_config(
             "failover": shlex.join(
                 [*script_env(target), str(scripts / "aws" / "failover.sh"), "--yes"]
             ),
-            # the failback still drives the sandbox through drdrill, with this config
+            # the runbook's failback as aws CLI calls to the endpoint, as the failover
             "failback": shlex.join(
                 [
-                    "/usr/bin/env",
-                    f"DRDRILL={Path(sys.executable).parent / 'drdrill'}",
-                    f"DRDRILL_CONFIG={config}",
-                    str(scripts / "failback.sh"),
+                    *script_env(target),
+                    *(f"{k}={v}" for k, v in (failback_env or {}).items()),
+                    str(scripts / "aws" / "failback.sh"),
                 ]
             ),
         },

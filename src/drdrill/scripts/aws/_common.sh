@@ -15,6 +15,9 @@ DR_ALB=${DR_ALB:-$APP-dr}
 PRIMARY_TARGET_GROUP=${PRIMARY_TARGET_GROUP:-$APP-primary}
 DR_TARGET_GROUP=${DR_TARGET_GROUP:-$APP-dr}
 RECORD_NAME=${RECORD_NAME:-app.$APP.test}
+# with or without Route53's trailing dot: the lookups below add it (written with it, the
+# record was not found and an UPSERT dropped its health check)
+RECORD_NAME=${RECORD_NAME%.}
 ZONE_NAME=${ZONE_NAME:-${RECORD_NAME#*.}}
 ZONE_ID=${ZONE_ID:-}
 DR_DESIRED=${DR_DESIRED:-2}
