@@ -205,6 +205,37 @@ def test_a_hanging_sample_does_not_hide_the_recovery_after_it(
     assert judged is not None and judged >= after, (judged, after)
 
 
+def test_changes_are_read_in_the_order_the_states_followed_one_another(
+    fake_lb: FakeLb, tmp_path: Path
+) -> None:
+    """A request sent as the database goes away hangs, then fails, after requests sent later
+    have passed: the target was failing, then passing, and ends passing. Read in the order of
+    the changes' upper bounds (the hung request's completion is the latest), it ended failing:
+    a crash reboot's truth was lost that way ("the observer sees the primary failing again")."""
+    out = tmp_path / "observer.jsonl"
+    fake_lb.mode = "pass"
+    proc = start_observer(out, f"lb-a=127.0.0.1:{fake_lb.port}", parent=os.getpid())
+    try:
+        wait_for_line(out, lambda x: x.get("event") == "initial" and x["target"] == "lb-a")
+        time.sleep(0.2)
+        fake_lb.mode = "hang"  # the samples sent now hang 0.4 s, then fail
+        time.sleep(2.5 * INTERVAL)
+        fake_lb.mode = "pass"
+        time.sleep(0.8)  # the hung samples end after the later ones passed
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        assert proc.stdout is not None
+        proc.stdout.close()
+    [initial, *changes] = read_transitions(out, target="lb-a")
+    assert initial.new == "pass"
+    assert [(c.old, c.new) for c in changes] == [("pass", "fail"), ("fail", "pass")], changes
+    failed, back = changes
+    # the case that matters: the failure's bound is the hung request's end, after the return
+    assert failed.hi_mono > back.hi_mono, changes
+    assert failed.lo_mono < back.lo_mono
+
+
 def test_it_exits_when_its_parent_is_not_the_one_named(fake_lb: FakeLb, tmp_path: Path) -> None:
     out = tmp_path / "observer.jsonl"
     proc = start_observer(out, f"lb-a=127.0.0.1:{fake_lb.port}", parent=1)

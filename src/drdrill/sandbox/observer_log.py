@@ -21,9 +21,9 @@ ObserverState = Literal["pass", "fail"]
 class ObserverTransition:
     """A target's state as the observer saw it change: between ``lo`` and ``hi``.
 
-    ``lo`` is the send of the last sample in the old state, ``hi`` the completion of the first
-    sample in the new one. The first sample of a target is a transition from ``None``, with
-    ``lo`` = ``hi`` = its completion.
+    ``lo`` is the send of the last sample in the old state, ``hi`` the earliest completion
+    among the first samples in the new one (up to the observer's ``CONFIRM``). The first sample
+    of a target is a transition from ``None``, with ``lo`` = ``hi`` = its completion.
     """
 
     target: str
@@ -50,7 +50,14 @@ class ObserverTransition:
 def read_transitions(
     path: Path, since_mono: float = float("-inf"), target: str | None = None
 ) -> list[ObserverTransition]:
-    """The transitions (and first states) logged whose ``hi`` is at or after ``since_mono``."""
+    """The transitions (and first states) logged whose ``hi`` is at or after ``since_mono``,
+    in the order the observer logged them: a target's changes in the order its samples were
+    sent, which is the order its states followed one another.
+
+    Not in the order of ``hi``: a change seen by one sample that hung until its timeout (a
+    database restarting) completes after the changes of the samples sent after it, and sorted
+    by completion a target that ended passing read as failing (a crash reboot's truth was lost:
+    "the observer sees the primary failing again" with the last change a return to pass)."""
     found: list[ObserverTransition] = []
     try:
         text = path.read_text(encoding="utf-8")
@@ -87,7 +94,6 @@ def read_transitions(
             continue
         if item.hi_mono >= since_mono and (target is None or item.target == target):
             found.append(item)
-    found.sort(key=lambda t: t.hi_mono)
     return found
 
 
