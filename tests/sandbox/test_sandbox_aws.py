@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -246,6 +247,64 @@ def test_stop_task_ends_the_real_process_and_the_replacement_is_a_new_task(
         f"has started 1 tasks: (task {replacement['taskArn'].rsplit('/', 1)[-1]})" in m
         for m in messages
     )
+
+
+def _haproxy_states(sandbox: dict[str, Any]) -> dict[str, str]:
+    """HAProxy's own word on the primary's servers (address -> UP/DOWN/...), read on its admin
+    socket with the standard library: no drdrill code between the test and HAProxy."""
+    path = Path(sandbox["status"]["run_dir"]) / "alb-primary" / "alb-primary.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2.0)
+        sock.connect(str(path))
+        sock.sendall(b"show stat -1 4 -1\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    lines = reply.decode().splitlines()
+    header = lines[0][2:].split(",")
+    i_addr, i_status = header.index("addr"), header.index("status")
+    states = {}
+    for line in lines[1:]:
+        fields = line.split(",")
+        if len(fields) > max(i_addr, i_status) and fields[i_addr]:
+            states[fields[i_addr].rsplit(":", 1)[0]] = fields[i_status].split()[0]
+    return states
+
+
+def test_a_read_of_target_health_is_as_new_as_haproxys_own_state(
+    sandbox: dict[str, Any], clients: Callable[[str, str], Any]
+) -> None:
+    """The moment HAProxy's own stats call the replacement UP, DescribeTargetHealth asked next
+    says healthy, and ListTasks/DescribeTasks list its task RUNNING: the API answers from the
+    processes as they are, not from the reconciler's last pass (which lagged HAProxy by up to
+    a pass, and a drill's ECS Scale-up with it: 122 ms late in CI)."""
+    ecs = clients("ecs", "eu-west-1")
+    elb = clients("elbv2", "eu-west-1")
+    group = sandbox["status"]["aws"]["target"]["primary"]["alb"]["target_group_arn"]
+    before = {t["taskArn"]: _ip(t) for t in _tasks(ecs) if t["lastStatus"] == "RUNNING"}
+    victim = next(iter(before))
+    ecs.stop_task(cluster=CLUSTER, task=victim, reason="drill: freshness")
+    old = set(before.values()) - {before[victim]}
+    # the victim's address leaves UP first (a replacement may come back on it)
+    _until(
+        "HAProxy takes the stopped task out",
+        lambda: _haproxy_states(sandbox).get(before[victim]) != "UP",
+    )
+    deadline = time.monotonic() + 30
+    seen = 0
+    while time.monotonic() < deadline:
+        up = {ip for ip, state in _haproxy_states(sandbox).items() if state == "UP"} - old
+        if up:
+            (new_ip,) = up
+            health = elb.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
+            states = {h["Target"]["Id"]: h["TargetHealth"]["State"] for h in health}
+            assert states.get(new_ip) == "healthy", (new_ip, states)
+            running = {_ip(t) for t in _tasks(ecs) if t["lastStatus"] == "RUNNING"}
+            assert new_ip in running, (new_ip, running)
+            seen += 1
+            break
+        time.sleep(0.005)
+    assert seen, "HAProxy never called a replacement UP"
 
 
 def _alb_dimensions(clients: Callable[[str, str], Any], target: dict[str, Any], key: str) -> Any:

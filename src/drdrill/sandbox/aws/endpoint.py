@@ -113,6 +113,7 @@ class HookedApp:
         self._after: dict[tuple[str, str], AfterHook] = {}
         self._responders: dict[tuple[str, str], Responder] = {}
         self._noted: set[tuple[str, str]] = set()
+        self._unlogged: set[tuple[str, str]] = set()
         #: told of each call the sandbox acts on or answers (the API's own log of them)
         self.on_call: Callable[[Call], object] | None = None
 
@@ -120,9 +121,13 @@ class HookedApp:
         if self.on_call is not None:
             self.on_call(call)
 
-    def before(self, service: str, action: str, hook: Hook) -> None:
-        """Run ``hook`` before moto answers ``service:action``."""
+    def before(self, service: str, action: str, hook: Hook, *, logged: bool = True) -> None:
+        """Run ``hook`` before moto answers ``service:action``; ``logged=False`` keeps the call
+        out of the API's log (:attr:`on_call`): a read that only brings moto's answer up to
+        date, asked many times a second by a drill's polls."""
         self._before[(service, action)] = hook
+        if not logged:
+            self._unlogged.add((service, action))
 
     def after(self, service: str, action: str, hook: AfterHook) -> None:
         """Run ``hook`` once moto has answered ``service:action`` successfully."""
@@ -162,7 +167,7 @@ class HookedApp:
                 )
                 return [reply]
         hook = self._before.get(key)
-        if hook is not None or key in self._noted:
+        if (hook is not None and key not in self._unlogged) or key in self._noted:
             self._note(call)
         if hook is not None:
             try:

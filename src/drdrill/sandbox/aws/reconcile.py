@@ -1,6 +1,7 @@
 """Keep moto's state true to the sandbox's processes, and the processes to the API's calls.
 
-Every ``interval`` the reconciler copies what the data plane does into moto's models:
+Every ``interval`` the reconciler copies what the data plane does into moto's models, and a
+read of ECS's tasks and services or of a target group's health is brought up to date first:
 
 - ECS: each task the scheduler ran is a task of the service (``RUNNING`` once it listens,
   ``STOPPED`` once its process is gone) with the real ``startedAt``/``stoppedAt``; the service's
@@ -282,6 +283,9 @@ class Reconciler:
         self._health: dict[str, dict[str, tuple[str, str | None, str | None]]] = {}
         self._steady: dict[str, bool] = {}
         self._lock = threading.RLock()
+        #: held while ECS and the target group are mirrored (inside ``_lock`` in a pass, alone
+        #: for a read): a read does not wait behind a pass's slower work (a replica's status)
+        self._ecs_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: errors of the last passes (one line each, newest last), for ``sandbox status``
@@ -291,6 +295,13 @@ class Reconciler:
         _install_alarm_history()
         self._alarm_seen: dict[str, int] = {}
         app.before("ecs", "UpdateService", self._update_service)
+        for service, action in (
+            ("ecs", "ListTasks"),
+            ("ecs", "DescribeTasks"),
+            ("ecs", "DescribeServices"),
+            ("elasticloadbalancing", "DescribeTargetHealth"),  # ELBv2 signs as this
+        ):
+            app.before(service, action, self._refresh, logged=False)
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -383,6 +394,28 @@ class Reconciler:
             )
 
     def _sync_region(self, key: str, plane: RegionPlane) -> None:
+        with self._ecs_lock:
+            self._sync_ecs(key, plane)
+        self._sync_db(key, plane)
+        self._sync_alarm(key, plane)
+        now = time.monotonic()
+        if now >= self._replica_due.get(key, 0.0):
+            self._replica_due[key] = now + self.replica_period
+            if plane.replication is not None:
+                self._sync_replica(plane)
+            self._publish_target_counts(key, plane)
+
+    def _refresh(self, call: Call) -> None:
+        """Bring the ECS service, its tasks and the target group's health up to the moment of
+        a read of them: an answer as old as the last pass lagged the processes by up to a pass
+        (a drill's ECS Scale-up on a busy machine ended 120 ms after HAProxy's log)."""
+        for key, plane in self.regions.items():
+            if plane.region == call.region:
+                with self._ecs_lock:
+                    self._sync_ecs(key, plane)
+
+    def _sync_ecs(self, key: str, plane: RegionPlane) -> None:
+        """The service, its tasks and events, and the target group's targets and health."""
         backend = self._ecs(plane)
         service = backend.services[f"{plane.cluster}:{plane.service}"]
         cluster = backend.clusters[plane.cluster]
@@ -411,14 +444,6 @@ class Reconciler:
             self._event(service, f"(service {plane.service}) has reached a steady state.")
         self._steady[key] = steady
         self._sync_targets(key, plane, tasks)
-        self._sync_db(key, plane)
-        self._sync_alarm(key, plane)
-        now = time.monotonic()
-        if now >= self._replica_due.get(key, 0.0):
-            self._replica_due[key] = now + self.replica_period
-            if plane.replication is not None:
-                self._sync_replica(plane)
-            self._publish_target_counts(key, plane)
 
     def _sync_replica(self, plane: RegionPlane) -> None:
         """The replica's ``read replication`` StatusInfos and its ``ReplicaLag`` datapoint."""
