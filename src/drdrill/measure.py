@@ -89,6 +89,9 @@ class Result:
     truth_s: float | None = None
     #: where the ground truth came from (e.g. "mariadb general log"); None: no ground truth
     truth_source: str | None = None
+    #: how far the ground truth itself may be off (seconds, ±): 0 where both of its ends are
+    #: logged moments, half the independent observer's bracket where that ends it
+    truth_uncertainty_s: float = 0.0
     #: why the figure is what it is, when that needs saying (an invalid span, a starved probe)
     note: str | None = None
 
@@ -157,6 +160,7 @@ class Result:
             "test": self.test,
             "truth_s": self.truth_s,
             "truth_source": self.truth_source,
+            "truth_uncertainty": _finite(self.truth_uncertainty_s),
             "error_ms": self.error_ms,
             "note": self.note,
         }
@@ -302,13 +306,18 @@ class Measurements:
         self.results.append(result)
         return result
 
-    def set_truth(self, name: str, truth_s: float | None, source: str | None) -> Result:
+    def set_truth(
+        self, name: str, truth_s: float | None, source: str | None, uncertainty_s: float = 0.0
+    ) -> Result:
         """Put the ground truth beside the figure called ``name`` (the last one of that name);
-        ``truth_s`` None says there is none, and ``source`` says where it came from."""
+        ``truth_s`` None says there is none, ``source`` says where it came from and
+        ``uncertainty_s`` how far it may be off itself (±)."""
         for i in range(len(self.results) - 1, -1, -1):
             if self.results[i].name == name:
                 old = self.results[i]
-                self.results[i] = replace(old, truth_s=truth_s, truth_source=source)
+                self.results[i] = replace(
+                    old, truth_s=truth_s, truth_source=source, truth_uncertainty_s=uncertainty_s
+                )
                 if id(old) in self._asserted:
                     self._asserted.add(id(self.results[i]))
                 return self.results[i]

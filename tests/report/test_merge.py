@@ -120,6 +120,7 @@ def test_the_1_2_fields_round_trip_and_decide_the_verdict() -> None:
         "t.py::test_a",
         1.18,
         truth_source="alarm history",
+        truth_uncertainty_s=0.04,
     )
     test.results[2] = Result(
         "Health Verification",
@@ -138,6 +139,7 @@ def test_the_1_2_fields_round_trip_and_decide_the_verdict() -> None:
     detection, _, health = data["phases"][:3]
     assert (detection["low"], detection["high"]) == pytest.approx((1.15, 1.25))
     assert detection["truth_source"] == "alarm history"
+    assert detection["truth_uncertainty"] == 0.04
     assert (health["status"], health["note"]) == ("invalid", test.results[2].note)
     assert data["tests"][1]["outcome"] == "not run"
     back = run_from_json(data)
@@ -154,6 +156,7 @@ def test_a_1_1_report_gets_its_verdict_from_its_tests_and_figures() -> None:
         del data["run"][key]
     for phase in data["phases"]:
         del phase["truth_source"], phase["note"], phase["low"], phase["high"]
+        del phase["truth_uncertainty"]
     data["phases"] = [p for p in data["phases"] if p["measured"] is not None]
     back = run_from_json(data)
     assert (back.exit_status, back.lost, back.verdict) == (None, [], "passed")

@@ -35,24 +35,13 @@ SANDBOX_MARKS = [
 #: the probes' sampling interval in these projects (seconds)
 INTERVAL = 0.05
 #: how far a figure may be off its ground truth: one probe interval + 50 ms for scheduling on a
-#: busy 2-core machine (the issue's aim), or inside the interval the figure states
+#: busy 2-core machine (the issue's aim), or inside the interval the figure states; either way
+#: widened by the truth's own uncertainty (``truth_uncertainty`` in the report: 0 where both
+#: ends are logged moments, half the observer's bracket where its return to pass ends the
+#: phase). A database reboot's is wide: a restarting mariadbd makes requests hang and pass by
+#: turns, and the observer's return to pass was bracketed 0.2 to 0.76 s wide under two busy
+#: loops; held to a fixed 0.3 s instead, its Total RTO was off by up to -295 ms
 TOLERANCE_S = INTERVAL + 0.05
-#: the exception, wider: the Total RTO of a database reboot, whose truth ends at the middle of
-#: the observer's bracket of its last return to pass, not at a component's own record. A
-#: restarting mariadbd makes the recovery a stretch in which requests hang and pass by turns;
-#: the probes (three endpoints, each its own samples) and the observer (three checks in a row
-#: a sample) do not see the same last blip. Seen since the observer bounds a change by its
-#: confirming samples: -219 to +40 ms (idle, CI included), -139 to -60 ms (two busy loops).
-#: The issue's aim (one interval + 50 ms) is not met by this figure in every run; the truth's
-#: own width is not in the report yet.
-REBOOT_TOLERANCE_S = TOLERANCE_S + 0.2
-
-
-def tolerance_for(drill: str, figure: str) -> float:
-    """The tolerance a drill's figure is held to against its ground truth."""
-    if drill.startswith("test_reboot_primary_under_writes") and figure == "Total RTO":
-        return REBOOT_TOLERANCE_S
-    return TOLERANCE_S
 
 
 #: the figures the failover and failback drills must put beside a ground truth
@@ -73,16 +62,20 @@ def truth_error(phase: dict[str, Any], tolerance_s: float) -> float | None:
 
     A figure agrees when it is within ``tolerance_s`` of the truth, or when the interval it
     states (value ± uncertainty, at most :data:`MAX_STATED_UNCERTAINTY_S` wide) holds the
-    truth. The second matters where a phase may be shorter than the probes can resolve: a
-    Health Verification whose checks pass on the first samples after the targets are healthy
-    is reported as the midpoint of ``[0, high]`` (a phase cannot be negative), ± half of it,
-    while its truth is 0 (the observer passed before the last target was UP).
+    truth; a truth that is itself uncertain (``truth_uncertainty``, at most as wide) widens both
+    by its own half-width. The second matters where a phase may be shorter than the probes can
+    resolve: a Health Verification whose checks pass on the first samples after the targets
+    are healthy is reported as the midpoint of ``[0, high]`` (a phase cannot be negative),
+    ± half of it, while its truth is 0 (the observer passed before the last target was UP).
     """
     error = float(phase["measured"]) - float(phase["truth_s"])
     stated = float(phase.get("uncertainty") or 0.0)
-    if abs(error) <= tolerance_s:
+    spread = float(phase.get("truth_uncertainty") or 0.0)
+    if spread > MAX_STATED_UNCERTAINTY_S:
+        return error  # a truth that vague agrees with anything
+    if abs(error) <= tolerance_s + spread:
         return None
-    if abs(error) <= stated <= MAX_STATED_UNCERTAINTY_S:
+    if stated <= MAX_STATED_UNCERTAINTY_S and abs(error) <= stated + spread:
         return None
     return error
 

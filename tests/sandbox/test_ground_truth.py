@@ -79,6 +79,9 @@ def test_each_phase_ends_at_its_own_record() -> None:
         }
     )
     assert all(t.source for t in truths.values())
+    # ends that are logged moments are exact; the observer's pass is known to its bracket
+    spread = {name: t.uncertainty_s for name, t in truths.items()}
+    assert spread == pytest.approx({**dict.fromkeys(seconds, 0.0), "Health Verification": 0.01})
 
 
 def test_a_dr_balancer_that_passes_after_the_dns_moved_sets_the_total() -> None:
@@ -95,6 +98,10 @@ def test_a_dr_balancer_that_passes_after_the_dns_moved_sets_the_total() -> None:
     assert truths["client downtime"].seconds == pytest.approx(4.91)
     assert truths["Total RTO"].seconds == pytest.approx(4.91)
     assert truths["Health Verification"].seconds == pytest.approx(14.91 - 14.5)
+    # each of them ends at the observer's pass: known to within half its bracket
+    for name in ("client downtime", "Total RTO", "Health Verification"):
+        assert truths[name].uncertainty_s == pytest.approx(0.01), name
+    assert truths["DNS Update"].uncertainty_s == 0.0
 
 
 def test_an_on_call_trigger_ends_the_decision_when_its_call_arrives() -> None:
@@ -150,6 +157,8 @@ def test_a_reboots_truth_is_the_return_to_pass_that_held() -> None:
     ]
     truth = reboot_truth(events, flapping, since=9.0)
     assert truth.seconds == pytest.approx(11.2 - 10.0)
+    # the return to pass is known to within its bracket: 11.1..11.3
+    assert truth.uncertainty_s == pytest.approx(0.1)
     assert "for good" in truth.source
     # failing again when the drill asks: no truth rather than the brief pass
     assert reboot_truth(events, flapping[:3], since=9.0).seconds is None

@@ -31,12 +31,10 @@ import yaml
 from botocore.exceptions import ClientError
 from tests.sandbox.sandbox_project import (
     FAILOVER_WITH_TRUTH,
-    REBOOT_TOLERANCE_S,
     ROOT,
     TOLERANCE_S,
     run_suites,
     short_folder,
-    tolerance_for,
     truth_error,
     write_config,
 )
@@ -55,8 +53,8 @@ pytestmark = [
 BLOCK = 16
 CLUSTER = SERVICE = "visitor-analytics"
 #: the figures are held as the sandbox target's own are (test_truth_agreement.py): one probe
-#: interval + 50 ms (TOLERANCE_S, the issue's aim; a reboot's Total RTO 0.2 s more, see
-#: sandbox_project.REBOOT_TOLERANCE_S), or inside the interval the figure states.
+#: interval + 50 ms (TOLERANCE_S, the issue's aim), or inside the interval the figure states,
+#: each widened by the truth's own uncertainty (see sandbox_project.TOLERANCE_S).
 #: Figures whose truth disagrees with the API path by more still, printed and reported, not
 #: held to the tolerance: Health Verification (+0.56 s on the script trigger in CI once, its
 #: truth clamped to 0). The RDS reboot left this list once the observer stopped waiting for a
@@ -731,18 +729,20 @@ def test_the_aws_drills_run_through_the_api_and_agree_with_the_ground_truth(
         assert phase["truth_s"] is not None, (phase["test"], phase["name"], phase["truth_source"])
         checked += 1
         error = phase["measured"] - phase["truth_s"]
-        off = truth_error(phase, tolerance_for(drill, phase["name"]))
+        off = truth_error(phase, TOLERANCE_S)
         print(
             f"{phase['test'].rsplit('::', 1)[-1]:42} {phase['name']:30} {error * 1000:+8.1f} ms"
-            f" (± {phase['uncertainty'] * 1000:.0f} ms){'  OFF' if off is not None else ''}"
+            f" (± {phase['uncertainty'] * 1000:.0f} ms, truth ± "
+            f"{(phase.get('truth_uncertainty') or 0) * 1000:.0f} ms)"
+            f"{'  OFF' if off is not None else ''}"
         )
         if off is not None and (drill, phase["name"]) not in NOT_YET_AGREEING:
             bad.append((phase["test"], phase["name"], phase["measured"], phase["truth_s"]))
     why = {t["nodeid"].split("::", 1)[1]: (t["outcome"], t.get("message")) for t in report["tests"]}
     assert checked >= 24, (checked, why)
     assert not bad, (
-        f"figures off their ground truth by more than {TOLERANCE_S} s "
-        f"(a reboot's: {REBOOT_TOLERANCE_S} s): {bad}"
+        f"figures off their ground truth by more than {TOLERANCE_S} s and the truth's own "
+        f"uncertainty: {bad}"
     )
     # the drill's verdict stands on the objectives, which a busy machine may miss; what this
     # test holds is that the AWS path ran to its figures and they match what really happened:

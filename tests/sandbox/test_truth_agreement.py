@@ -21,12 +21,10 @@ from typing import Any
 import pytest
 from tests.sandbox.sandbox_project import (
     FAILOVER_WITH_TRUTH,
-    REBOOT_TOLERANCE_S,
     TOLERANCE_S,
     run_drill_file,
     run_suites,
     short_folder,
-    tolerance_for,
     truth_error,
     write_config,
 )
@@ -58,7 +56,7 @@ def _config(tmp: Path, block: int, extra: str = "") -> Path:
     return write_config(tmp, block, extra)
 
 
-Row = tuple[str, str, float, float, float, float, float | None]
+Row = tuple[str, str, float, float, float, float, float, float | None]
 
 
 def _rows(report: dict[str, Any], with_truth: dict[str, tuple[str, ...]]) -> list[Row]:
@@ -76,7 +74,7 @@ def _rows(report: dict[str, Any], with_truth: dict[str, tuple[str, ...]]) -> lis
         if phase["truth_s"] is None:
             continue
         error = phase["measured"] - phase["truth_s"]
-        off = truth_error(phase, tolerance_for(drill, phase["name"]))
+        off = truth_error(phase, TOLERANCE_S)
         rows.append(
             (
                 drill,
@@ -84,6 +82,7 @@ def _rows(report: dict[str, Any], with_truth: dict[str, tuple[str, ...]]) -> lis
                 phase["measured"],
                 phase["uncertainty"],
                 phase["truth_s"],
+                float(phase.get("truth_uncertainty") or 0.0),
                 error,
                 off,
             )
@@ -93,17 +92,18 @@ def _rows(report: dict[str, Any], with_truth: dict[str, tuple[str, ...]]) -> lis
 
 def _check(rows: list[Row]) -> None:
     """Print every figure beside its truth; fail on any that is off."""
-    print(f"\n{'drill':42} {'figure':30} {'measured':>9} {'±':>6} {'truth':>9} {'error':>9}")
-    for drill, name, measured, stated, truth, error, off in rows:
+    print(
+        f"\n{'drill':42} {'figure':30} {'measured':>9} {'±':>6} {'truth':>9} {'±':>6} {'error':>9}"
+    )
+    for drill, name, measured, stated, truth, spread, error, off in rows:
         print(
-            f"{drill:42} {name:30} {measured:9.3f} {stated:6.3f} {truth:9.3f} "
+            f"{drill:42} {name:30} {measured:9.3f} {stated:6.3f} {truth:9.3f} {spread:6.3f} "
             f"{error * 1000:+8.1f}ms{'  OFF' if off is not None else ''}"
         )
-    bad = [r for r in rows if r[6] is not None]
+    bad = [r for r in rows if r[7] is not None]
     assert not bad, (
-        f"figures off their ground truth by more than {TOLERANCE_S} s (a reboot's: "
-        f"{REBOOT_TOLERANCE_S} s) and outside their "
-        f"stated interval: {bad}"
+        f"figures off their ground truth by more than {TOLERANCE_S} s and outside their "
+        f"stated interval (each widened by the truth's own uncertainty): {bad}"
     )
 
 
@@ -136,10 +136,12 @@ def test_reboot_and_task_failure_figures_agree_with_the_ground_truth(tmp_path: P
     The reboot's truth is the supervisor's record of its start to the independent observer's
     return to pass; the database stays down 0.5 s, as in drdrill.yaml, so requests sent during
     the downtime hang until their timeout while later ones pass: the figure must still agree,
-    to within ``REBOOT_TOLERANCE_S`` (it was off by up to 0.77 s when outages were bounded by
-    the hung request's completion, the observer waited for each sample in turn and bounded a
-    change by its first sample, and the reboot's fault was known only to within the whole
-    reboot)."""
+    to within ``TOLERANCE_S`` and the truth's own uncertainty (half the observer's bracket of
+    the return to pass, up to ~0.38 s here under load). It was off by up to 0.77 s when outages
+    were bounded by the hung request's completion, the observer waited for each sample in turn
+    and bounded a change by its first sample, and the reboot's fault was known only to within
+    the whole reboot; and it was lost ("the observer sees the primary failing again") when the
+    observer's changes were read in the order of their upper bounds."""
     config = write_config(tmp_path, 5, sandbox_extra="timings: {db_reboot_downtime: 0.5}")
     with_truth = {
         "test_reboot_primary_under_writes": ("Total RTO",),

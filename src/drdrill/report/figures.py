@@ -74,22 +74,36 @@ def error_text(
     """Measured minus ground truth (``+3.1 ms``), with its source when known (and
     ``with_source``), or "no ground truth". A truth that the figure's own interval holds says
     so (``+252.1 ms, inside the interval``; ``inside`` is that wording): the figure claimed no
-    more than it knew, however far its midpoint is."""
+    more than it knew, however far its midpoint is. A truth that is itself uncertain says by how
+    much (``-195.0 ms, truth ± 280 ms``), and counts as held when the two intervals meet."""
     error = result.error_ms
     if error is None or not math.isfinite(error):
         return NO_TRUTH
     text = f"{round(error, 1) + 0.0:+.1f} ms"  # rounded first: a tiny negative reads +0.0
     truth = result.truth_s
-    if truth is not None and finite(result) and result.low <= truth <= result.high:
+    spread = result.truth_uncertainty_s if math.isfinite(result.truth_uncertainty_s) else 0.0
+    if spread >= 0.0005:
+        text += f", truth ± {spread * 1000:.0f} ms"
+    if (
+        truth is not None
+        and finite(result)
+        and result.low <= truth + spread
+        and truth - spread <= result.high
+    ):
         text += inside
     return f"{text} ({result.truth_source})" if with_source and result.truth_source else text
 
 
 def truth_text(result: Result) -> str:
-    """The ground truth (``2.544 s``), with its source when known, or "no ground truth"."""
+    """The ground truth (``2.544 s``, ``0.965 ± 0.280 s`` when it is itself uncertain), with
+    its source when known, or "no ground truth"."""
     if result.truth_s is None or not math.isfinite(result.truth_s):
         return NO_TRUTH
-    text = f"{result.truth_s:.3f} s"
+    spread = result.truth_uncertainty_s
+    if math.isfinite(spread) and spread >= 0.0005:
+        text = f"{result.truth_s:.3f} ± {spread:.3f} s"
+    else:
+        text = f"{result.truth_s:.3f} s"
     return f"{text} ({result.truth_source})" if result.truth_source else text
 
 

@@ -223,6 +223,10 @@ def _result(r: _Reader) -> Result:
         # status are derived from the figure and not read
         truth_s=r.opt_number("truth_s") if "truth_s" in r.data else None,
         truth_source=r.opt_text("truth_source") if "truth_source" in r.data else None,
+        # added in 1.2 without a version bump: a truth read back without it was taken as exact
+        truth_uncertainty_s=(
+            (r.opt_number("truth_uncertainty") or 0.0) if "truth_uncertainty" in r.data else 0.0
+        ),
         note=r.opt_text("note") if "note" in r.data else None,
     )
 

@@ -23,10 +23,16 @@ TRIGGER_CALLS = {"lambda": "invoke_dr", "script": "failover_step"}
 
 @dataclass(frozen=True)
 class PhaseTruth:
-    """One phase's ground truth in seconds (None when the records lack it) and its sources."""
+    """One phase's ground truth in seconds (None when the records lack it) and its sources.
+
+    ``uncertainty_s`` is how far the truth itself may be off (half the width of the interval
+    it is the middle of): 0 where both ends are logged moments, half the observer's bracket
+    where the independent observer's return to pass ends the phase (on a busy machine, or
+    while a restarting database makes requests hang, that bracket is up to ~0.8 s wide)."""
 
     seconds: float | None
     source: str
+    uncertainty_s: float = 0.0
 
 
 def _first(
@@ -48,10 +54,12 @@ def _mono(event: TruthEvent | None) -> float | None:
     return None if event is None else event.mono
 
 
-def _span(start: float | None, end: float | None, source: str, missing: str) -> PhaseTruth:
+def _span(
+    start: float | None, end: float | None, source: str, missing: str, uncertainty: float = 0.0
+) -> PhaseTruth:
     if start is None or end is None:
         return PhaseTruth(None, f"no ground truth: {missing}")
-    return PhaseTruth(end - start, source)
+    return PhaseTruth(end - start, source, uncertainty)
 
 
 def failover_truths(
@@ -130,6 +138,8 @@ def failover_truths(
         None,
     )
     passes = None if passing is None else passing.mid_mono
+    # the observer's return to pass is known to within half its bracket
+    passes_unc = 0.0 if passing is None else passing.uncertainty_s / 2
     switched = _first(events, "dns_record_switched", start, to="dr")
     told = {
         role: _first(events, "dns_answer", _mono(switched), client_ip=ip, answer=dr_ip)
@@ -139,6 +149,8 @@ def failover_truths(
     probes_moved = _mono(told.get("probes"))
     restored = None if probes_moved is None or passes is None else max(probes_moved, passes)
     done = None if restored is None or wrote is None else max(restored, wrote.mono)
+    restored_unc = passes_unc if restored is not None and restored == passes else 0.0
+    done_unc = restored_unc if done is not None and done == restored else 0.0
     health: PhaseTruth
     if healthy is None or passes is None:
         health = PhaseTruth(None, "no ground truth: no DR targets UP or no observer pass")
@@ -146,6 +158,7 @@ def failover_truths(
         health = PhaseTruth(
             max(0.0, passes - healthy.mono),
             "HAProxy's log (targets UP), the independent observer (dr-lb passes)",
+            passes_unc,
         )
     return {
         "Detection": _span(
@@ -200,12 +213,14 @@ def failover_truths(
             done,
             f"{down_source}; DNS answers to the probes, the observer (dr-lb), the first DR write",
             "no DR answer to the probes, no observer pass or no write on DR",
+            done_unc,
         ),
         "client downtime": _span(
             start,
             restored,
             f"{down_source}; DNS answers to the probes, the observer (dr-lb)",
             "no DR answer to the probes or no observer pass",
+            restored_unc,
         ),
     }
 
@@ -289,6 +304,7 @@ def reboot_truth(
     return PhaseTruth(
         passes[-1].mid_mono - start.mono,
         f"{origin}; the independent observer (primary-lb passes again, for good)",
+        passes[-1].uncertainty_s / 2,
     )
 
 

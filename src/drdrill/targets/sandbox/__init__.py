@@ -726,7 +726,7 @@ class SandboxTarget:
         measured = {result.name for result in measure.results}
         attached = {name: truth for name, truth in truths.items() if name in measured}
         for name, truth in attached.items():
-            measure.set_truth(name, truth.seconds, truth.source)
+            measure.set_truth(name, truth.seconds, truth.source, truth.uncertainty_s)
         return attached
 
     def flush_truth(self) -> int:
