@@ -292,7 +292,7 @@ class Sandbox:
             reboot_db=self.reboot_db,
             db_running=lambda key: self.db[key].is_running(),
             monitor=self.monitor,
-            replication=lambda: replication_status(self.db["dr"]),
+            replication=lambda key: replication_status(self.db[key]),
             region_up=lambda key: self.region_state[key] == "up",
             automation=self.automation,
             set_mode=self.set_mode,

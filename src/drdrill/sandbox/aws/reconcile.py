@@ -456,7 +456,10 @@ class Reconciler:
         except Exception:
             status = "unreachable"
         lag = -1.0
-        if status == "unreachable":
+        replica = bool(getattr(instance, "source_db_instance_identifier", None))
+        if status == "unreachable" and not replica:
+            info = None  # a database that is no replica, down: no read replication entry
+        elif status == "unreachable":
             info = {"Status": "error", "Normal": False, "Message": "replica unreachable"}
         elif status is None:
             info = None  # not a replica (promoted): RDS reports no read replication entry
@@ -597,10 +600,11 @@ class Reconciler:
         )
         if plane is None or plane.reboot_db is None:
             return  # moto answers (a no-op, or its own error for an unknown instance)
+        instance = self._rds(plane).databases.get(db_id)
+        if instance is None:
+            return  # deleted (a failback rebuilds it): moto answers DBInstanceNotFound
         failover = str(call.params.get("ForceFailover", "false")).lower() == "true"
-        hold_while(
-            self._rds(plane).databases[db_id], "rebooting", lambda: self._do_reboot(plane, failover)
-        )
+        hold_while(instance, "rebooting", lambda: self._do_reboot(plane, failover))
 
     def _do_reboot(self, plane: RegionPlane, failover: bool) -> None:
         assert plane.reboot_db is not None

@@ -137,7 +137,7 @@ def serve(
     reboot_db: Callable[[RegionKey, str], Any] | None = None,
     db_running: Callable[[RegionKey], bool] | None = None,
     monitor: Any = None,
-    replication: Callable[[], Any] | None = None,
+    replication: Callable[[RegionKey], Any] | None = None,
     region_up: Callable[[RegionKey], bool] | None = None,
     automation: DrAutomation | None = None,
     set_mode: Callable[[str], Any] | None = None,
@@ -147,7 +147,8 @@ def serve(
     """Start the endpoint on ``127.0.0.1:<ports.aws>``, build the stack, start reconciling.
 
     ``monitor`` is the primary's health monitor: the primary health alarm's state and history;
-    ``replication`` reads the DR replica's ``SHOW SLAVE STATUS`` (StatusInfos, ReplicaLag).
+    ``replication`` reads a region's database's ``SHOW SLAVE STATUS`` (StatusInfos,
+    ReplicaLag): DR's as the pilot light, the primary's while a failback rebuilds it as one.
     """
     endpoint = AwsEndpoint("127.0.0.1", settings.port("aws"))
     endpoint.app.on_call = on_call
@@ -188,7 +189,7 @@ def serve(
                 db_running=None if db_running is None else partial(db_running, key),
                 alarm_name=r.alarms.health or "",
                 monitor=monitor if key == "primary" else None,
-                replication=replication if key == "dr" else None,
+                replication=None if replication is None else partial(replication, key),
                 load_balancer_arn=region.load_balancer_arn,
             )
         up = region_up or (lambda key: True)

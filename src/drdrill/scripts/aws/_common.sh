@@ -99,3 +99,13 @@ JSON
 change_insync() {
   [ "$(aws route53 get-change --region us-east-1 --id "$1" --query 'ChangeInfo.Status' --output text)" = INSYNC ]
 }
+
+# point_and_wait <region> <load balancer name>: point_record_at, Route53's answer on standard
+# output, then wait until the change is INSYNC (served by every Route53 name server)
+point_and_wait() {
+  local answer change
+  answer=$(point_record_at "$1" "$2")
+  echo "$answer"
+  change=$(echo "$answer" | sed -n 's/.*"Id": "\(\/change\/[A-Za-z0-9]*\)".*/\1/p' | head -1)
+  wait_for "the record change to be INSYNC" change_insync "$change"
+}

@@ -30,6 +30,14 @@ db_gone() {
 
 db_available() { [ "$(db_status "$1" "$2")" = available ]; }
 
+# db_replicating <region> <id>: RDS reports the replica's read replication as replicating
+# (available comes first: the replica is up before its replication has connected)
+db_replicating() {
+  [ "$(aws rds describe-db-instances --region "$1" --db-instance-identifier "$2" \
+    --query 'DBInstances[0].StatusInfos[?StatusType==`read replication`].Status | [0]' \
+    --output text 2>/dev/null)" = replicating ]
+}
+
 # replica_of <region> <id> <source arn>: the instance is a read replica of that source
 replica_of() {
   local source
@@ -54,6 +62,7 @@ rebuild() {
       --source-db-instance-identifier "$4" --source-region "$3" >/dev/null
   fi
   wait_for "$2 to be available" db_available "$1" "$2"
+  wait_for "$2 to replicate" db_replicating "$1" "$2"
 }
 
 dr_arn=$(db_arn "$DR_REGION" "$DB_REPLICA")
@@ -76,10 +85,7 @@ group=$(target_group_arn "$PRIMARY_REGION" "$PRIMARY_TARGET_GROUP")
 wait_for "$PRIMARY_DESIRED healthy targets" healthy_at_least "$PRIMARY_REGION" "$group" "$PRIMARY_DESIRED"
 
 say "step 4/7: point $RECORD_NAME at $PRIMARY_ALB; wait ${DNS_TTL} s for clients to move"
-answer=$(point_record_at "$PRIMARY_REGION" "$PRIMARY_ALB")
-echo "$answer"
-change=$(echo "$answer" | sed -n 's/.*"Id": "\(\/change\/[A-Za-z0-9]*\)".*/\1/p' | head -1)
-wait_for "the record change to be INSYNC" change_insync "$change"
+point_and_wait "$PRIMARY_REGION" "$PRIMARY_ALB"
 sleep "$DNS_TTL"
 
 say "step 5/7: scale $CLUSTER/$SERVICE in $DR_REGION to 0"

@@ -35,8 +35,5 @@ wait_for "$DR_DESIRED healthy targets" healthy_at_least "$DR_REGION" "$group" "$
 
 ask "point $RECORD_NAME at the DR load balancer"
 say "step 4/4: point $RECORD_NAME at $DR_ALB"
-answer=$(point_record_at "$DR_REGION" "$DR_ALB")
-echo "$answer"
-change=$(echo "$answer" | sed -n 's/.*"Id": "\(\/change\/[A-Za-z0-9]*\)".*/\1/p' | head -1)
-wait_for "the record change to be INSYNC" change_insync "$change"
+point_and_wait "$DR_REGION" "$DR_ALB"
 say "manual failover: done"
