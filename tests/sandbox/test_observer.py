@@ -259,3 +259,63 @@ def test_the_observer_imports_only_the_standard_library() -> None:
             imported.add((node.module or "").split(".")[0])
     assert imported, "no imports found: the check itself is broken"
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+
+
+def _feed(tmp_path: Path, samples: list[tuple[float, float, bool]]) -> list[dict[str, Any]]:
+    """Judge ``(sent, done, passed)`` samples in send order with the observer's own rule; the
+    lines it logs."""
+    out = tmp_path / "judged.jsonl"
+    watch = observer.Watch("lb-a", "127.0.0.1", 1, INTERVAL, 0.5, observer.Log(str(out)))
+    for sent, done, passed in samples:
+        why = None if passed else "/: status 503"
+        watch._judge(observer._Result((sent, sent), (done, done), why))
+    watch.finish()
+    return [json.loads(x) for x in out.read_text().splitlines()]
+
+
+def test_a_change_is_logged_once_confirmed_and_bounded_by_its_earliest_confirmation(
+    tmp_path: Path,
+) -> None:
+    """The rule the truth rests on, sample by sample: a change is logged once CONFIRM samples in
+    the new state are judged, its ``hi`` the earliest completion among them (a request sent as a
+    database came back hangs and passes late while the next passes at once); no ``judged``
+    line goes out while a change waits for its confirmation; a one-sample blip is still logged,
+    both ways."""
+    assert observer.CONFIRM == 3
+    lines = _feed(
+        tmp_path,
+        [
+            (1.00, 1.01, True),
+            (1.02, 1.03, False),  # down
+            (1.04, 1.05, False),
+            (1.06, 1.07, False),
+            (1.08, 1.70, True),  # hung through the restart, passed late
+            (1.10, 1.12, True),  # passed at once
+            (1.12, 1.14, True),
+            (1.14, 1.15, False),  # a one-sample blip
+            (1.16, 1.17, True),
+            (1.18, 1.19, True),
+            (1.20, 1.21, True),
+        ],
+    )
+    changes = [x for x in lines if x["event"] in ("initial", "transition")]
+    assert [(x.get("from"), x.get("to", x.get("state"))) for x in changes] == [
+        (None, "pass"),
+        ("pass", "fail"),
+        ("fail", "pass"),
+        ("pass", "fail"),
+        ("fail", "pass"),
+    ]
+    _, down, back, blip, again = changes
+    assert (down["lo_mono"], down["hi_mono"]) == (1.00, 1.03)
+    # lo: the send of the last failing sample; hi: the earliest of the three confirmations
+    assert (back["lo_mono"], back["hi_mono"]) == (1.06, 1.12)
+    assert (blip["lo_mono"], blip["hi_mono"]) == (1.12, 1.15)
+    assert (again["lo_mono"], again["hi_mono"]) == (1.14, 1.17)
+    # the judged lines never claim a send time whose change was still unconfirmed
+    order = [x["event"] for x in lines]
+    for i, line in enumerate(lines):
+        if line["event"] == "judged":
+            later = [x for x in lines[i:] if x["event"] == "transition"]
+            assert all(x["lo_mono"] >= line["sent_mono"] for x in later), (line, later)
+    assert "judged" in order
