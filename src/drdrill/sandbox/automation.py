@@ -24,6 +24,7 @@ from drdrill.sandbox.mariadb import promote_replica, wait_for_replica
 from drdrill.sandbox.reseed import freeze_writes, reseed_replica
 
 if TYPE_CHECKING:
+    from drdrill.sandbox.settings import RegionKey
     from drdrill.sandbox.supervisor import Sandbox
 
 STEPS = ("promote", "scale", "wait_healthy", "switch_dns")
@@ -218,37 +219,50 @@ class DrAutomation:
 
     def _failback(self) -> dict[str, Any]:
         sandbox = self.sandbox
-        primary, dr = sandbox.db["primary"], sandbox.db["dr"]
         timings = sandbox.settings.timings
         started = time.monotonic()
         self._truth("failback_started")
         if sandbox.region_state["primary"] != "up":
             sandbox.region_up("primary")
         sandbox.ecs["primary"].set_desired(0)
-        sandbox.harvest_db_log("primary")  # a reseed wipes its general log
-        seconds = reseed_replica(primary, dr, via=sandbox.across("primary"))
-        self._truth("primary_reseeded", seconds=round(seconds, 3))
+        self._reseed("primary", "dr", "primary_reseeded")
         want = sandbox.settings.primary.desired
         sandbox.ecs["primary"].set_desired(want)
         self._wait_healthy("primary", want)
         self._truth("writes_frozen", region="dr")
-        freeze_writes(dr)
-        wait_for_replica(dr, primary, timeout=30)
-        promote_replica(primary, timeout=30)
-        sandbox.writer_region = "primary"
-        self._truth("primary_writable")
+        freeze_writes(sandbox.db["dr"])
+        self._promote_primary()
         self._truth("dns_switch_requested", to="primary")
         sandbox.dns.switch("primary")
         time.sleep(timings.dns_ttl + 0.5)  # clients holding the DR answer move on
         sandbox.ecs["dr"].set_desired(sandbox.settings.dr.desired)
-        sandbox.harvest_db_log("dr")
-        seconds = reseed_replica(dr, primary, via=sandbox.across("dr"))
-        self._truth("dr_reseeded", seconds=round(seconds, 3))
+        self._rebuild_dr()
+        self._truth("failback_completed", total_s=round(time.monotonic() - started, 3))
+        return {"status": "completed", "seconds": round(time.monotonic() - started, 3)}
+
+    def _reseed(self, region: RegionKey, source: RegionKey, event: str) -> float:
+        """A region's database rebuilt as a replica of the other's (``event`` in the truth)."""
+        sandbox = self.sandbox
+        sandbox.harvest_db_log(region)  # a reseed wipes its general log
+        seconds = reseed_replica(sandbox.db[region], sandbox.db[source], via=sandbox.across(region))
+        self._truth(event, seconds=round(seconds, 3))
+        return seconds
+
+    def _promote_primary(self, **attrs: Any) -> None:
+        """The rebuilt primary, once it has applied what DR sent, takes the writes."""
+        sandbox = self.sandbox
+        wait_for_replica(sandbox.db["dr"], sandbox.db["primary"], timeout=30)
+        promote_replica(sandbox.db["primary"], timeout=30)
+        sandbox.writer_region = "primary"
+        self._truth("primary_writable", **attrs)
+
+    def _rebuild_dr(self) -> float:
+        """DR's database rebuilt as a replica of the primary: pilot light again, done."""
+        seconds = self._reseed("dr", "primary", "dr_reseeded")
         with self._lock:
             self.state = "primary"
             self._done.clear()
-        self._truth("failback_completed", total_s=round(time.monotonic() - started, 3))
-        return {"status": "completed", "seconds": round(time.monotonic() - started, 3)}
+        return seconds
 
     def failback_step(self, name: str, via: str = "aws-api") -> dict[str, Any]:
         """One step of a failback that someone else runs through the sandbox's AWS API (an
@@ -267,7 +281,6 @@ class DrAutomation:
         ``ChangeResourceRecordSets``). ``via`` names who asked in the ground truth.
         """
         sandbox = self.sandbox
-        primary, dr = sandbox.db["primary"], sandbox.db["dr"]
         if name == "rebuild_primary":
             with self._lock:
                 if self.state not in ("dr", "failing_back") and not self._failed_over():
@@ -278,27 +291,17 @@ class DrAutomation:
             self._truth("failback_started", via=via)
             if sandbox.region_state["primary"] != "up":
                 sandbox.region_up("primary")
-            sandbox.harvest_db_log("primary")  # a reseed wipes its general log
-            seconds = reseed_replica(primary, dr, via=sandbox.across("primary"))
-            self._truth("primary_reseeded", seconds=round(seconds, 3))
+            seconds = self._reseed("primary", "dr", "primary_reseeded")
             return {"step": name, "seconds": round(seconds, 3)}
         if name == "promote_primary":
             if self.state != "failing_back":
                 raise DrillError(f"the primary is rebuilt as a replica first (state: {self.state})")
-            wait_for_replica(dr, primary, timeout=30)
-            promote_replica(primary, timeout=30)
-            sandbox.writer_region = "primary"
-            self._truth("primary_writable", via=via)
+            self._promote_primary(via=via)
             return {"step": name}
         if name == "rebuild_dr":
             if sandbox.writer_region != "primary":
                 raise DrillError("DR is rebuilt from the primary once the primary takes writes")
-            sandbox.harvest_db_log("dr")
-            seconds = reseed_replica(dr, primary, via=sandbox.across("dr"))
-            self._truth("dr_reseeded", seconds=round(seconds, 3))
-            with self._lock:
-                self.state = "primary"
-                self._done.clear()
+            seconds = self._rebuild_dr()
             self._truth("failback_completed", via=via)
             return {"step": name, "seconds": round(seconds, 3)}
         raise DrillError(f"unknown failback step '{name}'")
