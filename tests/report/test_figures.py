@@ -47,7 +47,10 @@ def test_a_truth_that_is_itself_uncertain_says_by_how_much() -> None:
     say both, rather than an error as if the truth were exact."""
     reboot = replace(_result(0.818, 0.194, 1.113), name="Total RTO", truth_uncertainty_s=0.28)
     assert truth_text(reboot) == "1.113 ± 0.280 s (the observer)"
-    assert error_text(reboot) == "-295.0 ms, truth ± 280 ms, inside the interval (the observer)"
+    assert error_text(reboot) == "-295.0 ms, truth ± 280 ms, the intervals meet (the observer)"
+    assert error_text(reboot, with_source=False, meets=" (meets)") == (
+        "-295.0 ms, truth ± 280 ms (meets)"
+    )
     # the same error against an exact truth is outside
     exact = replace(reboot, truth_uncertainty_s=0.0)
     assert truth_text(exact) == "1.113 s (the observer)"

@@ -58,7 +58,7 @@ def _drill_table(record: TestRecord) -> Table:
     for result in record.results:
         objective = "—" if result.target_s is None else f"{result.target_s:g} s"
         # the truth's source is in report.md and report.html: here the column stays narrow
-        error = error_text(result, with_source=False, inside=" (inside)")
+        error = error_text(result, with_source=False, inside=" (inside)", meets=" (meets)")
         table.add_row(
             escape(result.name),
             f"{measured_text(result)}\n{interval_text(result)}",

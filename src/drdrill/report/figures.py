@@ -69,13 +69,18 @@ def status_text(result: Result) -> str:
 
 
 def error_text(
-    result: Result, *, with_source: bool = True, inside: str = ", inside the interval"
+    result: Result,
+    *,
+    with_source: bool = True,
+    inside: str = ", inside the interval",
+    meets: str = ", the intervals meet",
 ) -> str:
     """Measured minus ground truth (``+3.1 ms``), with its source when known (and
     ``with_source``), or "no ground truth". A truth that the figure's own interval holds says
     so (``+252.1 ms, inside the interval``; ``inside`` is that wording): the figure claimed no
     more than it knew, however far its midpoint is. A truth that is itself uncertain says by how
-    much (``-195.0 ms, truth ± 280 ms``), and counts as held when the two intervals meet."""
+    much (``-195.0 ms, truth ± 280 ms``); when only its own interval meets the figure's, that
+    says so (``meets``)."""
     error = result.error_ms
     if error is None or not math.isfinite(error):
         return NO_TRUTH
@@ -84,13 +89,11 @@ def error_text(
     spread = result.truth_uncertainty_s if math.isfinite(result.truth_uncertainty_s) else 0.0
     if spread >= 0.0005:
         text += f", truth ± {spread * 1000:.0f} ms"
-    if (
-        truth is not None
-        and finite(result)
-        and result.low <= truth + spread
-        and truth - spread <= result.high
-    ):
-        text += inside
+    if truth is not None and finite(result):
+        if result.low <= truth <= result.high:
+            text += inside
+        elif result.low <= truth + spread and truth - spread <= result.high:
+            text += meets
     return f"{text} ({result.truth_source})" if with_source and result.truth_source else text
 
 
