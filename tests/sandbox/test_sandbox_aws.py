@@ -41,6 +41,7 @@ from tests.sandbox.sandbox_project import (
 
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
+from drdrill.targets.aws.route53 import health_status
 
 pytestmark = [
     pytest.mark.slow,
@@ -390,6 +391,60 @@ def test_update_service_scales_a_region_for_real(
         assert _processes_listening_on(_ip(task)), "the API says RUNNING but nothing listens"
     finally:
         ecs.update_service(cluster=CLUSTER, service=SERVICE, desiredCount=0)
+    _until(
+        "the DR task stops",
+        lambda: all(t["lastStatus"] == "STOPPED" for t in _tasks(ecs)),
+    )
+
+
+def _check_status(route53: Any, check_id: str) -> str:
+    observations = route53.get_health_check_status(HealthCheckId=check_id)
+    return str(observations["HealthCheckObservations"][0]["StatusReport"]["Status"])
+
+
+def test_route53s_health_check_status_is_what_its_checkers_see(
+    sandbox: dict[str, Any], clients: Callable[[str, str], Any]
+) -> None:
+    """GetHealthCheckStatus reports each failover record's health check as a checker requesting
+    its load balancer's health path finds it (moto reports "Success" whatever the endpoint
+    does): the primary's passes, DR's in pilot light (no task behind its balancer) fails with
+    HAProxy's 503 until DR runs a task, and fails again once it runs none."""
+    route53 = clients("route53", "us-east-1")
+    names = sandbox["status"]["aws"]["target"]["route53"]
+    record = names["record_name"]
+    zone = (
+        names.get("zone_id")
+        or (
+            route53.list_hosted_zones_by_name(DNSName=record.split(".", 1)[1])["HostedZones"][0][
+                "Id"
+            ]
+        )
+    )
+    sets = route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    checks = {
+        r["Failover"]: r["HealthCheckId"]
+        for r in sets
+        if r["Name"].rstrip(".") == record.rstrip(".") and "HealthCheckId" in r
+    }
+    assert set(checks) == {"PRIMARY", "SECONDARY"}, sets
+    assert _check_status(route53, checks["PRIMARY"]).startswith("Success: HTTP Status Code 200")
+    assert health_status([_check_status(route53, checks["PRIMARY"])]) == "HEALTHY"
+    dr = _check_status(route53, checks["SECONDARY"])
+    assert dr.startswith("Failure: HTTP Status Code 503"), dr
+    assert health_status([dr]) == "UNHEALTHY"
+    ecs = clients("ecs", "eu-central-1")
+    ecs.update_service(cluster=CLUSTER, service=SERVICE, desiredCount=1)
+    try:
+        _until(
+            "DR's health check passes once a task runs behind its balancer",
+            lambda: _check_status(route53, checks["SECONDARY"]).startswith("Success"),
+        )
+    finally:
+        ecs.update_service(cluster=CLUSTER, service=SERVICE, desiredCount=0)
+    _until(
+        "DR's health check fails again with no task",
+        lambda: _check_status(route53, checks["SECONDARY"]).startswith("Failure"),
+    )
     _until(
         "the DR task stops",
         lambda: all(t["lastStatus"] == "STOPPED" for t in _tasks(ecs)),

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from moto.backends import get_backend
 from moto.moto_api._internal import mock_random
 
 from drdrill.sandbox.aws.endpoint import AwsEndpoint, Call
 from drdrill.sandbox.aws.failover import DrFunction
+from drdrill.sandbox.aws.healthcheck import HealthCheckers
 from drdrill.sandbox.aws.provision import (
     ASSETS_RULE_ID,
     ProvisionedRegion,
@@ -87,6 +89,8 @@ class SandboxAws:
     stack: ProvisionedStack
     reconciler: Reconciler
     function: DrFunction | None = None
+    #: Route53's checkers of the failover record's health checks (GetHealthCheckStatus)
+    checkers: HealthCheckers | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def notify_alarm(self, delay_s: float, reason: str) -> None:
@@ -124,6 +128,8 @@ class SandboxAws:
     def stop(self) -> None:
         """Stop mirroring, then serving."""
         self._stopping.set()
+        if self.checkers is not None:
+            self.checkers.stop()
         self.reconciler.stop()
         if self.function is not None:
             self.function.close()
@@ -271,10 +277,21 @@ def serve(
         else:
             function = None
         reconciler.start()
+        checkers = HealthCheckers(
+            lambda: get_backend("route53")[ACCOUNT]["global"].health_checks,
+            {
+                stack.primary.load_balancer_dns: (lbs["primary"].bind_ip, lbs["primary"].port),
+                stack.dr.load_balancer_dns: (lbs["dr"].bind_ip, lbs["dr"].port),
+            },
+            interval=settings.timings.health_check_interval,
+        )
+        checkers.start()
     except BaseException:
         endpoint.stop()
         raise
-    return SandboxAws(endpoint=endpoint, stack=stack, reconciler=reconciler, function=function)
+    return SandboxAws(
+        endpoint=endpoint, stack=stack, reconciler=reconciler, function=function, checkers=checkers
+    )
 
 
 def target_section(
