@@ -166,22 +166,17 @@ def test_transitions_bracket_the_real_change(fake_lb: FakeLb, tmp_path: Path) ->
     assert read_transitions(out, since_mono=changes[-1].hi_mono, target="lb-a") == [changes[-1]]
 
 
-def test_a_hanging_sample_does_not_hide_the_recovery_after_it(
-    fake_lb: FakeLb, tmp_path: Path
-) -> None:
-    """A database restarting behind the load balancer makes requests hang, then fail; once it is
-    back, requests sent later pass at once. The observer judges samples in the order they were
-    sent, so its fail -> pass transition brackets the moment the target came back about as
-    tightly as any other: not one timeout later, behind the sample that hung. (A sequential
-    observer's bracket here was the hang's length, 0.4 s, wide.)"""
-    out = tmp_path / "observer.jsonl"
+def _hang_then_pass(fake_lb: FakeLb, out: Path, hang_for: float) -> tuple[list[Any], float, float]:
+    """The observer on a target that passes, hangs for ``hang_for`` s (its requests answer a
+    slow 503), then passes again; its changes after the first state, which must be a failure
+    and a return to pass, and the moments just before and after the return."""
     fake_lb.mode = "pass"
     proc = start_observer(out, f"lb-a=127.0.0.1:{fake_lb.port}", parent=os.getpid())
     try:
         wait_for_line(out, lambda x: x.get("event") == "initial" and x["target"] == "lb-a")
         time.sleep(0.2)
         fake_lb.mode = "hang"
-        time.sleep(0.6)
+        time.sleep(hang_for)
         before = time.monotonic()
         fake_lb.mode = "pass"
         after = time.monotonic()
@@ -194,6 +189,19 @@ def test_a_hanging_sample_does_not_hide_the_recovery_after_it(
     [initial, *changes] = read_transitions(out, target="lb-a")
     assert initial.new == "pass"
     assert [(c.old, c.new) for c in changes] == [("pass", "fail"), ("fail", "pass")], changes
+    return changes, before, after
+
+
+def test_a_hanging_sample_does_not_hide_the_recovery_after_it(
+    fake_lb: FakeLb, tmp_path: Path
+) -> None:
+    """A database restarting behind the load balancer makes requests hang, then fail; once it is
+    back, requests sent later pass at once. The observer judges samples in the order they were
+    sent, so its fail -> pass transition brackets the moment the target came back about as
+    tightly as any other: not one timeout later, behind the sample that hung. (A sequential
+    observer's bracket here was the hang's length, 0.4 s, wide.)"""
+    out = tmp_path / "observer.jsonl"
+    changes, before, after = _hang_then_pass(fake_lb, out, hang_for=0.6)
     back = changes[1]
     assert back.lo_mono <= after and before <= back.hi_mono, (before, after, back)
     print(f"back: bracket {1000 * back.uncertainty_s:.1f} ms wide (the hang: 400 ms)")
@@ -212,24 +220,8 @@ def test_changes_are_read_in_the_order_the_states_followed_one_another(
     have passed: the target was failing, then passing, and ends passing. Read in the order of
     the changes' upper bounds (the hung request's completion is the latest), it ended failing:
     a crash reboot's truth was lost that way ("the observer sees the primary failing again")."""
-    out = tmp_path / "observer.jsonl"
-    fake_lb.mode = "pass"
-    proc = start_observer(out, f"lb-a=127.0.0.1:{fake_lb.port}", parent=os.getpid())
-    try:
-        wait_for_line(out, lambda x: x.get("event") == "initial" and x["target"] == "lb-a")
-        time.sleep(0.2)
-        fake_lb.mode = "hang"  # the samples sent now hang 0.4 s, then fail
-        time.sleep(2.5 * INTERVAL)
-        fake_lb.mode = "pass"
-        time.sleep(0.8)  # the hung samples end after the later ones passed
-    finally:
-        proc.terminate()
-        assert proc.wait(10) == 0
-        assert proc.stdout is not None
-        proc.stdout.close()
-    [initial, *changes] = read_transitions(out, target="lb-a")
-    assert initial.new == "pass"
-    assert [(c.old, c.new) for c in changes] == [("pass", "fail"), ("fail", "pass")], changes
+    # the samples sent in these 2.5 intervals hang 0.4 s, then fail
+    changes, _, _ = _hang_then_pass(fake_lb, tmp_path / "observer.jsonl", hang_for=2.5 * INTERVAL)
     failed, back = changes
     # the case that matters: the failure's bound is the hung request's end, after the return
     assert failed.hi_mono > back.hi_mono, changes
