@@ -200,6 +200,12 @@ ENDPOINT = "probes:\n  endpoints:\n    - url: http://127.0.0.1:8080/\n"
             "targets.sandbox.timings.dns_ttl",
             "valid integer (got True)",
         ),
+        (
+            "targets:\n  sandbox:\n    route53_routing: true\n",
+            2,
+            "targets.sandbox",
+            "route53_routing: true needs aws_api: true",
+        ),
         ("targets:\n  local:\n    demo: {port: true}\n", 3, "targets.local.demo.port", "integer"),
         ("targets:\n  aws:\n    http_port: true\n", 3, "targets.aws.http_port", "integer"),
         ("targets:\n  aws:\n    localstack: 1\n", 3, "targets.aws.localstack", "valid boolean"),

@@ -153,6 +153,10 @@ class SandboxSettings(_Model):
     #: through it); off by default: its reconciler shares the supervisor's interpreter with the
     #: components whose records are the ground truth, and moto takes seconds to start
     aws_api: bool = False
+    #: with ``aws_api``: Route53's failover routing answers the record on the health checks'
+    #: statuses (the SECONDARY once the PRIMARY's check fails), as on AWS; off by default: the
+    #: runbook's DNS Update is an explicit step (a record change), which routing would pre-empt
+    route53_routing: bool = False
     block: int = Field(default=0, ge=0, le=MAX_BLOCK)
     primary: RegionSettings = RegionSettings(name="eu-west-1", subnet="127.0.1", desired=2)
     dr: RegionSettings = RegionSettings(name="eu-central-1", subnet="127.0.2", desired=0)
@@ -168,6 +172,12 @@ class SandboxSettings(_Model):
                 raise ValueError(
                     f"ports.{name} reaches {top} in block {self.block}, over {_HIGHEST_PORT}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _routing_needs_the_api(self) -> SandboxSettings:
+        if self.route53_routing and not self.aws_api:
+            raise ValueError("route53_routing: true needs aws_api: true (Route53 is the API's)")
         return self
 
     @model_validator(mode="after")

@@ -300,10 +300,17 @@ class Sandbox:
             on_call=lambda call: self.truth.append(
                 "api_request", "aws-api", call=f"{call.service}:{call.action}", region=call.region
             ),
+            route_dns=self._route_dns if self.settings.route53_routing else None,
         )
         stack = self.aws.stack
         for key, built in zip(REGIONS, (stack.primary, stack.dr), strict=True):
             self.dns.add_static(built.load_balancer_dns, self.settings.region(key).ip(2))
+
+    def _route_dns(self, to: RegionKey, why: str) -> None:
+        """Route53's failover routing answers ``to`` (``route53_routing``): the DNS follows."""
+        if self.dns.active != to:
+            self.truth.append("route53_routed", "route53", to=to, why=why)
+            self.dns.switch(to)
 
     def shutdown(self) -> dict[str, Any]:
         """Ask the supervisor to stop everything and exit."""

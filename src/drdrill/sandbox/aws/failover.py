@@ -83,6 +83,19 @@ def _install_sns_delivery() -> None:
 _CHANGE_LISTENERS: list[Callable[[str, list[dict[str, Any]]], None]] = []
 
 
+def listen_to_record_changes(listener: Callable[[str, list[dict[str, Any]]], None]) -> None:
+    """Call ``listener(zone, changes)`` after each ``ChangeResourceRecordSets`` moto accepted
+    (after the listeners added before it)."""
+    _install_route53()
+    _CHANGE_LISTENERS.append(listener)
+
+
+def stop_listening(listener: Callable[[str, list[dict[str, Any]]], None]) -> None:
+    """Undo :func:`listen_to_record_changes`."""
+    if listener in _CHANGE_LISTENERS:
+        _CHANGE_LISTENERS.remove(listener)
+
+
 def _install_route53() -> None:
     """``GetChange`` with the change's real ``SubmittedAt``; ``ChangeResourceRecordSets``
     with a change id of its own (moto answers one fixed id to every change) and its moment,

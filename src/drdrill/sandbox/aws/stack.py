@@ -25,8 +25,8 @@ from moto.backends import get_backend
 from moto.moto_api._internal import mock_random
 
 from drdrill.sandbox.aws.endpoint import AwsEndpoint, Call
-from drdrill.sandbox.aws.failover import DrFunction
-from drdrill.sandbox.aws.healthcheck import HealthCheckers
+from drdrill.sandbox.aws.failover import DrFunction, listen_to_record_changes, stop_listening
+from drdrill.sandbox.aws.healthcheck import FailoverRouting, HealthCheckers
 from drdrill.sandbox.aws.provision import (
     ASSETS_RULE_ID,
     ProvisionedRegion,
@@ -129,11 +129,18 @@ class SandboxAws:
         """Stop mirroring, then serving."""
         self._stopping.set()
         if self.checkers is not None:
+            if self.checkers.routing is not None:
+                stop_listening(self.checkers.routing.on_record_change)
             self.checkers.stop()
         self.reconciler.stop()
         if self.function is not None:
             self.function.close()
         self.endpoint.stop()
+
+
+def route53_backend() -> Any:
+    """moto's Route53 (global) of the sandbox's account."""
+    return get_backend("route53")[ACCOUNT]["global"]
 
 
 def serve(
@@ -149,8 +156,12 @@ def serve(
     set_mode: Callable[[str], Any] | None = None,
     mode: str = "manual",
     on_call: Callable[[Call], object] | None = None,
+    route_dns: Callable[[RegionKey, str], object] | None = None,
 ) -> SandboxAws:
     """Start the endpoint on ``127.0.0.1:<ports.aws>``, build the stack, start reconciling.
+
+    ``route_dns(region, why)``, when given (``targets.sandbox.route53_routing``), points the
+    sandbox's DNS where Route53's failover routing answers, on the health checks' statuses.
 
     ``monitor`` is the primary's health monitor: the primary health alarm's state and history;
     ``replication`` reads a region's database's ``SHOW SLAVE STATUS`` (StatusInfos,
@@ -278,7 +289,7 @@ def serve(
             function = None
         reconciler.start()
         checkers = HealthCheckers(
-            lambda: get_backend("route53")[ACCOUNT]["global"].health_checks,
+            lambda: route53_backend().health_checks,
             {
                 stack.primary.load_balancer_dns: (lbs["primary"].bind_ip, lbs["primary"].port),
                 stack.dr.load_balancer_dns: (lbs["dr"].bind_ip, lbs["dr"].port),
@@ -286,6 +297,22 @@ def serve(
             interval=settings.timings.health_check_interval,
         )
         checkers.start()
+        if route_dns is not None:
+            routing = FailoverRouting(
+                lambda: [
+                    r
+                    for r in route53_backend().zones[stack.zone_id].rrsets
+                    if str(r.name).rstrip(".") == stack.record_name.rstrip(".")
+                ],
+                lambda: route53_backend().health_checks,
+                checkers,
+                {stack.primary.load_balancer_dns: "primary", stack.dr.load_balancer_dns: "dr"},
+                route_dns,
+            )
+            checkers.each_pass.append(routing.evaluate)
+            listen_to_record_changes(routing.on_record_change)
+            checkers.routing = routing
+            routing.evaluate()
     except BaseException:
         endpoint.stop()
         raise
