@@ -484,6 +484,40 @@ def test_a_reboot_of_a_rebooting_instance_is_refused_as_rds_does(
     _available_again(rds, db_id)
 
 
+def test_dr_deleted_and_rebuilt_through_the_api(
+    sandbox: dict[str, Any], clients: Callable[[str, str], Any]
+) -> None:
+    """DeleteDBInstance of DR's replica (it takes no writes): moto forgets it, and a reboot of it
+    is answered DBInstanceNotFound, as RDS answers (it was a KeyError and a 500 of the
+    endpoint); CreateDBInstanceReadReplica from the primary rebuilds the real mariadbd as its
+    replica, replicating again."""
+    target = sandbox["status"]["aws"]["target"]
+    rds = clients("rds", "eu-central-1")
+    dr_id = target["dr"]["rds"]["instance_id"]
+    primary = clients("rds", "eu-west-1").describe_db_instances(
+        DBInstanceIdentifier=target["primary"]["rds"]["instance_id"]
+    )["DBInstances"][0]
+    rds.delete_db_instance(DBInstanceIdentifier=dr_id, SkipFinalSnapshot=True)
+    with pytest.raises(ClientError) as gone:
+        rds.reboot_db_instance(DBInstanceIdentifier=dr_id)
+    assert gone.value.response["Error"]["Code"] == "DBInstanceNotFound", gone.value.response
+    rds.create_db_instance_read_replica(
+        DBInstanceIdentifier=dr_id,
+        SourceDBInstanceIdentifier=primary["DBInstanceArn"],
+        SourceRegion="eu-west-1",
+    )
+
+    def replicating() -> bool:
+        instance = rds.describe_db_instances(DBInstanceIdentifier=dr_id)["DBInstances"][0]
+        infos = instance.get("StatusInfos") or []
+        return instance["DBInstanceStatus"] == "available" and any(
+            i.get("Status") == "replicating" for i in infos
+        )
+
+    _until("DR replicates the primary again", replicating, timeout=90)
+    assert _status(sandbox)["regions"]["dr"]["rds"]["replication"] == {"io": True, "sql": True}
+
+
 def test_the_health_alarm_and_its_history_are_the_monitors(
     sandbox: dict[str, Any], clients: Callable[[str, str], Any]
 ) -> None:

@@ -96,6 +96,25 @@ def stop_listening(listener: Callable[[str, list[dict[str, Any]]], None]) -> Non
         _CHANGE_LISTENERS.remove(listener)
 
 
+def install_cross_region_replica_delete() -> None:
+    """moto's ``DeleteDBInstance`` of a cross-region read replica: its source lists the
+    replica by ARN, and moto removed it by identifier (a ValueError, answered as a 500): the
+    DR replica deleted to be rebuilt failed that way. Removed by whichever of the two it has."""
+    from moto.rds.models import DBInstance
+
+    if getattr(DBInstance, "_drdrill_remove_replica", False):
+        return
+
+    def remove_replica(self: Any, replica: Any) -> None:
+        for key in (replica.db_instance_identifier, replica.db_instance_arn):
+            if key in self.replicas:
+                self.replicas.remove(key)
+                return
+
+    DBInstance.remove_replica = remove_replica  # type: ignore[method-assign]
+    DBInstance._drdrill_remove_replica = True  # type: ignore[attr-defined]
+
+
 def _install_route53() -> None:
     """``GetChange`` with the change's real ``SubmittedAt``; ``ChangeResourceRecordSets``
     with a change id of its own (moto answers one fixed id to every change) and its moment,

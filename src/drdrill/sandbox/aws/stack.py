@@ -25,7 +25,12 @@ from moto.backends import get_backend
 from moto.moto_api._internal import mock_random
 
 from drdrill.sandbox.aws.endpoint import AwsEndpoint, Call
-from drdrill.sandbox.aws.failover import DrFunction, listen_to_record_changes, stop_listening
+from drdrill.sandbox.aws.failover import (
+    DrFunction,
+    install_cross_region_replica_delete,
+    listen_to_record_changes,
+    stop_listening,
+)
 from drdrill.sandbox.aws.healthcheck import FailoverRouting, HealthCheckers
 from drdrill.sandbox.aws.provision import (
     ASSETS_RULE_ID,
@@ -167,6 +172,7 @@ def serve(
     ``replication`` reads a region's database's ``SHOW SLAVE STATUS`` (StatusInfos,
     ReplicaLag): DR's as the pilot light, the primary's while a failback rebuilds it as one.
     """
+    install_cross_region_replica_delete()
     endpoint = AwsEndpoint("127.0.0.1", settings.port("aws"))
     endpoint.app.on_call = on_call
     endpoint.start()
