@@ -21,18 +21,9 @@ import dns.message
 import dns.query
 import dns.rdatatype
 import pytest
-from tests.sandbox.sandbox_project import ROOT, short_folder, write_config
+from tests.sandbox.sandbox_project import ROOT, SANDBOX_MARKS, short_folder, write_config
 
-from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
-from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        bool(mariadb_missing() or haproxy_missing()),
-        reason=f"{mariadb_missing() or haproxy_missing()} (CI installs mariadb-server and haproxy)",
-    ),
-]
+pytestmark = SANDBOX_MARKS
 
 BLOCK = 19
 CLUSTER = SERVICE = "visitor-analytics"
