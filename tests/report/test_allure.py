@@ -18,6 +18,7 @@ from drdrill.errors import InputError
 from drdrill.measure import Measurement, Result
 from drdrill.report.allure import (
     SEVERITIES,
+    _truth_step,
     allure_recording,
     drill_json,
     drill_markdown,
@@ -78,6 +79,13 @@ def test_a_step_title_puts_the_figure_and_its_interval_beside_its_objective() ->
     assert phase_title(_result("downtime", 2.5, None)) == (
         "downtime: 2.500 ± 0.001 s [2.499, 2.501] s: no objective"
     )
+
+
+def test_a_truth_step_says_how_uncertain_the_truth_is() -> None:
+    exact = replace(_result("Total RTO", 2.547, 18.0, truth_s=2.544), truth_source="the log")
+    assert _truth_step(exact) == "ground truth 2.544 s from the log (error +3.0 ms)"
+    uncertain = replace(exact, truth_s=2.844, truth_uncertainty_s=0.28)
+    assert _truth_step(uncertain) == "ground truth 2.844 ± 0.280 s from the log (error -297.0 ms)"
 
 
 @pytest.mark.parametrize(

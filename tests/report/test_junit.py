@@ -97,6 +97,12 @@ def test_inconclusive_and_invalid_figures_say_so_with_the_truths_source() -> Non
     )
     assert props["drdrill.Total RTO.truth_source"] == "sandbox truth.jsonl"
     assert props["drdrill.Total RTO.truth_error_ms"] == "50.000"
+    assert "drdrill.Total RTO.truth_uncertainty" not in props  # an exact truth
+    uncertain = dict(
+        phase_properties([replace(straddling, truth_s=17.5, truth_uncertainty_s=0.28)])
+    )
+    assert uncertain["drdrill.Total RTO.truth_uncertainty"] == "0.280"
+    assert uncertain["drdrill.Total RTO.truth_error_ms"] == "450.000"
     assert props["drdrill.Health Verification.status"] == "invalid"
     assert props["drdrill.Health Verification.note"] == reversed_span.note
 

@@ -152,13 +152,17 @@ def _signed(value: float) -> str:
 
 
 def _truth_step(result: Result) -> str:
-    """``ground truth 2.544 s (error +3.1 ms)``, its source named when known; or "no ground
-    truth"."""
+    """``ground truth 2.544 s (error +3.1 ms)`` (``0.965 ± 0.280 s`` for a truth that is itself
+    uncertain), its source named when known; or "no ground truth"."""
     error = result.error_ms
     if result.truth_s is None or error is None:
         return "no ground truth"
     source = f" from {result.truth_source}" if result.truth_source else ""
-    return f"ground truth {result.truth_s:.3f} s{source} (error {_signed(error)} ms)"
+    spread = result.truth_uncertainty_s
+    value = f"{result.truth_s:.3f} s"
+    if spread >= 0.0005:
+        value = f"{result.truth_s:.3f} ± {spread:.3f} s"
+    return f"ground truth {value}{source} (error {_signed(error)} ms)"
 
 
 def phase_span(result: Result, events: Sequence[Event]) -> tuple[int, int] | None:

@@ -45,6 +45,8 @@ def result_properties(result: Result) -> list[tuple[str, str]]:
         props.append((f"{base}.truth", NO_TRUTH))
         return props
     props.append((f"{base}.truth", _number(result.truth_s, unit)))
+    if result.truth_uncertainty_s > 0:
+        props.append((f"{base}.truth_uncertainty", _number(result.truth_uncertainty_s, unit)))
     if result.truth_source:
         props.append((f"{base}.truth_source", result.truth_source))
     error_ms = result.error_ms
@@ -60,7 +62,8 @@ def phase_properties(results: Iterable[Result]) -> list[tuple[str, str]]:
     interval the figure admits; seconds, 3 decimals, or the figure's own unit), ``.target``
     (seconds, empty without an objective), ``.status`` (``met``, ``missed``, ``inconclusive``,
     ``invalid``, ``no objective``), ``.note`` for an invalid figure (why), ``.truth`` (the
-    ground truth, or "no ground truth") and, with one, ``.truth_source`` (where it came from,
+    ground truth, or "no ground truth") and, with one, ``.truth_uncertainty`` (how far the
+    truth itself may be off, ±, when it is not exact), ``.truth_source`` (where it came from,
     when known) and ``.truth_error_ms`` (measured minus truth, milliseconds, 3 decimals).
     """
     return [prop for result in results for prop in result_properties(result)]
