@@ -10,6 +10,7 @@ ground truth beside its figure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -39,6 +40,7 @@ from tests.sandbox.sandbox_project import (
     write_config,
 )
 
+from drdrill.sandbox.control import SandboxClient
 from drdrill.sandbox.haproxy import unavailable_reason as haproxy_missing
 from drdrill.sandbox.mariadb import unavailable_reason as mariadb_missing
 from drdrill.targets.aws.route53 import health_status
@@ -908,9 +910,10 @@ def test_the_exercise_runs_through_the_api_and_leaves_the_stack_at_its_baseline(
 def test_the_static_assets_drill_times_real_copies_and_s3s_own_latency(
     sandbox: dict[str, Any],
 ) -> None:
-    """The static assets drill through the API: the reconciler copies each marker after
-    ``timings.s3_replication_delay`` and publishes S3's ``ReplicationLatency`` as it copies; the
-    drill's worst lag and S3's own figure both lie near the delay."""
+    """The static assets drill through the API: each marker's copy is sent
+    ``timings.s3_replication_delay`` after its write, across the inter-region link, and S3's
+    ``ReplicationLatency`` is published as copies complete; the drill's worst lag and S3's own
+    figure both lie near the delay and the link's latency."""
     run_dir = Path(sandbox["status"]["run_dir"])
     generated = run_dir.parent / f"{run_dir.name}-aws.yaml"
     result, report = run_suites(
@@ -935,3 +938,47 @@ def test_the_static_assets_drill_times_real_copies_and_s3s_own_latency(
         s3_own,
         worst,
     )
+
+
+def test_s3s_copies_cross_the_inter_region_link_and_wait_out_a_partition(
+    sandbox: dict[str, Any], clients: Callable[[str, str], Any]
+) -> None:
+    """An asset put in the primary bucket while the regions are partitioned stays ``PENDING``
+    and out of the DR bucket, however long past its copy's moment; once the link heals its
+    copy crosses it (the link's S3 route carries its bytes) and completes.
+
+    Last in the module: its held copy's ReplicationLatency (~1.5 s) is S3's maximum of its
+    minute, which a static assets drill started in the same minute would read as its own."""
+    status = _status(sandbox)
+    aws = yaml.safe_load(Path(status["aws"]["config"]).read_text())["targets"]["aws"]
+    source, destination = aws["primary"]["s3"]["bucket"], aws["dr"]["s3"]["bucket"]
+    s3 = clients("s3", aws["primary"]["region"])
+    host, port = status["control"].rsplit(":", 1)
+    control = SandboxClient(int(port), host)
+    route = "s3-primary-to-dr"
+    carried = status["link"]["routes"][route]["bytes"]
+    key, body = f"drdrill-test/held-{time.time_ns()}.json", b'{"held": true}' * 20
+    control.call("partition_regions")
+    try:
+        s3.put_object(Bucket=source, Key=key, Body=body)
+        time.sleep(1.5)  # 0.2 s copy delay, then held by the partition
+        assert s3.head_object(Bucket=source, Key=key).get("ReplicationStatus") == "PENDING"
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket=destination, Key=key)
+    finally:
+        control.call("heal_regions")
+    try:
+        _until(
+            "the held copy completes",
+            lambda: s3.head_object(Bucket=source, Key=key).get("ReplicationStatus") == "COMPLETED",
+            timeout=15,
+        )
+        copy = s3.get_object(Bucket=destination, Key=key)
+        assert copy["Body"].read() == body and copy.get("ReplicationStatus") == "REPLICA"
+        assert _status(sandbox)["link"]["routes"][route]["bytes"] >= carried + len(body)
+    finally:
+        for bucket in (source, destination):  # every version: the buckets are versioned
+            listed = s3.list_object_versions(Bucket=bucket, Prefix=key)
+            for version in listed.get("Versions", []) + listed.get("DeleteMarkers", []):
+                with contextlib.suppress(ClientError):
+                    s3.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])

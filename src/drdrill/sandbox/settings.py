@@ -88,6 +88,12 @@ class RegionSettings(_Model):
         in this region (``.6``; the database itself is ``.5``, the load balancer ``.2``)."""
         return self.ip(6)
 
+    @property
+    def s3_ip(self) -> str:
+        """Where S3's copies between the regions cross the link (``.7``, with the AWS API's
+        port): the link's end in the primary region, the receiver of the copies in DR."""
+        return self.ip(7)
+
 
 class Ports(_Model):
     """Base ports; the block offset is added to each."""

@@ -37,6 +37,7 @@ from drdrill.errors import DrillError
 from drdrill.sandbox import reaper
 from drdrill.sandbox.automation import DrAutomation
 from drdrill.sandbox.aws import unavailable_reason as aws_api_unavailable
+from drdrill.sandbox.aws.assets import ROUTE as S3_COPIES
 from drdrill.sandbox.blocklock import EXIT_TAKEN, BlockLock, BlockTaken
 from drdrill.sandbox.children import ChildProcess
 from drdrill.sandbox.dblog import GENERAL_LOG_OPTIONS, GeneralLogHarvester
@@ -142,20 +143,26 @@ class Sandbox:
                 log_to=("127.0.0.1", settings.port("syslog")),
             )
         db_port = settings.port("db")
+        routes = [
+            Route(
+                "dr-to-primary",
+                (settings.dr.link_ip, db_port),
+                (self.db["primary"].host, db_port),
+            ),
+            Route(
+                "primary-to-dr",
+                (settings.primary.link_ip, db_port),
+                (self.db["dr"].host, db_port),
+            ),
+        ]
+        if settings.aws_api:  # S3's copies of the assets, primary bucket to DR's
+            aws_port = settings.port("aws")
+            routes.append(
+                Route(S3_COPIES, (settings.primary.s3_ip, aws_port), (settings.dr.s3_ip, aws_port))
+            )
         #: every connection between the regions crosses this link (its latency, its partitions)
         self.link = InterRegionLink(
-            [
-                Route(
-                    "dr-to-primary",
-                    (settings.dr.link_ip, db_port),
-                    (self.db["primary"].host, db_port),
-                ),
-                Route(
-                    "primary-to-dr",
-                    (settings.primary.link_ip, db_port),
-                    (self.db["dr"].host, db_port),
-                ),
-            ],
+            routes,
             LinkShape(
                 timings.inter_region_latency,
                 timings.inter_region_jitter,
@@ -301,6 +308,7 @@ class Sandbox:
                 "api_request", "aws-api", call=f"{call.service}:{call.action}", region=call.region
             ),
             route_dns=self._route_dns if self.settings.route53_routing else None,
+            copies_via=(self.settings.primary.s3_ip, self.settings.port("aws")),
         )
         stack = self.aws.stack
         for key, built in zip(REGIONS, (stack.primary, stack.dr), strict=True):

@@ -126,8 +126,14 @@ class RegionPlane:
 @dataclass
 class BucketReplication:
     """The primary's assets bucket replicated to the DR's, as S3 cross-region replication does:
-    each new object is ``PENDING``, copied after ``delay_s`` over the inter-region link, then
-    ``COMPLETED`` (its copy ``REPLICA``); while ``link_up()`` is False nothing is copied."""
+    each new object is ``PENDING``; ``delay_s`` after its write its copy is sent, then it is
+    ``COMPLETED`` (its copy ``REPLICA``); while ``link_up()`` is False no copy is sent.
+
+    ``carry(key, data)``, when given, sends the copy over the inter-region link and returns once
+    the DR bucket has it (:mod:`drdrill.sandbox.aws.assets`: the copy takes the link's latency
+    and waits out its partitions; the receiver puts it in the DR bucket); it raises when the
+    copy did not get there, and the copy is sent again ``delay_s`` later. Without it the copy
+    is made in place, in the reconciler's pass."""
 
     source: str
     destination: str
@@ -137,6 +143,7 @@ class BucketReplication:
     #: there, by source, destination and rule
     region: str = "eu-west-1"
     rule_id: str = "assets-to-dr"
+    carry: Callable[[str, bytes], None] | None = None
 
 
 #: buckets whose new objects S3 replicates (their objects are PENDING until copied)
@@ -189,6 +196,13 @@ def _install_alarm_history() -> None:
     from moto.cloudwatch.responses import CloudWatchResponse
 
     CloudWatchResponse.describe_alarm_history = _describe_alarm_history  # type: ignore[attr-defined]
+
+
+def _since_written(key: Any) -> float:
+    """Seconds from an object's write (its ``LastModified``) to now: its replication latency."""
+    written: datetime = key.last_modified
+    written = written if written.tzinfo else written.replace(tzinfo=UTC)
+    return max(0.0, (datetime.now(UTC) - written).total_seconds())
 
 
 def utc_of(mono: float) -> datetime:
@@ -273,6 +287,10 @@ class Reconciler:
         #: more work of each pass (the failover mode from the alarm's actions)
         self.each_pass: list[Callable[[], None]] = []
         self._pending: dict[str, float] = {}  # source key -> when its copy is due (monotonic)
+        #: source keys whose copy is crossing the link; the latencies of copies completed since
+        #: the last pass (published as S3's ReplicationLatency)
+        self._carrying: set[str] = set()
+        self._copied: list[float] = []
         if assets is not None:
             _install_replication_status()
             _REPLICATED_SOURCES.add(assets.source)
@@ -363,15 +381,23 @@ class Reconciler:
             if getattr(key, "sandbox_replication_status", None) is None:
                 key.sandbox_replication_status = "PENDING"
                 self._pending[name] = now + rule.delay_s
+            if name in self._carrying:
+                continue  # on its way across the link
             if now < self._pending.get(name, now) or not rule.link_up():
+                continue
+            if rule.carry is not None:
+                self._carrying.add(name)
+                threading.Thread(
+                    target=self._carry, args=(rule, name, key), name="s3-copy", daemon=True
+                ).start()
                 continue
             copy = backend.put_object(rule.destination, name, key.value)
             copy.sandbox_replication_status = "REPLICA"  # type: ignore[attr-defined]
             key.sandbox_replication_status = "COMPLETED"
             self._pending.pop(name, None)
-            written = key.last_modified
-            written = written if written.tzinfo else written.replace(tzinfo=UTC)
-            latencies.append(max(0.0, (datetime.now(UTC) - written).total_seconds()))
+            latencies.append(_since_written(key))
+        latencies += self._copied  # copies that crossed the link since the last pass
+        self._copied = []
         for name in [n for n in self._pending if n not in source.keys]:
             self._pending.pop(name, None)  # deleted before it was copied
         if latencies and self._cloudwatch is not None:
@@ -392,6 +418,24 @@ class Reconciler:
                     }
                 ],
             )
+
+    def _carry(self, rule: BucketReplication, name: str, key: Any) -> None:
+        """Send one copy across the link (a thread of its own): ``COMPLETED`` once the DR
+        bucket has it, else sent again ``delay_s`` later."""
+        assert rule.carry is not None
+        try:
+            rule.carry(name, bytes(key.value))
+        except Exception:  # the link closed it or the DR region refused it: S3 retries
+            with self._lock:
+                self._pending[name] = time.monotonic() + rule.delay_s
+                self._carrying.discard(name)
+            return
+        latency = _since_written(key)
+        with self._lock:
+            key.sandbox_replication_status = "COMPLETED"
+            self._pending.pop(name, None)
+            self._copied.append(latency)
+            self._carrying.discard(name)
 
     def _sync_region(self, key: str, plane: RegionPlane) -> None:
         with self._ecs_lock:

@@ -24,6 +24,7 @@ import yaml
 from moto.backends import get_backend
 from moto.moto_api._internal import mock_random
 
+from drdrill.sandbox.aws.assets import CopyReceiver, send_copy
 from drdrill.sandbox.aws.endpoint import AwsEndpoint, Call
 from drdrill.sandbox.aws.failover import (
     DrFunction,
@@ -96,6 +97,8 @@ class SandboxAws:
     function: DrFunction | None = None
     #: Route53's checkers of the failover record's health checks (GetHealthCheckStatus)
     checkers: HealthCheckers | None = None
+    #: the DR region's end of S3's copies across the inter-region link
+    receiver: CopyReceiver | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def notify_alarm(self, delay_s: float, reason: str) -> None:
@@ -138,9 +141,17 @@ class SandboxAws:
                 stop_listening(self.checkers.routing.on_record_change)
             self.checkers.stop()
         self.reconciler.stop()
+        if self.receiver is not None:
+            self.receiver.stop()
         if self.function is not None:
             self.function.close()
         self.endpoint.stop()
+
+
+def _store_replica(bucket: str, key: str, data: bytes) -> None:
+    """A copy that crossed the link, put in the DR bucket as S3 puts a replica."""
+    copy = get_backend("s3")[ACCOUNT]["global"].put_object(bucket, key, data)
+    copy.sandbox_replication_status = "REPLICA"  # type: ignore[attr-defined]
 
 
 def route53_backend() -> Any:
@@ -162,8 +173,14 @@ def serve(
     mode: str = "manual",
     on_call: Callable[[Call], object] | None = None,
     route_dns: Callable[[RegionKey, str], object] | None = None,
+    copies_via: tuple[str, int] | None = None,
 ) -> SandboxAws:
     """Start the endpoint on ``127.0.0.1:<ports.aws>``, build the stack, start reconciling.
+
+    ``copies_via``, when given, is the inter-region link's end in the primary region that
+    carries S3's copies to the DR region's receiver (on ``<dr>.s3_ip:<ports.aws>``): each copy
+    then takes the link's latency and waits out its partitions. Without it copies are made in
+    place.
 
     ``route_dns(region, why)``, when given (``targets.sandbox.route53_routing``), points the
     sandbox's DNS where Route53's failover routing answers, on the health checks' statuses.
@@ -176,6 +193,8 @@ def serve(
     endpoint = AwsEndpoint("127.0.0.1", settings.port("aws"))
     endpoint.app.on_call = on_call
     endpoint.start()
+    stopping = threading.Event()
+    receiver: CopyReceiver | None = None
     try:
         for key, value in CREDENTIALS.items():
             os.environ.setdefault(key, value)
@@ -216,14 +235,26 @@ def serve(
                 load_balancer_arn=region.load_balancer_arn,
             )
         up = region_up or (lambda key: True)
+        destination = built.dr.s3.bucket or ""
+        carry = None
+        if copies_via is not None:
+            # each copy crosses the inter-region link as bytes, to the DR region's receiver
+            receiver = CopyReceiver(
+                (settings.dr.s3_ip, settings.port("aws")),
+                partial(_store_replica, destination),
+                accepting=lambda: up("dr"),
+            )
+            receiver.start()
+            carry = partial(send_copy, copies_via, stop=stopping.is_set)
         assets = BucketReplication(
             source=built.primary.s3.bucket or "",
-            destination=built.dr.s3.bucket or "",
+            destination=destination,
             delay_s=settings.timings.s3_replication_delay,
             # S3 copies while both regions are up (no copy out of, or into, a region down)
             link_up=lambda: up("primary") and up("dr"),
             region=built.primary.region,
             rule_id=ASSETS_RULE_ID,
+            carry=carry,
         )
         reconciler = Reconciler(
             endpoint.app,
@@ -320,10 +351,19 @@ def serve(
             checkers.routing = routing
             routing.evaluate()
     except BaseException:
+        stopping.set()
+        if receiver is not None:
+            receiver.stop()
         endpoint.stop()
         raise
     return SandboxAws(
-        endpoint=endpoint, stack=stack, reconciler=reconciler, function=function, checkers=checkers
+        endpoint=endpoint,
+        stack=stack,
+        reconciler=reconciler,
+        function=function,
+        checkers=checkers,
+        receiver=receiver,
+        _stopping=stopping,
     )
 
 
