@@ -56,6 +56,14 @@ FAILOVER_WITH_TRUTH: dict[str, tuple[str, ...]] = {
 MAX_STATED_UNCERTAINTY_S = 0.5
 
 
+def vague_truth(phase: dict[str, Any]) -> bool:
+    """Whether a figure's truth is itself wider than :data:`MAX_STATED_UNCERTAINTY_S`: the
+    observer saw the DR balancer flap after its first pass (ground_truth.failover_truths), so
+    it says only that the balancer was restored somewhere in a span of seconds. Such a truth
+    would agree with anything: the tests print it and do not count it, and cap how many."""
+    return float(phase.get("truth_uncertainty") or 0.0) > MAX_STATED_UNCERTAINTY_S
+
+
 def truth_error(phase: dict[str, Any], tolerance_s: float) -> float | None:
     """How far a report's figure is off its ground truth, beyond what it may be: ``None`` when
     it agrees, otherwise measured - truth (seconds).

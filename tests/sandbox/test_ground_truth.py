@@ -104,6 +104,77 @@ def test_a_dr_balancer_that_passes_after_the_dns_moved_sets_the_total() -> None:
     assert truths["DNS Update"].uncertainty_s == 0.0
 
 
+def fails(lo: float, hi: float) -> ObserverTransition:
+    return ObserverTransition("dr-lb", "pass", "fail", lo, hi, NOW, NOW, "/: TimeoutError")
+
+
+def test_a_dr_balancer_that_flaps_is_restored_between_its_first_pass_and_the_one_that_held() -> (
+    None
+):
+    """Seen on a busy machine: the DR balancer passed, then its requests timed out by turns for
+    a while. A drill's probes count it restored at a run of good samples, and may or may not
+    have seen the same timeouts on their own samples: the truth is the interval from the
+    observer's first return to pass to the first that held as long (``settle_s``)."""
+    flapping = [passes(12.51, 12.53), fails(12.60, 13.10), passes(13.20, 13.22)]
+    truths = failover_truths(
+        records(),
+        flapping,
+        trigger="automated",
+        want=2,
+        dr_ip=DR_IP,
+        clients=CLIENTS,
+        settle_s=0.1,
+    )
+    # targets UP at 12.5; the first pass (12.52) held 0.08 s (< 0.1), the second (13.21) held
+    health = truths["Health Verification"]
+    assert health.seconds == pytest.approx((12.52 + 13.21) / 2 - 12.5)
+    assert health.uncertainty_s == pytest.approx((13.21 - 12.52) / 2 + 0.01)
+    assert truths["client downtime"].seconds == pytest.approx(13.0 - 10.0)  # the probes' DNS
+    # a pass that held the run's length is the truth at once, known to its bracket
+    held = failover_truths(
+        records(),
+        flapping,
+        trigger="automated",
+        want=2,
+        dr_ip=DR_IP,
+        clients=CLIENTS,
+        settle_s=0.05,
+    )
+    assert held["Health Verification"].seconds == pytest.approx(12.52 - 12.5)
+    assert held["Health Verification"].uncertainty_s == pytest.approx(0.01)
+    # a balancer that never held a pass has no truth, rather than its first pass
+    never = failover_truths(
+        records(),
+        flapping[:2],
+        trigger="automated",
+        want=2,
+        dr_ip=DR_IP,
+        clients=CLIENTS,
+        settle_s=0.1,
+    )
+    assert never["Health Verification"].seconds is None
+
+
+def test_a_promotion_asked_through_the_aws_api_runs_from_the_calls_arrival() -> None:
+    """Through the AWS API the promotion is a call, which RDS runs in the background: the
+    database sees it once the promotion's session has connected (30 ms later here), and the
+    phase runs from the call's arrival, as the API logged it."""
+    called = sorted(
+        [*records(), ev(11.56, "api_request", call="rds:PromoteReadReplica", region="dr")],
+        key=lambda e: e.mono,
+    )
+    truths = failover_truths(
+        called, [passes(12.41, 12.43)], trigger="lambda", want=2, dr_ip=DR_IP, clients=CLIENTS
+    )
+    assert truths["RDS Promotion"].seconds == pytest.approx(11.62 - 11.56)
+    assert "PromoteReadReplica" in truths["RDS Promotion"].source
+    # without the call (the sandbox's own automation) it runs from the session's connect
+    plain = failover_truths(
+        records(), [passes(12.41, 12.43)], trigger="lambda", want=2, dr_ip=DR_IP, clients=CLIENTS
+    )
+    assert plain["RDS Promotion"].seconds == pytest.approx(11.62 - 11.59)
+
+
 def test_an_on_call_trigger_ends_the_decision_when_its_call_arrives() -> None:
     truths = failover_truths(
         records(),

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from tests.sandbox.sandbox_project import (
     FAILOVER_WITH_TRUTH,
+    MAX_STATED_UNCERTAINTY_S,
     TOLERANCE_S,
     run_drill_file,
     run_suites,
@@ -95,12 +96,18 @@ def _check(rows: list[Row]) -> None:
     print(
         f"\n{'drill':42} {'figure':30} {'measured':>9} {'±':>6} {'truth':>9} {'±':>6} {'error':>9}"
     )
-    for drill, name, measured, stated, truth, spread, error, off in rows:
+    vague = [r for r in rows if r[5] > MAX_STATED_UNCERTAINTY_S]
+    for row in rows:
+        drill, name, measured, stated, truth, spread, error, off = row
+        mark = "  VAGUE" if row in vague else "  OFF" if off is not None else ""
         print(
             f"{drill:42} {name:30} {measured:9.3f} {stated:6.3f} {truth:9.3f} {spread:6.3f} "
-            f"{error * 1000:+8.1f}ms{'  OFF' if off is not None else ''}"
+            f"{error * 1000:+8.1f}ms{mark}"
         )
-    bad = [r for r in rows if r[7] is not None]
+    # a truth wider than a figure may state agrees with anything (the observer saw the DR
+    # balancer flap after its first pass): printed, not held, and rare
+    assert len(vague) <= len(rows) // 20, f"too many truths too vague to hold: {vague}"
+    bad = [r for r in rows if r[7] is not None and r not in vague]
     assert not bad, (
         f"figures off their ground truth by more than {TOLERANCE_S} s and outside their "
         f"stated interval (each widened by the truth's own uncertainty): {bad}"

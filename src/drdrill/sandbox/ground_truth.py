@@ -62,6 +62,26 @@ def _span(
     return PhaseTruth(end - start, source, uncertainty)
 
 
+def settled_pass(
+    transitions: Sequence[ObserverTransition], after_mono: float, settle_s: float
+) -> ObserverTransition | None:
+    """The observer's first return to pass (upper bound at or after ``after_mono``) that held:
+    its next failure was sent ``settle_s`` or more after it (or there was none). None if no
+    return to pass held. With ``settle_s`` 0, the first return to pass.
+
+    A drill's probes count an endpoint restored at a run of good samples
+    (``recovery_samples``): ``settle_s`` is that run's length,
+    ``(recovery_samples - 1) x probe interval``, on the observer's own samples."""
+    ordered = list(transitions)
+    for i, change in enumerate(ordered):
+        if change.new != "pass" or change.hi_mono < after_mono:
+            continue
+        failed = next((t for t in ordered[i + 1 :] if t.new == "fail"), None)
+        if failed is None or failed.lo_mono - change.mid_mono >= settle_s:
+            return change
+    return None
+
+
 def failover_truths(
     events: Sequence[TruthEvent],
     dr_lb: Sequence[ObserverTransition],
@@ -70,12 +90,21 @@ def failover_truths(
     want: int,
     dr_ip: str,
     clients: Mapping[str, str],
+    settle_s: float = 0.0,
 ) -> dict[str, PhaseTruth]:
     """The truth of each phase of a region failover, from the records since the fault.
 
     ``events``: the truth log since the fault, in time order; ``dr_lb``: the observer's
     transitions of the DR load balancer; ``clients``: each DNS client's source address
-    (``probes``, ``writer``, ``drill``).
+    (``probes``, ``writer``, ``drill``); ``settle_s``: how long the DR load balancer must
+    keep passing for its return to pass to hold (:func:`settled_pass`).
+
+    The DR balancer is restored at the observer's first return to pass when it held. On a
+    busy machine its requests time out by turns after it first passes (the observer saw it
+    pass, fail and pass again up to ten times over four seconds, and a drill's probes saw
+    the same flapping, or not, on their own samples): the balancer was then restored
+    somewhere between its first pass and the first that held, and that is the truth, as an
+    interval (its middle, ± half its width and half the wider bracket).
     """
     down = _first(events, "region_down", float("-inf"))
     down_source = "supervisor's region_down"
@@ -103,6 +132,12 @@ def failover_truths(
     promoting = _mono(stop_io)
     if stop_io is not None and stop_io.attrs.get("session_mono") is not None:
         promoting = float(stop_io.attrs["session_mono"])
+    # through the AWS API the promotion is a call: RDS's phase runs from its arrival (the
+    # API's own log, as a reboot's truth starts at its request); the database sees it only
+    # once the promotion, in the background as RDS runs it, has connected
+    promote_call = _first(events, "api_request", start, call="rds:PromoteReadReplica")
+    if promote_call is not None and promoting is not None and promote_call.mono > promoting:
+        promote_call = None  # not this promotion's call
     decided: float | None
     notified = _first(events, "api_request", at_alarm, call="sns:Publish")
     if trigger == "automated" and notified is not None:
@@ -133,13 +168,16 @@ def failover_truths(
         ):
             ups.append(event)
     healthy = ups[want - 1] if len(ups) >= want else None
-    passing = next(
-        (t for t in dr_lb if t.new == "pass" and scaled is not None and t.hi_mono >= scaled.mono),
-        None,
-    )
-    passes = None if passing is None else passing.mid_mono
-    # the observer's return to pass is known to within half its bracket
-    passes_unc = 0.0 if passing is None else passing.uncertainty_s / 2
+    # the DR balancer restored: between the observer's first return to pass and the first
+    # that held (the same one unless it flapped), each known to within half its bracket
+    first = None if scaled is None else settled_pass(dr_lb, scaled.mono, 0.0)
+    held = None if scaled is None else settled_pass(dr_lb, scaled.mono, settle_s)
+    passes: float | None = None
+    passes_unc = 0.0
+    if first is not None and held is not None:
+        passes = (first.mid_mono + held.mid_mono) / 2
+        bracket = max(first.uncertainty_s, held.uncertainty_s) / 2
+        passes_unc = (held.mid_mono - first.mid_mono) / 2 + bracket
     switched = _first(events, "dns_record_switched", start, to="dr")
     told = {
         role: _first(events, "dns_answer", _mono(switched), client_ip=ip, answer=dr_ip)
@@ -190,9 +228,12 @@ def failover_truths(
             else _span(at_alarm, decided, decided_source, "no trigger recorded")
         ),
         "RDS Promotion": _span(
-            promoting,
+            promoting if promote_call is None else promote_call.mono,
             _mono(writable),
-            "MariaDB general log (the promotion session's Connect -> SET GLOBAL read_only = 0)",
+            "MariaDB general log (the promotion session's Connect -> SET GLOBAL read_only = 0)"
+            if promote_call is None
+            else "the AWS API's log of PromoteReadReplica's arrival; MariaDB general log "
+            "(SET GLOBAL read_only = 0)",
             "no promotion statements in the DR database's general log",
         ),
         "ECS Scale-up": _span(

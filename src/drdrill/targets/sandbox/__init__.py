@@ -710,6 +710,8 @@ class SandboxTarget:
                 want=self.scale_to("dr"),
                 dr_ip=self.region_ip("dr"),
                 clients={role: c.source_ip for role, c in self.dns_clients().items()},
+                # a restore is a run of good samples, on the observer's side as on the probes'
+                settle_s=(self.config.probes.recovery_samples - 1) * self.config.probes.interval,
             )
         elif drill == "task_failure":
             truths = {"ECS Scale-up": task_failure_truth(events, since)}
