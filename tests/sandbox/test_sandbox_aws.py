@@ -37,6 +37,7 @@ from tests.sandbox.sandbox_project import (
     run_suites,
     short_folder,
     truth_error,
+    vague_truth,
     write_config,
 )
 
@@ -59,10 +60,13 @@ CLUSTER = SERVICE = "visitor-analytics"
 #: interval + 50 ms (TOLERANCE_S, the issue's aim), or inside the interval the figure states,
 #: each widened by the truth's own uncertainty (see sandbox_project.TOLERANCE_S).
 #: Figures whose truth disagrees with the API path by more still, printed and reported, not
-#: held to the tolerance: Health Verification (+0.56 s on the script trigger in CI once, its
-#: truth clamped to 0). The RDS reboot left this list once the observer stopped waiting for a
-#: hung sample before sending the next and bounded a change by its confirming samples (its
-#: window after a database restart was up to 0.78 s wide)
+#: held to the tolerance: Health Verification (+0.45 and +0.56 s on the script trigger, its
+#: truth ± 16 ms: the drill's probes of the DR load balancer, by its DNS name, timed out by
+#: turns while the observer, by address, saw it pass; probably because those names are
+#: answered by the sandbox's DNS server, in the supervisor that the aws CLI's calls keep busy,
+#: not yet shown). The RDS reboot left this list once the observer stopped waiting for a hung
+#: sample before sending the next and bounded a change by its confirming samples (its window
+#: after a database restart was up to 0.78 s wide)
 NOT_YET_AGREEING = {
     ("test_region_failover", "Health Verification"),
 }
@@ -90,7 +94,9 @@ def sandbox() -> Iterator[dict[str, Any]]:
         config = write_config(
             folder,
             block=BLOCK,
-            extra="drills: {restore_timeout: 30s}",
+            # the aws-CLI failback took 46 s on a slower runner (each call starts the CLI), its
+            # promotion of the primary at 33 s: past a 30 s restore timeout, the drill's default
+            extra="drills: {restore_timeout: 60s}",
             # a crash reboot that short could fall between probe samples: no effect seen
             sandbox_extra="aws_api: true\n    timings: {db_reboot_downtime: 0.5s}",
         )
@@ -818,6 +824,12 @@ def test_the_aws_drills_run_through_the_api_and_agree_with_the_ground_truth(
             )
             continue
         assert phase["truth_s"] is not None, (phase["test"], phase["name"], phase["truth_source"])
+        if vague_truth(phase):  # the observer saw the DR balancer flap: not counted
+            print(
+                f"{phase['test'].rsplit('::', 1)[-1]:42} {phase['name']:30} truth ± "
+                f"{phase['truth_uncertainty'] * 1000:.0f} ms: too vague to hold"
+            )
+            continue
         checked += 1
         error = phase["measured"] - phase["truth_s"]
         off = truth_error(phase, TOLERANCE_S)
@@ -830,6 +842,7 @@ def test_the_aws_drills_run_through_the_api_and_agree_with_the_ground_truth(
         if off is not None and (drill, phase["name"]) not in NOT_YET_AGREEING:
             bad.append((phase["test"], phase["name"], phase["measured"], phase["truth_s"]))
     why = {t["nodeid"].split("::", 1)[1]: (t["outcome"], t.get("message")) for t in report["tests"]}
+    # of 26 figures with a truth, at most two not held (no truth, or one too vague)
     assert checked >= 24, (checked, why)
     assert not bad, (
         f"figures off their ground truth by more than {TOLERANCE_S} s and the truth's own "
