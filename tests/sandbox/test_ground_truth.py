@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from drdrill.sandbox.ground_truth import failover_truths, reboot_truth
+from drdrill.sandbox.ground_truth import PhaseTruth, failover_truths, reboot_truth
 from drdrill.sandbox.observer_log import ObserverTransition
 from drdrill.sandbox.truth import TruthEvent
 
@@ -116,43 +116,30 @@ def test_a_dr_balancer_that_flaps_is_restored_between_its_first_pass_and_the_one
     have seen the same timeouts on their own samples: the truth is the interval from the
     observer's first return to pass to the first that held as long (``settle_s``)."""
     flapping = [passes(12.51, 12.53), fails(12.60, 13.10), passes(13.20, 13.22)]
-    truths = failover_truths(
-        records(),
-        flapping,
-        trigger="automated",
-        want=2,
-        dr_ip=DR_IP,
-        clients=CLIENTS,
-        settle_s=0.1,
-    )
+
+    def truths_of(changes: list[ObserverTransition], settle_s: float) -> dict[str, PhaseTruth]:
+        return failover_truths(
+            records(),
+            changes,
+            trigger="automated",
+            want=2,
+            dr_ip=DR_IP,
+            clients=CLIENTS,
+            settle_s=settle_s,
+        )
+
+    truths = truths_of(flapping, 0.1)
     # targets UP at 12.5; the first pass (12.52) held 0.08 s (< 0.1), the second (13.21) held
     health = truths["Health Verification"]
     assert health.seconds == pytest.approx((12.52 + 13.21) / 2 - 12.5)
     assert health.uncertainty_s == pytest.approx((13.21 - 12.52) / 2 + 0.01)
     assert truths["client downtime"].seconds == pytest.approx(13.0 - 10.0)  # the probes' DNS
     # a pass that held the run's length is the truth at once, known to its bracket
-    held = failover_truths(
-        records(),
-        flapping,
-        trigger="automated",
-        want=2,
-        dr_ip=DR_IP,
-        clients=CLIENTS,
-        settle_s=0.05,
-    )
-    assert held["Health Verification"].seconds == pytest.approx(12.52 - 12.5)
-    assert held["Health Verification"].uncertainty_s == pytest.approx(0.01)
+    held = truths_of(flapping, 0.05)["Health Verification"]
+    assert held.seconds == pytest.approx(12.52 - 12.5)
+    assert held.uncertainty_s == pytest.approx(0.01)
     # a balancer that never held a pass has no truth, rather than its first pass
-    never = failover_truths(
-        records(),
-        flapping[:2],
-        trigger="automated",
-        want=2,
-        dr_ip=DR_IP,
-        clients=CLIENTS,
-        settle_s=0.1,
-    )
-    assert never["Health Verification"].seconds is None
+    assert truths_of(flapping[:2], 0.1)["Health Verification"].seconds is None
 
 
 def test_a_promotion_asked_through_the_aws_api_runs_from_the_calls_arrival() -> None:
