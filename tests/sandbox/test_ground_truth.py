@@ -206,22 +206,30 @@ def _lb(new: str, lo: float, hi: float) -> ObserverTransition:
 
 def test_a_reboots_truth_is_the_return_to_pass_that_held() -> None:
     events = [ev(10.0, "db_reboot_started", "rds-primary", mode="clean")]
-    # the primary failed, passed briefly, failed again and came back for good
+    # the primary failed, passed briefly, failed again and came back to stay
     flapping = [
         _lb("fail", 10.1, 10.2),
         _lb("pass", 10.5, 10.6),
         _lb("fail", 10.7, 10.8),
         _lb("pass", 11.1, 11.3),
     ]
-    truth = reboot_truth(events, flapping, since=9.0)
-    assert truth.seconds == pytest.approx(11.2 - 10.0)
-    # the return to pass is known to within its bracket: 11.1..11.3
-    assert truth.uncertainty_s == pytest.approx(0.1)
-    assert "for good" in truth.source
-    # failing again when the drill asks: no truth rather than the brief pass
-    assert reboot_truth(events, flapping[:3], since=9.0).seconds is None
-    assert "failing again" in reboot_truth(events, flapping[:3], since=9.0).source
+    # the brief pass (its next failure sent 0.15 s after it) did not hold a 0.2 s run: the
+    # primary was restored between 10.55 and 11.2, known to within half the wider bracket
+    truth = reboot_truth(events, flapping, since=9.0, settle_s=0.2)
+    assert truth.seconds == pytest.approx((10.55 + 11.2) / 2 - 10.0)
+    assert truth.uncertainty_s == pytest.approx((11.2 - 10.55) / 2 + 0.1)
+    assert "holds" in truth.source
+    # a drill that counts a 0.1 s run restored holds the brief pass: so does its truth
+    short = reboot_truth(events, flapping, since=9.0, settle_s=0.1)
+    assert short.seconds == pytest.approx(10.55 - 10.0)
+    assert short.uncertainty_s == pytest.approx(0.05)
+    # failing again when the drill asks, no pass having held: no truth rather than the brief one
+    assert reboot_truth(events, flapping[:3], since=9.0, settle_s=0.2).seconds is None
+    assert "held" in reboot_truth(events, flapping[:3], since=9.0, settle_s=0.2).source
     assert reboot_truth(events, [], since=9.0).seconds is None
+    # without a flap the interval is the one return to pass, within half its bracket
+    back = reboot_truth(events, [flapping[0], flapping[3]], since=9.0, settle_s=0.2)
+    assert back.seconds == pytest.approx(1.2) and back.uncertainty_s == pytest.approx(0.1)
 
 
 def test_a_reboots_truth_starts_at_the_requests_arrival() -> None:

@@ -104,9 +104,9 @@ def _check(rows: list[Row]) -> None:
             f"{drill:42} {name:30} {measured:9.3f} {stated:6.3f} {truth:9.3f} {spread:6.3f} "
             f"{error * 1000:+8.1f}ms{mark}"
         )
-    # a truth wider than a figure may state agrees with anything (the observer saw the DR
-    # balancer flap after its first pass): printed, not held, and rare
-    assert len(vague) <= len(rows) // 20, f"too many truths too vague to hold: {vague}"
+    # a truth wider than a figure may state agrees with anything (the observer saw a balancer
+    # flap after its first pass): printed, not held, and rare: one a test, or one in twenty
+    assert len(vague) <= max(1, len(rows) // 20), f"too many truths too vague to hold: {vague}"
     bad = [r for r in rows if r[7] is not None and r not in vague]
     assert not bad, (
         f"figures off their ground truth by more than {TOLERANCE_S} s and outside their "

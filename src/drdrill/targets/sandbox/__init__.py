@@ -701,6 +701,8 @@ class SandboxTarget:
             fault = line.get("fault_injected")
             since = fault.mono - fault.uncertainty_s
         events = self.truth.since(since)
+        # a restore is a run of good samples, on the observer's side as on the probes'
+        settle_s = (self.config.probes.recovery_samples - 1) * self.config.probes.interval
         truths: dict[str, PhaseTruth]
         if drill == "region_failover":
             truths = failover_truths(
@@ -710,14 +712,13 @@ class SandboxTarget:
                 want=self.scale_to("dr"),
                 dr_ip=self.region_ip("dr"),
                 clients={role: c.source_ip for role, c in self.dns_clients().items()},
-                # a restore is a run of good samples, on the observer's side as on the probes'
-                settle_s=(self.config.probes.recovery_samples - 1) * self.config.probes.interval,
+                settle_s=settle_s,
             )
         elif drill == "task_failure":
             truths = {"ECS Scale-up": task_failure_truth(events, since)}
         elif drill == "db_reboot":
             lb = self.observer_transitions(since, "primary-lb")
-            truths = {"Total RTO": reboot_truth(events, lb, since)}
+            truths = {"Total RTO": reboot_truth(events, lb, since, settle_s)}
         else:
             truths = failback_truths(
                 events,
