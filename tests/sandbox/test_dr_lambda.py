@@ -4,7 +4,11 @@ tests/sandbox/test_sandbox_aws.py."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -38,3 +42,24 @@ def test_the_trigger_is_the_alarm_for_an_sns_notification_else_the_payloads(
     event: dict[str, object], trigger: str
 ) -> None:
     assert trigger_of(event) == trigger
+
+
+def test_the_runtime_runs_the_handler_in_a_process_of_its_own_and_reports_its_error() -> None:
+    """``python -m drdrill.sandbox.aws.lambda_runtime``: the event on stdin, the handler's log
+    and outcome as JSON lines on stdout; an incomplete environment is the function's error,
+    before any call (no endpoint is reachable here: a call would fail differently)."""
+    env = {"PATH": os.environ.get("PATH", ""), "DR_REGION": "eu-central-1"}
+    env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
+    done = subprocess.run(
+        [sys.executable, "-m", "drdrill.sandbox.aws.lambda_runtime"],
+        input=json.dumps({"trigger": "manual"}),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    error = lines[-1]["error"]
+    assert error["errorType"] == "FailoverFailed"
+    assert error["errorMessage"].startswith("the function's environment lacks DB_REPLICA, CLUSTER")

@@ -114,6 +114,16 @@ def _check(rows: list[Row]) -> None:
     )
 
 
+def _print_outages(report: dict[str, Any]) -> None:
+    """The drill's own outages (shown when a figure is off: a flap the probes saw is there)."""
+    for outage in report["outages"]:
+        print(
+            f"outage {outage['test'].rsplit('::', 1)[-1]:34} {outage['endpoint']:58} "
+            f"{outage['start_utc'][11:23]} +{outage['duration_s']:.3f} s"
+            f"{' (expected)' if outage.get('expected_down') else ''}"
+        )
+
+
 def test_failover_and_failback_figures_agree_with_the_ground_truth(tmp_path: Path) -> None:
     config = _config(tmp_path, block=5)
     rows = []
@@ -127,6 +137,7 @@ def test_failover_and_failback_figures_agree_with_the_ground_truth(tmp_path: Pat
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         assert report["run"]["verdict"] == "passed"
         rows += _rows(report, WITH_TRUTH)
+        _print_outages(report)
         # the promoted database holds exactly what the verifier says survived
         for rpo in report["rpo"]:
             assert rpo["acknowledged"] > 0

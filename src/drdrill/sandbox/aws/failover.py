@@ -2,9 +2,10 @@
 the records AWS keeps of them.
 
 - ``Invoke`` of the DR function, or a notification to its SNS topic, runs the function's code
-  (:mod:`drdrill.sandbox.aws.dr_lambda`: boto3 calls back to this endpoint) and logs it as
-  Lambda does (``START RequestId``, its lines, ``END``/``REPORT``); an Invoke answers with its
-  result, with ``X-Amz-Function-Error`` when it raised;
+  (:mod:`drdrill.sandbox.aws.dr_lambda`: boto3 calls back to this endpoint) in a process of its
+  own, as Lambda runs a function apart from the API (:mod:`drdrill.sandbox.aws.lambda_runtime`),
+  and logs it as Lambda does (``START RequestId``, its lines, ``END``/``REPORT``); an Invoke
+  answers with its result, with ``X-Amz-Function-Error`` when it raised;
 - ``PromoteReadReplica`` of the DR replica, and a Route53 change of the failover record, act on
   the sandbox through its automation's steps (:mod:`drdrill.sandbox.automation`, whose records
   the ground truth reads);
@@ -18,7 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -144,17 +148,6 @@ def _install_route53() -> None:
     Route53._drdrill_installed = True  # type: ignore[attr-defined]
 
 
-class _LogWriter(logging.Handler):
-    """Each record a line of the function's log, at the moment it is logged."""
-
-    def __init__(self, write: Callable[[str], None]) -> None:
-        super().__init__(logging.INFO)
-        self._write = write
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._write(f"[{record.levelname}]\t{record.getMessage()}")
-
-
 class DrFunction:
     """The DR automation as the ``<primary>.lambda_function`` of the API, and its records."""
 
@@ -176,7 +169,7 @@ class DrFunction:
         step: Callable[[str, str], Any],
         dns_changed: Callable[[str, str], Any],
         code: Mapping[str, str],
-        session: Callable[[], Any],
+        credentials: Mapping[str, str],
         endpoint_url: str,
         primary_id: str = "",
         failback_step: Callable[[str, str], Any] | None = None,
@@ -188,8 +181,9 @@ class DrFunction:
         the automation for a call of the API (``PromoteReadReplica`` of the DR replica runs
         ``promote``); ``dns_changed(side, via)`` points the sandbox's DNS at ``primary`` or
         ``dr`` when a Route53 change through the API points the failover record there.
-        ``code`` is the function's environment; its code runs with a boto3 ``session()``
-        against ``endpoint_url``. ``primary_id`` is the primary's instance, ``failback_step(name,
+        ``code`` is the function's environment; its code runs in a process of its own
+        (:mod:`~drdrill.sandbox.aws.lambda_runtime`) with ``credentials`` against
+        ``endpoint_url``. ``primary_id`` is the primary's instance, ``failback_step(name,
         via)`` runs one step of a failback for the RDS calls of an aws-CLI failback
         (``DeleteDBInstance``, ``CreateDBInstanceReadReplica``, ``PromoteReadReplica`` of the
         primary), ``writer_region()`` says which region's database takes the writes."""
@@ -203,14 +197,11 @@ class DrFunction:
         self._step, self._dns_changed = step, dns_changed
         #: set while the automation's own record change is in flight (not a change to act on)
         self._own_change = threading.Event()
-        self.code, self._session, self.endpoint_url = dict(code), session, endpoint_url
+        self.code, self.endpoint_url = dict(code), endpoint_url
+        self._credentials = dict(credentials)
         #: who the API's failover calls are from, in the ground truth: the function while it runs
         self._via = "aws-api"
         self._running = threading.Lock()
-        #: what the function's code logs: lines of its log
-        self._logger = logging.getLogger(f"drdrill.dr_lambda.{function}")
-        self._logger.propagate, self._logger.level = False, logging.INFO
-        self._logger.handlers = [_LogWriter(lambda line: self._log([line], datetime.now(UTC)))]
         instance = get_backend("rds")[ACCOUNT][dr_region].databases[replica_id]
         #: what the DR replica replicates from (its source again after a failback)
         self.source_arn = instance.source_db_instance_identifier
@@ -391,14 +382,17 @@ class DrFunction:
             self._log([f"START RequestId: {request} Version: $LATEST"], datetime.now(UTC))
             self._via = "dr-lambda"
             try:
-                result = dr_lambda.failover(
-                    event, self.code, self._session(), self._logger, self.endpoint_url
-                )
-            except Exception as exc:
+                result, failed = self._invoke(event)
+            except Exception as exc:  # the runtime itself failed (it could not start)
                 result = {"errorMessage": str(exc), "errorType": type(exc).__name__}
-                self._log([f"[ERROR] {type(exc).__name__}: {exc}"], datetime.now(UTC))
+                failed = True
             finally:
                 self._via = "aws-api"
+            if failed:
+                self._log(
+                    [f"[ERROR] {result['errorType']}: {result['errorMessage']}"],
+                    datetime.now(UTC),
+                )
             millis = (time.monotonic() - started) * 1000
             self._log(
                 [
@@ -408,6 +402,56 @@ class DrFunction:
                 datetime.now(UTC),
             )
             return result
+
+    def _invoke(self, event: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The function's code run once in its own process (as Lambda runs it, apart from the
+        API it calls), each line it logs put in its log as it comes: (its result, whether it
+        failed)."""
+        env = {
+            # the function's configuration and what Lambda's runtime gives it; nothing of this
+            # process's environment (no profile, no user's AWS config)
+            "PATH": os.environ.get("PATH", os.defpath),
+            **self._credentials,
+            **self.code,
+            "AWS_REGION": self.region,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_LAMBDA_FUNCTION_NAME": self.function,
+        }
+        errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed below, after the run)
+        runtime = subprocess.Popen(
+            [sys.executable, "-m", "drdrill.sandbox.aws.lambda_runtime"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env=env,
+        )
+        assert runtime.stdin is not None and runtime.stdout is not None
+        runtime.stdin.write(json.dumps(event, default=str))
+        runtime.stdin.close()
+        outcome: tuple[dict[str, Any], bool] | None = None
+        for raw in runtime.stdout:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue  # not the runtime's: a library printing on stdout
+            if "log" in line:
+                self._log([str(line["log"])], datetime.now(UTC))
+            elif "result" in line:
+                outcome = (line["result"] if isinstance(line["result"], dict) else {}, False)
+            elif "error" in line:
+                outcome = (dict(line["error"]), True)
+        runtime.wait()
+        with errors:
+            errors.seek(0)
+            said = errors.read().strip().splitlines()
+        if outcome is None:  # it died before saying how it ended
+            last = (said or [f"exit status {runtime.returncode}"])[-1]
+            outcome = ({"errorMessage": last, "errorType": "Runtime.ExitError"}, True)
+        return outcome
 
     def _log(self, lines: list[str], when: datetime) -> None:
         backend = get_backend("logs")[ACCOUNT][self.region]

@@ -313,7 +313,7 @@ def serve(
                 step=automation.step,
                 dns_changed=automation.dns_changed,
                 code=code,
-                session=aws.session,
+                credentials=CREDENTIALS,
                 endpoint_url=endpoint.url,
                 primary_id=built.primary.rds.instance_id,
                 failback_step=automation.failback_step,
