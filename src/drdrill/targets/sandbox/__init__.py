@@ -718,7 +718,7 @@ class SandboxTarget:
             truths = {"ECS Scale-up": task_failure_truth(events, since)}
         elif drill == "db_reboot":
             lb = self.observer_transitions(since, "primary-lb")
-            truths = {"Total RTO": reboot_truth(events, lb, since, settle_s)}
+            truths = {"Total RTO": reboot_truth(events, lb, since)}
         else:
             truths = failback_truths(
                 events,
