@@ -82,6 +82,14 @@ def settled_pass(
     return None
 
 
+def _between(first: ObserverTransition, last: ObserverTransition) -> tuple[float, float]:
+    """A restore known to lie between two of the observer's returns to pass: the middle of
+    their brackets' middles, ± half the span and half the wider bracket (``last`` may be
+    ``first``: its middle, ± half its bracket)."""
+    bracket = max(first.uncertainty_s, last.uncertainty_s) / 2
+    return (first.mid_mono + last.mid_mono) / 2, (last.mid_mono - first.mid_mono) / 2 + bracket
+
+
 def failover_truths(
     events: Sequence[TruthEvent],
     dr_lb: Sequence[ObserverTransition],
@@ -175,9 +183,7 @@ def failover_truths(
     passes: float | None = None
     passes_unc = 0.0
     if first is not None and held is not None:
-        passes = (first.mid_mono + held.mid_mono) / 2
-        bracket = max(first.uncertainty_s, held.uncertainty_s) / 2
-        passes_unc = (held.mid_mono - first.mid_mono) / 2 + bracket
+        passes, passes_unc = _between(first, held)
     switched = _first(events, "dns_record_switched", start, to="dr")
     told = {
         role: _first(events, "dns_answer", _mono(switched), client_ip=ip, answer=dr_ip)
@@ -347,12 +353,11 @@ def reboot_truth(
         if start.event == "api_request"
         else "supervisor's db_reboot_started"
     )
-    first, last = passes[0], passes[-1]
-    bracket = max(first.uncertainty_s, last.uncertainty_s) / 2
+    restored, uncertainty = _between(passes[0], passes[-1])
     return PhaseTruth(
-        (first.mid_mono + last.mid_mono) / 2 - start.mono,
+        restored - start.mono,
         f"{origin}; the independent observer (primary-lb passes again, for good)",
-        (last.mid_mono - first.mid_mono) / 2 + bracket,
+        uncertainty,
     )
 
 

@@ -701,8 +701,6 @@ class SandboxTarget:
             fault = line.get("fault_injected")
             since = fault.mono - fault.uncertainty_s
         events = self.truth.since(since)
-        # a restore is a run of good samples, on the observer's side as on the probes'
-        settle_s = (self.config.probes.recovery_samples - 1) * self.config.probes.interval
         truths: dict[str, PhaseTruth]
         if drill == "region_failover":
             truths = failover_truths(
@@ -712,7 +710,8 @@ class SandboxTarget:
                 want=self.scale_to("dr"),
                 dr_ip=self.region_ip("dr"),
                 clients={role: c.source_ip for role, c in self.dns_clients().items()},
-                settle_s=settle_s,
+                # a restore is a run of good samples, on the observer's side as on the probes'
+                settle_s=(self.config.probes.recovery_samples - 1) * self.config.probes.interval,
             )
         elif drill == "task_failure":
             truths = {"ECS Scale-up": task_failure_truth(events, since)}
