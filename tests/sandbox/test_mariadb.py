@@ -15,6 +15,7 @@ import pymysql
 import pytest
 
 from drdrill.errors import DrillError
+from drdrill.probes.writes import MySqlEndpoint
 from drdrill.sandbox.mariadb import (
     MariaDBConfig,
     MariaDBError,
@@ -301,3 +302,22 @@ def test_promotion_keeps_events_that_arrived_while_the_sql_thread_was_paused(
 def test_promoting_a_server_that_is_not_a_replica_is_an_error(server: MariaDBServer) -> None:
     with pytest.raises(ReplicationError, match="is not a replica"):
         promote_replica(server)
+
+
+def test_the_sandboxs_connections_do_not_offer_tls(
+    pair: tuple[MariaDBServer, MariaDBServer],
+) -> None:
+    """The sandbox's MariaDB serves no TLS. PyMySQL 1.2 offers TLS by default and builds an SSL
+    context for it (loading the CA bundle: ~40 ms of CPU) on every connection, which on a busy
+    machine slowed each new DR task and put ~0.1 s into every promotion's connect. The
+    sandbox's own connections (root, the app's user, the app's pool) offer none."""
+    primary, _replica = pair
+    config = primary.config
+    app = MySqlEndpoint(
+        config.host, config.port, config.app_user, config.app_password, config.database, tls=False
+    )
+    for conn in (primary.connect("root"), primary.connect("app"), app.connect()):
+        with conn, conn.cursor() as cur:
+            assert conn.ssl is False
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)

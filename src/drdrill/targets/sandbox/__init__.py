@@ -401,6 +401,7 @@ class SandboxTarget:
             read_timeout=5,
             write_timeout=5,
             autocommit=True,
+            ssl_disabled=True,  # the sandbox's databases serve no TLS (see MariaDBServer.connect)
         )
 
     def marker_ids_in(self, region: RegionKey, run_id: str) -> set[int]:
