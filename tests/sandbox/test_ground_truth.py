@@ -113,9 +113,11 @@ def test_a_dr_balancer_that_flaps_is_restored_between_its_first_pass_and_the_one
 ):
     """Seen on a busy machine: the DR balancer passed, then its requests timed out by turns for
     a while. A drill's probes count it restored at a run of good samples, and may or may not
-    have seen the same timeouts on their own samples: the truth is the interval from the
-    observer's first return to pass to the first that held as long (``settle_s``)."""
-    flapping = [passes(12.51, 12.53), fails(12.60, 13.10), passes(13.20, 13.22)]
+    have seen the same timeouts on their own samples: the truth of its restore (client
+    downtime, Total RTO) is the interval from the observer's first return to pass to the first
+    that held as long (``settle_s``); its checks are verified for good, at its last return to
+    pass, as the drill's ``probes.restored_for_good`` counts them."""
+    flapping = [passes(13.51, 13.53), fails(13.60, 14.10), passes(14.20, 14.22)]
 
     def truths_of(changes: list[ObserverTransition], settle_s: float) -> dict[str, PhaseTruth]:
         return failover_truths(
@@ -129,17 +131,25 @@ def test_a_dr_balancer_that_flaps_is_restored_between_its_first_pass_and_the_one
         )
 
     truths = truths_of(flapping, 0.1)
-    # targets UP at 12.5; the first pass (12.52) held 0.08 s (< 0.1), the second (13.21) held
+    # targets UP at 12.5; the first pass (13.52) held 0.08 s (< 0.1), the second (14.21) held
     health = truths["Health Verification"]
-    assert health.seconds == pytest.approx((12.52 + 13.21) / 2 - 12.5)
-    assert health.uncertainty_s == pytest.approx((13.21 - 12.52) / 2 + 0.01)
-    assert truths["client downtime"].seconds == pytest.approx(13.0 - 10.0)  # the probes' DNS
-    # a pass that held the run's length is the truth at once, known to its bracket
-    held = truths_of(flapping, 0.05)["Health Verification"]
-    assert held.seconds == pytest.approx(12.52 - 12.5)
-    assert held.uncertainty_s == pytest.approx(0.01)
-    # a balancer that never held a pass has no truth, rather than its first pass
-    assert truths_of(flapping[:2], 0.1)["Health Verification"].seconds is None
+    assert health.seconds == pytest.approx((13.52 + 14.21) / 2 - 12.5)
+    assert health.uncertainty_s == pytest.approx((14.21 - 13.52) / 2 + 0.01)
+    assert truths["client downtime"].seconds == pytest.approx((13.52 + 14.21) / 2 - 10.0)
+    # a pass that held the run's length restores the balancer at once, known to its bracket;
+    # its checks are verified only at the last return to pass all the same
+    held = truths_of(flapping, 0.05)
+    assert held["client downtime"].seconds == pytest.approx(13.52 - 10.0)
+    assert held["Health Verification"].seconds == pytest.approx(health.seconds)
+    # no relapse: the first pass, known to its bracket
+    once = truths_of(flapping[:1], 0.1)["Health Verification"]
+    assert once.seconds == pytest.approx(13.52 - 12.5)
+    assert once.uncertainty_s == pytest.approx(0.01)
+    # a balancer failing still, or that never held a pass, has no truth
+    failing = truths_of(flapping[:2], 0.05)["Health Verification"]
+    assert failing.seconds is None
+    assert "failing" in failing.source
+    assert truths_of(flapping[:2], 0.1)["client downtime"].seconds is None
 
 
 def test_a_promotion_asked_through_the_aws_api_runs_from_the_calls_arrival() -> None:

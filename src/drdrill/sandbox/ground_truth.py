@@ -82,6 +82,18 @@ def settled_pass(
     return None
 
 
+def last_pass(
+    transitions: Sequence[ObserverTransition], first: ObserverTransition
+) -> ObserverTransition | None:
+    """The observer's last return to pass from ``first`` on: the restore that held, for good,
+    as seen by now (as a drill's ``probes.restored_for_good`` counts its own). ``first`` when
+    it never failed again; None when the observer sees it failing still."""
+    later = [t for t in transitions if t.lo_mono >= first.lo_mono]
+    if later and later[-1].new != "pass":
+        return None
+    return later[-1] if later else first
+
+
 def _between(first: ObserverTransition, last: ObserverTransition) -> tuple[float, float]:
     """A restore known to lie between two of the observer's returns to pass: the middle of
     their brackets' middles, ± half the span and half the wider bracket (``last`` may be
@@ -112,7 +124,10 @@ def failover_truths(
     pass, fail and pass again up to ten times over four seconds, and a drill's probes saw
     the same flapping, or not, on their own samples): the balancer was then restored
     somewhere between its first pass and the first that held, and that is the truth, as an
-    interval (its middle, ± half its width and half the wider bracket).
+    interval (its middle, ± half its width and half the wider bracket). Its checks are
+    verified (Health Verification) for good, as the drill's ``probes.restored_for_good``
+    counts them: at the observer's last return to pass (:func:`last_pass`), the interval from
+    its first when it relapsed, as a reboot's restore in :func:`reboot_truth`.
     """
     down = _first(events, "region_down", float("-inf"))
     down_source = "supervisor's region_down"
@@ -184,6 +199,12 @@ def failover_truths(
     passes_unc = 0.0
     if first is not None and held is not None:
         passes, passes_unc = _between(first, held)
+    # its checks verified: for good, between that first return to pass and the last
+    for_good = None if first is None else last_pass(dr_lb, first)
+    verified: float | None = None
+    verified_unc = 0.0
+    if first is not None and for_good is not None:
+        verified, verified_unc = _between(first, for_good)
     switched = _first(events, "dns_record_switched", start, to="dr")
     told = {
         role: _first(events, "dns_answer", _mono(switched), client_ip=ip, answer=dr_ip)
@@ -196,13 +217,15 @@ def failover_truths(
     restored_unc = passes_unc if restored is not None and restored == passes else 0.0
     done_unc = restored_unc if done is not None and done == restored else 0.0
     health: PhaseTruth
-    if healthy is None or passes is None:
+    if healthy is None or first is None:
         health = PhaseTruth(None, "no ground truth: no DR targets UP or no observer pass")
+    elif verified is None:
+        health = PhaseTruth(None, "no ground truth: the observer sees the DR balancer failing")
     else:
         health = PhaseTruth(
-            max(0.0, passes - healthy.mono),
-            "HAProxy's log (targets UP), the independent observer (dr-lb passes)",
-            passes_unc,
+            max(0.0, verified - healthy.mono),
+            "HAProxy's log (targets UP), the independent observer (dr-lb passes, for good)",
+            verified_unc,
         )
     return {
         "Detection": _span(
@@ -340,11 +363,11 @@ def reboot_truth(
     failed = next((t for t in primary_lb if t.new == "fail" and t.hi_mono >= start.mono), None)
     if failed is None:
         return PhaseTruth(None, "no ground truth: the observer saw no outage of the primary")
-    after = [t for t in primary_lb if t.lo_mono >= failed.lo_mono]
-    passes = [t for t in after if t.new == "pass"]
-    if not passes:
+    back = next((t for t in primary_lb if t.new == "pass" and t.lo_mono >= failed.lo_mono), None)
+    if back is None:
         return PhaseTruth(None, "no ground truth: the observer never saw the primary pass again")
-    if after[-1].new != "pass":
+    last = last_pass(primary_lb, back)
+    if last is None:
         return PhaseTruth(None, "no ground truth: the observer sees the primary failing again")
     origin = (
         "the reboot request's arrival (the control server's log)"
@@ -353,7 +376,7 @@ def reboot_truth(
         if start.event == "api_request"
         else "supervisor's db_reboot_started"
     )
-    restored, uncertainty = _between(passes[0], passes[-1])
+    restored, uncertainty = _between(back, last)
     return PhaseTruth(
         restored - start.mono,
         f"{origin}; the independent observer (primary-lb passes again, for good)",
