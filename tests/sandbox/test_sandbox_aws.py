@@ -604,6 +604,13 @@ def test_alarm_actions_are_the_failover_mode_and_invoke_runs_the_dr_automation(
         assert call in calls, calls
     invoked = [e["trigger"] for e in recorded if e["event"] == "automation_invoked"]
     assert invoked == ["dr-lambda"], invoked
+    # each call is told by the key it was signed with, as CloudTrail tells them: the Invoke is
+    # this test's, the failover's calls the function's own (its role's key, not the sandbox's)
+    keys = {(e["call"], e["access_key"]) for e in recorded if e["event"] == "api_request"}
+    ours = status["aws"]["env"]["AWS_ACCESS_KEY_ID"]
+    assert ("lambda:Invoke", ours) in keys, keys
+    function_keys = {key for call, key in keys if call != "lambda:Invoke"}
+    assert len(function_keys) == 1 and ours not in function_keys, keys
     function = clients("lambda", "eu-west-1").get_function_configuration(
         FunctionName=target["primary"]["lambda_function"]
     )

@@ -305,7 +305,11 @@ class Sandbox:
             set_mode=self.set_mode,
             mode=self.mode,
             on_call=lambda call: self.truth.append(
-                "api_request", "aws-api", call=f"{call.service}:{call.action}", region=call.region
+                "api_request",
+                "aws-api",
+                call=f"{call.service}:{call.action}",
+                region=call.region,
+                access_key=call.access_key,
             ),
             route_dns=self._route_dns if self.settings.route53_routing else None,
             copies_via=(self.settings.primary.s3_ip, self.settings.port("aws")),

@@ -12,6 +12,7 @@ of the call's SigV4 credential scope, as on AWS).
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import re
@@ -34,7 +35,7 @@ _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 #: Route53's REST path of ChangeResourceRecordSets (POST)
 _RRSET = re.compile(r"^/2013-04-01/hostedzone/([^/]+)/rrset/?$")
 #: ``Credential=AKID/20261130/eu-west-1/ecs/aws4_request``
-_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+_SCOPE = re.compile(r"Credential=([^/]+)/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -50,6 +51,18 @@ class Call:
     params: Mapping[str, Any]  # JSON body, or the query/form parameters (first value each)
     path: str
     protocol: str = "json"  # json (X-Amz-Target) or query (Action=...; XML answers)
+    #: the access key id it was signed with: who sent it (CloudTrail's userIdentity)
+    access_key: str = ""
+
+
+#: the call the endpoint is handling in this thread (moto's handlers run in it)
+_CURRENT: contextvars.ContextVar[Call | None] = contextvars.ContextVar("call", default=None)
+
+
+def current_call() -> Call | None:
+    """The call being handled, for code that runs inside moto's handler of it (a listener of
+    Route53's record changes); None outside a call."""
+    return _CURRENT.get()
 
 
 #: A hook runs before moto answers; it may raise to refuse the call (moto never sees it).
@@ -65,7 +78,7 @@ def parse_call(environ: Environ, body: bytes) -> Call | None:
     scope = _SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
     if scope is None:
         return None
-    region, service = scope.group(1), scope.group(2)
+    key, region, service = scope.group(1), scope.group(2), scope.group(3)
     path = str(environ.get("PATH_INFO", ""))
     target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
     params: dict[str, Any] = {}
@@ -73,12 +86,18 @@ def parse_call(environ: Environ, body: bytes) -> Call | None:
     invoke = _INVOKE.match(path) if service == "lambda" else None
     if invoke is not None:  # REST: the function in the path, the payload is the body
         name = urllib.parse.unquote(invoke.group(1))
-        return Call(service, region, "Invoke", {"FunctionName": name}, path, "rest-json")
+        return Call(service, region, "Invoke", {"FunctionName": name}, path, "rest-json", key)
     rrset = _RRSET.match(path) if service == "route53" else None
     if rrset is not None and environ.get("REQUEST_METHOD") == "POST":  # REST-XML
         zone = urllib.parse.unquote(rrset.group(1))
         return Call(
-            service, region, "ChangeResourceRecordSets", {"HostedZoneId": zone}, path, "rest-xml"
+            service,
+            region,
+            "ChangeResourceRecordSets",
+            {"HostedZoneId": zone},
+            path,
+            "rest-xml",
+            key,
         )
     if target:  # JSON protocol: X-Amz-Target: AmazonEC2ContainerServiceV20141113.StopTask
         action = target.rsplit(".", 1)[-1]
@@ -101,6 +120,7 @@ def parse_call(environ: Environ, body: bytes) -> Call | None:
         params=params,
         path=path,
         protocol="json" if target else "query",
+        access_key=key,
     )
 
 
@@ -150,6 +170,15 @@ class HookedApp:
         call = parse_call(environ, body)
         if call is None:
             return self._moto(environ, start_response)  # type: ignore[no-any-return]
+        token = _CURRENT.set(call)
+        try:
+            return self._handle(call, environ, body, start_response)
+        finally:
+            _CURRENT.reset(token)
+
+    def _handle(
+        self, call: Call, environ: Environ, body: bytes, start_response: StartResponse
+    ) -> Iterable[bytes]:
         key = (call.service, call.action)
         responder = self._responders.get(key)
         if responder is not None:

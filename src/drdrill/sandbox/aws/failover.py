@@ -33,7 +33,7 @@ from typing import Any
 from moto.backends import get_backend
 
 from drdrill.sandbox.aws import dr_lambda
-from drdrill.sandbox.aws.endpoint import ApiError, Call, HookedApp
+from drdrill.sandbox.aws.endpoint import ApiError, Call, HookedApp, current_call
 from drdrill.sandbox.aws.provision import record_rds_event
 from drdrill.sandbox.aws.reconcile import ACCOUNT, hold_while
 
@@ -199,8 +199,6 @@ class DrFunction:
         self._own_change = threading.Event()
         self.code, self.endpoint_url = dict(code), endpoint_url
         self._credentials = dict(credentials)
-        #: who the API's failover calls are from, in the ground truth: the function while it runs
-        self._via = "aws-api"
         self._running = threading.Lock()
         instance = get_backend("rds")[ACCOUNT][dr_region].databases[replica_id]
         #: what the DR replica replicates from (its source again after a failback)
@@ -246,7 +244,7 @@ class DrFunction:
         instance: Any = get_backend("rds")[ACCOUNT][self.dr_region].databases[self.replica_id]
         if not instance.source_db_instance_identifier:
             raise ApiError("InvalidDBInstanceState", f"DB instance {db_id} is not a read replica.")
-        step, via = self._step, self._via
+        step, via = self._step, self._via(call)
 
         def promote() -> None:
             try:
@@ -303,7 +301,7 @@ class DrFunction:
             return  # moto answers its own error
         if must_be_replica and not instance.source_db_instance_identifier:
             raise ApiError("InvalidDBInstanceState", f"DB instance {db_id} is not a read replica.")
-        via = self._via
+        via = self._via(call)
 
         def work() -> None:
             try:
@@ -330,9 +328,16 @@ class DrFunction:
                 continue  # the secondary record answers only when the primary's check fails
             alias = str((record.get("AliasTarget") or {}).get("DNSName", "")).rstrip(".").lower()
             if alias == self.dr_alb[0].rstrip(".").lower():
-                self._dns_changed("dr", self._via)
+                self._dns_changed("dr", self._via(current_call()))
             elif alias == self.primary_alb[0].rstrip(".").lower():
-                self._dns_changed("primary", self._via)
+                self._dns_changed("primary", self._via(current_call()))
+
+    def _via(self, call: Call | None) -> str:
+        """Who sent a call, in the ground truth: ``dr-lambda`` when it was signed with the
+        function's own credentials (its execution role's, as on AWS, where CloudTrail tells a
+        function's calls by them), else ``aws-api`` (a script, the CLI, a drill)."""
+        key = self._credentials.get("AWS_ACCESS_KEY_ID")
+        return "dr-lambda" if call is not None and call.access_key == key else "aws-api"
 
     # --- the Lambda -----------------------------------------------------------------------------
 
@@ -380,14 +385,11 @@ class DrFunction:
             request = str(uuid.uuid4())
             started = time.monotonic()
             self._log([f"START RequestId: {request} Version: $LATEST"], datetime.now(UTC))
-            self._via = "dr-lambda"
             try:
                 result, failed = self._invoke(event)
             except Exception as exc:  # the runtime itself failed (it could not start)
                 result = {"errorMessage": str(exc), "errorType": type(exc).__name__}
                 failed = True
-            finally:
-                self._via = "aws-api"
             if failed:
                 self._log(
                     [f"[ERROR] {result['errorType']}: {result['errorMessage']}"],
@@ -414,6 +416,7 @@ class DrFunction:
             **self._credentials,
             **self.code,
             "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,

@@ -53,6 +53,13 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "sandbox",
     "AWS_DEFAULT_REGION": "eu-west-1",
 }
+#: the DR function's own: its execution role's, which Lambda puts in the function's environment
+#: (a key id of its own, so that the API's log tells the function's calls from everyone else's)
+FUNCTION_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "ASIASANDBOXDRLAMBDA",
+    "AWS_SECRET_ACCESS_KEY": "sandbox-dr-lambda",
+    "AWS_SESSION_TOKEN": "sandbox-dr-lambda-role",
+}
 #: moto's random ids are seeded with this before the stack is built
 SEED = 20261130
 #: the runbook's resources are named after its application
@@ -313,7 +320,7 @@ def serve(
                 step=automation.step,
                 dns_changed=automation.dns_changed,
                 code=code,
-                credentials=CREDENTIALS,
+                credentials=FUNCTION_CREDENTIALS,
                 endpoint_url=endpoint.url,
                 primary_id=built.primary.rds.instance_id,
                 failback_step=automation.failback_step,
