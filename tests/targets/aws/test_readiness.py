@@ -52,6 +52,20 @@ def test_a_current_replica_lag_is_a_figure(aws_target: AwsTarget, stack: Provisi
     assert timeline.get("replica_lag_read").attrs["value"] == 2.0
 
 
+def test_a_replica_lag_of_zero_is_no_negative_interval(
+    aws_target: AwsTarget, stack: ProvisionedStack
+) -> None:
+    """A ReplicaLag of 0 (whole seconds) is a lag in [0, 1] s: seen on the sandbox's AWS path
+    as 0.000 ± 1.000 s, [-1.000, 1.000] s in the report, a lag below zero."""
+    put_replica_lag(
+        aws_target.aws, stack.dr.region, _replica(stack), [(timedelta(seconds=20), 0.0)]
+    )
+
+    reading = aws_target.replica_lag(Timeline(), 60.0)
+
+    assert (reading.value, reading.uncertainty) == (0.5, 0.5)
+
+
 def test_replica_lag_of_minus_one_fails_with_the_reason(
     aws_target: AwsTarget, stack: ProvisionedStack
 ) -> None:

@@ -868,7 +868,9 @@ def replica_lag_reading(point: cloudwatch.Datapoint | None, db_id: str, minutes:
             f"ReplicaLag for {db_id} was {point.minimum:g} in the minute from "
             f"{point.utc:%H:%M} UTC: replication is not active"
         )
-    return LagReading.measured(point.maximum, 1.0)
+    # whole seconds, ± 1 s; a lag is never below zero (a maximum of 0 is [0, 1] s, not ± 1)
+    low, high = max(0.0, point.maximum - 1.0), point.maximum + 1.0
+    return LagReading.measured((low + high) / 2, (high - low) / 2)
 
 
 def _alias_name(dns: str) -> str:
