@@ -189,6 +189,31 @@ def test_the_stack_is_described_as_the_processes_run(
     } == {ip: "healthy" for ip in real}
 
 
+def test_the_readiness_checks_run_through_the_api(sandbox: dict[str, Any]) -> None:
+    """The monthly readiness suite on the AWS path: every check through the API passes on a
+    stack at its baseline (RDS's replication, CloudWatch's ReplicaLag within the RPO, the DR
+    service at pilot light, both alarms wired to notifications, the failover record on a
+    healthy primary, the assets bucket replicating); the host-level check, which needs the
+    stack's processes on this host as the sandbox target has them, is skipped for its
+    capability. It runs before any test that stops replication: RDS publishes a ReplicaLag of
+    -1 while replication is not active, and readiness fails on a -1 in the latest minute (CI
+    ran it after the failback's rebuild: "was -1 in the minute from 15:03 UTC")."""
+    run_dir = Path(sandbox["status"]["run_dir"])
+    generated = run_dir.parent / f"{run_dir.name}-aws.yaml"
+    result, report = run_suites(
+        generated, sandbox["folder"] / "readiness-reports", "suites/test_readiness.py"
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    outcomes = {t["nodeid"].split("::", 1)[1]: t["outcome"] for t in report["tests"]}
+    host = "test_database_and_load_balancer_processes_on_the_host"
+    assert outcomes.pop(host) == "skipped", report["tests"]
+    assert len(outcomes) == 7 and set(outcomes.values()) == {"passed"}, outcomes
+    (lag,) = [p for p in report["phases"] if p["kind"] == "rpo" and p["name"] == "Database"]
+    # CloudWatch's whole seconds: an interval that starts at zero or above, within the RPO
+    assert lag["measured"] - lag["uncertainty"] >= 0, lag
+    assert lag["status"] == "met", lag
+
+
 def test_stop_task_ends_the_real_process_and_the_replacement_is_a_new_task(
     sandbox: dict[str, Any], clients: Callable[[str, str], Any]
 ) -> None:
@@ -852,29 +877,6 @@ def test_the_aws_drills_run_through_the_api_and_agree_with_the_ground_truth(
         if test["outcome"] != "passed":
             assert test["outcome"] == "failed", test
             assert str(test.get("message", "")).startswith(("phase '", "data loss '")), test
-
-
-def test_the_readiness_checks_run_through_the_api(sandbox: dict[str, Any]) -> None:
-    """The monthly readiness suite on the AWS path: every check through the API passes on a
-    stack at its baseline (RDS's replication, CloudWatch's ReplicaLag within the RPO, the DR
-    service at pilot light, both alarms wired to notifications, the failover record on a
-    healthy primary, the assets bucket replicating); the host-level check, which needs the
-    stack's processes on this host as the sandbox target has them, is skipped for its
-    capability."""
-    run_dir = Path(sandbox["status"]["run_dir"])
-    generated = run_dir.parent / f"{run_dir.name}-aws.yaml"
-    result, report = run_suites(
-        generated, sandbox["folder"] / "readiness-reports", "suites/test_readiness.py"
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    outcomes = {t["nodeid"].split("::", 1)[1]: t["outcome"] for t in report["tests"]}
-    host = "test_database_and_load_balancer_processes_on_the_host"
-    assert outcomes.pop(host) == "skipped", report["tests"]
-    assert len(outcomes) == 7 and set(outcomes.values()) == {"passed"}, outcomes
-    (lag,) = [p for p in report["phases"] if p["kind"] == "rpo" and p["name"] == "Database"]
-    # CloudWatch's whole seconds: an interval that starts at zero or above, within the RPO
-    assert lag["measured"] - lag["uncertainty"] >= 0, lag
-    assert lag["status"] == "met", lag
 
 
 def test_the_exercise_runs_through_the_api_and_leaves_the_stack_at_its_baseline(
