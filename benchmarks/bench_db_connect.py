@@ -6,9 +6,10 @@ root (needs ``mariadbd``; it starts one of its own on a free port and removes it
 Opens N connections as the app's user over TCP, three ways, and prints the median and 95th
 percentile of the time to connect, and the CPU the process spent a connection:
 
-- ``sandbox``: as the sandbox's own components open them (``MariaDBServer.connect``, the app's
-  pool: ``ssl_disabled``, the sandbox's databases serve no TLS);
-- ``app endpoint``: the app's ``MySqlEndpoint(tls=False)``, the same through the probes' code;
+- ``sandbox``: as the supervisor opens them (``MariaDBServer.connect``: no TLS offered, the
+  sandbox's databases serve none; ``drdrill.sandbox.dbclient`` decides it);
+- ``app endpoint``: as the app's pool and the sandbox target open them
+  (``dbclient.endpoint``, a ``MySqlEndpoint`` with ``tls=False``);
 - ``PyMySQL default``: ``pymysql.connect`` with nothing said about TLS. From PyMySQL 1.2 on that
   offers TLS and builds a default SSL context for it, loading the system's CA bundle, on every
   connection, even to a server that has none.
@@ -27,7 +28,7 @@ from typing import Any
 
 import pymysql
 
-from drdrill.probes.writes import MySqlEndpoint
+from drdrill.sandbox import dbclient
 from drdrill.sandbox.mariadb import MariaDBConfig, MariaDBServer, setup_primary
 
 
@@ -53,7 +54,7 @@ def main() -> None:
         server.start(timeout=30)
         setup_primary(server)
         c = server.config
-        endpoint = MySqlEndpoint(c.host, c.port, c.app_user, c.app_password, c.database, tls=False)
+        endpoint = dbclient.endpoint(c.host, c.port, c.app_user, c.app_password, c.database)
         ways: dict[str, Callable[[], Any]] = {
             "sandbox": lambda: server.connect("app"),
             "app endpoint": endpoint.connect,

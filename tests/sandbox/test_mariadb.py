@@ -15,7 +15,8 @@ import pymysql
 import pytest
 
 from drdrill.errors import DrillError
-from drdrill.probes.writes import MySqlEndpoint
+from drdrill.sandbox import app
+from drdrill.sandbox.app import ConnectionPool
 from drdrill.sandbox.mariadb import (
     MariaDBConfig,
     MariaDBError,
@@ -310,13 +311,15 @@ def test_the_sandboxs_connections_do_not_offer_tls(
     """The sandbox's MariaDB serves no TLS. PyMySQL 1.2 offers TLS by default and builds an SSL
     context for it (loading the CA bundle: ~40 ms of CPU) on every connection, which on a busy
     machine slowed each new DR task and put ~0.1 s into every promotion's connect. The
-    sandbox's own connections (root, the app's user, the app's pool) offer none."""
+    sandbox's own connections offer none: the supervisor's (root and the app's user), and a
+    task's pool as the app builds it from the command line the scheduler gives it (the
+    sandbox target's are held to it in test_partition)."""
     primary, _replica = pair
     config = primary.config
-    app = MySqlEndpoint(
-        config.host, config.port, config.app_user, config.app_password, config.database, tls=False
-    )
-    for conn in (primary.connect("root"), primary.connect("app"), app.connect()):
+    argv = ["--db-host", config.host, "--db-port", str(config.port)]
+    argv += ["--db-user", config.app_user, "--db-password", config.app_password]
+    pool = ConnectionPool(app.db_settings(app.arguments().parse_args(argv)))
+    for conn in (primary.connect("root"), primary.connect("app"), pool.connect()):
         with conn, conn.cursor() as cur:
             assert conn.ssl is False
             cur.execute("SELECT 1")

@@ -80,6 +80,7 @@ def wait_for(what: str, found: Callable[[], Any], timeout: float = 30.0) -> Any:
 def _insert(stack: SandboxTarget, run: str, ids: range) -> None:
     """Markers written on the primary directly (committed there: an ack is a commit)."""
     with stack._db("primary") as conn, conn.cursor() as cur:
+        assert conn.ssl is False  # the sandbox's databases serve none (sandbox.dbclient)
         cur.execute(
             "CREATE TABLE IF NOT EXISTS drdrill_markers (run_id VARCHAR(64) NOT NULL, "
             "marker_id BIGINT NOT NULL, sent_utc DOUBLE NOT NULL, PRIMARY KEY (run_id, marker_id))"

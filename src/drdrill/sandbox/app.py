@@ -49,6 +49,7 @@ import pymysql
 
 from drdrill.errors import DrillError
 from drdrill.probes.writes import MARKER_TABLE, MySqlEndpoint, ensure_marker_table
+from drdrill.sandbox import dbclient
 from drdrill.sandbox.truth import TruthLog
 
 T = TypeVar("T")
@@ -581,8 +582,8 @@ class AppServer(ThreadingHTTPServer):
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until SIGTERM (or the parent's death); prints ``listening on IP:PORT`` once ready."""
+def arguments() -> argparse.ArgumentParser:
+    """The app's command line, as the ECS scheduler gives it to each task."""
     parser = argparse.ArgumentParser(prog="python -m drdrill.sandbox.app", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
@@ -615,7 +616,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="exit when this process is no longer the parent (no orphans)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def db_settings(args: argparse.Namespace) -> DbSettings:
+    """The database a task's pool connects to, from its command line."""
+    return dbclient.endpoint(
+        args.db_host, args.db_port, args.db_user, args.db_password, args.db_name
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGTERM (or the parent's death); prints ``listening on IP:PORT`` once ready."""
+    args = arguments().parse_args(argv)
 
     stop = threading.Event()
 
@@ -627,10 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.start_delay > 0 and stop.wait(args.start_delay):
         return 0
     app = VisitorApp(
-        # the sandbox's databases serve no TLS: offering it costs ~40 ms of CPU a connection
-        DbSettings(
-            args.db_host, args.db_port, args.db_user, args.db_password, args.db_name, tls=False
-        ),
+        db_settings(args),
         task_id=args.task_id,
         region=args.region,
     )

@@ -46,6 +46,7 @@ import pymysql.cursors
 from drdrill.errors import DrillError
 from drdrill.sandbox import reaper
 from drdrill.sandbox.children import Child, format_tail
+from drdrill.sandbox.dbclient import OFFER_TLS
 
 #: Where Debian and the CI image install the server binaries.
 MARIADBD = "/usr/sbin/mariadbd"
@@ -513,9 +514,7 @@ class MariaDBServer:
             "write_timeout": write_timeout,
             "autocommit": autocommit,
             "charset": "utf8mb4",
-            # it serves no TLS: PyMySQL (1.2 on) would otherwise build a default SSL context,
-            # ~40 ms of CPU loading the CA bundle, for every connection that offers it
-            "ssl_disabled": True,
+            "ssl_disabled": not OFFER_TLS,  # it serves none (drdrill.sandbox.dbclient)
         }
         if user == "root":
             return pymysql.connect(

@@ -33,7 +33,7 @@ from drdrill.probes.lag import (
 )
 from drdrill.probes.resolve import TtlCache, TtlResolver, resolve_a
 from drdrill.probes.writes import MARKER_TABLE, HttpSink, Marker, WriteSink
-from drdrill.sandbox import blocklock, control
+from drdrill.sandbox import blocklock, control, dbclient
 from drdrill.sandbox.binlog import marker_ids_after
 from drdrill.sandbox.ground_truth import (
     PhaseTruth,
@@ -42,6 +42,7 @@ from drdrill.sandbox.ground_truth import (
     reboot_truth,
     task_failure_truth,
 )
+from drdrill.sandbox.mariadb import MariaDBConfig
 from drdrill.sandbox.observer_log import (
     ObserverTarget,
     ObserverTransition,
@@ -391,18 +392,18 @@ class SandboxTarget:
         return self._db(region)
 
     def _db(self, region: RegionKey) -> Any:
-        return pymysql.connect(
-            host=self.settings.region(region).ip(5),
-            port=self.settings.port("db"),
-            user="app",
-            password="drdrill-app",
-            database="app",
-            connect_timeout=2,
-            read_timeout=5,
-            write_timeout=5,
-            autocommit=True,
-            ssl_disabled=True,  # the sandbox's databases serve no TLS (see MariaDBServer.connect)
-        )
+        """A connection of its own to a region's database, as the app's user (autocommit)."""
+        defaults = MariaDBConfig()
+        return dbclient.endpoint(
+            self.settings.region(region).ip(5),
+            self.settings.port("db"),
+            defaults.app_user,
+            defaults.app_password,
+            defaults.database,
+            connect_timeout_s=2,
+            read_timeout_s=5,
+            write_timeout_s=5,
+        ).connect(autocommit=True)
 
     def marker_ids_in(self, region: RegionKey, run_id: str) -> set[int]:
         """The marker ids of a run in a region's database: plain SQL on a connection of its
