@@ -82,16 +82,13 @@ def settled_pass(
     return None
 
 
-def last_pass(
-    transitions: Sequence[ObserverTransition], first: ObserverTransition
-) -> ObserverTransition | None:
-    """The observer's last return to pass from ``first`` on: the restore that held, for good,
-    as seen by now (as a drill's ``probes.restored_for_good`` counts its own). ``first`` when
-    it never failed again; None when the observer sees it failing still."""
-    later = [t for t in transitions if t.lo_mono >= first.lo_mono]
-    if later and later[-1].new != "pass":
-        return None
-    return later[-1] if later else first
+def passing_since(transitions: Sequence[ObserverTransition]) -> ObserverTransition | None:
+    """The observer's last return to pass, when it is passing now (its last transition is
+    one): the restore that held, for good, as seen by now (as a drill's
+    ``probes.restored_for_good`` counts its own). None when it sees the endpoint failing."""
+    if transitions and transitions[-1].new == "pass":
+        return transitions[-1]
+    return None
 
 
 def _between(first: ObserverTransition, last: ObserverTransition) -> tuple[float, float]:
@@ -100,6 +97,36 @@ def _between(first: ObserverTransition, last: ObserverTransition) -> tuple[float
     ``first``: its middle, ± half its bracket)."""
     bracket = max(first.uncertainty_s, last.uncertainty_s) / 2
     return (first.mid_mono + last.mid_mono) / 2, (last.mid_mono - first.mid_mono) / 2 + bracket
+
+
+@dataclass(frozen=True)
+class ObservedRestore:
+    """An endpoint's return to service as the observer saw it, each end ``(moment, ±)``.
+
+    ``held``: between its first return to pass and the first that held ``settle_s`` (a
+    drill's probes count it restored at a run of good samples); ``for_good``: between its
+    first return to pass and the last, None while it is failing now."""
+
+    first: ObserverTransition
+    held: tuple[float, float] | None
+    for_good: tuple[float, float] | None
+
+
+def observed_restore(
+    transitions: Sequence[ObserverTransition], after_mono: float, settle_s: float
+) -> ObservedRestore | None:
+    """How the observer saw an endpoint come back after ``after_mono``; None if it never
+    returned to pass."""
+    first = settled_pass(transitions, after_mono, 0.0)
+    if first is None:
+        return None
+    held = settled_pass(transitions, after_mono, settle_s)
+    last = passing_since(transitions)
+    return ObservedRestore(
+        first,
+        None if held is None else _between(first, held),
+        None if last is None else _between(first, last),
+    )
 
 
 def failover_truths(
@@ -126,7 +153,7 @@ def failover_truths(
     somewhere between its first pass and the first that held, and that is the truth, as an
     interval (its middle, ± half its width and half the wider bracket). Its checks are
     verified (Health Verification) for good, as the drill's ``probes.restored_for_good``
-    counts them: at the observer's last return to pass (:func:`last_pass`), the interval from
+    counts them: at the observer's last return to pass (:func:`passing_since`), the interval from
     its first when it relapsed, as a reboot's restore in :func:`reboot_truth`.
     """
     down = _first(events, "region_down", float("-inf"))
@@ -192,19 +219,10 @@ def failover_truths(
             ups.append(event)
     healthy = ups[want - 1] if len(ups) >= want else None
     # the DR balancer restored: between the observer's first return to pass and the first
-    # that held (the same one unless it flapped), each known to within half its bracket
-    first = None if scaled is None else settled_pass(dr_lb, scaled.mono, 0.0)
-    held = None if scaled is None else settled_pass(dr_lb, scaled.mono, settle_s)
-    passes: float | None = None
-    passes_unc = 0.0
-    if first is not None and held is not None:
-        passes, passes_unc = _between(first, held)
-    # its checks verified: for good, between that first return to pass and the last
-    for_good = None if first is None else last_pass(dr_lb, first)
-    verified: float | None = None
-    verified_unc = 0.0
-    if first is not None and for_good is not None:
-        verified, verified_unc = _between(first, for_good)
+    # that held (the same one unless it flapped); its checks verified: for good, between that
+    # first return to pass and the last
+    restore = None if scaled is None else observed_restore(dr_lb, scaled.mono, settle_s)
+    passes, passes_unc = (None, 0.0) if restore is None or restore.held is None else restore.held
     switched = _first(events, "dns_record_switched", start, to="dr")
     told = {
         role: _first(events, "dns_answer", _mono(switched), client_ip=ip, answer=dr_ip)
@@ -217,11 +235,12 @@ def failover_truths(
     restored_unc = passes_unc if restored is not None and restored == passes else 0.0
     done_unc = restored_unc if done is not None and done == restored else 0.0
     health: PhaseTruth
-    if healthy is None or first is None:
+    if healthy is None or restore is None:
         health = PhaseTruth(None, "no ground truth: no DR targets UP or no observer pass")
-    elif verified is None:
+    elif restore.for_good is None:
         health = PhaseTruth(None, "no ground truth: the observer sees the DR balancer failing")
     else:
+        verified, verified_unc = restore.for_good
         health = PhaseTruth(
             max(0.0, verified - healthy.mono),
             "HAProxy's log (targets UP), the independent observer (dr-lb passes, for good)",
@@ -366,7 +385,7 @@ def reboot_truth(
     back = next((t for t in primary_lb if t.new == "pass" and t.lo_mono >= failed.lo_mono), None)
     if back is None:
         return PhaseTruth(None, "no ground truth: the observer never saw the primary pass again")
-    last = last_pass(primary_lb, back)
+    last = passing_since(primary_lb)
     if last is None:
         return PhaseTruth(None, "no ground truth: the observer sees the primary failing again")
     origin = (
