@@ -45,6 +45,10 @@ def test_failback_after_failover(
     if problem is not None:  # asked before the fault: never a failover with no way back
         pytest.skip(problem)
     timeout = drill_config.drills.restore_timeout
+    # what the runbook's failback brings about is watched for as long as the script may run,
+    # and restore_timeout after: a slow script (aws CLI calls on a busy machine, RDS rebuilds on
+    # a real account) is a slow failback, not one whose promotion never came
+    script_timeout = 180.0
     inject.change(stack.mode_change("manual"))  # journaled: put back at the end
     outage = inject(stack.region_down("primary", mode="kill"))
     result = stack.invoke_dr({"trigger": "manual", "reason": "disaster_recovery"})
@@ -76,15 +80,17 @@ def test_failback_after_failover(
     started = timeline.mark("failback_started")
     with watching() as watches:
         # watched from the start of the failback, each in its own thread
-        primary_writable = Watch(timeline, "primary_writable", promoted, timeout, since=started)
+        primary_writable = Watch(
+            timeline, "primary_writable", promoted, script_timeout + timeout, since=started
+        )
         clients_moved = Watch(
             timeline,
             "dns_answers_primary",
             lambda: stack.region_of(resolver.lookup()) == "primary",
-            timeout,
+            script_timeout + timeout,
         )
         watches += [primary_writable, clients_moved]
-        stack.run_script("failback.sh", timeout_s=180)
+        stack.run_script("failback.sh", timeout_s=script_timeout)
         done = timeline.mark("failback_script_done")
         writable_at = primary_writable.wait()
         serving = clients_moved.wait()
