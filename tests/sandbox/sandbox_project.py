@@ -124,12 +124,16 @@ def run_drill_file(
 
 @contextmanager
 def short_folder(prefix: str) -> Iterator[Path]:
-    """A temporary folder under /tmp with a short path, removed afterwards."""
+    """A temporary folder under /tmp with a short path, removed afterwards (kept, for a look
+    at its logs and reports, when ``DRDRILL_KEEP_FOLDERS`` is set)."""
     folder = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if os.environ.get("DRDRILL_KEEP_FOLDERS"):
+            print(f"kept {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_config(
