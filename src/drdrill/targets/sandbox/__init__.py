@@ -393,13 +393,12 @@ class SandboxTarget:
 
     def _db(self, region: RegionKey) -> Any:
         """A connection of its own to a region's database, as the app's user (autocommit)."""
-        defaults = MariaDBConfig()
         return dbclient.endpoint(
             self.settings.region(region).ip(5),
             self.settings.port("db"),
-            defaults.app_user,
-            defaults.app_password,
-            defaults.database,
+            MariaDBConfig.app_user,  # the supervisor's servers keep the defaults
+            MariaDBConfig.app_password,
+            MariaDBConfig.database,
             connect_timeout_s=2,
             read_timeout_s=5,
             write_timeout_s=5,
