@@ -264,7 +264,11 @@ def test_a_delayed_automated_failover_as_the_stack_and_the_observer_saw_it(
     )
     print({name: truth.seconds for name, truth in truths.items()})
     decision = truths["Decision"].seconds
-    assert decision is not None and DELAY_S <= decision <= DELAY_S + DELAY_TOLERANCE_S
+    # the automation waits from the alarm, the phase runs from the pager's receipt of it, which
+    # trails the alarm (in CI the Decision read 0.9987 s against the 1.0 s wait)
+    paged = one(by_name["sns_delivered"], test=False).mono - alarm.mono
+    assert decision is not None
+    assert DELAY_S - paged <= decision <= DELAY_S + DELAY_TOLERANCE_S, f"paged after {paged:.4f} s"
     assert truths["Detection"].seconds == pytest.approx(
         one(by_name["sns_delivered"], test=False).mono - down.mono
     )
