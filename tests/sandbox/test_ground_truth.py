@@ -172,6 +172,43 @@ def test_a_promotion_asked_through_the_aws_api_runs_from_the_calls_arrival() -> 
     assert plain["RDS Promotion"].seconds == pytest.approx(11.62 - 11.59)
 
 
+def test_a_scale_up_asked_through_the_aws_api_runs_from_ecss_launch() -> None:
+    """Through the AWS API what AWS keeps of a scale-up is ECS's record of the tasks it launched
+    ('has started N tasks'), which the drill times the phase from: its truth starts at the
+    scheduler's first DR launch after the desired count changed (0.16 s later here, as in CI),
+    and says so; without the call (the sandbox's own automation) it starts at the ask."""
+    called = sorted(
+        [
+            *records(),
+            ev(10.01, "api_request", call="ecs:UpdateService", region="eu-west-1"),
+            ev(11.629, "api_request", call="ecs:UpdateService", region="eu-central-1"),
+            ev(11.70, "task_launched", "ecs-primary", task="primary-task-9"),
+            ev(11.79, "task_launched", "ecs-dr", task="dr-task-3"),
+            ev(11.85, "task_launched", "ecs-dr", task="dr-task-4"),
+        ],
+        key=lambda e: e.mono,
+    )
+    truths = failover_truths(
+        called, [passes(12.41, 12.43)], trigger="lambda", want=2, dr_ip=DR_IP, clients=CLIENTS
+    )
+    assert truths["ECS Scale-up"].seconds == pytest.approx(12.5 - 11.79)
+    assert "launch of the first DR task, 0.160 s after UpdateService" in (
+        truths["ECS Scale-up"].source
+    )
+    # the rest of the failover is untouched: Total RTO still holds ECS's wait
+    assert truths["Total RTO"].seconds == pytest.approx(3.1)
+    plain = failover_truths(
+        [e for e in called if e.event != "api_request"],
+        [passes(12.41, 12.43)],
+        trigger="lambda",
+        want=2,
+        dr_ip=DR_IP,
+        clients=CLIENTS,
+    )
+    assert plain["ECS Scale-up"].seconds == pytest.approx(12.5 - 11.63)
+    assert "desired count" in plain["ECS Scale-up"].source
+
+
 def test_an_on_call_trigger_ends_the_decision_when_its_call_arrives() -> None:
     truths = failover_truths(
         records(),

@@ -13,7 +13,8 @@ Each task is one ``python -m drdrill.sandbox.app`` process listening on
 - rolls the tasks on :meth:`restart_tasks` (new ones first, old ones stopped as new ones run).
 
 While :meth:`pause` is in force (a region down) nothing is started or replaced. Every step is
-written to the ground truth (component ``ecs-<region>``): ``task_started`` (the process
+written to the ground truth (component ``ecs-<region>``): ``task_launched`` (the process is
+started: what ECS's ``has started 1 tasks`` event records), ``task_started`` (the process
 listens), ``task_stopped`` (we stopped it, with the mode), ``task_exited`` (exit noticed, with
 the return code), ``service_desired_changed`` and ``service_steady`` (running == desired after a
 change). Each task process appends its own ``app_first_request`` and ``app_first_write`` to the
@@ -630,6 +631,7 @@ class ServiceScheduler:
         )
         task.reader.start()
         self._tasks.append(task)
+        self._record("task_launched", task)
         return True
 
     def _read_output(self, task: _Task) -> None:

@@ -218,6 +218,26 @@ def failover_truths(
         ):
             ups.append(event)
     healthy = ups[want - 1] if len(ups) >= want else None
+    # through the AWS API the scale-up is an UpdateService call, and what AWS keeps of it is
+    # ECS's record of the tasks it launched ('has started N tasks'), not the ask: a drill on
+    # that path times the phase from the launch, so its truth starts at the scheduler's own
+    # record of the first DR task launched, and says how long ECS took to launch it
+    launched = None
+    if scaled is not None and any(
+        e.event == "api_request"
+        and e.attrs.get("call") == "ecs:UpdateService"
+        and start is not None
+        and start <= e.mono <= scaled.mono
+        for e in events
+    ):
+        launched = next(
+            (
+                e
+                for e in events
+                if e.event == "task_launched" and e.component == "ecs-dr" and e.mono >= scaled.mono
+            ),
+            None,
+        )
     # the DR balancer restored: between the observer's first return to pass and the first
     # that held (the same one unless it flapped); its checks verified: for good, between that
     # first return to pass and the last
@@ -288,6 +308,15 @@ def failover_truths(
             _mono(scaled),
             _mono(healthy),
             f"ECS scheduler's desired count; HAProxy's log ({want} targets UP)",
+            "no scale-up or too few DR targets UP in HAProxy's log",
+        )
+        if launched is None or scaled is None
+        else _span(
+            launched.mono,
+            _mono(healthy),
+            f"ECS scheduler's launch of the first DR task, {launched.mono - scaled.mono:.3f} s "
+            "after UpdateService (the phase's start on the AWS path: ECS records the launch, "
+            f"not the ask; the wait is in no phase); HAProxy's log ({want} targets UP)",
             "no scale-up or too few DR targets UP in HAProxy's log",
         ),
         "Health Verification": health,
