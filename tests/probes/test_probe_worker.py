@@ -329,8 +329,12 @@ def test_a_client_spec_resolves_through_its_dns_server_in_the_worker(
     got = runner.samples(endpoint.url)
     assert got and all(s.ok for s in got), {s.error for s in got}
     answers = runner.resolutions()
-    # TTL 0: a query a sample, each answered with the primary's address, in time order
-    assert len(answers) >= len(got)
+    # TTL 0: no sample uses an answer from before it was sent. Each lookup is answered within
+    # its sample's flight, by a query of its own or by one still in flight that it shares
+    # (samples that resolve at once share a query: with this process's GIL held elsewhere the
+    # DNS server answered late, and 11 samples made 10 queries)
+    assert all(any(s.send_mono <= a.mono <= s.done_mono for a in answers) for s in got)
+    assert len(answers) > len(got) // 2
     assert {a.ip for a in answers} == {"127.0.0.1"}
     assert [a.mono for a in answers] == sorted(a.mono for a in answers)
     assert [s.ip for s in runner.dns_switches(name)] == ["127.0.0.1"]  # one address, no switch
