@@ -266,12 +266,11 @@ def test_a_delayed_automated_failover_as_the_stack_and_the_observer_saw_it(
     decision = truths["Decision"].seconds
     # the automation waits from the alarm, the phase runs from the pager's receipt of it, which
     # trails the alarm (in CI the Decision read 0.9987 s against the 1.0 s wait)
-    paged = one(by_name["sns_delivered"], test=False).mono - alarm.mono
+    delivered = one(by_name["sns_delivered"], test=False)
+    paged = delivered.mono - alarm.mono
     assert decision is not None
     assert DELAY_S - paged <= decision <= DELAY_S + DELAY_TOLERANCE_S, f"paged after {paged:.4f} s"
-    assert truths["Detection"].seconds == pytest.approx(
-        one(by_name["sns_delivered"], test=False).mono - down.mono
-    )
+    assert truths["Detection"].seconds == pytest.approx(delivered.mono - down.mono)
 
 
 def _write(stack: SandboxTarget, run: str, marker: int) -> bool:

@@ -222,22 +222,18 @@ def failover_truths(
     # ECS's record of the tasks it launched ('has started N tasks'), not the ask: a drill on
     # that path times the phase from the launch, so its truth starts at the scheduler's own
     # record of the first DR task launched, and says how long ECS took to launch it
-    launched = None
-    if scaled is not None and any(
-        e.event == "api_request"
-        and e.attrs.get("call") == "ecs:UpdateService"
-        and start is not None
-        and start <= e.mono <= scaled.mono
-        for e in events
-    ):
-        launched = next(
-            (
-                e
-                for e in events
-                if e.event == "task_launched" and e.component == "ecs-dr" and e.mono >= scaled.mono
-            ),
-            None,
-        )
+    scale_start, scale_source = _mono(scaled), "ECS scheduler's desired count"
+    scale_call = _first(events, "api_request", start, call="ecs:UpdateService")
+    if scaled is not None and scale_call is not None and scale_call.mono <= scaled.mono:
+        launches = (e for e in events if e.event == "task_launched" and e.component == "ecs-dr")
+        launched = next((e for e in launches if e.mono >= scaled.mono), None)
+        if launched is not None:
+            scale_start = launched.mono
+            scale_source = (
+                f"ECS scheduler's launch of the first DR task, {launched.mono - scaled.mono:.3f} "
+                "s after UpdateService (the phase's start on the AWS path: ECS records the "
+                "launch, not the ask; the wait is in no phase)"
+            )
     # the DR balancer restored: between the observer's first return to pass and the first
     # that held (the same one unless it flapped); its checks verified: for good, between that
     # first return to pass and the last
@@ -305,18 +301,9 @@ def failover_truths(
             "no promotion statements in the DR database's general log",
         ),
         "ECS Scale-up": _span(
-            _mono(scaled),
+            scale_start,
             _mono(healthy),
-            f"ECS scheduler's desired count; HAProxy's log ({want} targets UP)",
-            "no scale-up or too few DR targets UP in HAProxy's log",
-        )
-        if launched is None or scaled is None
-        else _span(
-            launched.mono,
-            _mono(healthy),
-            f"ECS scheduler's launch of the first DR task, {launched.mono - scaled.mono:.3f} s "
-            "after UpdateService (the phase's start on the AWS path: ECS records the launch, "
-            f"not the ask; the wait is in no phase); HAProxy's log ({want} targets UP)",
+            f"{scale_source}; HAProxy's log ({want} targets UP)",
             "no scale-up or too few DR targets UP in HAProxy's log",
         ),
         "Health Verification": health,
